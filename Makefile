@@ -1,0 +1,77 @@
+# nn — build everything into build/ (the CLI is build/nn).
+#
+#   make              library, CLI and test binaries
+#   make test         build and run the whole test suite (fetches MNIST first)
+#   make sanitize     the same suite built with ASan+UBSan, into build-san/
+#   make data         fetch MNIST into data/mnist (DATASET=fashion-mnist for that)
+#   make run          the main job: train the default model, write its plot
+#   make bench        training-speed benchmark (see docs/PERFORMANCE.md)
+
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O3 -march=native
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp -Iinclude -Isrc
+CPPFLAGS += -D_DEFAULT_SOURCE $(shell pkg-config --cflags plplot 2>/dev/null)
+LDLIBS   += -lopenblas -llapacke -lcjson -lpng -lz $(shell pkg-config --libs plplot 2>/dev/null) -lm
+LDFLAGS  += -fopenmp
+DATASET  ?= mnist
+
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+BENCH_SRC:= $(sort $(wildcard bench/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all test sanitize data run bench clean fixtures
+
+all: $(BUILD)/nn $(TEST_BIN) $(BENCH_BIN)
+
+$(BUILD)/libnn.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/nn: $(CLI_OBJ) $(BUILD)/libnn.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Tests may include cli/ headers and link the CLI's objects (all but main.o).
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ)) $(BUILD)/libnn.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ)) $(BUILD)/libnn.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+test: all data
+	@NN=$(BUILD)/nn scripts/run_tests.sh $(TEST_BIN)
+
+sanitize:
+	$(MAKE) BUILD=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		LDFLAGS="-fopenmp -fsanitize=address,undefined" all
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 NN_SANITIZE=1 \
+		NN=build-san/nn scripts/run_tests.sh $(patsubst $(BUILD)/%,build-san/%,$(TEST_BIN))
+
+data:
+	@scripts/fetch_data.sh $(DATASET)
+
+run: $(BUILD)/nn data
+	$(BUILD)/nn train --plot accuracy.png --metrics metrics.csv --save model.safetensors
+
+bench: all data
+	@scripts/bench.sh
+
+# Regenerates the PyTorch reference values (needs Debian's python3-torch).
+fixtures:
+	/usr/bin/python3 scripts/make_fixtures.py tests/fixtures
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

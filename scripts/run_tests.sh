@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs each test binary given, from the repository root, and sums their
+# "N passed, N failed" lines into one closing line. Exit status is non-zero if
+# any test failed or any binary crashed.
+set -u
+cd "$(dirname "$0")/.."
+passed=0 failed=0 crashed=0
+for t in "$@"; do
+  name=$(basename "$t")
+  out=$("$t" 2>&1); rc=$?
+  line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+  if [ -z "$line" ] || [ $rc -ne 0 ]; then
+    printf '%s\n' "$out" | grep -vE '^ok ' | tail -n 40
+  fi
+  if [ -z "$line" ]; then
+    echo "FAIL $name: exited $rc without a summary line"
+    crashed=$((crashed + 1))
+    continue
+  fi
+  p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+  passed=$((passed + p)); failed=$((failed + f))
+  printf '%-28s %s\n' "$name" "$line"
+  [ $rc -ne 0 ] && [ "$f" -eq 0 ] && { echo "FAIL $name: exit status $rc"; crashed=$((crashed + 1)); }
+done
+failed=$((failed + crashed))
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
