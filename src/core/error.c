@@ -90,7 +90,7 @@ int nn_write_file_atomic(const char *path, const void *data, size_t len) {
     snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        nn_error("%s: %s", tmp, strerror(errno));
+        nn_error("%s: %s", path, strerror(errno));
         free(tmp);
         return -1;
     }

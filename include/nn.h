@@ -1,0 +1,14 @@
+/* nn: a small deep-learning toolkit in C11. This header pulls in the whole
+ * public API; each part can also be included on its own. */
+#ifndef NN_H
+#define NN_H
+
+#include "nn/error.h"
+#include "nn/rng.h"
+#include "nn/core.h"
+#include "nn/data.h"
+#include "nn/image.h"
+#include "nn/report.h"
+#include "nn/safetensors.h"
+
+#endif

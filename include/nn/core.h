@@ -1,0 +1,183 @@
+/* The core of nn: tensors, the arena they live in, the tape that records the
+ * computation graph, and the ops with their gradients.
+ *
+ *   nn_ctx *ctx = nn_ctx_new(0);
+ *   nn_tensor *x = nn_input(ctx, "x", 2, (int[]){B, 784});   // fill x->data
+ *   nn_tensor *h = nn_relu(ctx, nn_linear(ctx, x, W, b));    // recorded on the tape
+ *   nn_tensor *loss = nn_cross_entropy(ctx, h, labels, 0.0f);
+ *   nn_backward(ctx, loss);                                   // W->grad, b->grad filled
+ *   nn_ctx_reset(ctx);                                        // next step
+ *
+ * Shapes follow NumPy: row-major, the last dimension is contiguous. A scalar
+ * has ndim 0 and size 1. */
+#ifndef NN_CORE_H
+#define NN_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "nn/error.h"
+#include "nn/rng.h"
+
+#define NN_MAX_DIMS 4
+
+/* What a tensor is for. The role decides who owns its memory and whether a
+ * gradient is kept for it, and lets the library say what a caller forgot. */
+typedef enum nn_role {
+    NN_INPUT,      /* data fed in each step: no gradient */
+    NN_PARAM,      /* learnable: lives in an nn_params store, gradient accumulated */
+    NN_ACTIVATION, /* produced by an op during a step: lives in the arena */
+    NN_LOSS,       /* the scalar nn_backward started from */
+} nn_role;
+
+typedef struct nn_tensor {
+    float *data;
+    float *grad; /* same size as data; NULL when no gradient flows to this tensor */
+    int ndim;
+    int shape[NN_MAX_DIMS];
+    size_t size; /* number of elements */
+    nn_role role;
+    const char *name; /* for the graph, checkpoints and messages; may be NULL */
+    int node;         /* index of the tape node that produced it, -1 for leaves */
+    unsigned step;    /* arena generation it belongs to (0 for parameters) */
+} nn_tensor;
+
+/* Misuse of the API is a programming error: abort with a message that says
+ * what was wrong. Always on (cheap next to the work of an op). */
+#define NN_CHECK(cond, ...)                                                      \
+    do {                                                                         \
+        if (!(cond)) nn_fatal_at(__FILE__, __LINE__, __VA_ARGS__);               \
+    } while (0)
+
+/* Writes "[2, 3]" into buf (at least 64 bytes) and returns buf. */
+const char *nn_shape_str(const nn_tensor *t, char *buf);
+bool nn_same_shape(const nn_tensor *a, const nn_tensor *b);
+
+/* ---- context: arena + tape ------------------------------------------------ */
+
+typedef struct nn_ctx nn_ctx;
+
+/* arena_bytes is the first block's size (0 = a default); the arena grows when a
+ * step needs more and settles on one block big enough for a whole step, so a
+ * training loop stops calling malloc after its first step. */
+nn_ctx *nn_ctx_new(size_t arena_bytes);
+void nn_ctx_free(nn_ctx *ctx);
+/* Forgets the tape and every activation of the last step (tensors created
+ * before the reset must not be used after it; ops check this). */
+void nn_ctx_reset(nn_ctx *ctx);
+
+/* Gradient recording (on by default). Off = inference: nothing is recorded and
+ * no gradient memory is taken. Returns the previous setting. */
+bool nn_set_grad_enabled(nn_ctx *ctx, bool on);
+bool nn_grad_enabled(const nn_ctx *ctx);
+/* Training mode (on by default) decides what dropout does; off = evaluation,
+ * where dropout is the identity. Returns the previous setting. */
+bool nn_set_training(nn_ctx *ctx, bool on);
+bool nn_training(const nn_ctx *ctx);
+
+/* Memory from the arena, valid until the next nn_ctx_reset. */
+void *nn_arena_alloc(nn_ctx *ctx, size_t bytes);
+size_t nn_arena_used(const nn_ctx *ctx);
+
+/* An input tensor in the arena (uninitialised data); fill x->data. */
+nn_tensor *nn_input(nn_ctx *ctx, const char *name, int ndim, const int *shape);
+
+/* Runs the tape backwards from a scalar loss, accumulating into the grad of
+ * every parameter the loss depends on (a tensor used twice gets the sum).
+ * Parameter gradients are accumulated, not overwritten: zero them first
+ * (nn_params_zero_grad). Can be called once per step. */
+void nn_backward(nn_ctx *ctx, nn_tensor *loss);
+
+/* Writes the recorded graph in Graphviz DOT: one box per op with its name and
+ * output shape, ellipses for inputs, parameters highlighted. Returns 0 or -1
+ * with the error set. */
+int nn_graph_write_dot(const nn_ctx *ctx, FILE *f);
+int nn_graph_save_dot(const nn_ctx *ctx, const char *path);
+int nn_graph_nodes(const nn_ctx *ctx);
+
+/* ---- parameters ------------------------------------------------------------ */
+
+#define NN_MAX_PARAMS 64
+
+/* All parameters of a model in one buffer, their gradients in another, with
+ * named tensor views into both: zeroing gradients is one memset, an optimiser
+ * update is one loop, and a checkpoint is one pass. */
+typedef struct nn_params {
+    float *data;
+    float *grad;
+    size_t count; /* floats in data (and in grad) */
+    int n;
+    nn_tensor tensors[NN_MAX_PARAMS];
+    bool decay[NN_MAX_PARAMS]; /* weight decay applies (weights yes; biases, norms no) */
+    char names[NN_MAX_PARAMS][32];
+} nn_params;
+
+void nn_params_init(nn_params *p);
+void nn_params_free(nn_params *p);
+/* Adds a zero-initialised parameter. Pointers returned by earlier calls stay
+ * valid (the tensor structs are stored in place) but their data pointers move:
+ * add every parameter before using any. */
+nn_tensor *nn_params_add(nn_params *p, const char *name, int ndim, const int *shape, bool decay);
+nn_tensor *nn_params_find(nn_params *p, const char *name);
+void nn_params_zero_grad(nn_params *p);
+
+/* ---- initialisers -------------------------------------------------------- */
+
+/* U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's nn.Linear default for weights
+ * (kaiming_uniform_ with a = sqrt(5)) and biases. */
+void nn_init_uniform_fan_in(nn_tensor *t, int fan_in, nn_rng *rng);
+/* He/Kaiming uniform for ReLU: U(-sqrt(6/fan_in), sqrt(6/fan_in)). */
+void nn_init_kaiming_uniform(nn_tensor *t, int fan_in, nn_rng *rng);
+/* Glorot/Xavier uniform: U(-sqrt(6/(fan_in+fan_out)), +...). */
+void nn_init_xavier_uniform(nn_tensor *t, int fan_in, int fan_out, nn_rng *rng);
+void nn_init_normal(nn_tensor *t, float mean, float std, nn_rng *rng);
+void nn_init_const(nn_tensor *t, float value);
+
+/* ---- ops (forward; each records its backward on the tape) ----------------- */
+
+/* [M,K] x [K,N] -> [M,N] */
+nn_tensor *nn_matmul(nn_ctx *ctx, nn_tensor *a, nn_tensor *b);
+/* y = x W^T + b: x [B,in], W [out,in] (PyTorch's layout), b [out] or NULL -> [B,out] */
+nn_tensor *nn_linear(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b);
+
+nn_tensor *nn_add(nn_ctx *ctx, nn_tensor *a, nn_tensor *b);      /* same shapes */
+nn_tensor *nn_sub(nn_ctx *ctx, nn_tensor *a, nn_tensor *b);      /* same shapes */
+nn_tensor *nn_mul(nn_ctx *ctx, nn_tensor *a, nn_tensor *b);      /* same shapes, elementwise */
+nn_tensor *nn_add_bias(nn_ctx *ctx, nn_tensor *x, nn_tensor *b); /* x [..,N] + b [N] */
+nn_tensor *nn_scale(nn_ctx *ctx, nn_tensor *a, float s);
+
+nn_tensor *nn_sum(nn_ctx *ctx, nn_tensor *a);  /* -> scalar */
+nn_tensor *nn_mean(nn_ctx *ctx, nn_tensor *a); /* -> scalar */
+
+/* Same data, new shape (element counts must match); -1 in one dim is inferred. */
+nn_tensor *nn_reshape(nn_ctx *ctx, nn_tensor *a, int ndim, const int *shape);
+/* [B, ...] -> [B, rest] */
+nn_tensor *nn_flatten(nn_ctx *ctx, nn_tensor *a);
+
+nn_tensor *nn_relu(nn_ctx *ctx, nn_tensor *a);
+nn_tensor *nn_leaky_relu(nn_ctx *ctx, nn_tensor *a, float slope);
+nn_tensor *nn_sigmoid(nn_ctx *ctx, nn_tensor *a);
+nn_tensor *nn_tanh(nn_ctx *ctx, nn_tensor *a);
+/* GELU: x * Phi(x) with the exact erf, or PyTorch's approximate='tanh' form. */
+nn_tensor *nn_gelu(nn_ctx *ctx, nn_tensor *a, bool tanh_approx);
+
+/* Over the last dimension. */
+nn_tensor *nn_softmax(nn_ctx *ctx, nn_tensor *a);
+nn_tensor *nn_log_softmax(nn_ctx *ctx, nn_tensor *a);
+
+/* Mean over the batch of -log softmax(logits)[label], fused and stable.
+ * logits [B,C], labels B ints in [0,C). With smoothing s the target is
+ * (1-s) one-hot + s/C uniform, as in PyTorch's label_smoothing. -> scalar */
+nn_tensor *nn_cross_entropy(nn_ctx *ctx, nn_tensor *logits, const int *labels, float smoothing);
+/* Mean of (pred - target)^2 over all elements. -> scalar */
+nn_tensor *nn_mse(nn_ctx *ctx, nn_tensor *pred, nn_tensor *target);
+
+/* Inverted dropout: in training mode zero each element with probability p and
+ * scale the rest by 1/(1-p); identity in evaluation mode or when p == 0. */
+nn_tensor *nn_dropout(nn_ctx *ctx, nn_tensor *a, float p, nn_rng *rng);
+
+/* LayerNorm over the last dimension with learnable weight and bias [N]. */
+nn_tensor *nn_layer_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, float eps);
+
+#endif

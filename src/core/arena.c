@@ -1,0 +1,94 @@
+/* The context's bump arena: activations, their gradients and saved state of a
+ * step are carved from large blocks and all released at once by a reset. When
+ * a step outgrows the first block, another is chained on; the next reset
+ * replaces the chain by one block of the combined size, so from the second
+ * step on a training loop does no allocation at all. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/graph.h"
+
+#define NN_ARENA_DEFAULT (16u << 20)
+#define NN_ARENA_ALIGN 64 /* a cache line; also what AVX-512 loads like */
+
+static void block_init(nn_arena_block *b, size_t cap) {
+    b->mem = aligned_alloc(NN_ARENA_ALIGN, cap);
+    if (!b->mem) nn_fatal("out of memory: arena block of %zu bytes", cap);
+    b->cap = cap;
+    b->used = 0;
+}
+
+nn_ctx *nn_ctx_new(size_t arena_bytes) {
+    nn_ctx *ctx = nn_xcalloc(1, sizeof *ctx);
+    size_t cap = arena_bytes ? arena_bytes : NN_ARENA_DEFAULT;
+    cap = (cap + NN_ARENA_ALIGN - 1) / NN_ARENA_ALIGN * NN_ARENA_ALIGN;
+    block_init(&ctx->blocks[0], cap);
+    ctx->n_blocks = 1;
+    ctx->step = 1;
+    ctx->grad_enabled = true;
+    ctx->training = true;
+    return ctx;
+}
+
+void nn_ctx_free(nn_ctx *ctx) {
+    if (!ctx) return;
+    for (int i = 0; i < ctx->n_blocks; i++) free(ctx->blocks[i].mem);
+    free(ctx->nodes);
+    free(ctx);
+}
+
+void nn_ctx_reset(nn_ctx *ctx) {
+    if (ctx->n_blocks > 1) {
+        size_t total = 0;
+        for (int i = 0; i < ctx->n_blocks; i++) {
+            total += ctx->blocks[i].cap;
+            free(ctx->blocks[i].mem);
+        }
+        block_init(&ctx->blocks[0], total);
+        ctx->n_blocks = 1;
+    }
+    ctx->blocks[0].used = 0;
+    ctx->n_nodes = 0;
+    ctx->step++;
+    ctx->backward_done = false;
+}
+
+void *nn_arena_alloc(nn_ctx *ctx, size_t bytes) {
+    size_t need = (bytes + NN_ARENA_ALIGN - 1) / NN_ARENA_ALIGN * NN_ARENA_ALIGN;
+    if (need == 0) need = NN_ARENA_ALIGN;
+    nn_arena_block *b = &ctx->blocks[ctx->n_blocks - 1];
+    if (b->cap - b->used < need) {
+        NN_CHECK(ctx->n_blocks < NN_ARENA_MAX_BLOCKS,
+                 "arena: more than %d blocks in one step (call nn_ctx_reset between steps)",
+                 NN_ARENA_MAX_BLOCKS);
+        size_t cap = b->cap * 2 > need ? b->cap * 2 : need;
+        b = &ctx->blocks[ctx->n_blocks++];
+        block_init(b, cap);
+    }
+    void *p = b->mem + b->used;
+    b->used += need;
+    return p;
+}
+
+size_t nn_arena_used(const nn_ctx *ctx) {
+    size_t used = 0;
+    for (int i = 0; i < ctx->n_blocks; i++) used += ctx->blocks[i].used;
+    return used;
+}
+
+bool nn_set_grad_enabled(nn_ctx *ctx, bool on) {
+    bool old = ctx->grad_enabled;
+    ctx->grad_enabled = on;
+    return old;
+}
+
+bool nn_grad_enabled(const nn_ctx *ctx) { return ctx->grad_enabled; }
+
+bool nn_set_training(nn_ctx *ctx, bool on) {
+    bool old = ctx->training;
+    ctx->training = on;
+    return old;
+}
+
+bool nn_training(const nn_ctx *ctx) { return ctx->training; }

@@ -1,0 +1,87 @@
+/* The internal side of the computation graph, shared by the core and the ops:
+ * the context (arena + tape), the tape node, and the table of ops. */
+#ifndef NN_GRAPH_H
+#define NN_GRAPH_H
+
+#include "nn/core.h"
+
+/* Every op, in one table (src/core/ops_table.c): its name and its backward. */
+typedef enum nn_op {
+    NN_OP_MATMUL,
+    NN_OP_LINEAR,
+    NN_OP_ADD,
+    NN_OP_SUB,
+    NN_OP_MUL,
+    NN_OP_ADD_BIAS,
+    NN_OP_SCALE,
+    NN_OP_SUM,
+    NN_OP_MEAN,
+    NN_OP_RESHAPE,
+    NN_OP_RELU,
+    NN_OP_LEAKY_RELU,
+    NN_OP_SIGMOID,
+    NN_OP_TANH,
+    NN_OP_GELU,
+    NN_OP_SOFTMAX,
+    NN_OP_LOG_SOFTMAX,
+    NN_OP_CROSS_ENTROPY,
+    NN_OP_MSE,
+    NN_OP_DROPOUT,
+    NN_OP_LAYER_NORM,
+    NN_OP_COUNT
+} nn_op;
+
+#define NN_NODE_MAX_INPUTS 3
+
+/* One recorded op: its inputs, its output, and what its backward needs. */
+typedef struct nn_node {
+    nn_op op;
+    nn_tensor *out;
+    nn_tensor *in[NN_NODE_MAX_INPUTS];
+    int n_in;
+    float attr;  /* scalar attribute: slope, scale, p, eps, smoothing */
+    int flag;    /* integer attribute: e.g. GELU's tanh form */
+    void *saved; /* arena memory the backward reads (mask, statistics, labels) */
+} nn_node;
+
+typedef void (*nn_backward_fn)(nn_node *node);
+
+typedef struct nn_op_info {
+    const char *name;
+    nn_backward_fn backward;
+} nn_op_info;
+
+extern const nn_op_info nn_op_table[NN_OP_COUNT];
+
+typedef struct nn_arena_block {
+    char *mem;
+    size_t cap, used;
+} nn_arena_block;
+
+#define NN_ARENA_MAX_BLOCKS 32
+
+struct nn_ctx {
+    nn_arena_block blocks[NN_ARENA_MAX_BLOCKS];
+    int n_blocks;
+    nn_node *nodes;
+    int n_nodes, cap_nodes;
+    unsigned step; /* generation; starts at 1, bumped by every reset */
+    bool grad_enabled;
+    bool training;
+    bool backward_done;
+};
+
+/* Creates an op's output in the arena. Its gradient buffer (zeroed) exists
+ * when gradients are being recorded and some input carries a gradient. */
+nn_tensor *nn_op_output(nn_ctx *ctx, int ndim, const int *shape, nn_tensor *const *inputs, int n_in);
+/* Records an op on the tape (when gradients are enabled) and returns the node
+ * so the op can attach saved state; NULL when nothing is recorded. */
+nn_node *nn_record(nn_ctx *ctx, nn_op op, nn_tensor *out, nn_tensor *const *inputs, int n_in);
+/* Aborts unless the tensor belongs to the current step (or is a parameter). */
+void nn_check_live(const nn_ctx *ctx, const nn_tensor *t, const char *op);
+
+/* Elementwise loops run on OpenMP threads only when there is enough work to
+ * pay for waking them. */
+#define NN_PARALLEL_MIN 32768
+
+#endif

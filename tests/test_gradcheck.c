@@ -1,0 +1,313 @@
+/* Finite-difference gradient checks: for every op, the gradient that
+ * nn_backward computes must match central differences
+ *   dL/dx_i ~ (L(x + h e_i) - L(x - h e_i)) / 2h
+ * of the scalar L = sum(op(inputs) * R), with R a fixed random tensor so that
+ * every output element matters with a different weight. Shapes are random
+ * (seeded). Each check also asserts that the gradient is not all zeros, so a
+ * backward that does nothing cannot pass. */
+#include <math.h>
+#include <string.h>
+
+#include "check.h"
+#include "nn/core.h"
+
+#define MAX_INPUTS 11
+
+typedef nn_tensor *(*build_fn)(nn_ctx *ctx, nn_tensor **in, void *arg);
+
+typedef struct gradcheck {
+    const char *name;
+    int n_inputs;
+    int ndim[MAX_INPUTS];
+    int shape[MAX_INPUTS][NN_MAX_DIMS];
+    float h, rtol, atol;
+    float kink_margin; /* keep inputs at least this far from 0 (ReLU-like kinks) */
+    build_fn build;
+    void *arg;
+} gradcheck;
+
+/* Seeded on first use, so each test can also run alone (NN_TEST=name). */
+static nn_rng *rng(void) {
+    static nn_rng r;
+    static int seeded;
+    if (!seeded) nn_rng_seed(&r, 1234, 1), seeded = 1;
+    return &r;
+}
+
+/* Forward pass plus the weighting by R; returns L. */
+static double eval_loss(nn_ctx *ctx, const gradcheck *g, nn_tensor **in, const float *r, nn_tensor **loss_out) {
+    nn_tensor *out = g->build(ctx, in, g->arg);
+    nn_tensor *loss = out;
+    if (out->size != 1) {
+        nn_tensor *rt = nn_input(ctx, "R", out->ndim, out->shape);
+        memcpy(rt->data, r, out->size * sizeof(float));
+        loss = nn_sum(ctx, nn_mul(ctx, out, rt));
+    }
+    if (loss_out) *loss_out = loss;
+    return loss->data[0];
+}
+
+static void run_gradcheck(const gradcheck *g) {
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *in[MAX_INPUTS];
+    for (int k = 0; k < g->n_inputs; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "in%d", k);
+        in[k] = nn_params_add(&params, name, g->ndim[k], g->shape[k], true);
+    }
+    for (int k = 0; k < g->n_inputs; k++)
+        for (size_t i = 0; i < in[k]->size; i++) {
+            float v = 2.0f * nn_rng_uniform(rng()) - 1.0f;
+            if (g->kink_margin > 0) v = (v < 0 ? -1.0f : 1.0f) * (g->kink_margin + fabsf(v));
+            in[k]->data[i] = v;
+        }
+    nn_ctx *ctx = nn_ctx_new(1 << 20);
+    /* R has the output's shape; learn it from one forward pass. */
+    nn_set_grad_enabled(ctx, false);
+    nn_tensor *probe = g->build(ctx, in, g->arg);
+    size_t out_size = probe->size;
+    float *r = nn_xmalloc(out_size * sizeof(float));
+    for (size_t i = 0; i < out_size; i++) r[i] = 2.0f * nn_rng_uniform(rng()) - 1.0f;
+    nn_ctx_reset(ctx);
+
+    nn_set_grad_enabled(ctx, true);
+    nn_tensor *loss;
+    eval_loss(ctx, g, in, r, &loss);
+    nn_params_zero_grad(&params);
+    nn_backward(ctx, loss);
+    float *analytic = nn_xmalloc(params.count * sizeof(float));
+    memcpy(analytic, params.grad, params.count * sizeof(float));
+    nn_ctx_reset(ctx);
+
+    nn_set_grad_enabled(ctx, false);
+    double worst = 0.0, max_abs = 0.0;
+    int failures = 0;
+    size_t offset = 0;
+    for (int k = 0; k < g->n_inputs; k++) {
+        /* Check every element of small inputs, an even sample of large ones. */
+        size_t stride = in[k]->size > 64 ? in[k]->size / 64 : 1;
+        for (size_t i = 0; i < in[k]->size; i += stride) {
+            float saved = in[k]->data[i];
+            in[k]->data[i] = saved + g->h;
+            double lp = eval_loss(ctx, g, in, r, NULL);
+            nn_ctx_reset(ctx);
+            in[k]->data[i] = saved - g->h;
+            double lm = eval_loss(ctx, g, in, r, NULL);
+            nn_ctx_reset(ctx);
+            in[k]->data[i] = saved;
+            double numeric = (lp - lm) / (2.0 * g->h);
+            double a = analytic[offset + i];
+            double err = fabs(a - numeric);
+            double allowed = g->atol + g->rtol * fabs(numeric);
+            if (err > allowed && failures++ < 3)
+                fprintf(stderr, "  %s: input %d element %zu: analytic %.6g, numeric %.6g\n", g->name, k, i, a,
+                        numeric);
+            if (err / (allowed > 0 ? allowed : 1) > worst) worst = err / allowed;
+            if (fabs(a) > max_abs) max_abs = fabs(a);
+        }
+        offset += in[k]->size;
+    }
+    CHECKF(failures == 0, "%s: %d gradient elements outside tolerance", g->name, failures);
+    CHECKF(max_abs > 1e-4, "%s: gradient is all zeros", g->name);
+    free(analytic);
+    free(r);
+    nn_ctx_free(ctx);
+    nn_params_free(&params);
+}
+
+static int rand_dim(int lo, int hi) { return lo + (int)nn_rng_below(rng(), (uint32_t)(hi - lo + 1)); }
+
+/* ---- the ops under test ---- */
+
+static nn_tensor *b_matmul(nn_ctx *c, nn_tensor **in, void *a) { return nn_matmul(c, in[0], in[1]); }
+static nn_tensor *b_linear(nn_ctx *c, nn_tensor **in, void *a) { return nn_linear(c, in[0], in[1], in[2]); }
+static nn_tensor *b_linear_nobias(nn_ctx *c, nn_tensor **in, void *a) { return nn_linear(c, in[0], in[1], NULL); }
+static nn_tensor *b_add(nn_ctx *c, nn_tensor **in, void *a) { return nn_add(c, in[0], in[1]); }
+static nn_tensor *b_sub(nn_ctx *c, nn_tensor **in, void *a) { return nn_sub(c, in[0], in[1]); }
+static nn_tensor *b_mul(nn_ctx *c, nn_tensor **in, void *a) { return nn_mul(c, in[0], in[1]); }
+static nn_tensor *b_add_bias(nn_ctx *c, nn_tensor **in, void *a) { return nn_add_bias(c, in[0], in[1]); }
+static nn_tensor *b_scale(nn_ctx *c, nn_tensor **in, void *a) { return nn_scale(c, in[0], -1.7f); }
+static nn_tensor *b_sum(nn_ctx *c, nn_tensor **in, void *a) { return nn_sum(c, nn_mul(c, in[0], in[0])); }
+static nn_tensor *b_mean(nn_ctx *c, nn_tensor **in, void *a) { return nn_mean(c, nn_mul(c, in[0], in[0])); }
+static nn_tensor *b_reshape(nn_ctx *c, nn_tensor **in, void *a) {
+    nn_tensor *x = nn_reshape(c, in[0], 2, (int[]){-1, in[0]->shape[2]});
+    return nn_mul(c, x, x);
+}
+static nn_tensor *b_flatten(nn_ctx *c, nn_tensor **in, void *a) { return nn_tanh(c, nn_flatten(c, in[0])); }
+static nn_tensor *b_relu(nn_ctx *c, nn_tensor **in, void *a) { return nn_relu(c, in[0]); }
+static nn_tensor *b_leaky(nn_ctx *c, nn_tensor **in, void *a) { return nn_leaky_relu(c, in[0], 0.1f); }
+static nn_tensor *b_sigmoid(nn_ctx *c, nn_tensor **in, void *a) { return nn_sigmoid(c, nn_scale(c, in[0], 3.0f)); }
+static nn_tensor *b_tanh(nn_ctx *c, nn_tensor **in, void *a) { return nn_tanh(c, nn_scale(c, in[0], 2.0f)); }
+static nn_tensor *b_gelu(nn_ctx *c, nn_tensor **in, void *a) { return nn_gelu(c, nn_scale(c, in[0], 3.0f), false); }
+static nn_tensor *b_gelu_tanh(nn_ctx *c, nn_tensor **in, void *a) { return nn_gelu(c, nn_scale(c, in[0], 3.0f), true); }
+static nn_tensor *b_softmax(nn_ctx *c, nn_tensor **in, void *a) { return nn_softmax(c, nn_scale(c, in[0], 3.0f)); }
+static nn_tensor *b_log_softmax(nn_ctx *c, nn_tensor **in, void *a) { return nn_log_softmax(c, nn_scale(c, in[0], 3.0f)); }
+
+static int labels[64];
+static nn_tensor *b_cross_entropy(nn_ctx *c, nn_tensor **in, void *a) {
+    return nn_cross_entropy(c, nn_scale(c, in[0], 3.0f), labels, *(float *)a);
+}
+static nn_tensor *b_mse(nn_ctx *c, nn_tensor **in, void *a) { return nn_mse(c, in[0], in[1]); }
+
+static nn_rng dropout_rng;
+static nn_tensor *b_dropout(nn_ctx *c, nn_tensor **in, void *a) {
+    /* The same mask on every evaluation: reseed before each forward. */
+    nn_rng_seed(&dropout_rng, 42, 7);
+    return nn_dropout(c, in[0], 0.3f, &dropout_rng);
+}
+static nn_tensor *b_layer_norm(nn_ctx *c, nn_tensor **in, void *a) {
+    return nn_layer_norm(c, in[0], in[1], in[2], 1e-5f);
+}
+
+static gradcheck unary(const char *name, build_fn fn, int rows, int cols) {
+    gradcheck g = {.name = name, .n_inputs = 1, .ndim = {2}, .h = 1e-2f, .rtol = 1e-2f, .atol = 2e-3f, .build = fn};
+    g.shape[0][0] = rows;
+    g.shape[0][1] = cols;
+    return g;
+}
+
+static gradcheck binary(const char *name, build_fn fn, int rows, int cols) {
+    gradcheck g = unary(name, fn, rows, cols);
+    g.n_inputs = 2;
+    g.ndim[1] = 2;
+    g.shape[1][0] = rows;
+    g.shape[1][1] = cols;
+    return g;
+}
+
+static void test_matmul(void) {
+    int M = rand_dim(2, 7), K = rand_dim(2, 9), N = rand_dim(2, 6);
+    gradcheck g = {.name = "matmul", .n_inputs = 2, .ndim = {2, 2}, .shape = {{M, K}, {K, N}},
+                   .h = 1e-2f, .rtol = 1e-2f, .atol = 2e-3f, .build = b_matmul};
+    run_gradcheck(&g);
+}
+
+static void test_linear(void) {
+    int B = rand_dim(2, 6), in_f = rand_dim(2, 9), out_f = rand_dim(2, 7);
+    gradcheck g = {.name = "linear", .n_inputs = 3, .ndim = {2, 2, 1}, .shape = {{B, in_f}, {out_f, in_f}, {out_f}},
+                   .h = 1e-2f, .rtol = 1e-2f, .atol = 2e-3f, .build = b_linear};
+    run_gradcheck(&g);
+    g.name = "linear (no bias)";
+    g.n_inputs = 2;
+    g.build = b_linear_nobias;
+    run_gradcheck(&g);
+}
+
+static void test_add(void) {
+    gradcheck g = binary("add", b_add, rand_dim(1, 5), rand_dim(2, 8));
+    run_gradcheck(&g);
+}
+static void test_sub(void) {
+    gradcheck g = binary("sub", b_sub, rand_dim(1, 5), rand_dim(2, 8));
+    run_gradcheck(&g);
+}
+static void test_mul(void) {
+    gradcheck g = binary("mul", b_mul, rand_dim(1, 5), rand_dim(2, 8));
+    run_gradcheck(&g);
+}
+
+static void test_add_bias(void) {
+    int rows = rand_dim(2, 6), cols = rand_dim(2, 8);
+    gradcheck g = {.name = "add_bias", .n_inputs = 2, .ndim = {2, 1}, .shape = {{rows, cols}, {cols}},
+                   .h = 1e-2f, .rtol = 1e-2f, .atol = 2e-3f, .build = b_add_bias};
+    run_gradcheck(&g);
+}
+
+static void test_scale(void) {
+    gradcheck g = unary("scale", b_scale, rand_dim(1, 5), rand_dim(2, 8));
+    run_gradcheck(&g);
+}
+
+static void test_sum_mean(void) {
+    gradcheck g = unary("sum", b_sum, rand_dim(1, 5), rand_dim(2, 8));
+    run_gradcheck(&g);
+    g = unary("mean", b_mean, rand_dim(1, 5), rand_dim(2, 8));
+    run_gradcheck(&g);
+}
+
+static void test_reshape_flatten(void) {
+    gradcheck g = {.name = "reshape", .n_inputs = 1, .ndim = {3}, .shape = {{2, 3, 4}},
+                   .h = 1e-2f, .rtol = 1e-2f, .atol = 2e-3f, .build = b_reshape};
+    run_gradcheck(&g);
+    g.name = "flatten";
+    g.ndim[0] = 4;
+    g.shape[0][0] = 2, g.shape[0][1] = 2, g.shape[0][2] = 3, g.shape[0][3] = 2;
+    g.build = b_flatten;
+    run_gradcheck(&g);
+}
+
+static void test_activations(void) {
+    gradcheck g = unary("relu", b_relu, rand_dim(2, 6), rand_dim(2, 9));
+    g.kink_margin = 0.05f;
+    run_gradcheck(&g);
+    g = unary("leaky_relu", b_leaky, rand_dim(2, 6), rand_dim(2, 9));
+    g.kink_margin = 0.05f;
+    run_gradcheck(&g);
+    g = unary("sigmoid", b_sigmoid, rand_dim(2, 6), rand_dim(2, 9));
+    run_gradcheck(&g);
+    g = unary("tanh", b_tanh, rand_dim(2, 6), rand_dim(2, 9));
+    run_gradcheck(&g);
+    g = unary("gelu", b_gelu, rand_dim(2, 6), rand_dim(2, 9));
+    run_gradcheck(&g);
+    g = unary("gelu (tanh)", b_gelu_tanh, rand_dim(2, 6), rand_dim(2, 9));
+    run_gradcheck(&g);
+}
+
+static void test_softmax(void) {
+    gradcheck g = unary("softmax", b_softmax, rand_dim(2, 5), rand_dim(2, 9));
+    run_gradcheck(&g);
+    g = unary("log_softmax", b_log_softmax, rand_dim(2, 5), rand_dim(2, 9));
+    run_gradcheck(&g);
+}
+
+static void test_cross_entropy(void) {
+    int B = rand_dim(2, 8), C = rand_dim(2, 10);
+    for (int b = 0; b < B; b++) labels[b] = (int)nn_rng_below(rng(), (uint32_t)C);
+    float smoothing = 0.0f;
+    gradcheck g = unary("cross_entropy", b_cross_entropy, B, C);
+    g.arg = &smoothing;
+    run_gradcheck(&g);
+    smoothing = 0.1f;
+    g.name = "cross_entropy (label smoothing 0.1)";
+    run_gradcheck(&g);
+}
+
+static void test_mse(void) {
+    gradcheck g = binary("mse", b_mse, rand_dim(1, 6), rand_dim(1, 6));
+    run_gradcheck(&g);
+}
+
+static void test_dropout(void) {
+    gradcheck g = unary("dropout", b_dropout, rand_dim(3, 6), rand_dim(4, 9));
+    run_gradcheck(&g);
+}
+
+static void test_layer_norm(void) {
+    int rows = rand_dim(2, 5), N = rand_dim(3, 9);
+    gradcheck g = {.name = "layer_norm", .n_inputs = 3, .ndim = {2, 1, 1}, .shape = {{rows, N}, {N}, {N}},
+                   .h = 1e-2f, .rtol = 2e-2f, .atol = 3e-3f, .build = b_layer_norm};
+    run_gradcheck(&g);
+}
+
+/* A 2-hidden-layer MLP with LayerNorm, GELU and cross-entropy, checked as one
+ * function of its input and all ten of its parameters. */
+static nn_tensor *b_mlp(nn_ctx *c, nn_tensor **in, void *a) {
+    nn_tensor *h = nn_gelu(c, nn_layer_norm(c, nn_linear(c, in[0], in[1], in[2]), in[3], in[4], 1e-5f), false);
+    h = nn_gelu(c, nn_layer_norm(c, nn_linear(c, h, in[5], in[6]), in[7], in[8], 1e-5f), false);
+    return nn_cross_entropy(c, nn_linear(c, h, in[9], in[10]), labels, 0.0f);
+}
+
+static void test_mlp_composed(void) {
+    enum { B = 5, IN = 6, H1 = 7, H2 = 5, OUT = 4 };
+    for (int b = 0; b < B; b++) labels[b] = b % OUT;
+    gradcheck g = {.name = "mlp", .n_inputs = 11, .ndim = {2, 2, 1, 1, 1, 2, 1, 1, 1, 2, 1},
+                   .shape = {{B, IN}, {H1, IN}, {H1}, {H1}, {H1}, {H2, H1}, {H2}, {H2}, {H2}, {OUT, H2}, {OUT}},
+                   .h = 1e-2f, .rtol = 3e-2f, .atol = 3e-3f, .build = b_mlp};
+    run_gradcheck(&g);
+}
+
+TEST_MAIN(TEST(test_matmul), TEST(test_linear), TEST(test_add), TEST(test_sub), TEST(test_mul), TEST(test_add_bias),
+          TEST(test_scale), TEST(test_sum_mean), TEST(test_reshape_flatten), TEST(test_activations),
+          TEST(test_softmax), TEST(test_cross_entropy), TEST(test_mse), TEST(test_dropout), TEST(test_layer_norm),
+          TEST(test_mlp_composed))
