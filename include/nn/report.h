@@ -1,0 +1,107 @@
+/* Reporting for the training commands: line plots (PNG/SVG through PLplot),
+ * the per-epoch metrics CSV, the terminal progress bar and the confusion
+ * matrix. Functions that can fail on user input return -1 (or NULL) and leave
+ * a one-line message in nn_last_error(). */
+#ifndef NN_REPORT_H
+#define NN_REPORT_H
+
+#include <stdio.h>
+
+/* ---- Plots ---------------------------------------------------------------- */
+
+/* One data series: n points (x[i], y[i]). A point with a NaN, infinite or
+ * huge (|v| >= 1e100) coordinate is left out and breaks the line: a diverged
+ * loss shows as a gap, not as garbage. */
+typedef struct nn_series {
+    const char *label; /* legend text; NULL = not in the legend */
+    const double *x, *y;
+    int n;
+    int points; /* 1 = markers only (scatter), 0 = a line */
+} nn_series;
+
+/* One set of axes. ymin == ymax selects an automatic y range with a 5% margin;
+ * otherwise the y range is fixed (e.g. 0..1 for accuracies). */
+typedef struct nn_panel {
+    const char *title, *xlabel, *ylabel;
+    const nn_series *series;
+    int n_series;
+    double ymin, ymax;
+} nn_panel;
+
+#define NN_PLOT_MAX_PANELS 4
+
+/* Draws 1..NN_PLOT_MAX_PANELS panels side by side into `path`; the format
+ * follows the extension (.png or .svg). One panel is 800x600 px, n side by
+ * side 550n x 550. The file is replaced atomically. Not thread-safe (PLplot
+ * keeps global state). */
+int nn_plot(const char *path, const nn_panel *panels, int n_panels);
+/* The same, with the panels stacked top to bottom (800 x 450n). */
+int nn_plot_stacked(const char *path, const nn_panel *panels, int n_panels);
+
+/* ---- Metrics CSV ---------------------------------------------------------- */
+
+/* One row of the metrics file. Accuracies are fractions in [0, 1]. */
+typedef struct nn_epoch_metrics {
+    int epoch;
+    double train_loss, train_acc, test_loss, test_acc, lr, seconds, images_per_sec;
+} nn_epoch_metrics;
+
+typedef struct nn_metrics_file nn_metrics_file;
+
+/* Creates (truncates) `path` and writes the header
+ * epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds,images_per_sec
+ * followed by the n_extra names in extra_cols (e.g. "val_loss"). */
+nn_metrics_file *nn_metrics_open(const char *path, const char *const *extra_cols, int n_extra);
+/* Appends one row; `extra` holds n_extra values (NULL if n_extra is 0). The
+ * row is flushed, so a run killed later keeps it. */
+int nn_metrics_write(nn_metrics_file *f, const nn_epoch_metrics *m, const double *extra);
+/* Closes the file (NULL is a no-op); reports a late write error. */
+int nn_metrics_close(nn_metrics_file *f);
+
+/* ---- Progress bar --------------------------------------------------------- */
+
+/* A one-line progress bar, redrawn in place with '\r' at most ~10 times a
+ * second, when `out` is a terminal; otherwise it prints nothing. Usage:
+ *     nn_progress p = {0};               // out = stderr
+ *     nn_progress_begin(&p, "epoch 1/10", n_batches);
+ *     ... nn_progress_update(&p, batch + 1, loss, images_per_sec); ...
+ *     nn_progress_end(&p);               // erases the bar
+ * then print the epoch's summary line. */
+typedef struct nn_progress {
+    FILE *out;     /* NULL = stderr */
+    int force_tty; /* draw even when `out` is not a terminal (tests) */
+    /* state, set by nn_progress_begin */
+    char label[48];
+    long total;
+    int active;    /* drawing enabled for this run */
+    int drawn;     /* something is on the line that end() must erase */
+    double t_start, t_last_draw;
+} nn_progress;
+
+void nn_progress_begin(nn_progress *p, const char *label, long total_steps);
+/* `done` steps of `total_steps` are finished; images_per_sec <= 0 hides it. */
+void nn_progress_update(nn_progress *p, long done, double loss, double images_per_sec);
+void nn_progress_end(nn_progress *p);
+
+/* ---- Confusion matrix ----------------------------------------------------- */
+
+typedef struct nn_confusion {
+    int n_classes;
+    long *counts; /* counts[truth * n_classes + pred] */
+} nn_confusion;
+
+/* Allocates an all-zero n x n matrix (2 <= n <= 1000). */
+int nn_confusion_init(nn_confusion *c, int n_classes);
+void nn_confusion_free(nn_confusion *c);
+/* Counts one example; -1 if a class index is out of range. */
+int nn_confusion_add(nn_confusion *c, int truth, int pred);
+long nn_confusion_total(const nn_confusion *c);
+/* Fraction of all examples on the diagonal (NaN if empty). */
+double nn_confusion_accuracy(const nn_confusion *c);
+/* Fraction of class k's examples predicted as k (NaN if class k is empty). */
+double nn_confusion_class_accuracy(const nn_confusion *c, int k);
+/* Prints the matrix (rows: true class, columns: predicted), each row's total
+ * and accuracy, then the overall accuracy. class_names may be NULL. */
+void nn_confusion_print(FILE *out, const nn_confusion *c, const char *const *class_names);
+
+#endif
