@@ -10,5 +10,6 @@
 #include "nn/image.h"
 #include "nn/report.h"
 #include "nn/safetensors.h"
+#include "nn/optim.h"
 
 #endif

@@ -1,0 +1,111 @@
+/* SGD (plain, momentum, Nesterov), Adam and AdamW, as in torch.optim. Each
+ * update is one pass over the contiguous parameter buffer; the weight-decay
+ * mask is applied per parameter tensor, so the loop runs per tensor. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/optim.h"
+
+static const char *const kind_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
+
+int nn_optim_parse(const char *name, nn_optim_kind *kind) {
+    for (int i = 0; i < (int)(sizeof kind_names / sizeof *kind_names); i++)
+        if (strcmp(name, kind_names[i]) == 0) {
+            *kind = (nn_optim_kind)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *nn_optim_name(nn_optim_kind kind) { return kind_names[kind]; }
+
+nn_optim_config nn_optim_defaults(nn_optim_kind kind) {
+    nn_optim_config c = {.kind = kind, .momentum = 0.9f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    if (kind == NN_OPT_ADAMW) c.weight_decay = 0.01f; /* torch.optim.AdamW's default */
+    return c;
+}
+
+void nn_optim_init(nn_optim *o, nn_params *params, const nn_optim_config *cfg) {
+    memset(o, 0, sizeof *o);
+    o->cfg = *cfg;
+    o->params = params;
+    if (cfg->kind != NN_OPT_SGD) o->m = nn_xcalloc(params->count, sizeof(float));
+    if (cfg->kind == NN_OPT_ADAM || cfg->kind == NN_OPT_ADAMW) o->v = nn_xcalloc(params->count, sizeof(float));
+}
+
+void nn_optim_free(nn_optim *o) {
+    free(o->m);
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+/* SGD family on one tensor's slice:
+ *   g = grad + wd * w                      (L2, when decayed)
+ *   buf = momentum * buf + g               (buf = g on the first step)
+ *   d = g + momentum * buf  (nesterov) | buf (momentum) | g (plain)
+ *   w -= lr * d */
+static void sgd_slice(const nn_optim_config *c, bool first, float lr, float wd, float *w, const float *grad,
+                      float *buf, size_t n) {
+    float mu = c->momentum;
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i] + wd * w[i];
+        if (c->kind != NN_OPT_SGD) {
+            buf[i] = first ? g : mu * buf[i] + g;
+            g = c->kind == NN_OPT_NESTEROV ? g + mu * buf[i] : buf[i];
+        }
+        w[i] -= lr * g;
+    }
+}
+
+/* Adam / AdamW on one tensor's slice, with bias corrections bc1 = 1 - beta1^t
+ * and bc2 = 1 - beta2^t:
+ *   adamw: w *= 1 - lr * wd           adam: g = grad + wd * w
+ *   m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2
+ *   w -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps) */
+static void adam_slice(const nn_optim_config *c, float lr, float wd, float bc1, float bc2, float *w,
+                       const float *grad, float *m, float *v, size_t n) {
+    float b1 = c->beta1, b2 = c->beta2, step_size = lr / bc1, sqrt_bc2 = sqrtf(bc2);
+    bool decoupled = c->kind == NN_OPT_ADAMW;
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i];
+        if (decoupled)
+            w[i] *= 1.0f - lr * wd;
+        else
+            g += wd * w[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        w[i] -= step_size * m[i] / (sqrtf(v[i]) / sqrt_bc2 + c->eps);
+    }
+}
+
+void nn_optim_step(nn_optim *o, float lr) {
+    const nn_optim_config *c = &o->cfg;
+    nn_params *p = o->params;
+    bool first = o->steps == 0;
+    o->steps++;
+    float bc1 = 1.0f - powf(c->beta1, (float)o->steps), bc2 = 1.0f - powf(c->beta2, (float)o->steps);
+    size_t offset = 0;
+    for (int t = 0; t < p->n; t++) {
+        size_t n = p->tensors[t].size;
+        float wd = p->decay[t] ? c->weight_decay : 0.0f;
+        float *w = p->data + offset;
+        const float *g = p->grad + offset;
+        if (c->kind == NN_OPT_ADAM || c->kind == NN_OPT_ADAMW)
+            adam_slice(c, lr, wd, bc1, bc2, w, g, o->m + offset, o->v + offset, n);
+        else
+            sgd_slice(c, first, lr, wd, w, g, o->m ? o->m + offset : NULL, n);
+        offset += n;
+    }
+}
+
+float nn_clip_grad_norm(nn_params *p, float max_norm) {
+    double sq = 0.0;
+    for (size_t i = 0; i < p->count; i++) sq += (double)p->grad[i] * p->grad[i];
+    float norm = (float)sqrt(sq);
+    /* torch: clip_coef = max_norm / (norm + 1e-6), applied when below 1 */
+    float coef = max_norm / (norm + 1e-6f);
+    if (coef < 1.0f)
+        for (size_t i = 0; i < p->count; i++) p->grad[i] *= coef;
+    return norm;
+}
