@@ -22,8 +22,10 @@ static nn_tensor *rowwise(nn_ctx *ctx, nn_op op, nn_tensor *a) {
         if (op == NN_OP_SOFTMAX) {
             for (int j = 0; j < N; j++) o[j] = (float)(exp((double)x[j] - m) / s);
         } else {
-            float lse = m + (float)log(s);
-            for (int j = 0; j < N; j++) o[j] = x[j] - lse;
+            /* (x - m) - log s, not x - (m + log s): the sum m + log s would
+             * round away the digits of the small log-probabilities. */
+            float log_s = (float)log(s);
+            for (int j = 0; j < N; j++) o[j] = (x[j] - m) - log_s;
         }
     }
     nn_record(ctx, op, y, &a, 1);

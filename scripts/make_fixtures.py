@@ -1,0 +1,321 @@
+#!/usr/bin/python3
+"""Writes PyTorch reference values for tests/test_torch_reference.c.
+
+Usage (Debian's python3-torch; the plain `python3` of a venv may lack torch):
+
+    /usr/bin/python3 scripts/make_fixtures.py tests/fixtures
+
+writes OUT_DIR/torch_reference.safetensors: one safetensors file of F32
+tensors named "<case>.<what>", written by hand (no safetensors package).
+
+Op cases. Each op runs in float32 on seeded random inputs; the scalar
+L = sum(out * R) with a fixed random R (or out itself when the op returns a
+scalar) is backpropagated, and the file holds
+    <case>.<input>        every input (labels as floats)
+    <case>.R              the weighting, when out is not a scalar
+    <case>.out            the op's output
+    <case>.<input>.grad   dL/d<input> for every differentiable input,
+                          parameters included (linear's w and b, ...)
+    <case>.attr           the op's scalar settings, when it has any
+The C test knows from the case's name which op to run and in what order the
+inputs go; the shapes come from the file.
+
+mlp: Linear -> LayerNorm -> GELU, twice, then Linear -> cross-entropy, with
+parameters mlp.fc1.weight, mlp.ln1.bias, ... (PyTorch's names under "mlp."),
+mlp.x, mlp.labels, mlp.logits, mlp.loss and mlp.<param>.grad.
+
+Optimiser cases: a linear layer 5 -> 3 on a fixed batch with MSE loss to a
+fixed target (optim.x, optim.y, optim.weight, optim.bias: the initial
+parameters), two parameter groups so that only the weight is decayed. For
+each optimiser case, <case>.hparams = [lr, weight_decay, momentum, beta1,
+beta2, eps] and <case>.weight.<t>, <case>.bias.<t> are the parameters after
+step t = 1..5.
+
+clip / clip_noop: clip_grad_norm_ over two gradients <case>.g0, <case>.g1 with
+<case>.max_norm; <case>.norm is the returned norm and <case>.g0.clipped,
+<case>.g1.clipped the gradients afterwards.
+
+Dropout has no case: its mask comes from torch's RNG, which nn does not
+reproduce; the C test checks dropout's statistics on its own.
+"""
+import json
+import os
+import struct
+import sys
+
+import torch
+import torch.nn.functional as F
+
+OPTIM_STEPS = 5
+
+tensors = {}  # name -> float32 tensor, in insertion order
+
+
+def put(name, t):
+    assert name not in tensors, name
+    tensors[name] = t.detach().to(torch.float32).contiguous().clone()
+
+
+def leaf(t):
+    return t.detach().clone().to(torch.float32).requires_grad_(True)
+
+
+def op_case(case, fn, inputs, attr=None, extra=None, grad_inputs=None):
+    """inputs: name -> tensor, in the op's argument order. fn(**leaves) -> out.
+    extra: non-differentiable tensors to store (labels). grad_inputs: the
+    names that get gradients (default: all inputs)."""
+    leaves = {k: leaf(v) for k, v in inputs.items()}
+    for k, v in leaves.items():
+        put(f"{case}.{k}", v)
+    for k, v in (extra or {}).items():
+        put(f"{case}.{k}", v)
+    if attr is not None:
+        put(f"{case}.attr", torch.tensor(attr, dtype=torch.float32).reshape(-1))
+    out = fn(**leaves)
+    if out.dim() == 0:
+        loss = out
+    else:
+        r = torch.randn(out.shape)
+        put(f"{case}.R", r)
+        loss = (out * r).sum()
+    put(f"{case}.out", out)
+    loss.backward()
+    for k in grad_inputs if grad_inputs is not None else leaves:
+        g = leaves[k].grad
+        assert g is not None, (case, k)
+        put(f"{case}.{k}.grad", g)
+
+
+def randn(*shape):
+    return torch.randn(*shape, dtype=torch.float32)
+
+
+def away_from_zero(t, margin=0.05):
+    """Keeps values at least `margin` from 0, where ReLU-like ops have a kink."""
+    return torch.where(t >= 0, t + margin, t - margin)
+
+
+def with_extremes(t):
+    """Overwrites the first elements with large and boundary values."""
+    extremes = torch.tensor([-30.0, 30.0, -10.0, 10.0, -5.0, 5.0, 0.0, -1e-3, 1e-3, -3.0, 3.0])
+    t = t.clone().reshape(-1)
+    t[: extremes.numel()] = extremes
+    return t
+
+
+def op_cases():
+    op_case("matmul", lambda a, b: a @ b, {"a": randn(4, 7), "b": randn(7, 5)})
+    op_case(
+        "linear",
+        lambda x, w, b: F.linear(x, w, b),
+        {"x": randn(4, 7), "w": randn(5, 7), "b": randn(5)},
+    )
+    op_case("linear_nobias", lambda x, w: F.linear(x, w), {"x": randn(4, 7), "w": randn(5, 7)})
+    op_case("add", lambda a, b: a + b, {"a": randn(4, 7), "b": randn(4, 7)})
+    op_case("sub", lambda a, b: a - b, {"a": randn(4, 7), "b": randn(4, 7)})
+    op_case("mul", lambda a, b: a * b, {"a": randn(4, 7), "b": randn(4, 7)})
+    op_case("add_bias", lambda x, b: x + b, {"x": randn(4, 7), "b": randn(7)})
+    op_case("add_bias_3d", lambda x, b: x + b, {"x": randn(2, 3, 7), "b": randn(7)})
+    op_case("scale", lambda x: x * -1.7, {"x": randn(4, 7)}, attr=[-1.7])
+    op_case("sum", lambda x: x.sum(), {"x": randn(4, 7)})
+    op_case("mean", lambda x: x.mean(), {"x": randn(4, 7)})
+    op_case("reshape", lambda x: x.reshape(-1, 14), {"x": randn(4, 7)}, attr=[-1, 14])
+    op_case("flatten", lambda x: torch.flatten(x, 1), {"x": randn(2, 3, 4)})
+
+    relu_x = away_from_zero(randn(4, 7))
+    relu_x.view(-1)[0] = 0.0  # PyTorch's derivative at the kink is 0
+    op_case("relu", lambda x: F.relu(x), {"x": relu_x})
+    op_case("leaky_relu", lambda x: F.leaky_relu(x, 0.01), {"x": away_from_zero(randn(4, 7))}, attr=[0.01])
+    op_case("leaky_relu_0.2", lambda x: F.leaky_relu(x, 0.2), {"x": away_from_zero(randn(4, 7))}, attr=[0.2])
+    op_case("sigmoid", lambda x: torch.sigmoid(x), {"x": randn(4, 7)})
+    op_case("sigmoid_extreme", lambda x: torch.sigmoid(x), {"x": with_extremes(randn(4, 7)).reshape(4, 7)})
+    op_case("tanh", lambda x: torch.tanh(x), {"x": randn(4, 7)})
+    op_case("tanh_extreme", lambda x: torch.tanh(x), {"x": with_extremes(randn(4, 7)).reshape(4, 7)})
+    op_case("gelu", lambda x: F.gelu(x), {"x": 2 * randn(4, 7)})
+    op_case("gelu_extreme", lambda x: F.gelu(x), {"x": with_extremes(randn(4, 7)).reshape(4, 7)})
+    op_case("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"), {"x": 2 * randn(4, 7)})
+    op_case(
+        "gelu_tanh_extreme",
+        lambda x: F.gelu(x, approximate="tanh"),
+        {"x": with_extremes(randn(4, 7)).reshape(4, 7)},
+    )
+    op_case("softmax", lambda x: F.softmax(x, dim=-1), {"x": randn(4, 7)})
+    op_case("softmax_large", lambda x: F.softmax(x, dim=-1), {"x": 50 * randn(4, 7)})
+    op_case("softmax_3d", lambda x: F.softmax(x, dim=-1), {"x": randn(2, 3, 7)})
+    op_case("log_softmax", lambda x: F.log_softmax(x, dim=-1), {"x": randn(4, 7)})
+    op_case("log_softmax_large", lambda x: F.log_softmax(x, dim=-1), {"x": 50 * randn(4, 7)})
+
+    def ce_case(case, logits, smoothing):
+        labels = torch.randint(0, logits.shape[1], (logits.shape[0],))
+        op_case(
+            case,
+            lambda x: F.cross_entropy(x, labels, label_smoothing=smoothing),
+            {"x": logits},
+            attr=[smoothing],
+            extra={"labels": labels.to(torch.float32)},
+        )
+
+    ce_case("cross_entropy", randn(6, 5), 0.0)
+    ce_case("cross_entropy_smooth", randn(6, 5), 0.1)
+    # Logits of +-1e4: a naive exp overflows; loss and gradient must stay finite.
+    huge = torch.where(randn(6, 5) > 0, torch.tensor(1e4), torch.tensor(-1e4))
+    huge[0] = torch.tensor([1e4, -1e4, 1e4, -1e4, 1e4])  # ties at the maximum
+    ce_case("cross_entropy_huge", huge, 0.0)
+    ce_case("cross_entropy_huge_smooth", huge.clone(), 0.1)
+
+    op_case(
+        "mse",
+        lambda pred, target: F.mse_loss(pred, target),
+        {"pred": randn(4, 7), "target": randn(4, 7)},
+    )
+
+    def ln_case(case, x, eps=1e-5):
+        n = x.shape[-1]
+        op_case(
+            case,
+            lambda x, w, b: F.layer_norm(x, (n,), w, b, eps),
+            {"x": x, "w": 1 + 0.5 * randn(n), "b": randn(n)},
+            attr=[eps],
+        )
+
+    ln_case("layer_norm", randn(4, 7))
+    ln_case("layer_norm_3d", randn(2, 3, 7))
+    const_rows = randn(4, 7)
+    const_rows[1] = 2.5  # a constant row: variance 0, only eps keeps rstd finite
+    const_rows[3] = 0.0
+    ln_case("layer_norm_const", const_rows)
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, sizes):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(sizes[0], sizes[1])
+        self.ln1 = torch.nn.LayerNorm(sizes[1])
+        self.fc2 = torch.nn.Linear(sizes[1], sizes[2])
+        self.ln2 = torch.nn.LayerNorm(sizes[2])
+        self.fc3 = torch.nn.Linear(sizes[2], sizes[3])
+
+    def forward(self, x):
+        x = F.gelu(self.ln1(self.fc1(x)))
+        x = F.gelu(self.ln2(self.fc2(x)))
+        return self.fc3(x)
+
+
+def mlp_case():
+    sizes = [12, 16, 16, 5]
+    batch = 8
+    model = MLP(sizes)
+    with torch.no_grad():  # LayerNorm starts at 1/0: perturb it so its gradients matter
+        for ln in (model.ln1, model.ln2):
+            ln.weight.add_(0.3 * randn(*ln.weight.shape))
+            ln.bias.add_(0.3 * randn(*ln.bias.shape))
+    x = randn(batch, sizes[0])
+    labels = torch.randint(0, sizes[-1], (batch,))
+    for name, p in model.named_parameters():
+        put(f"mlp.{name}", p)
+    put("mlp.x", x)
+    put("mlp.labels", labels.to(torch.float32))
+    logits = model(x)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    put("mlp.logits", logits)
+    put("mlp.loss", loss)
+    for name, p in model.named_parameters():
+        put(f"mlp.{name}.grad", p.grad)
+
+
+def optim_cases():
+    x = randn(8, 5)
+    y = randn(8, 3)
+    weight0 = 0.5 * randn(3, 5)
+    bias0 = 0.5 * randn(3)
+    put("optim.x", x)
+    put("optim.y", y)
+    put("optim.weight", weight0)
+    put("optim.bias", bias0)
+
+    # hparams: lr, weight_decay, momentum, beta1, beta2, eps
+    configs = [
+        ("sgd", lambda g: torch.optim.SGD(g, lr=0.1), [0.1, 0.01, 0.0, 0.0, 0.0, 0.0]),
+        ("momentum", lambda g: torch.optim.SGD(g, lr=0.1, momentum=0.9), [0.1, 0.01, 0.9, 0.0, 0.0, 0.0]),
+        (
+            "nesterov",
+            lambda g: torch.optim.SGD(g, lr=0.1, momentum=0.9, nesterov=True),
+            [0.1, 0.01, 0.9, 0.0, 0.0, 0.0],
+        ),
+        ("adam", lambda g: torch.optim.Adam(g, lr=0.01, eps=1e-8), [0.01, 0.01, 0.0, 0.9, 0.999, 1e-8]),
+        ("adamw", lambda g: torch.optim.AdamW(g, lr=0.01, eps=1e-8), [0.01, 0.1, 0.0, 0.9, 0.999, 1e-8]),
+    ]
+    for case, make, hparams in configs:
+        weight = leaf(weight0)
+        bias = leaf(bias0)
+        wd = hparams[1]
+        opt = make([{"params": [weight], "weight_decay": wd}, {"params": [bias], "weight_decay": 0.0}])
+        put(f"{case}.hparams", torch.tensor(hparams))
+        for step in range(1, OPTIM_STEPS + 1):
+            opt.zero_grad()
+            F.mse_loss(F.linear(x, weight, bias), y).backward()
+            opt.step()
+            put(f"{case}.weight.{step}", weight)
+            put(f"{case}.bias.{step}", bias)
+
+
+def clip_case(case, g0, g1, max_norm):
+    p0 = torch.zeros(g0.shape, requires_grad=True)
+    p1 = torch.zeros(g1.shape, requires_grad=True)
+    p0.grad = g0.clone()
+    p1.grad = g1.clone()
+    norm = torch.nn.utils.clip_grad_norm_([p0, p1], max_norm)
+    put(f"{case}.g0", g0)
+    put(f"{case}.g1", g1)
+    put(f"{case}.max_norm", torch.tensor(max_norm))
+    put(f"{case}.norm", norm)
+    put(f"{case}.g0.clipped", p0.grad)
+    put(f"{case}.g1.clipped", p1.grad)
+
+
+def write_safetensors(path, named, metadata):
+    header = {"__metadata__": metadata}
+    blobs = []
+    offset = 0
+    for name, t in named.items():
+        data = struct.pack(f"<{t.numel()}f", *t.reshape(-1).tolist())
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)  # the data section starts 8-byte aligned
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_fixtures.py OUT_DIR")
+    torch.manual_seed(20240607)
+    torch.set_num_threads(1)
+    op_cases()
+    mlp_case()
+    optim_cases()
+    clip_case("clip", 3 * randn(3, 5), 3 * randn(3), 1.0)
+    clip_case("clip_noop", 0.1 * randn(3, 5), 0.1 * randn(3), 10.0)
+    for name, t in tensors.items():
+        assert torch.isfinite(t).all(), name
+    os.makedirs(sys.argv[1], exist_ok=True)
+    path = os.path.join(sys.argv[1], "torch_reference.safetensors")
+    metadata = {
+        "generator": "generated by scripts/make_fixtures.py",
+        "torch_version": torch.__version__,
+        "seed": "20240607",
+    }
+    write_safetensors(path, tensors, metadata)
+    print(f"{path}: {len(tensors)} tensors, {os.path.getsize(path)} bytes", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

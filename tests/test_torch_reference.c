@@ -1,0 +1,592 @@
+/* Golden tests against PyTorch. scripts/make_fixtures.py (run by hand with
+ * Debian's python3-torch) wrote inputs, outputs and gradients of every op, of
+ * one MLP forward/backward and of five steps of each optimiser to
+ * tests/fixtures/torch_reference.safetensors; this test rebuilds each case
+ * with nn and compares elementwise:
+ *
+ *     |nn - torch| <= atol + rtol |torch|,   rtol = 1e-5, atol = 1e-6
+ *
+ * for every case (float32 has 24 bits, ~6e-8 relative; 1e-5 leaves room for
+ * a different summation order, libm and erf; atol covers values near zero,
+ * such as sigmoid(-30) or a log-softmax of ~1e-5 next to logits of ~100).
+ * Each case prints one line with the largest absolute and relative error it
+ * saw and how close it came to the tolerance, so the numbers can be quoted.
+ *
+ * Dropout cannot match torch's RNG; its statistics are checked on their own.
+ * API misuse aborts, so those checks run in a forked child. */
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "nn/core.h"
+#include "nn/optim.h"
+#include "nn/safetensors.h"
+
+#define FIXTURE "tests/fixtures/torch_reference.safetensors"
+#define RTOL 1e-5
+#define ATOL 1e-6
+#define MAX_IN 3
+/* Relative errors are reported over |torch| >= REL_FLOOR, where they say
+ * something; below it atol governs (sigmoid(-30) ~ 1e-13 has no useful digits
+ * in either library). */
+#define REL_FLOOR 1e-3
+
+/* ---- fixture access -------------------------------------------------------- */
+
+static int load_fixture(nn_safetensors *st) {
+    int rc = nn_st_load(FIXTURE, st);
+    CHECKF(rc == 0, "%s (run from the repository root; regenerate with make fixtures)", nn_last_error());
+    return rc;
+}
+
+/* The shape of fixture tensor `name` as ints; returns ndim, or -1 if absent. */
+static int fixture_shape(const nn_safetensors *st, const char *name, int *shape) {
+    const nn_st_tensor *t = nn_st_find(st, name);
+    CHECKF(t != NULL, "fixture has no tensor '%s'", name);
+    if (!t) return -1;
+    for (int i = 0; i < t->ndim; i++) shape[i] = (int)t->shape[i];
+    return t->ndim;
+}
+
+/* A malloc'ed copy of fixture tensor `name` (NULL if absent); *n = its size. */
+static float *fixture_read(const nn_safetensors *st, const char *name, size_t *n) {
+    const nn_st_tensor *t = nn_st_find(st, name);
+    CHECKF(t != NULL, "fixture has no tensor '%s'", name);
+    if (!t) return NULL;
+    float *v = nn_xmalloc(t->nbytes ? t->nbytes : sizeof(float));
+    CHECKF(nn_st_read_f32(st, name, v, t->ndim, t->shape) == 0, "%s", nn_last_error());
+    if (n) *n = t->nbytes / sizeof(float);
+    return v;
+}
+
+/* Fills t from the fixture tensor of the same shape. */
+static void fixture_fill(const nn_safetensors *st, const char *name, nn_tensor *t) {
+    int64_t shape[NN_MAX_DIMS];
+    for (int i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
+    CHECKF(nn_st_read_f32(st, name, t->data, t->ndim, shape) == 0, "%s", nn_last_error());
+}
+
+/* ---- comparison ------------------------------------------------------------ */
+
+typedef struct errors {
+    double atol, rtol;
+    double max_abs;  /* max |got - want| */
+    double max_rel;  /* max |got - want| / |want| over |want| >= REL_FLOOR */
+    double max_rel_all; /* the same over every want != 0 (tiny values inflate it) */
+    double worst;    /* max |got - want| / (atol + rtol |want|); <= 1 passes */
+    size_t compared;
+} errors;
+
+static errors errors_new(double atol, double rtol) { return (errors){.atol = atol, .rtol = rtol}; }
+
+/* Compares got[0..n) with the fixture tensor `name`, which must have n
+ * elements; failures are reported (the first few per tensor) and counted. */
+static void compare(errors *e, const nn_safetensors *st, const char *name, const float *got, size_t n) {
+    size_t want_n = 0;
+    float *want = fixture_read(st, name, &want_n);
+    if (!want) return;
+    CHECKF(want_n == n, "%s: %zu elements, fixture has %zu", name, n, want_n);
+    int bad = 0;
+    for (size_t i = 0; i < n && i < want_n; i++) {
+        double g = got[i], w = want[i], err = fabs(g - w);
+        double allowed = e->atol + e->rtol * fabs(w);
+        if (!(err <= allowed)) { /* also catches NaN */
+            if (bad < 3)
+                fprintf(stderr, "  %s[%zu]: nn %.9g, torch %.9g (|diff| %.3g > %.3g)\n", name, i, g, w, err,
+                        allowed);
+            bad++;
+        }
+        if (err > e->max_abs || err != err) e->max_abs = err;
+        if (fabs(w) >= REL_FLOOR && err / fabs(w) > e->max_rel) e->max_rel = err / fabs(w);
+        if (w != 0.0 && err / fabs(w) > e->max_rel_all) e->max_rel_all = err / fabs(w);
+        if (err / allowed > e->worst || err != err) e->worst = err / allowed;
+    }
+    e->compared += n;
+    CHECKF(bad == 0, "%s: %d of %zu elements outside |nn - torch| <= %g + %g |torch|", name, bad, n, e->atol,
+           e->rtol);
+    free(want);
+}
+
+static void compare_shape(const nn_safetensors *st, const char *name, const nn_tensor *t) {
+    int shape[NN_ST_MAX_DIMS];
+    int ndim = fixture_shape(st, name, shape);
+    if (ndim < 0) return;
+    bool same = ndim == t->ndim;
+    for (int i = 0; same && i < ndim; i++) same = shape[i] == t->shape[i];
+    char s[64];
+    CHECKF(same, "%s: nn's shape %s differs from torch's", name, nn_shape_str(t, s));
+}
+
+static void report(const char *name, const errors *e) {
+    printf("  %-26s max abs %.2e  max rel %.2e (all %.2e)  worst/allowed %.3f  (%zu values, atol %g)\n", name,
+           e->max_abs, e->max_rel, e->max_rel_all, e->worst, e->compared, e->atol);
+}
+
+/* ---- op cases ---------------------------------------------------------------- */
+
+typedef enum op_kind {
+    K_MATMUL, K_LINEAR, K_LINEAR_NOBIAS, K_ADD, K_SUB, K_MUL, K_ADD_BIAS, K_SCALE, K_SUM, K_MEAN, K_RESHAPE,
+    K_FLATTEN, K_RELU, K_LEAKY_RELU, K_SIGMOID, K_TANH, K_GELU, K_GELU_TANH, K_SOFTMAX, K_LOG_SOFTMAX,
+    K_CROSS_ENTROPY, K_MSE, K_LAYER_NORM,
+} op_kind;
+
+typedef struct op_case {
+    const char *name; /* prefix of the fixture tensors */
+    op_kind kind;
+    const char *inputs[MAX_IN]; /* in the op's argument order; all get gradients */
+} op_case;
+
+static const op_case op_cases[] = {
+    {"matmul", K_MATMUL, {"a", "b"}},
+    {"linear", K_LINEAR, {"x", "w", "b"}},
+    {"linear_nobias", K_LINEAR_NOBIAS, {"x", "w"}},
+    {"add", K_ADD, {"a", "b"}},
+    {"sub", K_SUB, {"a", "b"}},
+    {"mul", K_MUL, {"a", "b"}},
+    {"add_bias", K_ADD_BIAS, {"x", "b"}},
+    {"add_bias_3d", K_ADD_BIAS, {"x", "b"}},
+    {"scale", K_SCALE, {"x"}},
+    {"sum", K_SUM, {"x"}},
+    {"mean", K_MEAN, {"x"}},
+    {"reshape", K_RESHAPE, {"x"}},
+    {"flatten", K_FLATTEN, {"x"}},
+    {"relu", K_RELU, {"x"}},
+    {"leaky_relu", K_LEAKY_RELU, {"x"}},
+    {"leaky_relu_0.2", K_LEAKY_RELU, {"x"}},
+    {"sigmoid", K_SIGMOID, {"x"}},
+    {"sigmoid_extreme", K_SIGMOID, {"x"}},
+    {"tanh", K_TANH, {"x"}},
+    {"tanh_extreme", K_TANH, {"x"}},
+    {"gelu", K_GELU, {"x"}},
+    {"gelu_extreme", K_GELU, {"x"}},
+    {"gelu_tanh", K_GELU_TANH, {"x"}},
+    {"gelu_tanh_extreme", K_GELU_TANH, {"x"}},
+    {"softmax", K_SOFTMAX, {"x"}},
+    {"softmax_large", K_SOFTMAX, {"x"}},
+    {"softmax_3d", K_SOFTMAX, {"x"}},
+    {"log_softmax", K_LOG_SOFTMAX, {"x"}},
+    {"log_softmax_large", K_LOG_SOFTMAX, {"x"}},
+    {"cross_entropy", K_CROSS_ENTROPY, {"x"}},
+    {"cross_entropy_smooth", K_CROSS_ENTROPY, {"x"}},
+    {"cross_entropy_huge", K_CROSS_ENTROPY, {"x"}},
+    {"cross_entropy_huge_smooth", K_CROSS_ENTROPY, {"x"}},
+    {"mse", K_MSE, {"pred", "target"}},
+    {"layer_norm", K_LAYER_NORM, {"x", "w", "b"}},
+    {"layer_norm_3d", K_LAYER_NORM, {"x", "w", "b"}},
+    {"layer_norm_const", K_LAYER_NORM, {"x", "w", "b"}},
+};
+
+static nn_tensor *build(nn_ctx *ctx, const op_case *c, nn_tensor **in, const float *attr, const int *labels) {
+    switch (c->kind) {
+    case K_MATMUL: return nn_matmul(ctx, in[0], in[1]);
+    case K_LINEAR: return nn_linear(ctx, in[0], in[1], in[2]);
+    case K_LINEAR_NOBIAS: return nn_linear(ctx, in[0], in[1], NULL);
+    case K_ADD: return nn_add(ctx, in[0], in[1]);
+    case K_SUB: return nn_sub(ctx, in[0], in[1]);
+    case K_MUL: return nn_mul(ctx, in[0], in[1]);
+    case K_ADD_BIAS: return nn_add_bias(ctx, in[0], in[1]);
+    case K_SCALE: return nn_scale(ctx, in[0], attr[0]);
+    case K_SUM: return nn_sum(ctx, in[0]);
+    case K_MEAN: return nn_mean(ctx, in[0]);
+    case K_RESHAPE: return nn_reshape(ctx, in[0], 2, (int[]){(int)attr[0], (int)attr[1]});
+    case K_FLATTEN: return nn_flatten(ctx, in[0]);
+    case K_RELU: return nn_relu(ctx, in[0]);
+    case K_LEAKY_RELU: return nn_leaky_relu(ctx, in[0], attr[0]);
+    case K_SIGMOID: return nn_sigmoid(ctx, in[0]);
+    case K_TANH: return nn_tanh(ctx, in[0]);
+    case K_GELU: return nn_gelu(ctx, in[0], false);
+    case K_GELU_TANH: return nn_gelu(ctx, in[0], true);
+    case K_SOFTMAX: return nn_softmax(ctx, in[0]);
+    case K_LOG_SOFTMAX: return nn_log_softmax(ctx, in[0]);
+    case K_CROSS_ENTROPY: return nn_cross_entropy(ctx, in[0], labels, attr[0]);
+    case K_MSE: return nn_mse(ctx, in[0], in[1]);
+    case K_LAYER_NORM: return nn_layer_norm(ctx, in[0], in[1], in[2], attr[0]);
+    }
+    return NULL;
+}
+
+/* Labels are stored as floats; NULL if the case has none. */
+static int *read_labels(const nn_safetensors *st, const char *name, size_t *n) {
+    if (!nn_st_find(st, name)) return NULL;
+    float *f = fixture_read(st, name, n);
+    int *labels = nn_xmalloc(*n * sizeof(int));
+    for (size_t i = 0; i < *n; i++) labels[i] = (int)f[i];
+    free(f);
+    return labels;
+}
+
+static void run_op_case(const nn_safetensors *st, const op_case *c) {
+    char name[128];
+    errors e = errors_new(ATOL, RTOL);
+    int before = check_failures_;
+
+    /* Every input is a parameter, so that it receives a gradient. */
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *in[MAX_IN] = {0};
+    int n_in = 0;
+    for (; n_in < MAX_IN && c->inputs[n_in]; n_in++) {
+        int shape[NN_ST_MAX_DIMS];
+        snprintf(name, sizeof name, "%s.%s", c->name, c->inputs[n_in]);
+        int ndim = fixture_shape(st, name, shape);
+        if (ndim < 1 || ndim > NN_MAX_DIMS) goto done;
+        in[n_in] = nn_params_add(&params, c->inputs[n_in], ndim, shape, true);
+    }
+    for (int k = 0; k < n_in; k++) {
+        snprintf(name, sizeof name, "%s.%s", c->name, c->inputs[k]);
+        fixture_fill(st, name, in[k]);
+    }
+    float attr[4] = {0};
+    snprintf(name, sizeof name, "%s.attr", c->name);
+    bool needs_attr = c->kind == K_SCALE || c->kind == K_RESHAPE || c->kind == K_LEAKY_RELU ||
+                      c->kind == K_CROSS_ENTROPY || c->kind == K_LAYER_NORM;
+    if (needs_attr) {
+        size_t n = 0;
+        float *a = fixture_read(st, name, &n);
+        if (!a) goto done;
+        memcpy(attr, a, (n < 4 ? n : 4) * sizeof(float));
+        free(a);
+    }
+    size_t n_labels = 0;
+    snprintf(name, sizeof name, "%s.labels", c->name);
+    int *labels = read_labels(st, name, &n_labels);
+    if (c->kind == K_CROSS_ENTROPY && !(labels && n_labels == (size_t)in[0]->shape[0])) {
+        CHECKF(0, "%s: needs one label per row of %s.x", c->name, c->name);
+        free(labels);
+        goto done;
+    }
+
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *out = build(ctx, c, in, attr, labels);
+    snprintf(name, sizeof name, "%s.out", c->name);
+    compare_shape(st, name, out);
+    compare(&e, st, name, out->data, out->size);
+
+    /* L = sum(out * R), or the op's scalar itself. */
+    nn_tensor *loss = out;
+    snprintf(name, sizeof name, "%s.R", c->name);
+    if (nn_st_find(st, name)) {
+        nn_tensor *r = nn_input(ctx, "R", out->ndim, out->shape);
+        fixture_fill(st, name, r);
+        loss = nn_sum(ctx, nn_mul(ctx, out, r));
+    }
+    nn_params_zero_grad(&params);
+    nn_backward(ctx, loss);
+    for (int k = 0; k < n_in; k++) {
+        snprintf(name, sizeof name, "%s.%s.grad", c->name, c->inputs[k]);
+        compare(&e, st, name, in[k]->grad, in[k]->size);
+    }
+    nn_ctx_free(ctx);
+    free(labels);
+done:
+    nn_params_free(&params);
+    CHECKF(e.compared > 0 && check_failures_ == before, "%s: does not match PyTorch", c->name);
+    report(c->name, &e);
+}
+
+static void test_ops(void) {
+    nn_safetensors st;
+    if (load_fixture(&st)) return;
+    const char *version = nn_st_meta(&st, "torch_version");
+    CHECK(version != NULL);
+    printf("ops vs PyTorch %s, pass if |nn - torch| <= %g + %g |torch|:\n", version ? version : "?", ATOL,
+           RTOL);
+    for (size_t i = 0; i < sizeof op_cases / sizeof op_cases[0]; i++) run_op_case(&st, &op_cases[i]);
+    nn_st_free(&st);
+}
+
+/* ---- MLP: Linear -> LayerNorm -> GELU, twice, then Linear -> cross-entropy -- */
+
+static const char *const mlp_params[] = {"fc1.weight", "fc1.bias", "ln1.weight", "ln1.bias", "fc2.weight",
+                                         "fc2.bias",   "ln2.weight", "ln2.bias", "fc3.weight", "fc3.bias"};
+#define MLP_N_PARAMS (int)(sizeof mlp_params / sizeof mlp_params[0])
+
+static void test_mlp(void) {
+    nn_safetensors st;
+    if (load_fixture(&st)) return;
+    errors e = errors_new(ATOL, RTOL);
+    char name[128];
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *p[MLP_N_PARAMS];
+    for (int i = 0; i < MLP_N_PARAMS; i++) {
+        int shape[NN_ST_MAX_DIMS];
+        snprintf(name, sizeof name, "mlp.%s", mlp_params[i]);
+        int ndim = fixture_shape(&st, name, shape);
+        if (ndim < 1) goto done;
+        p[i] = nn_params_add(&params, mlp_params[i], ndim, shape, ndim == 2);
+    }
+    for (int i = 0; i < MLP_N_PARAMS; i++) {
+        snprintf(name, sizeof name, "mlp.%s", mlp_params[i]);
+        fixture_fill(&st, name, p[i]);
+    }
+    int xshape[NN_ST_MAX_DIMS];
+    if (fixture_shape(&st, "mlp.x", xshape) != 2) goto done;
+    size_t n_labels = 0;
+    int *labels = read_labels(&st, "mlp.labels", &n_labels);
+    CHECK(labels && (int)n_labels == xshape[0]);
+    if (!labels) goto done;
+
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *x = nn_input(ctx, "x", 2, xshape);
+    fixture_fill(&st, "mlp.x", x);
+    nn_tensor *h = nn_gelu(ctx, nn_layer_norm(ctx, nn_linear(ctx, x, p[0], p[1]), p[2], p[3], 1e-5f), false);
+    h = nn_gelu(ctx, nn_layer_norm(ctx, nn_linear(ctx, h, p[4], p[5]), p[6], p[7], 1e-5f), false);
+    nn_tensor *logits = nn_linear(ctx, h, p[8], p[9]);
+    nn_tensor *loss = nn_cross_entropy(ctx, logits, labels, 0.0f);
+    compare_shape(&st, "mlp.logits", logits);
+    compare(&e, &st, "mlp.logits", logits->data, logits->size);
+    compare(&e, &st, "mlp.loss", loss->data, 1);
+    nn_params_zero_grad(&params);
+    nn_backward(ctx, loss);
+    for (int i = 0; i < MLP_N_PARAMS; i++) {
+        snprintf(name, sizeof name, "mlp.%s.grad", mlp_params[i]);
+        compare(&e, &st, name, p[i]->grad, p[i]->size);
+    }
+    nn_ctx_free(ctx);
+    free(labels);
+done:
+    nn_params_free(&params);
+    CHECK(e.compared > 0);
+    report("mlp 12-16-16-5", &e);
+    nn_st_free(&st);
+}
+
+/* ---- optimisers: a linear layer 5 -> 3, MSE to a fixed target ------------- */
+
+static void run_optim_case(const nn_safetensors *st, const char *case_name, nn_optim_kind kind) {
+    errors e = errors_new(ATOL, RTOL);
+    char name[128];
+    int wshape[NN_ST_MAX_DIMS], bshape[NN_ST_MAX_DIMS], xshape[NN_ST_MAX_DIMS], yshape[NN_ST_MAX_DIMS];
+    if (fixture_shape(st, "optim.weight", wshape) != 2 || fixture_shape(st, "optim.bias", bshape) != 1 ||
+        fixture_shape(st, "optim.x", xshape) != 2 || fixture_shape(st, "optim.y", yshape) != 2)
+        return;
+    snprintf(name, sizeof name, "%s.hparams", case_name);
+    size_t n_h = 0;
+    float *h = fixture_read(st, name, &n_h);
+    if (!h) return;
+    CHECK(n_h == 6);
+
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *w = nn_params_add(&params, "weight", 2, wshape, true);
+    nn_tensor *b = nn_params_add(&params, "bias", 1, bshape, false);
+    fixture_fill(st, "optim.weight", w);
+    fixture_fill(st, "optim.bias", b);
+    nn_optim_config cfg = nn_optim_defaults(kind);
+    float lr = h[0];
+    cfg.weight_decay = h[1];
+    if (kind == NN_OPT_MOMENTUM || kind == NN_OPT_NESTEROV) cfg.momentum = h[2];
+    if (kind == NN_OPT_ADAM || kind == NN_OPT_ADAMW) cfg.beta1 = h[3], cfg.beta2 = h[4], cfg.eps = h[5];
+    nn_optim opt;
+    nn_optim_init(&opt, &params, &cfg);
+
+    nn_ctx *ctx = nn_ctx_new(0);
+    for (int step = 1; step <= 5; step++) {
+        nn_ctx_reset(ctx);
+        nn_tensor *x = nn_input(ctx, "x", 2, xshape), *y = nn_input(ctx, "y", 2, yshape);
+        fixture_fill(st, "optim.x", x);
+        fixture_fill(st, "optim.y", y);
+        nn_tensor *loss = nn_mse(ctx, nn_linear(ctx, x, w, b), y);
+        nn_params_zero_grad(&params);
+        nn_backward(ctx, loss);
+        nn_optim_step(&opt, lr);
+        snprintf(name, sizeof name, "%s.weight.%d", case_name, step);
+        compare(&e, st, name, w->data, w->size);
+        snprintf(name, sizeof name, "%s.bias.%d", case_name, step);
+        compare(&e, st, name, b->data, b->size);
+    }
+    nn_ctx_free(ctx);
+    nn_optim_free(&opt);
+    nn_params_free(&params);
+    free(h);
+    snprintf(name, sizeof name, "optim %s x5", case_name);
+    report(name, &e);
+}
+
+static void test_optimisers(void) {
+    nn_safetensors st;
+    if (load_fixture(&st)) return;
+    run_optim_case(&st, "sgd", NN_OPT_SGD);
+    run_optim_case(&st, "momentum", NN_OPT_MOMENTUM);
+    run_optim_case(&st, "nesterov", NN_OPT_NESTEROV);
+    run_optim_case(&st, "adam", NN_OPT_ADAM);
+    run_optim_case(&st, "adamw", NN_OPT_ADAMW);
+    nn_st_free(&st);
+}
+
+/* ---- clip_grad_norm_ ---------------------------------------------------------- */
+
+static void run_clip_case(const nn_safetensors *st, const char *case_name) {
+    errors e = errors_new(ATOL, RTOL);
+    char name[128];
+    int s0[NN_ST_MAX_DIMS], s1[NN_ST_MAX_DIMS];
+    snprintf(name, sizeof name, "%s.g0", case_name);
+    int nd0 = fixture_shape(st, name, s0);
+    snprintf(name, sizeof name, "%s.g1", case_name);
+    int nd1 = fixture_shape(st, name, s1);
+    if (nd0 < 1 || nd1 < 1) return;
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *p0 = nn_params_add(&params, "p0", nd0, s0, true);
+    nn_tensor *p1 = nn_params_add(&params, "p1", nd1, s1, false);
+    nn_tensor *views[] = {p0, p1};
+    for (int k = 0; k < 2; k++) {
+        /* Read the fixture gradient into the parameter's grad view. */
+        nn_tensor g = *views[k];
+        g.data = views[k]->grad;
+        snprintf(name, sizeof name, "%s.g%d", case_name, k);
+        fixture_fill(st, name, &g);
+    }
+    snprintf(name, sizeof name, "%s.max_norm", case_name);
+    float *max_norm = fixture_read(st, name, NULL);
+    if (max_norm) {
+        float norm = nn_clip_grad_norm(&params, *max_norm);
+        snprintf(name, sizeof name, "%s.norm", case_name);
+        compare(&e, st, name, &norm, 1);
+        for (int k = 0; k < 2; k++) {
+            snprintf(name, sizeof name, "%s.g%d.clipped", case_name, k);
+            compare(&e, st, name, views[k]->grad, views[k]->size);
+        }
+    }
+    free(max_norm);
+    nn_params_free(&params);
+    snprintf(name, sizeof name, "clip_grad_norm %s", case_name);
+    report(name, &e);
+}
+
+static void test_clip_grad_norm(void) {
+    nn_safetensors st;
+    if (load_fixture(&st)) return;
+    run_clip_case(&st, "clip");
+    run_clip_case(&st, "clip_noop");
+    nn_st_free(&st);
+}
+
+/* ---- dropout: statistics instead of torch's mask ----------------------------- */
+
+static void test_dropout(void) {
+    enum { N = 100000 };
+    const float p = 0.3f;
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *x = nn_params_add(&params, "x", 1, (int[]){N}, false);
+    nn_rng data_rng, rng;
+    nn_rng_seed(&data_rng, 1, 1);
+    for (size_t i = 0; i < N; i++) x->data[i] = 1.0f + nn_rng_uniform(&data_rng); /* in [1, 2) */
+    nn_rng_seed(&rng, 2024, 3);
+
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *y = nn_dropout(ctx, x, p, &rng);
+    double sum_x = 0.0, sum_y = 0.0;
+    size_t zeros = 0, bad_scale = 0;
+    for (size_t i = 0; i < N; i++) {
+        sum_x += x->data[i];
+        sum_y += y->data[i];
+        if (y->data[i] == 0.0f)
+            zeros++;
+        else if (fabsf(y->data[i] - x->data[i] / (1.0f - p)) > 1e-6f * y->data[i])
+            bad_scale++;
+    }
+    /* The zero fraction has sd sqrt(p(1-p)/N) ~ 0.0014 and the mean ratio
+     * sd ~ 0.0023 here: allow ~5 sd. */
+    double frac = (double)zeros / N, ratio = sum_y / sum_x;
+    printf("  dropout p=%.1f: zero fraction %.4f, mean(y)/mean(x) %.4f over %d elements\n", p, frac, ratio,
+           N);
+    CHECKF(fabs(frac - p) < 0.007, "zero fraction %.4f, expected %.1f", frac, p);
+    CHECKF(fabs(ratio - 1.0) < 0.012, "mean(y)/mean(x) = %.4f, expected 1", ratio);
+    CHECKF(bad_scale == 0, "%zu kept elements not scaled by 1/(1-p)", bad_scale);
+
+    /* The gradient flows only through kept elements, with the same scale. */
+    nn_params_zero_grad(&params);
+    nn_backward(ctx, nn_sum(ctx, y));
+    size_t bad_grad = 0;
+    for (size_t i = 0; i < N; i++) {
+        float want = y->data[i] == 0.0f ? 0.0f : 1.0f / (1.0f - p);
+        if (fabsf(x->grad[i] - want) > 1e-6f) bad_grad++;
+    }
+    CHECKF(bad_grad == 0, "%zu gradient elements are not mask / (1 - p)", bad_grad);
+
+    /* Evaluation mode, and p = 0: the identity. */
+    nn_ctx_reset(ctx);
+    CHECK(nn_set_training(ctx, false) == true);
+    nn_tensor *y_eval = nn_dropout(ctx, x, p, &rng);
+    CHECK(memcmp(y_eval->data, x->data, N * sizeof(float)) == 0);
+    nn_set_training(ctx, true);
+    nn_tensor *y_p0 = nn_dropout(ctx, x, 0.0f, &rng);
+    CHECK(memcmp(y_p0->data, x->data, N * sizeof(float)) == 0);
+
+    nn_ctx_free(ctx);
+    nn_params_free(&params);
+}
+
+/* ---- misuse aborts with a message naming the shapes ------------------------- */
+
+/* Runs fn in a child with stderr captured; returns its wait status and puts
+ * what it wrote into msg. */
+static int run_in_child(void (*fn)(void), char *msg, size_t cap) {
+    int fds[2];
+    msg[0] = '\0';
+    if (pipe(fds) != 0) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[1]);
+        fn();
+        _exit(0); /* did not abort */
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t got;
+    while ((got = read(fds[0], msg + len, cap - 1 - len)) > 0) len += (size_t)got;
+    msg[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static void child_add_mismatch(void) {
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *a = nn_input(ctx, "a", 2, (int[]){2, 3});
+    nn_tensor *b = nn_input(ctx, "b", 2, (int[]){3, 2});
+    nn_add(ctx, a, b);
+}
+
+static void child_backward_non_scalar(void) {
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *a = nn_params_add(&params, "a", 2, (int[]){2, 3}, true);
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_backward(ctx, nn_relu(ctx, a));
+}
+
+static void expect_abort(const char *what, void (*fn)(void), const char *const *needles, int n) {
+    char msg[4096];
+    int status = run_in_child(fn, msg, sizeof msg);
+    CHECKF(status != -1, "%s: fork/pipe failed", what);
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: child did not abort (status %#x)", what,
+           status);
+    for (int i = 0; i < n; i++)
+        CHECKF(strstr(msg, needles[i]) != NULL, "%s: message lacks \"%s\": %s", what, needles[i], msg);
+    char *nl = strchr(msg, '\n');
+    if (nl) *nl = '\0';
+    printf("  %s -> %s\n", what, msg);
+}
+
+static void test_misuse_messages(void) {
+    static const char *const add_words[] = {"add", "[2, 3]", "[3, 2]"};
+    static const char *const backward_words[] = {"scalar", "[2, 3]"};
+    expect_abort("nn_add [2, 3] + [3, 2]", child_add_mismatch, add_words, 3);
+    expect_abort("nn_backward on [2, 3]", child_backward_non_scalar, backward_words, 2);
+}
+
+TEST_MAIN(TEST(test_ops), TEST(test_mlp), TEST(test_optimisers), TEST(test_clip_grad_norm),
+          TEST(test_dropout), TEST(test_misuse_messages))
