@@ -1,0 +1,36 @@
+/* The subcommands of the nn tool, and the small helpers they share. Each
+ * command returns the process exit status: 0 success, 1 runtime error,
+ * 2 usage error. */
+#ifndef NN_CLI_COMMANDS_H
+#define NN_CLI_COMMANDS_H
+
+#include <stdbool.h>
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_linreg(int argc, char **argv);
+
+#define EXIT_USAGE 2
+
+/* Prints "nn CMD: MESSAGE" and a hint to run --help to stderr; returns 2. */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints "nn: error: <last library error>" to stderr; returns 1. */
+int runtime_error(void);
+
+/* Flag value parsers: 0 on success, else a usage error was printed and the
+ * caller should return 2. */
+int parse_int_flag(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
+int parse_float_flag(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
+
+/* Sets the thread count of both OpenMP and OpenBLAS (0 = leave the default). */
+void set_threads(int n);
+
+/* Resolves --dataset/--data into a folder; NULL with a usage error printed
+ * for an unknown dataset name. */
+const char *dataset_dir(const char *cmd, const char *dataset, const char *data_dir);
+/* After a failed load: prints the error and, when files are missing, how to
+ * fetch them (or what --data DIR must hold). Returns 1. */
+int data_error(const char *dataset, const char *data_dir);
+
+#endif

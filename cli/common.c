@@ -1,0 +1,80 @@
+/* Helpers shared by the subcommands: error reporting, flag parsing, threads. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <omp.h>
+
+#include "commands.h"
+#include "nn/error.h"
+
+int usage_error(const char *cmd, const char *fmt, ...) {
+    fprintf(stderr, "nn %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\ntry 'nn %s --help'\n", cmd);
+    return EXIT_USAGE;
+}
+
+int runtime_error(void) {
+    fflush(stdout);
+    fprintf(stderr, "nn: error: %s\n", nn_last_error());
+    return 1;
+}
+
+int parse_int_flag(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        usage_error(cmd, "%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int parse_float_flag(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        usage_error(cmd, "%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+void set_threads(int n) {
+    if (n <= 0) return;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+const char *dataset_dir(const char *cmd, const char *dataset, const char *data_dir) {
+    if (data_dir) return data_dir;
+    if (strcmp(dataset, "mnist") == 0) return "data/mnist";
+    if (strcmp(dataset, "fashion-mnist") == 0) return "data/fashion-mnist";
+    usage_error(cmd, "--dataset: unknown dataset '%s' (mnist or fashion-mnist)", dataset);
+    return NULL;
+}
+
+int data_error(const char *dataset, const char *data_dir) {
+    runtime_error();
+    if (strstr(nn_last_error(), "not found") || strstr(nn_last_error(), "No such file")) {
+        if (data_dir)
+            fprintf(stderr, "nn: %s must hold the four IDX files of a dataset (raw or .gz)\n", data_dir);
+        else if (strcmp(dataset, "fashion-mnist") == 0)
+            fprintf(stderr, "nn: fetch the data with: make data DATASET=fashion-mnist\n");
+        else
+            fprintf(stderr, "nn: fetch the data with: make data\n");
+    }
+    return 1;
+}

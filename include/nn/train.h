@@ -1,0 +1,65 @@
+/* The training loop shared by `nn train` and `nn experiment`: mini-batch
+ * training of an MLP on an image-classification dataset, with per-epoch
+ * evaluation, metrics, plots and checkpoints. */
+#ifndef NN_TRAIN_H
+#define NN_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nn/data.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+#include "nn/report.h"
+
+typedef enum nn_loss_kind { NN_LOSS_CE, NN_LOSS_MSE } nn_loss_kind;
+
+typedef struct nn_train_config {
+    nn_mlp_config model;
+    nn_loss_kind loss; /* mse: mean squared error of softmax(logits) against one-hot targets */
+    float label_smoothing;
+    nn_optim_config opt;
+    nn_schedule sched; /* base_lr is the learning rate; total_steps is filled in */
+    float clip;        /* max global gradient norm; 0 = no clipping */
+    int batch_size, epochs;
+    uint64_t seed;
+    int early_stop; /* stop after this many epochs without validation improvement; 0 = off */
+    const char *save_path, *metrics_path, *plot_path; /* each may be NULL */
+    FILE *log;          /* one line per epoch (NULL = none) */
+    const char *label;  /* progress-bar prefix, e.g. "epoch" or "adamw 2/8" */
+} nn_train_config;
+
+/* The data of a run: training set, optional validation slice, test set, and
+ * the input normalisation (computed on the training set). */
+typedef struct nn_train_data {
+    nn_dataset train, val, test;
+    bool has_val;
+    float mean, std;
+} nn_train_data;
+
+typedef struct nn_history {
+    int n;                  /* epochs run */
+    nn_epoch_metrics *epochs;
+    double *val_loss, *val_acc; /* per epoch, when there is a validation set */
+    int best_epoch;         /* by validation accuracy if any, else test accuracy (1-based) */
+    bool stopped_early;
+} nn_history;
+
+/* Trains a freshly initialised model (cfg->seed decides initialisation,
+ * shuffling and dropout). Returns 0, or -1 with the error set (a failed write,
+ * a loss that became NaN). The model is left with the final weights. */
+int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *model, nn_history *hist);
+void nn_history_free(nn_history *h);
+
+/* Evaluates on a whole dataset without recording gradients; returns the
+ * accuracy, and the mean loss in *loss. conf may be NULL. */
+double nn_evaluate(nn_mlp *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind loss_kind, double *loss,
+                   nn_confusion *conf);
+
+/* Loads dataset_dir's train and t10k splits, applies train_limit (0 = all)
+ * and the validation split (a fraction of the training set, 0 = none), and
+ * computes the normalisation. */
+int nn_train_data_load(nn_train_data *d, const char *dataset_dir, int train_limit, float val_split);
+void nn_train_data_free(nn_train_data *d);
+
+#endif

@@ -1,0 +1,276 @@
+/* The training loop: for each epoch, shuffle, and for each mini-batch run the
+ * forward pass, the loss, backward, an optimiser step; then evaluate, report,
+ * and checkpoint. All per-step memory comes from the context's arena. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nn/train.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/* The loss of a batch; MSE compares softmax probabilities with one-hot
+ * targets (what the course uses to show why cross-entropy learns faster). */
+static nn_tensor *batch_loss(nn_ctx *ctx, nn_loss_kind kind, nn_tensor *logits, const int *labels, float smoothing) {
+    if (kind == NN_LOSS_CE) return nn_cross_entropy(ctx, logits, labels, smoothing);
+    nn_tensor *onehot = nn_input(ctx, "onehot", 2, logits->shape);
+    int B = logits->shape[0], C = logits->shape[1];
+    memset(onehot->data, 0, onehot->size * sizeof(float));
+    for (int b = 0; b < B; b++) onehot->data[(size_t)b * C + labels[b]] = 1.0f;
+    return nn_mse(ctx, nn_softmax(ctx, logits), onehot);
+}
+
+/* Points x at the first n rows it holds (the last batch may be short). */
+static void shrink_batch(nn_tensor *x, int n) {
+    x->shape[0] = n;
+    x->size = (size_t)n * (size_t)x->shape[1];
+}
+
+double nn_evaluate(nn_mlp *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind loss_kind, double *loss,
+                   nn_confusion *conf) {
+    enum { EVAL_BATCH = 1000 };
+    bool grad = nn_set_grad_enabled(ctx, false), training = nn_set_training(ctx, false);
+    int D = ds->rows * ds->cols, C = m->cfg.sizes[m->cfg.n_linear];
+    nn_loader l;
+    nn_loader_init(&l, ds, EVAL_BATCH, 0, 0, m->input_mean, m->input_std);
+    nn_loader_start_epoch(&l);
+    int labels[EVAL_BATCH];
+    double loss_sum = 0.0;
+    long correct = 0;
+    for (;;) {
+        nn_ctx_reset(ctx);
+        nn_tensor *x = nn_input(ctx, "x", 2, (int[]){EVAL_BATCH, D});
+        int n = nn_loader_next(&l, x->data, labels);
+        if (n == 0) break;
+        shrink_batch(x, n);
+        nn_tensor *logits = nn_mlp_forward(m, ctx, x, NULL);
+        loss_sum += (double)batch_loss(ctx, loss_kind, logits, labels, 0.0f)->data[0] * n;
+        for (int i = 0; i < n; i++) {
+            int pred = argmax(logits->data + (size_t)i * C, C);
+            correct += pred == labels[i];
+            if (conf) nn_confusion_add(conf, labels[i], pred);
+        }
+    }
+    nn_ctx_reset(ctx);
+    nn_loader_free(&l);
+    nn_set_grad_enabled(ctx, grad);
+    nn_set_training(ctx, training);
+    if (loss) *loss = loss_sum / ds->n;
+    return (double)correct / ds->n;
+}
+
+void nn_history_free(nn_history *h) {
+    free(h->epochs);
+    free(h->val_loss);
+    free(h->val_acc);
+    memset(h, 0, sizeof *h);
+}
+
+static int save_checkpoint(const nn_train_config *cfg, const nn_mlp *m, int epoch, double test_acc) {
+    char sepoch[16], sacc[32], sseed[32];
+    snprintf(sepoch, sizeof sepoch, "%d", epoch);
+    snprintf(sacc, sizeof sacc, "%.6f", test_acc);
+    snprintf(sseed, sizeof sseed, "%llu", (unsigned long long)cfg->seed);
+    const char *keys[] = {"nn.epoch", "nn.test_acc", "nn.seed", "nn.optimizer"};
+    const char *values[] = {sepoch, sacc, sseed, nn_optim_name(cfg->opt.kind)};
+    return nn_mlp_save(m, cfg->save_path, keys, values, 4);
+}
+
+/* Accuracy and loss per epoch, train vs test (and validation). */
+static int write_plot(const char *path, const nn_history *h, bool has_val) {
+    int n = h->n;
+    double *x = nn_xmalloc((size_t)n * 7 * sizeof(double));
+    double *tr_acc = x + n, *te_acc = x + 2 * n, *tr_loss = x + 3 * n, *te_loss = x + 4 * n;
+    for (int i = 0; i < n; i++) {
+        x[i] = h->epochs[i].epoch;
+        tr_acc[i] = 100.0 * h->epochs[i].train_acc;
+        te_acc[i] = 100.0 * h->epochs[i].test_acc;
+        tr_loss[i] = h->epochs[i].train_loss;
+        te_loss[i] = h->epochs[i].test_loss;
+    }
+    nn_series acc[3] = {{"train", x, tr_acc, n, 0}, {"test", x, te_acc, n, 0}, {"validation", x, NULL, n, 0}};
+    nn_series loss[3] = {{"train", x, tr_loss, n, 0}, {"test", x, te_loss, n, 0}, {"validation", x, NULL, n, 0}};
+    if (has_val) {
+        double *va = x + 5 * n, *vl = x + 6 * n;
+        for (int i = 0; i < n; i++) va[i] = 100.0 * h->val_acc[i], vl[i] = h->val_loss[i];
+        acc[2].y = va;
+        loss[2].y = vl;
+    }
+    nn_panel panels[2] = {
+        {"Accuracy per epoch", "epoch", "accuracy (%)", acc, has_val ? 3 : 2, 0, 0},
+        {"Loss per epoch", "epoch", "loss", loss, has_val ? 3 : 2, 0, 0},
+    };
+    int rc = nn_plot(path, panels, 2);
+    free(x);
+    return rc;
+}
+
+int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *model, nn_history *hist) {
+    const nn_dataset *train = &data->train;
+    int D = train->rows * train->cols, B = cfg->batch_size;
+    NN_CHECK(cfg->model.sizes[0] == D, "nn_train: model input %d does not match images of %d pixels",
+             cfg->model.sizes[0], D);
+    nn_rng init_rng, dropout_rng;
+    nn_rng_seed(&init_rng, cfg->seed, 1);
+    nn_rng_seed(&dropout_rng, cfg->seed, 2);
+    nn_mlp_init(model, &cfg->model, &init_rng);
+    model->input_mean = data->mean;
+    model->input_std = data->std;
+    int C = cfg->model.sizes[cfg->model.n_linear];
+
+    nn_loader loader;
+    nn_loader_init(&loader, train, B, 1, cfg->seed, data->mean, data->std);
+    nn_optim opt;
+    nn_optim_init(&opt, &model->params, &cfg->opt);
+    nn_schedule sched = cfg->sched;
+    sched.total_steps = (long)cfg->epochs * nn_loader_num_batches(&loader);
+    nn_ctx *ctx = nn_ctx_new(0);
+    int *labels = nn_xmalloc((size_t)B * sizeof(int));
+
+    memset(hist, 0, sizeof *hist);
+    hist->epochs = nn_xcalloc((size_t)cfg->epochs, sizeof *hist->epochs);
+    hist->val_loss = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
+    hist->val_acc = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
+    const char *val_cols[] = {"val_loss", "val_acc"};
+    nn_metrics_file *metrics = NULL;
+    int rc = 0;
+    if (cfg->metrics_path) {
+        metrics = nn_metrics_open(cfg->metrics_path, val_cols, data->has_val ? 2 : 0);
+        if (!metrics) rc = -1;
+    }
+    double best = -1.0;
+    int since_best = 0;
+    long step = 0;
+    for (int epoch = 1; rc == 0 && epoch <= cfg->epochs; epoch++) {
+        nn_progress bar = {0};
+        char label[64];
+        snprintf(label, sizeof label, "%s %d/%d", cfg->label ? cfg->label : "epoch", epoch, cfg->epochs);
+        nn_progress_begin(&bar, label, nn_loader_num_batches(&loader));
+        nn_loader_start_epoch(&loader);
+        double t0 = now_seconds(), loss_sum = 0.0, lr = 0.0;
+        long seen = 0, correct = 0, batch = 0;
+        for (;;) {
+            nn_ctx_reset(ctx);
+            nn_tensor *x = nn_input(ctx, "x", 2, (int[]){B, D});
+            int n = nn_loader_next(&loader, x->data, labels);
+            if (n == 0) break;
+            shrink_batch(x, n);
+            nn_tensor *logits = nn_mlp_forward(model, ctx, x, &dropout_rng);
+            nn_tensor *loss = batch_loss(ctx, cfg->loss, logits, labels, cfg->label_smoothing);
+            if (!isfinite(loss->data[0])) {
+                nn_progress_end(&bar);
+                rc = nn_error("loss became %s at epoch %d, step %ld; stopping (try a smaller --lr)%s%s",
+                              isnan(loss->data[0]) ? "NaN" : "infinite", epoch, batch + 1,
+                              cfg->save_path && epoch > 1 ? "; the last good checkpoint is " : "",
+                              cfg->save_path && epoch > 1 ? cfg->save_path : "");
+                break;
+            }
+            nn_params_zero_grad(&model->params);
+            nn_backward(ctx, loss);
+            if (cfg->clip > 0.0f) nn_clip_grad_norm(&model->params, cfg->clip);
+            lr = nn_schedule_lr(&sched, step++);
+            nn_optim_step(&opt, (float)lr);
+            loss_sum += (double)loss->data[0] * n;
+            for (int i = 0; i < n; i++) correct += argmax(logits->data + (size_t)i * C, C) == labels[i];
+            seen += n;
+            batch++;
+            double elapsed = now_seconds() - t0;
+            nn_progress_update(&bar, batch, loss->data[0], elapsed > 0 ? seen / elapsed : 0.0);
+        }
+        nn_progress_end(&bar);
+        if (rc != 0) break;
+        double train_seconds = now_seconds() - t0;
+        nn_epoch_metrics *m = &hist->epochs[hist->n];
+        m->epoch = epoch;
+        m->train_loss = loss_sum / seen;
+        m->train_acc = (double)correct / seen;
+        m->test_acc = nn_evaluate(model, ctx, &data->test, cfg->loss, &m->test_loss, NULL);
+        m->lr = lr;
+        m->seconds = now_seconds() - t0;
+        m->images_per_sec = seen / train_seconds;
+        double score = m->test_acc;
+        if (data->has_val) {
+            hist->val_acc[hist->n] = nn_evaluate(model, ctx, &data->val, cfg->loss, &hist->val_loss[hist->n], NULL);
+            score = hist->val_acc[hist->n];
+        }
+        hist->n++;
+        if (cfg->log) {
+            fprintf(cfg->log, "%s %2d/%d  train loss %.4f acc %6.2f%%  ", cfg->label ? cfg->label : "epoch", epoch,
+                    cfg->epochs, m->train_loss, 100 * m->train_acc);
+            if (data->has_val)
+                fprintf(cfg->log, "val loss %.4f acc %6.2f%%  ", hist->val_loss[hist->n - 1],
+                        100 * hist->val_acc[hist->n - 1]);
+            fprintf(cfg->log, "test loss %.4f acc %6.2f%%  lr %.3g  %.1f s  %.0f img/s\n", m->test_loss,
+                    100 * m->test_acc, m->lr, m->seconds, m->images_per_sec);
+            fflush(cfg->log);
+        }
+        double extra[2] = {hist->val_loss[hist->n - 1], hist->val_acc[hist->n - 1]};
+        if (metrics && nn_metrics_write(metrics, m, extra) != 0) rc = -1;
+        bool improved = score > best;
+        if (improved) {
+            best = score;
+            hist->best_epoch = epoch;
+            since_best = 0;
+        } else {
+            since_best++;
+        }
+        /* With a validation set the checkpoint is the best model so far;
+         * without one, the latest. Either way it is replaced atomically. */
+        if (rc == 0 && cfg->save_path && (improved || !data->has_val) &&
+            save_checkpoint(cfg, model, epoch, m->test_acc) != 0)
+            rc = -1;
+        if (rc == 0 && cfg->plot_path && write_plot(cfg->plot_path, hist, data->has_val) != 0) rc = -1;
+        if (cfg->early_stop > 0 && data->has_val && since_best >= cfg->early_stop) {
+            hist->stopped_early = true;
+            if (cfg->log)
+                fprintf(cfg->log, "early stop: no validation improvement for %d epochs (best: epoch %d, %.2f%%)\n",
+                        cfg->early_stop, hist->best_epoch, 100 * best);
+            break;
+        }
+    }
+    if (metrics && nn_metrics_close(metrics) != 0 && rc == 0) rc = -1;
+    free(labels);
+    nn_ctx_free(ctx);
+    nn_optim_free(&opt);
+    nn_loader_free(&loader);
+    return rc;
+}
+
+int nn_train_data_load(nn_train_data *d, const char *dir, int train_limit, float val_split) {
+    memset(d, 0, sizeof *d);
+    if (nn_dataset_load(dir, "train", &d->train) != 0) return -1;
+    if (nn_dataset_load(dir, "t10k", &d->test) != 0) {
+        nn_dataset_free(&d->train);
+        return -1;
+    }
+    if (train_limit > 0 && train_limit < d->train.n) nn_dataset_limit(&d->train, train_limit);
+    if (val_split > 0.0f) {
+        int n = d->train.n, n_val = (int)lroundf(val_split * (float)n);
+        if (n_val < 1 || nn_dataset_split(&d->train, n_val, &d->val) != 0) {
+            nn_train_data_free(d);
+            return nn_error("--val-split %g leaves no validation or no training examples out of %d", val_split, n);
+        }
+        d->has_val = true;
+    }
+    nn_dataset_mean_std(&d->train, &d->mean, &d->std);
+    return 0;
+}
+
+void nn_train_data_free(nn_train_data *d) {
+    nn_dataset_free(&d->train);
+    nn_dataset_free(&d->test);
+    if (d->has_val) nn_dataset_free(&d->val);
+    memset(d, 0, sizeof *d);
+}

@@ -1,0 +1,226 @@
+/* End-to-end tests of the nn tool: train on a slice of real MNIST, evaluate
+ * and predict with the checkpoint, load it in PyTorch, and feed every command
+ * bad input. Runs the binary named by $NN (default build/nn). */
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "nn/data.h"
+#include "nn/model.h"
+#include "nn/safetensors.h"
+
+static char tmpdir[64];
+static char out_text[1 << 16], err_text[1 << 16];
+
+static void slurp(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+}
+
+/* Runs "$NN ARGS" through the shell; returns the exit status and leaves
+ * stdout/stderr in out_text/err_text. */
+static int nn(const char *fmt, ...) {
+    const char *bin = getenv("NN") ? getenv("NN") : "build/nn";
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s >%s/out 2>%s/err </dev/null", bin, args, tmpdir, tmpdir);
+    int status = system(cmd);
+    char path[128];
+    snprintf(path, sizeof path, "%s/out", tmpdir);
+    slurp(path, out_text, sizeof out_text);
+    snprintf(path, sizeof path, "%s/err", tmpdir);
+    slurp(path, err_text, sizeof err_text);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static const char *tmp(const char *name) {
+    static char buf[8][256];
+    static int i;
+    i = (i + 1) % 8;
+    snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
+    return buf[i];
+}
+
+/* Error output must be exactly one line starting "nn: error:" (plus an optional hint line). */
+static bool one_line_error(const char *must_contain) {
+    return strncmp(err_text, "nn: error: ", 11) == 0 && strstr(err_text, must_contain) != NULL;
+}
+
+static bool have_mnist(void) {
+    struct stat st;
+    return stat("data/mnist/t10k-images-idx3-ubyte", &st) == 0 || stat("data/mnist/t10k-images-idx3-ubyte.gz", &st) == 0;
+}
+
+static void test_train_eval_predict(void) {
+    if (!have_mnist()) {
+        printf("note: data/mnist missing (run make data); end-to-end test skipped\n");
+        return;
+    }
+    int rc = nn("train --train-limit 12000 --epochs 2 --hidden 128 --batch-size 64 --seed 3 --save %s --plot %s "
+                "--metrics %s",
+                tmp("m.safetensors"), tmp("p.png"), tmp("m.csv"));
+    CHECKF(rc == 0, "train exited %d: %s", rc, err_text);
+    const char *acc = strstr(out_text, "final test accuracy: ");
+    CHECK(acc != NULL);
+    double test_acc = acc ? atof(acc + 21) : 0.0;
+    CHECKF(test_acc > 93.0, "test accuracy %.2f%% after 2 epochs on 12000 images", test_acc);
+
+    char csv[4096];
+    slurp(tmp("m.csv"), csv, sizeof csv);
+    CHECK(strncmp(csv, "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds,images_per_sec\n", 72) == 0);
+    CHECK(strstr(csv, "\n2,") != NULL);
+    char png[8];
+    slurp(tmp("p.png"), png, sizeof png);
+    CHECK(memcmp(png, "\x89PNG", 4) == 0);
+
+    rc = nn("eval --model %s", tmp("m.safetensors"));
+    CHECKF(rc == 0, "eval exited %d: %s", rc, err_text);
+    const char *e = strstr(out_text, "test accuracy ");
+    CHECKF(e && fabs(atof(e + 14) - test_acc) < 0.011, "eval accuracy differs from training's: %s", out_text);
+
+    /* The fixture images are real MNIST test digits, named by their label. */
+    rc = nn("predict --model %s tests/fixtures/images/*.png tests/fixtures/images/*.pgm", tmp("m.safetensors"));
+    CHECKF(rc == 0, "predict exited %d: %s", rc, err_text);
+    int lines = 0, right = 0;
+    for (char *line = strtok(out_text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *slash = strrchr(line, '/'), *colon = strstr(line, ": ");
+        if (!slash || !colon) continue;
+        lines++;
+        right += slash[1] == colon[2];
+    }
+    CHECKF(lines == 8, "predict printed %d lines for 8 images", lines);
+    CHECKF(right >= 7, "predict got %d of %d fixture digits right", right, lines);
+}
+
+/* Writes logits of the first 1000 test images from the C model, then asks
+ * PyTorch to rebuild the model from the checkpoint's metadata and compare. */
+static void test_pytorch_interop(void) {
+    if (!have_mnist() || access(tmp("m.safetensors"), R_OK) != 0) {
+        printf("note: no checkpoint from the end-to-end test; interop skipped\n");
+        return;
+    }
+    if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+        printf("note: python3-torch is not installed; PyTorch interop test skipped\n");
+        return;
+    }
+    nn_mlp m;
+    CHECK(nn_mlp_load(&m, tmp("m.safetensors")) == 0);
+    nn_dataset test;
+    CHECK(nn_dataset_load("data/mnist", "t10k", &test) == 0);
+    enum { N = 1000 };
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_set_grad_enabled(ctx, false);
+    nn_set_training(ctx, false);
+    nn_tensor *x = nn_input(ctx, "x", 2, (int[]){N, 784});
+    for (size_t i = 0; i < x->size; i++) x->data[i] = (test.images[i] / 255.0f - m.input_mean) / m.input_std;
+    nn_tensor *logits = nn_mlp_forward(&m, ctx, x, NULL);
+    FILE *f = fopen(tmp("logits.f32"), "wb");
+    fwrite(logits->data, sizeof(float), logits->size, f);
+    fclose(f);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/interop_torch.py %s %s data/mnist %d", tmp("m.safetensors"),
+             tmp("logits.f32"), N);
+    int rc = system(cmd);
+    CHECKF(rc == 0, "PyTorch logits differ from nn's (see above)");
+    nn_ctx_free(ctx);
+    nn_dataset_free(&test);
+    nn_mlp_free(&m);
+}
+
+static void test_usage_errors(void) {
+    CHECK(nn("") == 2);
+    CHECK(nn("frobnicate") == 2);
+    CHECK(nn("--help") == 0 && strstr(out_text, "train") != NULL);
+    const char *bad[] = {"--bogus", "--lr abc", "--lr -1", "--epochs 0", "--batch-size 1x", "--hidden 10,,3",
+                         "--act swish", "--opt lbfgs", "--plot out.gif", "--dataset cifar", "--early-stop 3",
+                         "--dropout 1.5", "--epochs"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int rc = nn("train %s", bad[i]);
+        CHECKF(rc == 2, "train %s exited %d", bad[i], rc);
+        CHECKF(strstr(err_text, "nn train: ") == err_text, "train %s: stderr %s", bad[i], err_text);
+    }
+    for (const char **c = (const char *[]){"train", "eval", "predict", "linreg", NULL}; *c; c++) {
+        CHECKF(nn("%s --help", *c) == 0 && strstr(out_text, "usage: nn ") != NULL, "%s --help", *c);
+        CHECKF(nn("%s --no-such-flag", *c) == 2, "%s accepted an unknown flag", *c);
+    }
+    CHECK(nn("eval") == 2);
+    CHECK(nn("predict --model x.safetensors") == 2);
+}
+
+static void test_missing_data(void) {
+    mkdir(tmp("empty"), 0755);
+    int rc = nn("train --data %s", tmp("empty"));
+    CHECK(rc == 1);
+    CHECKF(one_line_error("not found"), "%s", err_text);
+    CHECK(strstr(err_text, "four IDX files") != NULL);
+}
+
+static void test_bad_checkpoints(void) {
+    /* A file that does not exist, a truncated one, and a valid safetensors
+     * file without nn's metadata. */
+    CHECK(nn("eval --model %s", tmp("nope.safetensors")) == 1);
+    CHECK(one_line_error("nope.safetensors"));
+    FILE *f = fopen(tmp("trunc.safetensors"), "wb");
+    fwrite("\x40\0\0\0\0\0\0\0{\"a\":", 1, 13, f);
+    fclose(f);
+    CHECK(nn("eval --model %s", tmp("trunc.safetensors")) == 1);
+    CHECKF(one_line_error("trunc.safetensors"), "%s", err_text);
+    float w[4] = {1, 2, 3, 4};
+    nn_st_entry e = {"fc1.weight", 2, (int64_t[]){2, 2}, w};
+    CHECK(nn_st_save(tmp("nometa.safetensors"), &e, 1, NULL, NULL, 0) == 0);
+    CHECK(nn("predict --model %s tests/fixtures/images/7_gray_dark_on_light.png", tmp("nometa.safetensors")) == 1);
+    CHECKF(one_line_error("missing metadata"), "%s", err_text);
+    /* Right metadata, wrong shape. */
+    const char *k[] = {"nn.arch", "nn.layers", "nn.act", "nn.norm", "nn.dropout", "nn.input_mean", "nn.input_std"};
+    const char *v[] = {"linear", "784,10", "relu", "none", "0", "0.1", "0.3"};
+    float b[10] = {0};
+    nn_st_entry two[2] = {{"fc1.weight", 2, (int64_t[]){2, 2}, w}, {"fc1.bias", 1, (int64_t[]){10}, b}};
+    CHECK(nn_st_save(tmp("shape.safetensors"), two, 2, k, v, 7) == 0);
+    CHECK(nn("eval --model %s", tmp("shape.safetensors")) == 1);
+    CHECKF(one_line_error("[10, 784]"), "%s", err_text);
+}
+
+static void test_predict_bad_image(void) {
+    if (access(tmp("m.safetensors"), R_OK) != 0) return;
+    FILE *f = fopen(tmp("note.png"), "w");
+    fputs("this is not an image\n", f);
+    fclose(f);
+    int rc = nn("predict --model %s %s tests/fixtures/images/7_gray_dark_on_light.png", tmp("m.safetensors"),
+                tmp("note.png"));
+    CHECK(rc == 1);
+    CHECKF(one_line_error("note.png"), "%s", err_text);
+    CHECK(strstr(out_text, "7_gray_dark_on_light.png: ") != NULL);
+}
+
+static void test_nan_stops(void) {
+    if (!have_mnist()) return;
+    int rc = nn("train --train-limit 2000 --epochs 2 --hidden 32 --lr 1e9 --opt sgd --schedule const --save %s",
+                tmp("nan.safetensors"));
+    CHECK(rc == 1);
+    CHECKF(one_line_error("loss became"), "%s", err_text);
+    CHECK(strstr(err_text, "epoch 1") != NULL);
+}
+
+static void cleanup(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+/* One scratch folder for the whole run, removed at exit. */
+__attribute__((constructor)) static void setup(void) {
+    strcpy(tmpdir, "/tmp/nn_test_cli_XXXXXX");
+    if (!mkdtemp(tmpdir)) abort();
+    atexit(cleanup);
+}
+
+TEST_MAIN(TEST(test_train_eval_predict), TEST(test_pytorch_interop), TEST(test_usage_errors),
+          TEST(test_missing_data), TEST(test_bad_checkpoints), TEST(test_predict_bad_image), TEST(test_nan_stops))
