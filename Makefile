@@ -12,7 +12,7 @@ comma    := ,
 CC       ?= cc
 OPT      ?= -O3 -march=native
 CFLAGS   ?= $(OPT) -g
-CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp -Iinclude -Isrc
+CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp -Iinclude -Isrc -Icli
 CPPFLAGS += -D_DEFAULT_SOURCE $(shell pkg-config --cflags plplot 2>/dev/null)
 # OpenBLAS's OpenMP build shares one thread pool with our OpenMP loops; the
 # default pthread build's threads fight them for the cores (2x slower here).
