@@ -1,5 +1,6 @@
 /* nn train: flags -> nn_train_config, then the shared training loop. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,13 +51,22 @@ static const char *const train_help =
     "  --data DIR              folder with the four IDX files instead\n"
     "  --metrics FILE.csv      per-epoch metrics\n"
     "  --plot FILE.png|.svg    train vs test accuracy and loss per epoch\n"
-    "  --save FILE.safetensors checkpoint, rewritten atomically after every epoch\n"
+    "  --save FILE.safetensors checkpoint, rewritten atomically after every epoch; it also\n"
+    "                          holds the optimiser state and position, so the run can resume.\n"
+    "                          With --val-split it ends holding the best epoch's weights\n"
+    "  --resume FILE           continue an interrupted run from its checkpoint, with the\n"
+    "                          same settings (flags given here are applied on top); the\n"
+    "                          result is bit-identical to an uninterrupted run. Keeps\n"
+    "                          saving to FILE unless --save says otherwise\n"
+    "\n"
+    "Ctrl-C stops after the current step and writes a resumable checkpoint (exit 130).\n"
     "  -h, --help              this help\n";
 
 enum {
     OPT_MODEL = 256, OPT_HIDDEN, OPT_ACT, OPT_NORM, OPT_DROPOUT, OPT_LOSS, OPT_SMOOTH, OPT_OPT, OPT_LR,
     OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_CLIP, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS,
     OPT_LIMIT, OPT_VAL, OPT_EARLY, OPT_PRESET, OPT_DATASET, OPT_DATA, OPT_METRICS, OPT_PLOT, OPT_SAVE,
+    OPT_RESUME,
 };
 
 static const struct option train_options[] = {
@@ -73,7 +83,8 @@ static const struct option train_options[] = {
     {"early-stop", required_argument, 0, OPT_EARLY}, {"preset", required_argument, 0, OPT_PRESET},
     {"dataset", required_argument, 0, OPT_DATASET}, {"data", required_argument, 0, OPT_DATA},
     {"metrics", required_argument, 0, OPT_METRICS}, {"plot", required_argument, 0, OPT_PLOT},
-    {"save", required_argument, 0, OPT_SAVE}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    {"save", required_argument, 0, OPT_SAVE}, {"resume", required_argument, 0, OPT_RESUME},
+    {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
 /* Everything a user can set, before it becomes an nn_train_config. */
@@ -268,6 +279,7 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         case OPT_METRICS: o->cfg.metrics_path = optarg; break;
         case OPT_PLOT: o->cfg.plot_path = optarg; break;
         case OPT_SAVE: o->cfg.save_path = optarg; break;
+        case OPT_RESUME: o->cfg.resume_path = optarg; break;
         case ':': return usage_error(cmd, "%s needs a value", argv[optind - 1]);
         default:
             return usage_error(cmd, "unknown option '%s'", optind > 0 && optind <= argc ? argv[optind - 1] : "?");
@@ -288,17 +300,102 @@ static int parse_args(int argc, char **argv, train_opts *o) {
     return -1;
 }
 
+/* The flags of a run joined by the unit separator (0x1f), for its
+ * checkpoint; --resume itself is left out. */
+static char *join_args(int argc, char **argv) {
+    size_t len = 1;
+    for (int i = 1; i < argc; i++) len += strlen(argv[i]) + 1;
+    char *s = nn_xmalloc(len), *p = s;
+    *p = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--resume") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--resume=", 9) == 0) continue;
+        p += sprintf(p, "%s%s", p == s ? "" : "\x1f", argv[i]);
+    }
+    return s;
+}
+
+/* Argument vector: the saved flags of the run being resumed, then this
+ * command's own (later flags win). Returns the new argc; *buf owns the
+ * memory. */
+static int resume_argv(const char *path, int argc, char **argv, char ***out, char **buf) {
+    nn_safetensors st;
+    if (nn_st_load(path, &st) != 0) return -1;
+    const char *saved = nn_st_meta(&st, "nn.train.args");
+    if (!saved) {
+        nn_st_free(&st);
+        return nn_error("%s: not a resumable checkpoint (no 'nn.train.args'; was it written by nn train --save?)", path);
+    }
+    *buf = nn_xmalloc(strlen(saved) + 1);
+    strcpy(*buf, saved);
+    nn_st_free(&st);
+    int n = 1;
+    for (char *p = *buf; *p; p++) n += *p == '\x1f';
+    char **v = nn_xmalloc((size_t)(n + argc + 1) * sizeof *v);
+    int k = 0;
+    v[k++] = argv[0];
+    if (**buf) {
+        v[k++] = *buf;
+        for (char *p = *buf; *p; p++)
+            if (*p == '\x1f') {
+                *p = 0;
+                v[k++] = p + 1;
+            }
+    }
+    for (int i = 1; i < argc; i++) v[k++] = argv[i];
+    v[k] = NULL;
+    *out = v;
+    return k;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
 int cmd_train(int argc, char **argv) {
     train_opts o;
     defaults(&o);
     int status = parse_args(argc, argv, &o);
     if (status >= 0) return status;
+    char *args = join_args(argc, argv), *resume_buf = NULL;
+    char **resume_args = NULL;
+    if (o.cfg.resume_path) {
+        const char *resume = o.cfg.resume_path;
+        int n = resume_argv(resume, argc, argv, &resume_args, &resume_buf);
+        if (n < 0) {
+            free(args);
+            return runtime_error();
+        }
+        defaults(&o);
+        status = parse_args(n, resume_args, &o);
+        if (status >= 0) {
+            free(args);
+            free(resume_args);
+            free(resume_buf);
+            return status;
+        }
+        free(args);
+        args = join_args(n, resume_args);
+        if (!o.cfg.save_path) o.cfg.save_path = resume;
+    }
+    o.cfg.args = args;
     const char *dir = dataset_dir("train", o.dataset, o.data_dir);
     if (!dir) return EXIT_USAGE;
     set_threads(o.threads);
 
     nn_train_data data;
-    if (nn_train_data_load(&data, dir, o.train_limit, (float)o.val_split) != 0) return data_error(o.dataset, o.data_dir);
+    if (nn_train_data_load(&data, dir, o.train_limit, (float)o.val_split) != 0) {
+        free(args);
+        free(resume_args);
+        free(resume_buf);
+        return data_error(o.dataset, o.data_dir);
+    }
     nn_mlp_config *m = &o.cfg.model;
     int n_hidden = o.linear ? 0 : o.n_hidden;
     m->n_linear = n_hidden + 1;
@@ -321,11 +418,20 @@ int cmd_train(int argc, char **argv) {
     printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu\n", data.test.n,
            nn_optim_name(o.cfg.opt.kind), o.lr, nn_schedule_name(o.cfg.sched.kind), o.cfg.batch_size,
            o.cfg.epochs, (unsigned long long)o.cfg.seed);
+    if (o.cfg.resume_path) printf("resuming from %s\n", o.cfg.resume_path);
     fflush(stdout);
 
-    nn_mlp model;
+    /* Ctrl-C: finish the step, write a checkpoint, stop. A second Ctrl-C
+     * kills at once (SA_RESETHAND). */
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND}, old_sa;
+    sigemptyset(&sa.sa_mask);
+    stop_requested = 0;
+    sigaction(SIGINT, &sa, &old_sa);
+    o.cfg.stop = &stop_requested;
+    nn_mlp model = {0};
     nn_history hist;
     int rc = nn_train(&o.cfg, &data, &model, &hist);
+    sigaction(SIGINT, &old_sa, NULL);
     if (rc == 0 && hist.n > 0) {
         const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
         printf("final test accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);
@@ -336,5 +442,10 @@ int cmd_train(int argc, char **argv) {
     nn_history_free(&hist);
     nn_mlp_free(&model);
     nn_train_data_free(&data);
-    return rc == 0 ? 0 : runtime_error();
+    free(args);
+    free(resume_args);
+    free(resume_buf);
+    if (rc == 0) return 0;
+    runtime_error();
+    return stop_requested ? 130 : 1;
 }

@@ -23,6 +23,8 @@ def read_safetensors(path):
     data = blob[8 + n :]
     tensors = {}
     for name, info in header.items():
+        if name.startswith("train."):  # optimiser state for resuming, not the model
+            continue
         assert info["dtype"] == "F32", info
         begin, end = info["data_offsets"]
         arr = np.frombuffer(data[begin:end], dtype="<f4").reshape(info["shape"])
@@ -54,7 +56,7 @@ def main():
     ckpt, logits_path, data_dir, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     tensors, meta = read_safetensors(ckpt)
     model, forward = build_model(meta)
-    missing, unexpected = model.load_state_dict(tensors, strict=True), None
+    model.load_state_dict(tensors, strict=True)
     model.eval()
     with open(f"{data_dir}/t10k-images-idx3-ubyte", "rb") as f:
         raw = f.read()

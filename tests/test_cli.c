@@ -1,63 +1,16 @@
 /* End-to-end tests of the nn tool: train on a slice of real MNIST, evaluate
  * and predict with the checkpoint, load it in PyTorch, and feed every command
  * bad input. Runs the binary named by $NN (default build/nn). */
-#include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "run_nn.h"
 #include "nn/data.h"
 #include "nn/model.h"
 #include "nn/safetensors.h"
-
-static char tmpdir[64];
-static char out_text[1 << 16], err_text[1 << 16];
-
-static void slurp(const char *path, char *buf, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = 0;
-    if (f) fclose(f);
-}
-
-/* Runs "$NN ARGS" through the shell; returns the exit status and leaves
- * stdout/stderr in out_text/err_text. */
-static int nn(const char *fmt, ...) {
-    const char *bin = getenv("NN") ? getenv("NN") : "build/nn";
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s >%s/out 2>%s/err </dev/null", bin, args, tmpdir, tmpdir);
-    int status = system(cmd);
-    char path[128];
-    snprintf(path, sizeof path, "%s/out", tmpdir);
-    slurp(path, out_text, sizeof out_text);
-    snprintf(path, sizeof path, "%s/err", tmpdir);
-    slurp(path, err_text, sizeof err_text);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static const char *tmp(const char *name) {
-    static char buf[8][256];
-    static int i;
-    i = (i + 1) % 8;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
-    return buf[i];
-}
-
-/* Error output must be exactly one line starting "nn: error:" (plus an optional hint line). */
-static bool one_line_error(const char *must_contain) {
-    return strncmp(err_text, "nn: error: ", 11) == 0 && strstr(err_text, must_contain) != NULL;
-}
-
-static bool have_mnist(void) {
-    struct stat st;
-    return stat("data/mnist/t10k-images-idx3-ubyte", &st) == 0 || stat("data/mnist/t10k-images-idx3-ubyte.gz", &st) == 0;
-}
 
 static void test_train_eval_predict(void) {
     if (!have_mnist()) {
@@ -207,19 +160,6 @@ static void test_nan_stops(void) {
     CHECK(rc == 1);
     CHECKF(one_line_error("loss became"), "%s", err_text);
     CHECK(strstr(err_text, "epoch 1") != NULL);
-}
-
-static void cleanup(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
-/* One scratch folder for the whole run, removed at exit. */
-__attribute__((constructor)) static void setup(void) {
-    strcpy(tmpdir, "/tmp/nn_test_cli_XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
-    atexit(cleanup);
 }
 
 TEST_MAIN(TEST(test_train_eval_predict), TEST(test_pytorch_interop), TEST(test_usage_errors),

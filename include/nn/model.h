@@ -10,6 +10,7 @@
 #define NN_MODEL_H
 
 #include "nn/core.h"
+#include "nn/safetensors.h"
 
 #define NN_MLP_MAX_LAYERS 8 /* Linear layers, hidden ones plus the output */
 
@@ -49,8 +50,15 @@ nn_tensor *nn_mlp_forward(nn_mlp *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_
  * nn.input_mean, nn.input_std, plus any extra pairs given. */
 int nn_mlp_save(const nn_mlp *m, const char *path, const char *const *extra_keys,
                 const char *const *extra_values, int n_extra);
+/* The same with extra tensors (names must not clash with the model's), as
+ * used for the training state of a resumable checkpoint. */
+int nn_mlp_save_with(const nn_mlp *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,
+                     const char *const *extra_keys, const char *const *extra_values, int n_extra);
 /* Loads a checkpoint written by nn_mlp_save (or by PyTorch with the same
- * names and metadata), validating the metadata and every tensor's shape. */
+ * names and metadata), validating the metadata and every tensor's shape.
+ * Tensors named "train.*" (training state) are ignored. */
 int nn_mlp_load(nn_mlp *m, const char *path);
+/* The same from an already parsed file; path is only for messages. */
+int nn_mlp_load_st(nn_mlp *m, const nn_safetensors *st, const char *path);
 
 #endif

@@ -4,6 +4,7 @@
 #ifndef NN_TRAIN_H
 #define NN_TRAIN_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -27,6 +28,17 @@ typedef struct nn_train_config {
     const char *save_path, *metrics_path, *plot_path; /* each may be NULL */
     FILE *log;          /* one line per epoch (NULL = none) */
     const char *label;  /* progress-bar prefix, e.g. "epoch" or "adamw 2/8" */
+    /* Resuming: a checkpoint written by an earlier run with the same config
+     * (its model, optimiser state, position, generators and history are
+     * restored, and the run continues bit for bit). NULL = a fresh run. */
+    const char *resume_path;
+    /* Stored in checkpoints as "nn.train.args" so `nn train --resume` can
+     * rebuild the same config (the caller's own encoding). */
+    const char *args;
+    /* When set to non-zero (e.g. by a SIGINT handler) the run stops after the
+     * current step, writes a resumable checkpoint to save_path if there is
+     * one, and returns -1 with an error saying so. May be NULL. */
+    volatile sig_atomic_t *stop;
 } nn_train_config;
 
 /* The data of a run: training set, optional validation slice, test set, and
@@ -46,8 +58,11 @@ typedef struct nn_history {
 } nn_history;
 
 /* Trains a freshly initialised model (cfg->seed decides initialisation,
- * shuffling and dropout). Returns 0, or -1 with the error set (a failed write,
- * a loss that became NaN). The model is left with the final weights. */
+ * shuffling and dropout), or resumes one. Returns 0, or -1 with the error set
+ * (a failed write, a loss that became NaN, a stop request). The model is left
+ * with the final weights, or with the best ones by validation accuracy when
+ * there is a validation set; save_path then holds the same. While running,
+ * save_path holds a resumable checkpoint after every epoch. */
 int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *model, nn_history *hist);
 void nn_history_free(nn_history *h);
 

@@ -13,6 +13,11 @@
 
 int nn_mlp_save(const nn_mlp *m, const char *path, const char *const *extra_keys,
                 const char *const *extra_values, int n_extra) {
+    return nn_mlp_save_with(m, path, NULL, 0, extra_keys, extra_values, n_extra);
+}
+
+int nn_mlp_save_with(const nn_mlp *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,
+                     const char *const *extra_keys, const char *const *extra_values, int n_extra) {
     const nn_mlp_config *c = &m->cfg;
     const nn_params *p = &m->params;
     NN_CHECK(n_extra >= 0 && n_extra <= MAX_META - 7, "nn_mlp_save: too many metadata entries");
@@ -30,14 +35,16 @@ int nn_mlp_save(const nn_mlp *m, const char *path, const char *const *extra_keys
         keys[7 + i] = extra_keys[i];
         values[7 + i] = extra_values[i];
     }
-    nn_st_entry entries[NN_MAX_PARAMS];
+    NN_CHECK(n_extra_tensors >= 0 && n_extra_tensors <= 8, "nn_mlp_save: too many extra tensors");
+    nn_st_entry entries[NN_MAX_PARAMS + 8];
     int64_t shapes[NN_MAX_PARAMS][NN_MAX_DIMS];
     for (int i = 0; i < p->n; i++) {
         const nn_tensor *t = &p->tensors[i];
         for (int d = 0; d < t->ndim; d++) shapes[i][d] = t->shape[d];
         entries[i] = (nn_st_entry){.name = t->name, .ndim = t->ndim, .shape = shapes[i], .data = t->data};
     }
-    return nn_st_save(path, entries, p->n, keys, values, 7 + n_extra);
+    for (int i = 0; i < n_extra_tensors; i++) entries[p->n + i] = extra_tensors[i];
+    return nn_st_save(path, entries, p->n + n_extra_tensors, keys, values, 7 + n_extra);
 }
 
 /* A required metadata string, or an error naming the missing key. */
@@ -80,13 +87,19 @@ static int parse_layers(const char *path, const char *s, nn_mlp_config *c) {
 int nn_mlp_load(nn_mlp *m, const char *path) {
     nn_safetensors st;
     if (nn_st_load(path, &st) != 0) return -1;
+    int rc = nn_mlp_load_st(m, &st, path);
+    nn_st_free(&st);
+    return rc;
+}
+
+int nn_mlp_load_st(nn_mlp *m, const nn_safetensors *st, const char *path) {
     nn_mlp_config c = {0};
     float mean = 0.0f, std = 1.0f;
-    const char *arch = meta(&st, path, "nn.arch"), *layers = NULL, *act = NULL, *norm = NULL, *dropout = NULL,
+    const char *arch = meta(st, path, "nn.arch"), *layers = NULL, *act = NULL, *norm = NULL, *dropout = NULL,
                *smean = NULL, *sstd = NULL;
-    int ok = arch && (layers = meta(&st, path, "nn.layers")) && (act = meta(&st, path, "nn.act")) &&
-             (norm = meta(&st, path, "nn.norm")) && (dropout = meta(&st, path, "nn.dropout")) &&
-             (smean = meta(&st, path, "nn.input_mean")) && (sstd = meta(&st, path, "nn.input_std"));
+    int ok = arch && (layers = meta(st, path, "nn.layers")) && (act = meta(st, path, "nn.act")) &&
+             (norm = meta(st, path, "nn.norm")) && (dropout = meta(st, path, "nn.dropout")) &&
+             (smean = meta(st, path, "nn.input_mean")) && (sstd = meta(st, path, "nn.input_std"));
     if (!ok) goto fail;
     if (strcmp(arch, "mlp") != 0 && strcmp(arch, "linear") != 0) {
         nn_error("%s: unsupported architecture '%s' (expected mlp or linear)", path, arch);
@@ -111,8 +124,10 @@ int nn_mlp_load(nn_mlp *m, const char *path) {
     nn_mlp_init(m, &c, &unused);
     m->input_mean = mean;
     m->input_std = std;
-    if (st.n_tensors != m->params.n) {
-        nn_error("%s: %d tensors, expected %d for a %s model with layers %s", path, st.n_tensors, m->params.n,
+    int n_model = 0;
+    for (int i = 0; i < st->n_tensors; i++) n_model += strncmp(st->tensors[i].name, "train.", 6) != 0;
+    if (n_model != m->params.n) {
+        nn_error("%s: %d tensors, expected %d for a %s model with layers %s", path, n_model, m->params.n,
                  arch, layers);
         goto fail_model;
     }
@@ -120,18 +135,16 @@ int nn_mlp_load(nn_mlp *m, const char *path) {
         nn_tensor *t = &m->params.tensors[i];
         int64_t shape[NN_MAX_DIMS];
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-        if (nn_st_read_f32(&st, t->name, t->data, t->ndim, shape) != 0) goto fail_model;
+        if (nn_st_read_f32(st, t->name, t->data, t->ndim, shape) != 0) goto fail_model;
         for (size_t k = 0; k < t->size; k++)
             if (!isfinite(t->data[k])) {
                 nn_error("%s: tensor '%s' holds a non-finite value", path, t->name);
                 goto fail_model;
             }
     }
-    nn_st_free(&st);
     return 0;
 fail_model:
     nn_mlp_free(m);
 fail:
-    nn_st_free(&st);
     return -1;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "nn/train.h"
+#include "train/state.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -78,16 +79,6 @@ void nn_history_free(nn_history *h) {
     memset(h, 0, sizeof *h);
 }
 
-static int save_checkpoint(const nn_train_config *cfg, const nn_mlp *m, int epoch, double test_acc) {
-    char sepoch[16], sacc[32], sseed[32];
-    snprintf(sepoch, sizeof sepoch, "%d", epoch);
-    snprintf(sacc, sizeof sacc, "%.6f", test_acc);
-    snprintf(sseed, sizeof sseed, "%llu", (unsigned long long)cfg->seed);
-    const char *keys[] = {"nn.epoch", "nn.test_acc", "nn.seed", "nn.optimizer"};
-    const char *values[] = {sepoch, sacc, sseed, nn_optim_name(cfg->opt.kind)};
-    return nn_mlp_save(m, cfg->save_path, keys, values, 4);
-}
-
 /* Accuracy and loss per epoch, train vs test (and validation). */
 static int write_plot(const char *path, const nn_history *h, bool has_val) {
     int n = h->n;
@@ -117,130 +108,184 @@ static int write_plot(const char *path, const nn_history *h, bool has_val) {
     return rc;
 }
 
+/* One line per epoch on cfg->log. */
+static void log_epoch(const nn_train_config *cfg, const nn_history *h, bool has_val) {
+    const nn_epoch_metrics *m = &h->epochs[h->n - 1];
+    FILE *f = cfg->log;
+    fprintf(f, "%s %2d/%d  train loss %.4f acc %6.2f%%  ", cfg->label ? cfg->label : "epoch", m->epoch, cfg->epochs,
+            m->train_loss, 100 * m->train_acc);
+    if (has_val) fprintf(f, "val loss %.4f acc %6.2f%%  ", h->val_loss[h->n - 1], 100 * h->val_acc[h->n - 1]);
+    fprintf(f, "test loss %.4f acc %6.2f%%  lr %.3g  %.1f s  %.0f img/s\n", m->test_loss, 100 * m->test_acc, m->lr,
+            m->seconds, m->images_per_sec);
+    fflush(f);
+}
+
+/* Rewrites the metrics file from the whole history (after a resume it
+ * already holds the epochs before the interruption). */
+static nn_metrics_file *open_metrics(const nn_train_config *cfg, const nn_history *h, bool has_val) {
+    const char *val_cols[] = {"val_loss", "val_acc"};
+    nn_metrics_file *f = nn_metrics_open(cfg->metrics_path, val_cols, has_val ? 2 : 0);
+    for (int i = 0; f && i < h->n; i++) {
+        double extra[2] = {h->val_loss[i], h->val_acc[i]};
+        if (nn_metrics_write(f, &h->epochs[i], extra) != 0) {
+            nn_metrics_close(f);
+            return NULL;
+        }
+    }
+    return f;
+}
+
 int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *model, nn_history *hist) {
     const nn_dataset *train = &data->train;
     int D = train->rows * train->cols, B = cfg->batch_size;
     NN_CHECK(cfg->model.sizes[0] == D, "nn_train: model input %d does not match images of %d pixels",
              cfg->model.sizes[0], D);
-    nn_rng init_rng, dropout_rng;
-    nn_rng_seed(&init_rng, cfg->seed, 1);
-    nn_rng_seed(&dropout_rng, cfg->seed, 2);
-    nn_mlp_init(model, &cfg->model, &init_rng);
-    model->input_mean = data->mean;
-    model->input_std = data->std;
-    int C = cfg->model.sizes[cfg->model.n_linear];
-
-    nn_loader loader;
-    nn_loader_init(&loader, train, B, 1, cfg->seed, data->mean, data->std);
-    nn_optim opt;
-    nn_optim_init(&opt, &model->params, &cfg->opt);
-    nn_schedule sched = cfg->sched;
-    sched.total_steps = (long)cfg->epochs * nn_loader_num_batches(&loader);
-    nn_ctx *ctx = nn_ctx_new(0);
-    int *labels = nn_xmalloc((size_t)B * sizeof(int));
-
     memset(hist, 0, sizeof *hist);
     hist->epochs = nn_xcalloc((size_t)cfg->epochs, sizeof *hist->epochs);
     hist->val_loss = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
     hist->val_acc = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
-    const char *val_cols[] = {"val_loss", "val_acc"};
-    nn_metrics_file *metrics = NULL;
-    int rc = 0;
-    if (cfg->metrics_path) {
-        metrics = nn_metrics_open(cfg->metrics_path, val_cols, data->has_val ? 2 : 0);
-        if (!metrics) rc = -1;
+
+    nn_loader loader;
+    nn_loader_init(&loader, train, B, 1, cfg->seed, data->mean, data->std);
+    train_state st = {.epoch = 1, .loader_rng = loader.rng, .best = -1.0};
+    nn_rng_seed(&st.dropout_rng, cfg->seed, 2);
+    nn_safetensors resumed;
+    if (cfg->resume_path) {
+        if (train_state_load(cfg->resume_path, model, &st, hist, cfg->epochs, &resumed) != 0) {
+            nn_loader_free(&loader);
+            return -1;
+        }
+    } else {
+        nn_rng init_rng;
+        nn_rng_seed(&init_rng, cfg->seed, 1);
+        nn_mlp_init(model, &cfg->model, &init_rng);
+        model->input_mean = data->mean;
+        model->input_std = data->std;
     }
-    double best = -1.0;
-    int since_best = 0;
-    long step = 0;
-    for (int epoch = 1; rc == 0 && epoch <= cfg->epochs; epoch++) {
+    nn_optim opt;
+    nn_optim_init(&opt, &model->params, &cfg->opt);
+    /* With a validation set, the best weights are kept aside for the end. */
+    float *best_params = data->has_val ? nn_xmalloc(model->params.count * sizeof(float)) : NULL;
+    if (best_params) memcpy(best_params, model->params.data, model->params.count * sizeof(float));
+    int rc = 0;
+    if (cfg->resume_path) {
+        rc = train_state_load_optim(cfg->resume_path, &resumed, &opt, best_params);
+        nn_st_free(&resumed);
+    }
+    int C = cfg->model.sizes[cfg->model.n_linear];
+    nn_schedule sched = cfg->sched;
+    sched.total_steps = (long)cfg->epochs * nn_loader_num_batches(&loader);
+    nn_ctx *ctx = nn_ctx_new(0);
+    int *labels = nn_xmalloc((size_t)B * sizeof(int));
+    nn_metrics_file *metrics = NULL;
+    if (rc == 0 && cfg->metrics_path && !(metrics = open_metrics(cfg, hist, data->has_val))) rc = -1;
+
+    for (; rc == 0 && st.epoch <= cfg->epochs; st.epoch++) {
         nn_progress bar = {0};
         char label[64];
-        snprintf(label, sizeof label, "%s %d/%d", cfg->label ? cfg->label : "epoch", epoch, cfg->epochs);
+        snprintf(label, sizeof label, "%s %d/%d", cfg->label ? cfg->label : "epoch", st.epoch, cfg->epochs);
         nn_progress_begin(&bar, label, nn_loader_num_batches(&loader));
+        /* The order of an epoch comes from the generator as it was when the
+         * epoch began; a resumed run re-derives it and skips what was done. */
+        loader.rng = st.loader_rng;
         nn_loader_start_epoch(&loader);
-        double t0 = now_seconds(), loss_sum = 0.0, lr = 0.0;
-        long seen = 0, correct = 0, batch = 0;
+        loader.pos = (int)(st.batch * B);
+        double t0 = now_seconds() - st.train_seconds, lr = nn_schedule_lr(&sched, st.step > 0 ? st.step - 1 : 0);
         for (;;) {
+            if (cfg->stop && *cfg->stop) {
+                nn_progress_end(&bar);
+                st.train_seconds = now_seconds() - t0;
+                if (!cfg->save_path)
+                    rc = nn_error("interrupted at epoch %d, step %ld (no --save, so no checkpoint)", st.epoch, st.batch);
+                else if (train_state_save(cfg->save_path, cfg, model, &opt, &st, hist, data->has_val, best_params) == 0)
+                    rc = nn_error("interrupted at epoch %d, step %ld; checkpoint saved: resume with "
+                                  "nn train --resume %s", st.epoch, st.batch, cfg->save_path);
+                else
+                    rc = -1;
+                break;
+            }
             nn_ctx_reset(ctx);
             nn_tensor *x = nn_input(ctx, "x", 2, (int[]){B, D});
             int n = nn_loader_next(&loader, x->data, labels);
             if (n == 0) break;
             shrink_batch(x, n);
-            nn_tensor *logits = nn_mlp_forward(model, ctx, x, &dropout_rng);
+            nn_tensor *logits = nn_mlp_forward(model, ctx, x, &st.dropout_rng);
             nn_tensor *loss = batch_loss(ctx, cfg->loss, logits, labels, cfg->label_smoothing);
             if (!isfinite(loss->data[0])) {
                 nn_progress_end(&bar);
+                bool kept = cfg->save_path && hist->n > 0;
                 rc = nn_error("loss became %s at epoch %d, step %ld; stopping (try a smaller --lr)%s%s",
-                              isnan(loss->data[0]) ? "NaN" : "infinite", epoch, batch + 1,
-                              cfg->save_path && epoch > 1 ? "; the last good checkpoint is " : "",
-                              cfg->save_path && epoch > 1 ? cfg->save_path : "");
+                              isnan(loss->data[0]) ? "NaN" : "infinite", st.epoch, st.batch + 1,
+                              kept ? "; the last good checkpoint is " : "", kept ? cfg->save_path : "");
                 break;
             }
             nn_params_zero_grad(&model->params);
             nn_backward(ctx, loss);
             if (cfg->clip > 0.0f) nn_clip_grad_norm(&model->params, cfg->clip);
-            lr = nn_schedule_lr(&sched, step++);
+            lr = nn_schedule_lr(&sched, st.step++);
             nn_optim_step(&opt, (float)lr);
-            loss_sum += (double)loss->data[0] * n;
-            for (int i = 0; i < n; i++) correct += argmax(logits->data + (size_t)i * C, C) == labels[i];
-            seen += n;
-            batch++;
+            st.loss_sum += (double)loss->data[0] * n;
+            for (int i = 0; i < n; i++) st.correct += argmax(logits->data + (size_t)i * C, C) == labels[i];
+            st.seen += n;
+            st.batch++;
             double elapsed = now_seconds() - t0;
-            nn_progress_update(&bar, batch, loss->data[0], elapsed > 0 ? seen / elapsed : 0.0);
+            nn_progress_update(&bar, st.batch, loss->data[0], elapsed > 0 ? st.seen / elapsed : 0.0);
         }
-        nn_progress_end(&bar);
         if (rc != 0) break;
+        nn_progress_end(&bar);
         double train_seconds = now_seconds() - t0;
         nn_epoch_metrics *m = &hist->epochs[hist->n];
-        m->epoch = epoch;
-        m->train_loss = loss_sum / seen;
-        m->train_acc = (double)correct / seen;
+        m->epoch = st.epoch;
+        m->train_loss = st.loss_sum / st.seen;
+        m->train_acc = (double)st.correct / st.seen;
         m->test_acc = nn_evaluate(model, ctx, &data->test, cfg->loss, &m->test_loss, NULL);
         m->lr = lr;
-        m->seconds = now_seconds() - t0;
-        m->images_per_sec = seen / train_seconds;
+        m->images_per_sec = st.seen / train_seconds;
         double score = m->test_acc;
         if (data->has_val) {
             hist->val_acc[hist->n] = nn_evaluate(model, ctx, &data->val, cfg->loss, &hist->val_loss[hist->n], NULL);
             score = hist->val_acc[hist->n];
         }
+        m->seconds = now_seconds() - t0;
         hist->n++;
-        if (cfg->log) {
-            fprintf(cfg->log, "%s %2d/%d  train loss %.4f acc %6.2f%%  ", cfg->label ? cfg->label : "epoch", epoch,
-                    cfg->epochs, m->train_loss, 100 * m->train_acc);
-            if (data->has_val)
-                fprintf(cfg->log, "val loss %.4f acc %6.2f%%  ", hist->val_loss[hist->n - 1],
-                        100 * hist->val_acc[hist->n - 1]);
-            fprintf(cfg->log, "test loss %.4f acc %6.2f%%  lr %.3g  %.1f s  %.0f img/s\n", m->test_loss,
-                    100 * m->test_acc, m->lr, m->seconds, m->images_per_sec);
-            fflush(cfg->log);
-        }
+        if (cfg->log) log_epoch(cfg, hist, data->has_val);
         double extra[2] = {hist->val_loss[hist->n - 1], hist->val_acc[hist->n - 1]};
         if (metrics && nn_metrics_write(metrics, m, extra) != 0) rc = -1;
-        bool improved = score > best;
-        if (improved) {
-            best = score;
-            hist->best_epoch = epoch;
-            since_best = 0;
+        if (score > st.best) {
+            st.best = score;
+            hist->best_epoch = st.epoch;
+            st.since_best = 0;
+            if (best_params) memcpy(best_params, model->params.data, model->params.count * sizeof(float));
         } else {
-            since_best++;
+            st.since_best++;
         }
-        /* With a validation set the checkpoint is the best model so far;
-         * without one, the latest. Either way it is replaced atomically. */
-        if (rc == 0 && cfg->save_path && (improved || !data->has_val) &&
-            save_checkpoint(cfg, model, epoch, m->test_acc) != 0)
+        bool early_stop = cfg->early_stop > 0 && data->has_val && st.since_best >= cfg->early_stop;
+        /* The position after this epoch: the next one starts from here. */
+        train_state next = st;
+        next.epoch = st.epoch + 1;
+        next.batch = next.seen = next.correct = 0;
+        next.loss_sum = next.train_seconds = 0.0;
+        next.loader_rng = loader.rng;
+        if (rc == 0 && cfg->save_path && train_state_save(cfg->save_path, cfg, model, &opt, &next, hist, data->has_val, best_params) != 0)
             rc = -1;
         if (rc == 0 && cfg->plot_path && write_plot(cfg->plot_path, hist, data->has_val) != 0) rc = -1;
-        if (cfg->early_stop > 0 && data->has_val && since_best >= cfg->early_stop) {
+        st = next;
+        st.epoch--; /* the loop's increment */
+        if (early_stop) {
             hist->stopped_early = true;
             if (cfg->log)
                 fprintf(cfg->log, "early stop: no validation improvement for %d epochs (best: epoch %d, %.2f%%)\n",
-                        cfg->early_stop, hist->best_epoch, 100 * best);
+                        cfg->early_stop, hist->best_epoch, 100 * st.best);
             break;
         }
     }
+    /* A run with a validation set ends on its best weights. */
+    if (rc == 0 && best_params) {
+        memcpy(model->params.data, best_params, model->params.count * sizeof(float));
+        if (cfg->save_path && nn_mlp_save(model, cfg->save_path, NULL, NULL, 0) != 0) rc = -1;
+    }
     if (metrics && nn_metrics_close(metrics) != 0 && rc == 0) rc = -1;
+    free(best_params);
     free(labels);
     nn_ctx_free(ctx);
     nn_optim_free(&opt);

@@ -1,0 +1,176 @@
+/* Resumable checkpoints: the model's tensors under their usual names, the
+ * optimiser's moments as train.optim_m / train.optim_v (flat, in the
+ * parameter buffer's order), and the rest as "nn.train.*" metadata strings.
+ * Doubles are written with %a (hexadecimal, exact) so nothing is rounded. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/state.h"
+
+#define HIST_FIELDS 10
+
+static void rng_str(char *buf, size_t n, const nn_rng *r) {
+    snprintf(buf, n, "%016" PRIx64 ":%016" PRIx64, r->state, r->inc);
+}
+
+static int rng_parse(const char *s, nn_rng *r) {
+    char *end;
+    errno = 0;
+    r->state = strtoull(s, &end, 16);
+    if (errno || *end != ':') return -1;
+    r->inc = strtoull(end + 1, &end, 16);
+    return errno || *end || !(r->inc & 1) ? -1 : 0;
+}
+
+/* "e,train_loss,...;e,..." with every number exact. */
+static char *history_str(const nn_history *h, bool has_val) {
+    size_t cap = (size_t)h->n * HIST_FIELDS * 32 + 1;
+    char *s = nn_xmalloc(cap), *p = s;
+    *p = 0;
+    for (int i = 0; i < h->n; i++) {
+        const nn_epoch_metrics *m = &h->epochs[i];
+        double v[HIST_FIELDS] = {m->epoch, m->train_loss, m->train_acc, m->test_loss, m->test_acc, m->lr,
+                                 m->seconds, m->images_per_sec, has_val ? h->val_loss[i] : 0,
+                                 has_val ? h->val_acc[i] : 0};
+        for (int k = 0; k < HIST_FIELDS; k++) p += sprintf(p, "%s%a", k ? "," : (i ? ";" : ""), v[k]);
+    }
+    return s;
+}
+
+static int history_parse(const char *s, nn_history *h, int max_epochs) {
+    h->n = 0;
+    while (*s) {
+        if (h->n >= max_epochs) return -1;
+        double v[HIST_FIELDS];
+        for (int k = 0; k < HIST_FIELDS; k++) {
+            char *end;
+            v[k] = strtod(s, &end);
+            if (end == s || (*end != (k + 1 < HIST_FIELDS ? ',' : ';') && !(k + 1 == HIST_FIELDS && !*end)))
+                return -1;
+            s = *end ? end + 1 : end;
+        }
+        nn_epoch_metrics *m = &h->epochs[h->n];
+        *m = (nn_epoch_metrics){(int)v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+        h->val_loss[h->n] = v[8];
+        h->val_acc[h->n] = v[9];
+        h->n++;
+    }
+    return 0;
+}
+
+int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp *model, const nn_optim *opt,
+                     const train_state *st, const nn_history *hist, bool has_val, const float *best) {
+    char epoch[16], batch[24], step[24], optim_steps[24], loss_sum[40], seen[24], correct[24], secs[40],
+        loader_rng[40], dropout_rng[40], best_score[40], since_best[16], best_epoch[16], seed[24];
+    snprintf(epoch, sizeof epoch, "%d", st->epoch);
+    snprintf(batch, sizeof batch, "%ld", st->batch);
+    snprintf(step, sizeof step, "%ld", st->step);
+    snprintf(optim_steps, sizeof optim_steps, "%ld", opt->steps);
+    snprintf(loss_sum, sizeof loss_sum, "%a", st->loss_sum);
+    snprintf(seen, sizeof seen, "%ld", st->seen);
+    snprintf(correct, sizeof correct, "%ld", st->correct);
+    snprintf(secs, sizeof secs, "%a", st->train_seconds);
+    rng_str(loader_rng, sizeof loader_rng, &st->loader_rng);
+    rng_str(dropout_rng, sizeof dropout_rng, &st->dropout_rng);
+    snprintf(best_score, sizeof best_score, "%a", st->best);
+    snprintf(since_best, sizeof since_best, "%d", st->since_best);
+    snprintf(best_epoch, sizeof best_epoch, "%d", hist->best_epoch);
+    snprintf(seed, sizeof seed, "%" PRIu64, cfg->seed);
+    char *history = history_str(hist, has_val);
+    const char *keys[] = {"nn.train.epoch", "nn.train.batch", "nn.train.step", "nn.train.optim_steps",
+                          "nn.train.loss_sum", "nn.train.seen", "nn.train.correct", "nn.train.seconds",
+                          "nn.train.loader_rng", "nn.train.dropout_rng", "nn.train.best", "nn.train.since_best",
+                          "nn.train.best_epoch", "nn.train.history", "nn.seed", "nn.optimizer", "nn.train.args"};
+    const char *values[] = {epoch, batch, step, optim_steps, loss_sum, seen, correct, secs, loader_rng,
+                            dropout_rng, best_score, since_best, best_epoch, history, seed,
+                            nn_optim_name(cfg->opt.kind), cfg->args ? cfg->args : ""};
+    int64_t count = (int64_t)model->params.count;
+    nn_st_entry state[3];
+    int n_state = 0;
+    if (opt->m) state[n_state++] = (nn_st_entry){.name = "train.optim_m", .ndim = 1, .shape = &count, .data = opt->m};
+    if (opt->v) state[n_state++] = (nn_st_entry){.name = "train.optim_v", .ndim = 1, .shape = &count, .data = opt->v};
+    if (best) state[n_state++] = (nn_st_entry){.name = "train.best", .ndim = 1, .shape = &count, .data = best};
+    int rc = nn_mlp_save_with(model, path, state, n_state, keys, values, (int)(sizeof keys / sizeof *keys));
+    free(history);
+    return rc;
+}
+
+static int meta_long(const nn_safetensors *f, const char *path, const char *key, long lo, long hi, long *out) {
+    const char *s = nn_st_meta(f, key);
+    char *end;
+    if (!s) return nn_error("%s: not a resumable checkpoint (no '%s'; was it written by nn train --save?)", path, key);
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return nn_error("%s: metadata '%s' = '%s' is out of range", path, key, s);
+    *out = v;
+    return 0;
+}
+
+static int meta_double(const nn_safetensors *f, const char *path, const char *key, double *out) {
+    const char *s = nn_st_meta(f, key);
+    char *end;
+    if (!s) return nn_error("%s: not a resumable checkpoint (no '%s')", path, key);
+    *out = strtod(s, &end);
+    if (end == s || *end) return nn_error("%s: metadata '%s' = '%s' is not a number", path, key, s);
+    return 0;
+}
+
+static int meta_rng(const nn_safetensors *f, const char *path, const char *key, nn_rng *r) {
+    const char *s = nn_st_meta(f, key);
+    if (!s) return nn_error("%s: not a resumable checkpoint (no '%s')", path, key);
+    if (rng_parse(s, r) != 0) return nn_error("%s: metadata '%s' = '%s' is malformed", path, key, s);
+    return 0;
+}
+
+int train_state_load(const char *path, nn_mlp *model, train_state *st, nn_history *hist, int max_epochs,
+                     nn_safetensors *file) {
+    if (nn_st_load(path, file) != 0) return -1;
+    long epoch, batch, step, seen, correct, since_best, best_epoch;
+    memset(st, 0, sizeof *st);
+    if (meta_long(file, path, "nn.train.epoch", 1, 1000000, &epoch) || meta_long(file, path, "nn.train.batch", 0, 1L << 40, &batch) ||
+        meta_long(file, path, "nn.train.step", 0, 1L << 50, &step) || meta_long(file, path, "nn.train.seen", 0, 1L << 50, &seen) ||
+        meta_long(file, path, "nn.train.correct", 0, 1L << 50, &correct) ||
+        meta_long(file, path, "nn.train.since_best", 0, 1000000, &since_best) ||
+        meta_long(file, path, "nn.train.best_epoch", 0, 1000000, &best_epoch) ||
+        meta_double(file, path, "nn.train.loss_sum", &st->loss_sum) ||
+        meta_double(file, path, "nn.train.seconds", &st->train_seconds) ||
+        meta_double(file, path, "nn.train.best", &st->best) ||
+        meta_rng(file, path, "nn.train.loader_rng", &st->loader_rng) ||
+        meta_rng(file, path, "nn.train.dropout_rng", &st->dropout_rng))
+        goto fail;
+    st->epoch = (int)epoch;
+    st->batch = batch;
+    st->step = step;
+    st->seen = seen;
+    st->correct = correct;
+    st->since_best = (int)since_best;
+    hist->best_epoch = (int)best_epoch;
+    const char *h = nn_st_meta(file, "nn.train.history");
+    if (!h || history_parse(h, hist, max_epochs) != 0) {
+        nn_error("%s: metadata 'nn.train.history' is missing or malformed (or longer than --epochs)", path);
+        goto fail;
+    }
+    if (nn_mlp_load_st(model, file, path) != 0) goto fail;
+    return 0;
+fail:
+    nn_st_free(file);
+    return -1;
+}
+
+int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best) {
+    long steps;
+    if (meta_long(file, path, "nn.train.optim_steps", 0, 1L << 50, &steps)) return -1;
+    const char *kind = nn_st_meta(file, "nn.optimizer");
+    if (!kind || strcmp(kind, nn_optim_name(opt->cfg.kind)) != 0)
+        return nn_error("%s: saved with optimiser '%s', resuming with '%s'", path, kind ? kind : "?",
+                        nn_optim_name(opt->cfg.kind));
+    int64_t count = (int64_t)opt->params->count;
+    if (opt->m && nn_st_read_f32(file, "train.optim_m", opt->m, 1, &count) != 0) return -1;
+    if (opt->v && nn_st_read_f32(file, "train.optim_v", opt->v, 1, &count) != 0) return -1;
+    if (best && nn_st_read_f32(file, "train.best", best, 1, &count) != 0) return -1;
+    opt->steps = steps;
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* Where a training run stands, and how it is kept in a checkpoint so that a
+ * resumed run continues bit for bit: the step counters, the random
+ * generators, the running sums of the epoch in progress, the optimiser's
+ * moments and the per-epoch history. */
+#ifndef NN_TRAIN_STATE_H
+#define NN_TRAIN_STATE_H
+
+#include "nn/train.h"
+
+typedef struct train_state {
+    int epoch;         /* the epoch in progress (1-based) */
+    long batch;        /* batches of it already done */
+    long step;         /* updates done in the whole run (the schedule's position) */
+    double loss_sum;   /* running sums of the epoch in progress */
+    long seen, correct;
+    double train_seconds; /* training time of the epoch in progress so far */
+    nn_rng loader_rng; /* the shuffling generator as it was when this epoch began */
+    nn_rng dropout_rng;
+    double best;       /* best validation (or test) accuracy so far */
+    int since_best;
+} train_state;
+
+/* Writes model + optimiser + state + history to path (atomically), and the
+ * best weights so far when there is a validation set (best may be NULL). */
+int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp *model, const nn_optim *opt,
+                     const train_state *st, const nn_history *hist, bool has_val, const float *best);
+/* Restores them from a checkpoint written by train_state_save; the model is
+ * built from the file, the optimiser must be initialised with the run's
+ * config first (its moments and step count are overwritten). */
+int train_state_load(const char *path, nn_mlp *model, train_state *st, nn_history *hist, int max_epochs,
+                     nn_safetensors *file);
+/* Restores the optimiser's moments and step count, and the best weights
+ * (when best is not NULL). */
+int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best);
+
+#endif

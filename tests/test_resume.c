@@ -1,0 +1,135 @@
+/* Nothing is lost: a run stopped by SIGINT or killed by SIGKILL and resumed
+ * ends with weights bit-identical to an uninterrupted run's; a checkpoint
+ * write that fails reports the path and errno text and leaves the previous
+ * checkpoint intact. */
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "check.h"
+#include "run_nn.h"
+#include "nn/model.h"
+
+#define RUN "--train-limit 12000 --epochs 3 --hidden 256 --opt adamw --dropout 0.2 --batch-size 64 --seed 7"
+
+/* True when both checkpoints hold the same model tensors, bit for bit. */
+static bool same_weights(const char *a, const char *b) {
+    nn_mlp ma, mb;
+    if (nn_mlp_load(&ma, a) != 0) return false;
+    if (nn_mlp_load(&mb, b) != 0) {
+        nn_mlp_free(&ma);
+        return false;
+    }
+    bool same = ma.params.count == mb.params.count &&
+                memcmp(ma.params.data, mb.params.data, ma.params.count * sizeof(float)) == 0;
+    nn_mlp_free(&ma);
+    nn_mlp_free(&mb);
+    return same;
+}
+
+static const char *reference(void) {
+    static bool done;
+    if (!done) {
+        int rc = nn("train " RUN " --save %s", tmp("full.safetensors"));
+        CHECKF(rc == 0, "uninterrupted run exited %d: %s", rc, err_text);
+        done = true;
+    }
+    return tmp("full.safetensors");
+}
+
+static void sleep_ms(int ms) { nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL); }
+
+/* Starts a run in the background and sends it `sig` once `trigger` exists
+ * (plus delay_ms), then waits for it. Returns the exit status. */
+static int run_and_signal(const char *save, const char *trigger, int delay_ms, int sig) {
+    const char *bin = getenv("NN") ? getenv("NN") : "build/nn";
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        freopen(tmp("bg.err"), "w", stderr);
+        execl(bin, bin, "train", "--train-limit", "12000", "--epochs", "3", "--hidden", "256", "--opt", "adamw",
+              "--dropout", "0.2", "--batch-size", "64", "--seed", "7", "--save", save, (char *)NULL);
+        _exit(127);
+    }
+    for (int waited = 0; waited < 60000 && access(trigger, F_OK) != 0; waited += 10) sleep_ms(10);
+    sleep_ms(delay_ms);
+    kill(pid, sig);
+    int status;
+    waitpid(pid, &status, 0);
+    slurp(tmp("bg.err"), err_text, sizeof err_text);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void test_sigint_mid_epoch_then_resume(void) {
+    if (!have_mnist()) return;
+    const char *full = reference();
+    /* The first checkpoint appears after epoch 1; interrupt inside epoch 2. */
+    int rc = run_and_signal(tmp("int.safetensors"), tmp("int.safetensors"), 150, SIGINT);
+    CHECKF(rc == 130, "interrupted run exited %d: %s", rc, err_text);
+    CHECKF(one_line_error("interrupted at epoch 2"), "%s", err_text);
+    rc = nn("train --resume %s", tmp("int.safetensors"));
+    CHECKF(rc == 0, "resume exited %d: %s", rc, err_text);
+    CHECK(strstr(out_text, "resuming from") != NULL);
+    CHECK(strstr(out_text, "epoch  3/3") != NULL && strstr(out_text, "epoch  1/3") == NULL);
+    CHECKF(same_weights(full, tmp("int.safetensors")), "resumed weights differ from the uninterrupted run's");
+}
+
+static void test_sigkill_then_resume(void) {
+    if (!have_mnist()) return;
+    const char *full = reference();
+    int rc = run_and_signal(tmp("kill.safetensors"), tmp("kill.safetensors"), 150, SIGKILL);
+    CHECKF(rc == 128 + SIGKILL, "killed run exited %d", rc);
+    nn_mlp m;
+    CHECKF(nn_mlp_load(&m, tmp("kill.safetensors")) == 0, "checkpoint after SIGKILL does not load: %s",
+           nn_last_error());
+    nn_mlp_free(&m);
+    rc = nn("train --resume %s", tmp("kill.safetensors"));
+    CHECKF(rc == 0, "resume exited %d: %s", rc, err_text);
+    CHECKF(same_weights(full, tmp("kill.safetensors")), "resumed weights differ from the uninterrupted run's");
+}
+
+static void test_resume_errors(void) {
+    CHECK(nn("train --resume %s", tmp("missing.safetensors")) == 1);
+    CHECKF(one_line_error("missing.safetensors"), "%s", err_text);
+    /* A model checkpoint without training state cannot be resumed. */
+    nn_mlp m;
+    nn_rng r;
+    nn_rng_seed(&r, 1, 1);
+    nn_mlp_init(&m, &(nn_mlp_config){.n_linear = 1, .sizes = {784, 10}}, &r);
+    CHECK(nn_mlp_save(&m, tmp("plain.safetensors"), NULL, NULL, 0) == 0);
+    nn_mlp_free(&m);
+    CHECK(nn("train --resume %s", tmp("plain.safetensors")) == 1);
+    CHECKF(one_line_error("not a resumable checkpoint"), "%s", err_text);
+}
+
+static void test_failed_write_keeps_previous(void) {
+    if (!have_mnist()) return;
+    const char *save = tmp("keep.safetensors");
+    CHECK(nn("train --train-limit 2000 --epochs 1 --hidden 200 --save %s", save) == 0);
+    struct stat before;
+    CHECK(stat(save, &before) == 0);
+    char *old = malloc((size_t)before.st_size), *now = malloc((size_t)before.st_size);
+    FILE *f = fopen(save, "rb");
+    CHECK(f && fread(old, 1, (size_t)before.st_size, f) == (size_t)before.st_size);
+    if (f) fclose(f);
+    /* A file-size limit below the checkpoint's size makes the write fail
+     * half-way (EFBIG), like a full disk. */
+    int rc = nn_limited("trap '' XFSZ; ulimit -f 64;", "train --train-limit 2000 --epochs 1 --hidden 200 --seed 2 --save %s",
+                        save);
+    CHECK(rc == 1);
+    CHECKF(one_line_error(save) && strstr(err_text, "File too large"), "%s", err_text);
+    f = fopen(save, "rb");
+    CHECK(f && fread(now, 1, (size_t)before.st_size, f) == (size_t)before.st_size);
+    if (f) fclose(f);
+    CHECKF(memcmp(old, now, (size_t)before.st_size) == 0, "the previous checkpoint was modified");
+    free(old);
+    free(now);
+    /* A folder that does not exist. */
+    rc = nn("train --train-limit 500 --epochs 1 --hidden 8 --save %s", tmp("no/such/dir/m.safetensors"));
+    CHECK(rc == 1);
+    CHECKF(one_line_error("no/such/dir/m.safetensors") && strstr(err_text, "No such file or directory"), "%s",
+           err_text);
+}
+
+TEST_MAIN(TEST(test_sigint_mid_epoch_then_resume), TEST(test_sigkill_then_resume), TEST(test_resume_errors),
+          TEST(test_failed_write_keeps_previous))
