@@ -1,0 +1,189 @@
+/* Training-speed benchmark: whole MNIST epochs of the basic and advanced
+ * configurations, against the machine's own sgemm peak measured in the same
+ * run. Prints one "key value" line per measurement (scripts/bench.sh turns
+ * them and PyTorch's into the table of docs/PERFORMANCE.md).
+ *
+ *   build/bench/bench_train [EPOCHS] [CONFIG...]     (defaults: 3, basic advanced)
+ *
+ * Each configuration trains in a child process, so its peak RSS is its own.
+ * The first epoch is a warm-up and is not counted; the median of the others
+ * is reported. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nn/train.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Best-of-5 GFLOP/s of C[M,N] = A[M,K] B[N,K]^T. */
+static double sgemm_gflops(int M, int N, int K) {
+    float *a = nn_xmalloc((size_t)M * K * sizeof(float)), *b = nn_xmalloc((size_t)N * K * sizeof(float)),
+          *c = nn_xmalloc((size_t)M * N * sizeof(float));
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 1e-3f;
+    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 1e-3f;
+    double best = 0.0;
+    for (int r = 0; r < 6; r++) {
+        double t = now();
+        int reps = 10;
+        for (int i = 0; i < reps; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        double g = 2.0 * M * N * K * reps / (now() - t) / 1e9;
+        if (r > 0 && g > best) best = g; /* r = 0 warms up */
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+/* The GEMMs of one training step of an MLP (forward, weight gradients, input
+ * gradients except the first layer's), replayed alone: what the step would
+ * cost if everything but GEMM were free. */
+static double gemm_step_seconds(const nn_mlp_config *m, int B, int reps) {
+    size_t max = 0;
+    for (int i = 0; i <= m->n_linear; i++) max = (size_t)m->sizes[i] > max ? (size_t)m->sizes[i] : max;
+    float *x = nn_xcalloc(max * (size_t)B, sizeof(float)), *w = nn_xcalloc(max * max, sizeof(float)),
+          *y = nn_xcalloc(max * (size_t)B, sizeof(float)), *dw = nn_xcalloc(max * max, sizeof(float));
+    double t = now();
+    for (int r = 0; r < reps; r++)
+        for (int l = 0; l < m->n_linear; l++) {
+            int in = m->sizes[l], out = m->sizes[l + 1];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, y, out, x, in, 1.0f, dw, in);
+            if (l > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0f, y, out, w, in, 1.0f, x, in);
+        }
+    double s = (now() - t) / reps;
+    free(x);
+    free(w);
+    free(y);
+    free(dw);
+    return s;
+}
+
+/* FLOPs of one epoch: 2*in*out per image for the forward product, the same
+ * for the weight gradient, and for the input gradient of every layer but the
+ * first (the images need no gradient). */
+static double epoch_flops(const nn_mlp_config *m, int n_images) {
+    double per_image = 0.0;
+    for (int l = 0; l < m->n_linear; l++) {
+        double mac = 2.0 * m->sizes[l] * m->sizes[l + 1];
+        per_image += mac * (l > 0 ? 3 : 2);
+    }
+    return per_image * n_images;
+}
+
+static void configure(const char *name, nn_train_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    nn_mlp_config *m = &cfg->model;
+    m->n_linear = 3;
+    m->sizes[0] = 784, m->sizes[1] = 1024, m->sizes[2] = 1024, m->sizes[3] = 10;
+    m->act = NN_ACT_RELU;
+    cfg->loss = NN_LOSS_CE;
+    cfg->batch_size = 256;
+    cfg->seed = 1;
+    if (strcmp(name, "basic") == 0) {
+        cfg->opt = nn_optim_defaults(NN_OPT_SGD);
+        cfg->sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 0.1f};
+    } else {
+        m->layer_norm = true;
+        m->act = NN_ACT_GELU;
+        m->dropout = 0.1f;
+        cfg->opt = nn_optim_defaults(NN_OPT_ADAMW);
+        cfg->sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 1e-3f};
+    }
+}
+
+/* Runs in the child: trains, reports, exits. */
+static int run_config(const char *name, int epochs, const nn_train_data *data) {
+    nn_train_config cfg;
+    configure(name, &cfg);
+    cfg.epochs = epochs;
+    cfg.label = name;
+    nn_mlp model;
+    nn_history h;
+    if (nn_train(&cfg, data, &model, &h) != 0) {
+        fprintf(stderr, "bench: %s\n", nn_last_error());
+        return 1;
+    }
+    double secs[64];
+    int n = 0;
+    for (int e = 1; e < h.n && n < 64; e++) secs[n++] = data->train.n / h.epochs[e].images_per_sec;
+    double epoch_s = median(secs, n);
+    double flops = epoch_flops(&cfg.model, data->train.n);
+    int steps = (data->train.n + cfg.batch_size - 1) / cfg.batch_size;
+    double gemm_s = gemm_step_seconds(&cfg.model, cfg.batch_size, 20) * steps;
+
+    nn_ctx *ctx = nn_ctx_new(0);
+    double eval_s[5];
+    for (int r = 0; r < 5; r++) {
+        double t = now();
+        nn_evaluate(&model, ctx, &data->test, NN_LOSS_CE, NULL, NULL);
+        eval_s[r] = now() - t;
+    }
+    printf("%s.epoch_seconds %.3f\n", name, epoch_s);
+    printf("%s.images_per_sec %.0f\n", name, data->train.n / epoch_s);
+    printf("%s.gflops %.1f\n", name, flops / epoch_s / 1e9);
+    printf("%s.gemm_seconds %.3f\n", name, gemm_s);
+    printf("%s.other_seconds %.3f\n", name, epoch_s - gemm_s);
+    printf("%s.eval_seconds %.4f\n", name, median(eval_s, 5));
+    printf("%s.test_acc %.4f\n", name, h.epochs[h.n - 1].test_acc);
+    fflush(stdout);
+    nn_ctx_free(ctx);
+    nn_history_free(&h);
+    nn_mlp_free(&model);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int epochs = argc > 1 ? atoi(argv[1]) : 3;
+    if (epochs < 1) epochs = 3;
+    const char *defaults[] = {"basic", "advanced"};
+    const char **configs = argc > 2 ? (const char **)argv + 2 : defaults;
+    int n_configs = argc > 2 ? argc - 2 : 2;
+
+    printf("sgemm.peak_gflops %.1f\n", sgemm_gflops(1024, 1024, 1024));
+    fflush(stdout);
+    nn_train_data data;
+    if (nn_train_data_load(&data, "data/mnist", 0, 0.0f) != 0) {
+        fprintf(stderr, "bench: %s (run make data)\n", nn_last_error());
+        return 1;
+    }
+    for (int c = 0; c < n_configs; c++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) _exit(run_config(configs[c], epochs + 1, &data));
+        int status;
+        struct rusage ru;
+        if (pid < 0 || wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "bench: configuration %s failed\n", configs[c]);
+            return 1;
+        }
+        /* The child inherited the loaded dataset; its RSS includes it, as a
+         * training process's would. */
+        printf("%s.peak_rss_mb %.0f\n", configs[c], ru.ru_maxrss / 1024.0);
+    }
+    nn_train_data_free(&data);
+    return 0;
+}
