@@ -2,15 +2,29 @@
  * walks through: inputs as grey ellipses, parameters as green ellipses, ops
  * as boxes labelled with the op and its output shape, the loss in red. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/graph.h"
 
-/* A leaf (input or parameter) is named by its address, an op output by its node. */
-static void leaf_id(FILE *f, const nn_tensor *t) { fprintf(f, "t%p", (const void *)t); }
+/* Leaves (inputs and parameters) are numbered in order of first use, so the
+ * same graph always gives the same text. Returns the number, and whether the
+ * leaf was new in *is_new. */
+static int leaf_id(const nn_tensor **seen, int *n_seen, int cap, const nn_tensor *t, bool *is_new) {
+    for (int i = 0; i < *n_seen; i++)
+        if (seen[i] == t) {
+            *is_new = false;
+            return i;
+        }
+    *is_new = true;
+    if (*n_seen < cap) seen[(*n_seen)++] = t;
+    return *n_seen - 1;
+}
 
 int nn_graph_write_dot(const nn_ctx *ctx, FILE *f) {
     char shape[64];
+    int cap = 3 * ctx->n_nodes + 1, n_seen = 0;
+    const nn_tensor **seen = nn_xmalloc((size_t)cap * sizeof *seen);
     fprintf(f, "digraph nn {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=11];\n");
     for (int i = 0; i < ctx->n_nodes; i++) {
         const nn_node *n = &ctx->nodes[i];
@@ -24,18 +38,17 @@ int nn_graph_write_dot(const nn_ctx *ctx, FILE *f) {
                 fprintf(f, "  n%d -> n%d;\n", in->node, i);
                 continue;
             }
-            bool param = in->role == NN_PARAM;
-            fprintf(f, "  ");
-            leaf_id(f, in);
-            fprintf(f, " [shape=ellipse, style=filled, fillcolor=\"%s\", label=\"%s%s\\n%s\"];\n",
-                    param ? "#c8e6c9" : "#eeeeee", param ? "param " : "",
-                    in->name ? in->name : "input", nn_shape_str(in, shape));
-            fprintf(f, "  ");
-            leaf_id(f, in);
-            fprintf(f, " -> n%d;\n", i);
+            bool param = in->role == NN_PARAM, is_new;
+            int id = leaf_id(seen, &n_seen, cap, in, &is_new);
+            if (is_new)
+                fprintf(f, "  t%d [shape=ellipse, style=filled, fillcolor=\"%s\", label=\"%s%s\\n%s\"];\n", id,
+                        param ? "#c8e6c9" : "#eeeeee", param ? "param " : "", in->name ? in->name : "input",
+                        nn_shape_str(in, shape));
+            fprintf(f, "  t%d -> n%d;\n", id, i);
         }
     }
     fprintf(f, "}\n");
+    free(seen);
     return ferror(f) ? nn_error("writing graph: %s", strerror(errno)) : 0;
 }
 
