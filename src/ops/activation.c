@@ -2,6 +2,7 @@
  * where the derivative is exactly a function of the output, the output). */
 #include <math.h>
 
+#include "ops/fastmath.h"
 #include "ops/ops.h"
 
 static nn_tensor *unary_out(nn_ctx *ctx, nn_tensor *a, const char *name) {
@@ -109,8 +110,8 @@ nn_tensor *nn_gelu(nn_ctx *ctx, nn_tensor *a, bool tanh_approx) {
             o[i] = 0.5f * x[i] * (1.0f + tanhf(u));
         }
     } else {
-#pragma omp parallel for if (n > NN_PARALLEL_MIN)
-        for (size_t i = 0; i < n; i++) o[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT_2));
+#pragma omp parallel for simd if (n > NN_PARALLEL_MIN)
+        for (size_t i = 0; i < n; i++) o[i] = 0.5f * x[i] * (1.0f + nn_erff(x[i] * INV_SQRT_2));
     }
     nn_node *node = nn_record(ctx, NN_OP_GELU, y, &a, 1);
     if (node) node->flag = tanh_approx;
@@ -131,10 +132,10 @@ void nn_gelu_backward(nn_node *n) {
             dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * x[i] * (1.0f - t * t) * du);
         }
     } else {
-#pragma omp parallel for if (len > NN_PARALLEL_MIN)
+#pragma omp parallel for simd if (len > NN_PARALLEL_MIN)
         for (size_t i = 0; i < len; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT_2));
-            float pdf = INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
+            float cdf = 0.5f * (1.0f + nn_erff(x[i] * INV_SQRT_2));
+            float pdf = INV_SQRT_2PI * nn_expf(-0.5f * x[i] * x[i]);
             dx[i] += dy[i] * (cdf + x[i] * pdf);
         }
     }

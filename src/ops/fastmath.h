@@ -1,0 +1,45 @@
+/* exp and erf written so that GCC vectorises the loops that call them (the
+ * libm versions are scalar calls, and erff alone was 13% of a GELU network's
+ * training time). Accuracy: nn_expf within 2 ulp over [-87, 88];
+ * nn_erff within 5e-7 absolute (Abramowitz & Stegun 7.1.26, 1.5e-7 in exact
+ * arithmetic, plus float rounding). The GELU
+ * tests against PyTorch hold them to 1e-5 relative. */
+#ifndef NN_FASTMATH_H
+#define NN_FASTMATH_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln 2 / 2; e^r by its
+ * Taylor polynomial to r^7, 2^n by building the float's exponent bits. */
+static inline float nn_expf(float x) {
+    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    /* ln 2 split in two so that n * hi is exact (Cody & Waite). */
+    float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* erf(x) = 1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^(-x^2), t = 1 / (1 + p x),
+ * for x >= 0, and odd. */
+static inline float nn_erff(float x) {
+    float ax = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+    float y = 1.0f - poly * nn_expf(-ax * ax);
+    return copysignf(y, x);
+}
+
+#endif
