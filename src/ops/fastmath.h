@@ -14,7 +14,7 @@
 /* e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln 2 / 2; e^r by its
  * Taylor polynomial to r^7, 2^n by building the float's exponent bits. */
 static inline float nn_expf(float x) {
-    x = fminf(fmaxf(x, -87.0f), 88.0f);
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x; /* fminf would be a call */
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     /* ln 2 split in two so that n * hi is exact (Cody & Waite). */
     float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
