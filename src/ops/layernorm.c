@@ -28,9 +28,12 @@ nn_tensor *nn_layer_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, 
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x->data + r * N;
         float *yr = y->data + r * N;
+        /* Sums in double, vectorised: omp simd permits reordering the sum. */
         double mean = 0.0, var = 0.0;
+#pragma omp simd reduction(+ : mean)
         for (int j = 0; j < N; j++) mean += xr[j];
         mean /= N;
+#pragma omp simd reduction(+ : var)
         for (int j = 0; j < N; j++) var += ((double)xr[j] - mean) * ((double)xr[j] - mean);
         var /= N;
         float mu = (float)mean, rstd = (float)(1.0 / sqrt(var + eps));
@@ -62,6 +65,7 @@ void nn_layer_norm_backward(nn_node *n) {
             for (int j = 0; j < N; j++) b->grad[j] += dy[j];
         if (!x->grad) continue;
         double mean_g = 0.0, mean_gx = 0.0;
+#pragma omp simd reduction(+ : mean_g, mean_gx)
         for (int j = 0; j < N; j++) {
             float g = dy[j] * w->data[j];
             mean_g += g;
