@@ -51,6 +51,8 @@ static const char *const train_help =
     "  --data DIR              folder with the four IDX files instead\n"
     "  --metrics FILE.csv      per-epoch metrics\n"
     "  --plot FILE.png|.svg    train vs test accuracy and loss per epoch\n"
+    "  --graph FILE.dot        the computation graph of one training step (Graphviz; render\n"
+    "                          with: dot -Tpng FILE.dot -o graph.png)\n"
     "  --save FILE.safetensors checkpoint, rewritten atomically after every epoch; it also\n"
     "                          holds the optimiser state and position, so the run can resume.\n"
     "                          With --val-split it ends holding the best epoch's weights\n"
@@ -66,7 +68,7 @@ enum {
     OPT_MODEL = 256, OPT_HIDDEN, OPT_ACT, OPT_NORM, OPT_DROPOUT, OPT_LOSS, OPT_SMOOTH, OPT_OPT, OPT_LR,
     OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_CLIP, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS,
     OPT_LIMIT, OPT_VAL, OPT_EARLY, OPT_PRESET, OPT_DATASET, OPT_DATA, OPT_METRICS, OPT_PLOT, OPT_SAVE,
-    OPT_RESUME,
+    OPT_RESUME, OPT_GRAPH,
 };
 
 static const struct option train_options[] = {
@@ -84,6 +86,7 @@ static const struct option train_options[] = {
     {"dataset", required_argument, 0, OPT_DATASET}, {"data", required_argument, 0, OPT_DATA},
     {"metrics", required_argument, 0, OPT_METRICS}, {"plot", required_argument, 0, OPT_PLOT},
     {"save", required_argument, 0, OPT_SAVE}, {"resume", required_argument, 0, OPT_RESUME},
+    {"graph", required_argument, 0, OPT_GRAPH},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
@@ -280,6 +283,7 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         case OPT_PLOT: o->cfg.plot_path = optarg; break;
         case OPT_SAVE: o->cfg.save_path = optarg; break;
         case OPT_RESUME: o->cfg.resume_path = optarg; break;
+        case OPT_GRAPH: o->cfg.graph_path = optarg; break;
         case ':': return usage_error(cmd, "%s needs a value", argv[optind - 1]);
         default:
             return usage_error(cmd, "unknown option '%s'", optind > 0 && optind <= argc ? argv[optind - 1] : "?");

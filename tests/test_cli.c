@@ -88,6 +88,20 @@ static void test_pytorch_interop(void) {
     nn_mlp_free(&m);
 }
 
+static void test_graph_export(void) {
+    if (!have_mnist()) return;
+    int rc = nn("train --hidden 16 --norm layer --act gelu --dropout 0.1 --train-limit 300 --epochs 1 --graph %s",
+                tmp("g.dot"));
+    CHECKF(rc == 0, "train --graph exited %d: %s", rc, err_text);
+    char dot[8192];
+    slurp(tmp("g.dot"), dot, sizeof dot);
+    CHECK(strncmp(dot, "digraph", 7) == 0);
+    const char *expect[] = {"param fc1.weight\\n[16, 784]", "param ln1.bias", "layer_norm", "gelu", "dropout",
+                            "cross_entropy", "x\\n[128, 784]"};
+    for (size_t i = 0; i < sizeof expect / sizeof *expect; i++)
+        CHECKF(strstr(dot, expect[i]) != NULL, "graph lacks %s", expect[i]);
+}
+
 static void test_usage_errors(void) {
     CHECK(nn("") == 2);
     CHECK(nn("frobnicate") == 2);
@@ -162,5 +176,5 @@ static void test_nan_stops(void) {
     CHECK(strstr(err_text, "epoch 1") != NULL);
 }
 
-TEST_MAIN(TEST(test_train_eval_predict), TEST(test_pytorch_interop), TEST(test_usage_errors),
+TEST_MAIN(TEST(test_train_eval_predict), TEST(test_pytorch_interop), TEST(test_graph_export), TEST(test_usage_errors),
           TEST(test_missing_data), TEST(test_bad_checkpoints), TEST(test_predict_bad_image), TEST(test_nan_stops))

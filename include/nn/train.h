@@ -26,6 +26,7 @@ typedef struct nn_train_config {
     uint64_t seed;
     int early_stop; /* stop after this many epochs without validation improvement; 0 = off */
     const char *save_path, *metrics_path, *plot_path; /* each may be NULL */
+    const char *graph_path; /* Graphviz DOT of the first step's graph; may be NULL */
     FILE *log;          /* one line per epoch (NULL = none) */
     const char *label;  /* progress-bar prefix, e.g. "epoch" or "adamw 2/8" */
     /* Resuming: a checkpoint written by an earlier run with the same config

@@ -221,6 +221,11 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
             }
             nn_params_zero_grad(&model->params);
             nn_backward(ctx, loss);
+            if (cfg->graph_path && st.step == 0 && nn_graph_save_dot(ctx, cfg->graph_path) != 0) {
+                nn_progress_end(&bar);
+                rc = -1;
+                break;
+            }
             if (cfg->clip > 0.0f) nn_clip_grad_norm(&model->params, cfg->clip);
             lr = nn_schedule_lr(&sched, st.step++);
             nn_optim_step(&opt, (float)lr);
