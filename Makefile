@@ -36,6 +36,8 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all test sanitize data run bench clean fixtures
+# Keep test and bench objects (make would delete them as intermediates).
+.SECONDARY:
 
 all: $(BUILD)/nn $(TEST_BIN) $(BENCH_BIN)
 

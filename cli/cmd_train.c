@@ -362,67 +362,38 @@ static void on_sigint(int sig) {
     stop_requested = 1;
 }
 
-int cmd_train(int argc, char **argv) {
-    train_opts o;
-    defaults(&o);
-    int status = parse_args(argc, argv, &o);
-    if (status >= 0) return status;
-    char *args = join_args(argc, argv), *resume_buf = NULL;
-    char **resume_args = NULL;
-    if (o.cfg.resume_path) {
-        const char *resume = o.cfg.resume_path;
-        int n = resume_argv(resume, argc, argv, &resume_args, &resume_buf);
-        if (n < 0) {
-            free(args);
-            return runtime_error();
-        }
-        defaults(&o);
-        status = parse_args(n, resume_args, &o);
-        if (status >= 0) {
-            free(args);
-            free(resume_args);
-            free(resume_buf);
-            return status;
-        }
-        free(args);
-        args = join_args(n, resume_args);
-        if (!o.cfg.save_path) o.cfg.save_path = resume;
-    }
-    o.cfg.args = args;
-    const char *dir = dataset_dir("train", o.dataset, o.data_dir);
+/* Runs the training the options describe; returns the exit status. */
+static int train_with(train_opts *o) {
+    const char *dir = dataset_dir("train", o->dataset, o->data_dir);
     if (!dir) return EXIT_USAGE;
-    set_threads(o.threads);
+    set_threads(o->threads);
 
     nn_train_data data;
-    if (nn_train_data_load(&data, dir, o.train_limit, (float)o.val_split) != 0) {
-        free(args);
-        free(resume_args);
-        free(resume_buf);
-        return data_error(o.dataset, o.data_dir);
-    }
-    nn_mlp_config *m = &o.cfg.model;
-    int n_hidden = o.linear ? 0 : o.n_hidden;
+    if (nn_train_data_load(&data, dir, o->train_limit, (float)o->val_split) != 0)
+        return data_error(o->dataset, o->data_dir);
+    nn_mlp_config *m = &o->cfg.model;
+    int n_hidden = o->linear ? 0 : o->n_hidden;
     m->n_linear = n_hidden + 1;
     m->sizes[0] = data.train.rows * data.train.cols;
-    for (int i = 0; i < n_hidden; i++) m->sizes[i + 1] = o.hidden[i];
+    for (int i = 0; i < n_hidden; i++) m->sizes[i + 1] = o->hidden[i];
     m->sizes[n_hidden + 1] = NN_DATA_CLASSES;
-    /* A step schedule decays 10x at 50% and 75% of training unless told otherwise. */
-    if (o.cfg.sched.kind == NN_SCHED_STEP) {
-        long steps = (long)o.cfg.epochs * ((data.train.n + o.cfg.batch_size - 1) / o.cfg.batch_size);
-        o.cfg.sched.step_size = steps / 3 > 0 ? steps / 3 : 1;
+    /* A step schedule decays 10x after each third of the run. */
+    if (o->cfg.sched.kind == NN_SCHED_STEP) {
+        long steps = (long)o->cfg.epochs * ((data.train.n + o->cfg.batch_size - 1) / o->cfg.batch_size);
+        o->cfg.sched.step_size = steps / 3 > 0 ? steps / 3 : 1;
     }
-    o.cfg.log = stdout;
-    o.cfg.label = "epoch";
+    o->cfg.log = stdout;
+    o->cfg.label = "epoch";
 
-    printf("training %s", o.linear ? "softmax regression" : "mlp");
+    printf("training %s", o->linear ? "softmax regression" : "mlp");
     for (int i = 0; i <= m->n_linear; i++) printf("%s%d", i ? "-" : " ", m->sizes[i]);
     printf(" (%s%s%s) on %s: %d train", nn_act_name(m->act), m->layer_norm ? ", layernorm" : "",
            m->dropout > 0 ? ", dropout" : "", dir, data.train.n);
     if (data.has_val) printf(", %d validation", data.val.n);
     printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu\n", data.test.n,
-           nn_optim_name(o.cfg.opt.kind), o.lr, nn_schedule_name(o.cfg.sched.kind), o.cfg.batch_size,
-           o.cfg.epochs, (unsigned long long)o.cfg.seed);
-    if (o.cfg.resume_path) printf("resuming from %s\n", o.cfg.resume_path);
+           nn_optim_name(o->cfg.opt.kind), o->lr, nn_schedule_name(o->cfg.sched.kind), o->cfg.batch_size,
+           o->cfg.epochs, (unsigned long long)o->cfg.seed);
+    if (o->cfg.resume_path) printf("resuming from %s\n", o->cfg.resume_path);
     fflush(stdout);
 
     /* Ctrl-C: finish the step, write a checkpoint, stop. A second Ctrl-C
@@ -431,25 +402,53 @@ int cmd_train(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     stop_requested = 0;
     sigaction(SIGINT, &sa, &old_sa);
-    o.cfg.stop = &stop_requested;
+    o->cfg.stop = &stop_requested;
     nn_mlp model = {0};
     nn_history hist;
-    int rc = nn_train(&o.cfg, &data, &model, &hist);
+    int rc = nn_train(&o->cfg, &data, &model, &hist);
     sigaction(SIGINT, &old_sa, NULL);
     if (rc == 0 && hist.n > 0) {
         const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
         printf("final test accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);
-        if (o.cfg.save_path) printf("checkpoint: %s\n", o.cfg.save_path);
-        if (o.cfg.plot_path) printf("plot: %s\n", o.cfg.plot_path);
-        if (o.cfg.metrics_path) printf("metrics: %s\n", o.cfg.metrics_path);
+        if (o->cfg.save_path) printf("checkpoint: %s\n", o->cfg.save_path);
+        if (o->cfg.plot_path) printf("plot: %s\n", o->cfg.plot_path);
+        if (o->cfg.metrics_path) printf("metrics: %s\n", o->cfg.metrics_path);
     }
     nn_history_free(&hist);
     nn_mlp_free(&model);
     nn_train_data_free(&data);
-    free(args);
-    free(resume_args);
-    free(resume_buf);
     if (rc == 0) return 0;
     runtime_error();
     return stop_requested ? 130 : 1;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_opts o;
+    defaults(&o);
+    int status = parse_args(argc, argv, &o);
+    if (status >= 0) return status;
+    if (!o.cfg.resume_path) {
+        char *args = join_args(argc, argv);
+        o.cfg.args = args;
+        status = train_with(&o);
+        free(args);
+        return status;
+    }
+    /* Resuming: the saved run's flags, then this command's on top. */
+    const char *resume = o.cfg.resume_path;
+    char *resume_buf = NULL, **resume_args = NULL;
+    int n = resume_argv(resume, argc, argv, &resume_args, &resume_buf);
+    if (n < 0) return runtime_error();
+    defaults(&o);
+    status = parse_args(n, resume_args, &o);
+    if (status < 0) {
+        char *args = join_args(n, resume_args);
+        o.cfg.args = args;
+        if (!o.cfg.save_path) o.cfg.save_path = resume;
+        status = train_with(&o);
+        free(args);
+    }
+    free(resume_args);
+    free(resume_buf);
+    return status;
 }
