@@ -3,6 +3,7 @@
 #   make              library, CLI and test binaries
 #   make test         build and run the whole test suite (fetches MNIST first)
 #   make sanitize     the same suite built with ASan+UBSan, into build-san/
+#   make leakcheck    a short training run under valgrind --leak-check=full
 #   make data         fetch MNIST into data/mnist (DATASET=fashion-mnist for that)
 #   make run          the main job: train the default model, write its plot
 #   make bench        training-speed benchmark (see docs/PERFORMANCE.md)
@@ -35,7 +36,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test sanitize data run bench clean fixtures
+.PHONY: all test sanitize leakcheck data run bench clean fixtures
 # Keep test and bench objects (make would delete them as intermediates).
 .SECONDARY:
 
@@ -72,6 +73,11 @@ sanitize:
 		LDFLAGS="-fopenmp -fsanitize=address,undefined" all
 	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 NN_SANITIZE=1 \
 		NN=build-san/nn scripts/run_tests.sh $(patsubst $(BUILD)/%,build-san/%,$(TEST_BIN))
+
+# Issue 7's leak check: one short training run under valgrind, no leak allowed.
+leakcheck: $(BUILD)/nn data
+	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 \
+		$(BUILD)/nn train --train-limit 500 --epochs 1 --hidden 32 --threads 1 >/dev/null
 
 data:
 	@scripts/fetch_data.sh $(DATASET)
