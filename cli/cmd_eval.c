@@ -1,5 +1,6 @@
 /* nn eval: a checkpoint's test accuracy, per-class accuracy and confusion matrix. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -67,7 +68,10 @@ int cmd_eval(int argc, char **argv) {
         double loss, acc = nn_evaluate(&model, ctx, &test, NN_LOSS_CE, &loss, &conf);
         printf("%s on %s: test accuracy %.2f%% (%ld of %d), cross-entropy loss %.4f\n\n", model_path, dir,
                100 * acc, (long)(acc * test.n + 0.5), test.n, loss);
-        nn_confusion_print(stdout, &conf, NULL);
+        static const char *const fashion[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+        bool is_fashion = strcmp(dataset, "fashion-mnist") == 0 && conf.n_classes == 10;
+        nn_confusion_print(stdout, &conf, is_fashion ? fashion : NULL);
         nn_confusion_free(&conf);
         nn_ctx_free(ctx);
     }
