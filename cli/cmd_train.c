@@ -144,22 +144,6 @@ static int apply_preset(train_opts *o, const char *name) {
     return 0;
 }
 
-/* "1024,512" -> widths; returns the count or -1. */
-static int parse_hidden(const char *s, int *out) {
-    int n = 0;
-    if (strcmp(s, "") == 0 || strcmp(s, "none") == 0) return 0;
-    while (*s) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s || v < 1 || v > 65536 || n == NN_MLP_MAX_LAYERS - 1) return -1;
-        out[n++] = (int)v;
-        s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
-    }
-    return n;
-}
-
 static const char *preset_arg(int argc, char **argv) {
     const char *preset = NULL;
     for (int i = 1; i < argc; i++) {
@@ -191,7 +175,7 @@ static int parse_args(int argc, char **argv, train_opts *o) {
             o->linear = strcmp(optarg, "linear") == 0;
             break;
         case OPT_HIDDEN:
-            if ((o->n_hidden = parse_hidden(optarg, o->hidden)) < 0)
+            if ((o->n_hidden = parse_widths(optarg, o->hidden, NN_MLP_MAX_LAYERS - 1)) < 0)
                 return usage_error(cmd, "--hidden: '%s' is not a list of widths like 1024,1024 (at most %d)",
                                    optarg, NN_MLP_MAX_LAYERS - 1);
             break;

@@ -9,6 +9,7 @@
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_experiment(int argc, char **argv);
 int cmd_linreg(int argc, char **argv);
 
 #define EXIT_USAGE 2
@@ -22,6 +23,10 @@ int runtime_error(void);
  * caller should return 2. */
 int parse_int_flag(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
 int parse_float_flag(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
+
+/* "1024,512" -> widths (each 1..65536, at most max of them; "" or "none" = 0
+ * widths); returns the count, or -1 if malformed. */
+int parse_widths(const char *s, int *out, int max);
 
 /* Sets the thread count of both OpenMP and OpenBLAS (0 = leave the default). */
 void set_threads(int n);

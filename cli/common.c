@@ -52,6 +52,22 @@ int parse_float_flag(const char *cmd, const char *flag, const char *s, double lo
     return 0;
 }
 
+int parse_widths(const char *s, int *out, int max) {
+    int n = 0;
+    if (strcmp(s, "") == 0 || strcmp(s, "none") == 0) return 0;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || v < 1 || v > 65536 || n == max) return -1;
+        out[n++] = (int)v;
+        s = end;
+        if (*s == ',' && s[1]) s++;
+        else if (*s) return -1;
+    }
+    return n;
+}
+
 void set_threads(int n) {
     if (n <= 0) return;
     omp_set_num_threads(n);
