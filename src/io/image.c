@@ -77,6 +77,12 @@ static int decode_png(const char *path, const unsigned char *data, size_t len, n
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
     if (check_size(path, w, h) != 0) png_longjmp(png, 1);
+    /* Deflate compresses at most 1032:1, so a file too short to hold the
+     * declared pixels even at that ratio is refused before the buffers for
+     * them are allocated (w*h <= 2^26 and 4 channels of 16 bits fit in 64). */
+    uint64_t min_bytes = ((uint64_t)w * h * png_get_channels(png, info) * png_get_bit_depth(png, info) + 7) / 8;
+    if (min_bytes / 1032 > len)
+        png_error(png, "file is truncated: too short for the image size in its header");
 
     /* Whatever the file holds, have libpng hand us 8-bit RGBA: the colour and
      * alpha arithmetic below then has a single case. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,6 +120,23 @@ int nn_mlp_load_st(nn_mlp *m, const nn_safetensors *st, const char *path) {
         parse_float(path, "nn.input_mean", smean, -1e6f, 1e6f, &mean) != 0 ||
         parse_float(path, "nn.input_std", sstd, 1e-12f, 1e6f, &std) != 0)
         goto fail;
+    /* The weight matrices are checked against the metadata before the model
+     * is allocated, so a few bytes of "nn.layers" cannot make it allocate
+     * gigabytes: each must be in the file (the rest is as small as a width). */
+    for (int i = 0; i < c.n_linear; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fc%d.weight", i + 1);
+        const nn_st_tensor *t = nn_st_find(st, name);
+        if (!t) {
+            nn_error("%s: no tensor named '%s' (layers %s need one)", path, name, layers);
+            goto fail;
+        }
+        if (t->ndim != 2 || t->shape[0] != c.sizes[i + 1] || t->shape[1] != c.sizes[i]) {
+            nn_error("%s: tensor '%s' has the wrong shape for layers %s: expected [%d, %d]", path, name, layers,
+                     c.sizes[i + 1], c.sizes[i]);
+            goto fail;
+        }
+    }
     nn_rng unused;
     nn_rng_seed(&unused, 0, 0);
     nn_mlp_init(m, &c, &unused);
