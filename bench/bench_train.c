@@ -5,7 +5,9 @@
  *
  *   build/bench/bench_train [EPOCHS] [CONFIG...]     (defaults: 3, basic advanced)
  *
- * Each configuration trains in a child process, so its peak RSS is its own.
+ * The sgemm peak and each configuration run in child processes: a child's
+ * peak RSS is its own, and the parent never starts OpenMP threads (a child
+ * forked after that would run on one thread).
  * The first epoch is a warm-up and is not counted; the median of the others
  * is reported. */
 #include <cblas.h>
@@ -156,34 +158,51 @@ static int run_config(const char *name, int epochs, const nn_train_data *data) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    int epochs = argc > 1 ? atoi(argv[1]) : 3;
-    if (epochs < 1) epochs = 3;
-    const char *defaults[] = {"basic", "advanced"};
-    const char **configs = argc > 2 ? (const char **)argv + 2 : defaults;
-    int n_configs = argc > 2 ? argc - 2 : 2;
+/* Runs fn(arg) in a child process and waits; returns 0 if it exited 0 and
+ * fills *ru with its resource usage. */
+static int in_child(int (*fn)(const char *), const char *arg, struct rusage *ru) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) _exit(fn(arg));
+    int status;
+    if (pid < 0 || wait4(pid, &status, 0, ru) < 0 || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+}
 
+static int epochs_arg = 3;
+
+static int peak_child(const char *unused) {
+    (void)unused;
     printf("sgemm.peak_gflops %.1f\n", sgemm_gflops(1024, 1024, 1024));
     fflush(stdout);
+    return 0;
+}
+
+static int config_child(const char *name) {
     nn_train_data data;
     if (nn_train_data_load(&data, "data/mnist", 0, 0.0f) != 0) {
         fprintf(stderr, "bench: %s (run make data)\n", nn_last_error());
         return 1;
     }
+    int rc = run_config(name, epochs_arg + 1, &data);
+    nn_train_data_free(&data);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    epochs_arg = argc > 1 ? atoi(argv[1]) : 3;
+    if (epochs_arg < 1) epochs_arg = 3;
+    const char *defaults[] = {"basic", "advanced"};
+    const char **configs = argc > 2 ? (const char **)argv + 2 : defaults;
+    int n_configs = argc > 2 ? argc - 2 : 2;
+    struct rusage ru;
+    if (in_child(peak_child, NULL, &ru) != 0) return 1;
     for (int c = 0; c < n_configs; c++) {
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid == 0) _exit(run_config(configs[c], epochs + 1, &data));
-        int status;
-        struct rusage ru;
-        if (pid < 0 || wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (in_child(config_child, configs[c], &ru) != 0) {
             fprintf(stderr, "bench: configuration %s failed\n", configs[c]);
             return 1;
         }
-        /* The child inherited the loaded dataset; its RSS includes it, as a
-         * training process's would. */
         printf("%s.peak_rss_mb %.0f\n", configs[c], ru.ru_maxrss / 1024.0);
     }
-    nn_train_data_free(&data);
     return 0;
 }
