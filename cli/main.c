@@ -12,6 +12,7 @@ static const struct {
     {"train", cmd_train, "train a digit classifier (softmax regression or MLP) on MNIST or Fashion-MNIST"},
     {"eval", cmd_eval, "evaluate a checkpoint: test accuracy, per-class accuracy, confusion matrix"},
     {"predict", cmd_predict, "classify your own PNG/PGM digit images with a checkpoint"},
+    {"experiment", cmd_experiment, "train several configurations the same way and compare them"},
     {"linreg", cmd_linreg, "linear regression by gradient descent, checked against least squares"},
 };
 

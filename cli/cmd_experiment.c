@@ -1,0 +1,880 @@
+/* nn experiment: the "deep-learning techniques" study. Several configurations
+ * (baseline SGD, momentum, Adam, AdamW with weight decay, dropout, LayerNorm,
+ * GELU, all together) are trained the same way - same data, epochs, batch
+ * size, schedule and seeds - with the shared training loop, and compared in
+ * one table (results.csv, results.md) and two overlaid plots (test accuracy
+ * and train-minus-test gap per epoch).
+ *
+ * The train accuracy per epoch is nn_train's running average over the epoch's
+ * batches (dropout on, weights still moving); the final train-test gap in the
+ * table uses the exact train accuracy instead, evaluated on the whole
+ * training set in evaluation mode after the last epoch. */
+#define _GNU_SOURCE /* fopencookie: the ETA on each progress line */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "commands.h"
+#include "nn/error.h"
+#include "nn/train.h"
+
+#define CMD "experiment"
+#define MAX_SEEDS 100
+
+/* ---- The configurations ------------------------------------------------------ */
+
+/* One configuration: what it changes relative to the plain-SGD baseline.
+ * Everything not listed here (width, epochs, batch size, cosine schedule,
+ * data, seeds) is the same for all. */
+typedef struct exp_config {
+    const char *name, *what;
+    nn_optim_kind opt;
+    float lr, wd;
+    nn_act act;
+    bool layer_norm;
+    float dropout, smoothing;
+    bool standard; /* in the default set */
+} exp_config;
+
+#define DROPOUT_P 0.3f
+#define ADAMW_WD 0.05f
+
+static const exp_config configs[] = {
+    {"baseline", "plain SGD, lr 0.1, ReLU", NN_OPT_SGD, 0.1f, 0, NN_ACT_RELU, false, 0, 0, true},
+    {"momentum", "SGD + momentum 0.9, lr 0.05", NN_OPT_MOMENTUM, 0.05f, 0, NN_ACT_RELU, false, 0, 0, true},
+    {"adam", "Adam, lr 0.001", NN_OPT_ADAM, 1e-3f, 0, NN_ACT_RELU, false, 0, 0, true},
+    {"adamw", "AdamW, lr 0.001, decoupled weight decay 0.05", NN_OPT_ADAMW, 1e-3f, ADAMW_WD, NN_ACT_RELU, false, 0,
+     0, true},
+    {"dropout", "baseline + dropout 0.3 on hidden layers", NN_OPT_SGD, 0.1f, 0, NN_ACT_RELU, false, DROPOUT_P, 0,
+     true},
+    {"layernorm", "baseline + LayerNorm before each activation", NN_OPT_SGD, 0.1f, 0, NN_ACT_RELU, true, 0, 0, true},
+    {"gelu", "baseline with GELU instead of ReLU", NN_OPT_SGD, 0.1f, 0, NN_ACT_GELU, false, 0, 0, true},
+    {"all", "AdamW + weight decay + dropout + LayerNorm + GELU", NN_OPT_ADAMW, 1e-3f, ADAMW_WD, NN_ACT_GELU, true,
+     DROPOUT_P, 0, true},
+    /* extras, chosen with --configs */
+    {"nesterov", "SGD + Nesterov momentum 0.9, lr 0.05", NN_OPT_NESTEROV, 0.05f, 0, NN_ACT_RELU, false, 0, 0, false},
+    {"l2", "baseline + L2 weight decay 5e-4", NN_OPT_SGD, 0.1f, 5e-4f, NN_ACT_RELU, false, 0, 0, false},
+    {"smoothing", "baseline + label smoothing 0.1", NN_OPT_SGD, 0.1f, 0, NN_ACT_RELU, false, 0, 0.1f, false},
+};
+#define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
+
+/* ---- Options ----------------------------------------------------------------- */
+
+/* Default sizes: the full study (8 configurations x 2 seeds) fits in about 10
+ * minutes on two cores; --overfit trains on 1,000 images for long enough
+ * that the baseline memorises them. */
+#define DEF_EPOCHS 15
+#define DEF_HIDDEN 256
+#define DEF_SEEDS 3
+#define DEF_BATCH 128
+#define DEF_TARGET 98
+#define OVERFIT_LIMIT 1000
+#define OVERFIT_EPOCHS 100
+#define OVERFIT_TARGET 85
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+static const char *const help_text =
+    "usage: nn experiment [OPTIONS]\n"
+    "\n"
+    "Trains several configurations the same way (same data, epochs, batch size,\n"
+    "cosine schedule and seeds) and compares them: DIR/results.csv and\n"
+    "DIR/results.md (per configuration, mean +- std over seeds of the final and best\n"
+    "test accuracy, the final train-test gap, epochs to the target accuracy, and\n"
+    "seconds), DIR/test_accuracy.png (test accuracy per epoch, all configurations\n"
+    "overlaid, mean over seeds), DIR/gap.png (train minus test accuracy per epoch),\n"
+    "DIR/runs.csv (one row per run) and DIR/epochs.csv (one row per run and epoch).\n"
+    "Progress (run i/N, configuration, epoch, ETA) goes to stderr; the table to stdout.\n"
+    "\n"
+    "configurations (all MLPs with the same hidden widths, cross-entropy, cosine\n"
+    "learning-rate schedule without warm-up):\n"
+    "%s"
+    "\n"
+    "options:\n"
+    "  --configs LIST      comma-separated names from the list above (the first eight)\n"
+    "  --seeds K           train each configuration with seeds S..S+K-1 (" STR(DEF_SEEDS) ")\n"
+    "  --seed S            first seed (1)\n"
+    "  --epochs N          epochs per run (" STR(DEF_EPOCHS) "; " STR(OVERFIT_EPOCHS) " with --overfit)\n"
+    "  --hidden LIST       hidden widths (" STR(DEF_HIDDEN) "," STR(DEF_HIDDEN) ")\n"
+    "  --batch-size N      mini-batch size (" STR(DEF_BATCH) ")\n"
+    "  --train-limit N     train on the first N training images (all; " STR(OVERFIT_LIMIT) " with --overfit)\n"
+    "  --overfit           the over-fitting study: " STR(OVERFIT_LIMIT) " training images and " STR(OVERFIT_EPOCHS)
+    " epochs,\n"
+    "                      so the baseline memorises its training set; shows which\n"
+    "                      techniques close the train-test gap (out: runs/overfit)\n"
+    "  --target PCT        test accuracy (%%) for the 'epochs to' column (" STR(DEF_TARGET) "; " STR(OVERFIT_TARGET)
+    " with --overfit)\n"
+    "  --threads N         OpenMP and OpenBLAS threads (all cores)\n"
+    "  --dataset mnist|fashion-mnist   which data (mnist), from data/<dataset>\n"
+    "  --data DIR          folder with the four IDX files instead\n"
+    "  --out DIR           output folder, created if missing (runs/experiment)\n"
+    "  -h, --help          this help\n"
+    "\n"
+    "The default study (8 configurations x " STR(DEF_SEEDS) " seeds, " STR(DEF_EPOCHS) " epochs, all 60,000 training\n"
+    "images) takes about 10 minutes on two cores.\n";
+
+enum {
+    OPT_CONFIGS = 256, OPT_SEEDS, OPT_SEED, OPT_EPOCHS, OPT_HIDDEN, OPT_BATCH, OPT_LIMIT, OPT_OVERFIT, OPT_TARGET,
+    OPT_THREADS, OPT_DATASET, OPT_DATA, OPT_OUT,
+};
+
+static const struct option long_options[] = {
+    {"configs", required_argument, 0, OPT_CONFIGS}, {"seeds", required_argument, 0, OPT_SEEDS},
+    {"seed", required_argument, 0, OPT_SEED},       {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"hidden", required_argument, 0, OPT_HIDDEN},   {"batch-size", required_argument, 0, OPT_BATCH},
+    {"train-limit", required_argument, 0, OPT_LIMIT}, {"overfit", no_argument, 0, OPT_OVERFIT},
+    {"target", required_argument, 0, OPT_TARGET},   {"threads", required_argument, 0, OPT_THREADS},
+    {"dataset", required_argument, 0, OPT_DATASET}, {"data", required_argument, 0, OPT_DATA},
+    {"out", required_argument, 0, OPT_OUT},         {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+typedef struct exp_opts {
+    int selected[N_CONFIGS]; /* indices into configs[] */
+    int n_selected;
+    int seeds, epochs, batch_size, train_limit, threads;
+    long seed;
+    int hidden[NN_MLP_MAX_LAYERS];
+    int n_hidden;
+    bool overfit, epochs_set, limit_set, target_set;
+    double target; /* percent */
+    const char *dataset, *data_dir, *out;
+} exp_opts;
+
+static void print_help(void) {
+    char list[2048];
+    size_t len = 0;
+    for (int i = 0; i < N_CONFIGS; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "  %-10s %s%s\n", configs[i].name, configs[i].what,
+                                configs[i].standard ? "" : " (extra)");
+    printf(help_text, list);
+}
+
+static int find_config(const char *name, size_t len) {
+    for (int i = 0; i < N_CONFIGS; i++)
+        if (strlen(configs[i].name) == len && strncmp(configs[i].name, name, len) == 0) return i;
+    return -1;
+}
+
+/* "baseline,adamw" -> selected indices, in the order given. */
+static int parse_configs(const char *s, exp_opts *o) {
+    o->n_selected = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        int k = find_config(p, len);
+        if (k < 0) {
+            char names[512];
+            size_t n = 0;
+            for (int i = 0; i < N_CONFIGS; i++)
+                n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", configs[i].name);
+            return usage_error(CMD, "--configs: unknown configuration '%.*s' (one of: %s)", (int)len, p, names);
+        }
+        for (int i = 0; i < o->n_selected; i++)
+            if (o->selected[i] == k)
+                return usage_error(CMD, "--configs: '%s' is listed twice", configs[k].name);
+        o->selected[o->n_selected++] = k;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+/* Returns -1 to go on, else the exit status to return now. */
+static int parse_args(int argc, char **argv, exp_opts *o) {
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < N_CONFIGS; i++)
+        if (configs[i].standard) o->selected[o->n_selected++] = i;
+    o->seeds = DEF_SEEDS;
+    o->seed = 1;
+    o->epochs = DEF_EPOCHS;
+    o->batch_size = DEF_BATCH;
+    o->hidden[0] = o->hidden[1] = DEF_HIDDEN;
+    o->n_hidden = 2;
+    o->target = DEF_TARGET;
+    o->dataset = "mnist";
+    optind = 0;
+    opterr = 0;
+    int c;
+    long iv;
+    while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'h': print_help(); return 0;
+        case OPT_CONFIGS:
+            if (parse_configs(optarg, o) != 0) return EXIT_USAGE;
+            break;
+        case OPT_SEEDS:
+            if (parse_int_flag(CMD, "--seeds", optarg, 1, MAX_SEEDS, &iv)) return EXIT_USAGE;
+            o->seeds = (int)iv;
+            break;
+        case OPT_SEED:
+            if (parse_int_flag(CMD, "--seed", optarg, 0, 0x7fffffffL - MAX_SEEDS, &iv)) return EXIT_USAGE;
+            o->seed = iv;
+            break;
+        case OPT_EPOCHS:
+            if (parse_int_flag(CMD, "--epochs", optarg, 1, 100000, &iv)) return EXIT_USAGE;
+            o->epochs = (int)iv;
+            o->epochs_set = true;
+            break;
+        case OPT_HIDDEN:
+            if ((o->n_hidden = parse_widths(optarg, o->hidden, NN_MLP_MAX_LAYERS - 1)) < 1)
+                return usage_error(CMD, "--hidden: '%s' is not a list of widths like 256,256 (1 to %d widths, each "
+                                   "1..65536)", optarg, NN_MLP_MAX_LAYERS - 1);
+            break;
+        case OPT_BATCH:
+            if (parse_int_flag(CMD, "--batch-size", optarg, 1, 65536, &iv)) return EXIT_USAGE;
+            o->batch_size = (int)iv;
+            break;
+        case OPT_LIMIT:
+            if (parse_int_flag(CMD, "--train-limit", optarg, 1, 100000000, &iv)) return EXIT_USAGE;
+            o->train_limit = (int)iv;
+            o->limit_set = true;
+            break;
+        case OPT_OVERFIT: o->overfit = true; break;
+        case OPT_TARGET: {
+            double v;
+            if (parse_float_flag(CMD, "--target", optarg, 0.01, 100.0, &v)) return EXIT_USAGE;
+            o->target = v;
+            o->target_set = true;
+            break;
+        }
+        case OPT_THREADS:
+            if (parse_int_flag(CMD, "--threads", optarg, 1, 256, &iv)) return EXIT_USAGE;
+            o->threads = (int)iv;
+            break;
+        case OPT_DATASET: o->dataset = optarg; break;
+        case OPT_DATA:
+            if (!*optarg) return usage_error(CMD, "--data: empty folder name");
+            o->data_dir = optarg;
+            break;
+        case OPT_OUT:
+            if (!*optarg) return usage_error(CMD, "--out: empty folder name");
+            o->out = optarg;
+            break;
+        case ':': return usage_error(CMD, "%s needs a value", argv[optind - 1]);
+        default:
+            /* getopt_long reports a missing value as '?' when opterr is 0 and
+             * optstring does not start with ':'. */
+            if (optind > 0 && optind <= argc && argv[optind - 1][0] == '-' && argv[optind - 1][1] == '-') {
+                const char *name = argv[optind - 1] + 2;
+                for (const struct option *lo = long_options; lo->name; lo++)
+                    if (strcmp(lo->name, name) == 0 && lo->has_arg == required_argument)
+                        return usage_error(CMD, "%s needs a value", argv[optind - 1]);
+            }
+            return usage_error(CMD, "unknown option '%s'", optind > 0 && optind <= argc ? argv[optind - 1] : "?");
+        }
+    }
+    if (optind < argc) return usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    if (o->overfit) {
+        if (!o->limit_set) o->train_limit = OVERFIT_LIMIT;
+        if (!o->epochs_set) o->epochs = OVERFIT_EPOCHS;
+        if (!o->target_set) o->target = OVERFIT_TARGET;
+    }
+    if (!o->out) o->out = o->overfit ? "runs/overfit" : "runs/experiment";
+    return -1;
+}
+
+/* ---- Progress with an ETA ----------------------------------------------------- */
+
+/* nn_train writes one line per epoch to cfg.log. The study hands it this
+ * stream, which passes each line on to stderr with the time left for the
+ * whole study appended (from the average time per epoch so far). */
+typedef struct eta_log {
+    FILE *out;
+    char line[1024];
+    size_t len;
+    double t0;
+    long done, total; /* epochs, over all runs */
+} eta_log;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* "1h02m", "12m05s", "42s" */
+static const char *fmt_duration(double s, char *buf, size_t cap) {
+    long t = lround(s < 0 ? 0 : s);
+    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, cap, "%lds", t);
+    return buf;
+}
+
+static void eta_flush_line(eta_log *e) {
+    e->line[e->len] = '\0';
+    if (strstr(e->line, "train loss")) {
+        e->done++;
+        double elapsed = now_seconds() - e->t0;
+        char a[32], b[32];
+        fprintf(e->out, "%s  [%s elapsed, ETA %s]\n", e->line, fmt_duration(elapsed, a, sizeof a),
+                fmt_duration(elapsed / (double)e->done * (double)(e->total - e->done), b, sizeof b));
+    } else {
+        fprintf(e->out, "%s\n", e->line);
+    }
+    fflush(e->out);
+    e->len = 0;
+}
+
+static ssize_t eta_write(void *cookie, const char *buf, size_t n) {
+    eta_log *e = cookie;
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] == '\n' || e->len == sizeof e->line - 1) eta_flush_line(e);
+        if (buf[i] != '\n') e->line[e->len++] = buf[i];
+    }
+    return (ssize_t)n;
+}
+
+static int eta_close(void *cookie) {
+    eta_log *e = cookie;
+    if (e->len) eta_flush_line(e);
+    return 0;
+}
+
+/* ---- Results ------------------------------------------------------------------ */
+
+/* One finished run: its per-epoch history and the exact final train accuracy. */
+typedef struct run_result {
+    int config, seed;
+    bool done, diverged;
+    int n; /* epochs completed */
+    double *train_acc, *test_acc, *train_loss, *test_loss, *lr, *seconds;
+    double final_train_acc; /* evaluation mode, whole training set; NaN if diverged */
+    double wall_seconds;
+} run_result;
+
+/* Mean and sample standard deviation of the finite values (NaN when none; std
+ * NaN with fewer than two). Returns how many were used. */
+static int mean_std(const double *v, int n, double *mean, double *std) {
+    double s = 0.0, ss = 0.0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) s += v[i], k++;
+    *mean = k ? s / k : NAN;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) ss += (v[i] - *mean) * (v[i] - *mean);
+    *std = k > 1 ? sqrt(ss / (k - 1)) : NAN;
+    return k;
+}
+
+typedef struct summary {
+    int runs, ok;         /* finished runs, runs that did not diverge */
+    double final_acc[2];  /* mean, std: fractions */
+    double best_acc[2];
+    double best_epoch;    /* mean */
+    double train_acc;     /* mean final train accuracy (evaluation mode) */
+    double gap[2];        /* train - test, fractions */
+    double to_target;     /* mean epochs to the target over the runs that reached it */
+    int reached;          /* runs that reached the target */
+    double seconds[2];
+} summary;
+
+static void summarise(const run_result *runs, int n_runs, int config, double target, summary *s) {
+    double fa[MAX_SEEDS], ba[MAX_SEEDS], be[MAX_SEEDS], ta[MAX_SEEDS], gap[MAX_SEEDS], tt[MAX_SEEDS], sec[MAX_SEEDS];
+    int k = 0, reached = 0;
+    memset(s, 0, sizeof *s);
+    for (int r = 0; r < n_runs; r++) {
+        const run_result *rr = &runs[r];
+        if (rr->config != config || !rr->done) continue;
+        sec[k] = rr->wall_seconds;
+        tt[k] = NAN;
+        if (rr->diverged || rr->n == 0) {
+            fa[k] = ba[k] = be[k] = ta[k] = gap[k] = NAN;
+        } else {
+            fa[k] = rr->test_acc[rr->n - 1];
+            int best = 0;
+            for (int e = 0; e < rr->n; e++) {
+                if (rr->test_acc[e] > rr->test_acc[best]) best = e;
+                if (!isfinite(tt[k]) && rr->test_acc[e] >= target) tt[k] = e + 1;
+            }
+            ba[k] = rr->test_acc[best];
+            be[k] = best + 1;
+            ta[k] = rr->final_train_acc;
+            gap[k] = ta[k] - fa[k];
+            if (isfinite(tt[k])) reached++;
+            s->ok++;
+        }
+        k++;
+    }
+    s->runs = k;
+    mean_std(fa, k, &s->final_acc[0], &s->final_acc[1]);
+    mean_std(ba, k, &s->best_acc[0], &s->best_acc[1]);
+    double unused;
+    mean_std(be, k, &s->best_epoch, &unused);
+    mean_std(ta, k, &s->train_acc, &unused);
+    mean_std(gap, k, &s->gap[0], &s->gap[1]);
+    mean_std(tt, k, &s->to_target, &unused);
+    s->reached = reached;
+    mean_std(sec, k, &s->seconds[0], &s->seconds[1]);
+}
+
+/* A growing text buffer for the files written at the end of each run. */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+} text;
+
+static void __attribute__((format(printf, 2, 3))) put(text *t, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if (t->p && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        t->cap = 2 * (t->cap + (size_t)n) + 256;
+        t->p = nn_xrealloc(t->p, t->cap);
+    }
+}
+
+/* A CSV number: empty when not finite. */
+static void put_num(text *t, double v, const char *fmt) {
+    put(t, ",");
+    if (isfinite(v)) put(t, fmt, v);
+}
+
+/* "98.21 ± 0.05" (percent), "98.21" for a single value, "—" for none. */
+static void put_pct(text *t, const double ms[2]) {
+    if (!isfinite(ms[0])) put(t, "—");
+    else if (!isfinite(ms[1])) put(t, "%.2f", 100 * ms[0]);
+    else put(t, "%.2f ± %.2f", 100 * ms[0], 100 * ms[1]);
+}
+
+typedef struct study {
+    const exp_opts *o;
+    const char *dir;     /* dataset folder */
+    int n_train, n_test; /* images */
+    char arch[128];      /* "784-256-256-10" */
+    char command[1024];  /* the command line, for results.md */
+    run_result *runs;
+    int n_runs;
+    char *paths[6];      /* results.csv, results.md, test_accuracy.png, gap.png, runs.csv, epochs.csv */
+} study;
+
+enum { P_CSV, P_MD, P_ACC, P_GAP, P_RUNS, P_EPOCHS };
+static const char *const file_names[] = {"results.csv", "results.md", "test_accuracy.png", "gap.png", "runs.csv",
+                                         "epochs.csv"};
+
+static int write_text(const char *path, text *t) {
+    int rc = nn_write_file_atomic(path, t->p ? t->p : "", t->len);
+    free(t->p);
+    memset(t, 0, sizeof *t);
+    return rc;
+}
+
+static int write_results_csv(const study *st) {
+    text t = {0};
+    put(&t, "config,description,runs,diverged,final_test_acc_mean,final_test_acc_std,best_test_acc_mean,"
+            "best_test_acc_std,best_epoch_mean,final_train_acc_mean,gap_mean,gap_std,target_acc,"
+            "epochs_to_target_mean,runs_reaching_target,seconds_mean,seconds_std\n");
+    for (int i = 0; i < st->o->n_selected; i++) {
+        int c = st->o->selected[i];
+        summary s;
+        summarise(st->runs, st->n_runs, c, st->o->target / 100.0, &s);
+        if (s.runs == 0) continue;
+        put(&t, "%s,\"%s\",%d,%d", configs[c].name, configs[c].what, s.runs, s.runs - s.ok);
+        put_num(&t, s.final_acc[0], "%.6f");
+        put_num(&t, s.final_acc[1], "%.6f");
+        put_num(&t, s.best_acc[0], "%.6f");
+        put_num(&t, s.best_acc[1], "%.6f");
+        put_num(&t, s.best_epoch, "%.2f");
+        put_num(&t, s.train_acc, "%.6f");
+        put_num(&t, s.gap[0], "%.6f");
+        put_num(&t, s.gap[1], "%.6f");
+        put_num(&t, st->o->target / 100.0, "%.4f");
+        put_num(&t, s.to_target, "%.2f");
+        put(&t, ",%d", s.reached);
+        put_num(&t, s.seconds[0], "%.1f");
+        put_num(&t, s.seconds[1], "%.1f");
+        put(&t, "\n");
+    }
+    return write_text(st->paths[P_CSV], &t);
+}
+
+static int write_runs_csv(const study *st) {
+    text t = {0}, e = {0};
+    put(&t, "config,seed,diverged,epochs,final_train_acc,final_test_acc,best_test_acc,best_epoch,gap,"
+            "epochs_to_target,seconds\n");
+    put(&e, "config,seed,epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds\n");
+    for (int r = 0; r < st->n_runs; r++) {
+        const run_result *rr = &st->runs[r];
+        if (!rr->done) continue;
+        int best = 0, to_target = 0;
+        for (int k = 0; k < rr->n; k++) {
+            if (rr->test_acc[k] > rr->test_acc[best]) best = k;
+            if (!to_target && rr->test_acc[k] >= st->o->target / 100.0) to_target = k + 1;
+            put(&e, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.2f\n", configs[rr->config].name, rr->seed, k + 1,
+                rr->train_loss[k], rr->train_acc[k], rr->test_loss[k], rr->test_acc[k], rr->lr[k], rr->seconds[k]);
+        }
+        bool ok = !rr->diverged && rr->n > 0;
+        double final_test = ok ? rr->test_acc[rr->n - 1] : NAN;
+        put(&t, "%s,%d,%d,%d", configs[rr->config].name, rr->seed, rr->diverged ? 1 : 0, rr->n);
+        put_num(&t, ok ? rr->final_train_acc : NAN, "%.6f");
+        put_num(&t, final_test, "%.6f");
+        put_num(&t, ok ? rr->test_acc[best] : NAN, "%.6f");
+        put_num(&t, ok ? best + 1 : NAN, "%.0f");
+        put_num(&t, ok ? rr->final_train_acc - final_test : NAN, "%.6f");
+        put_num(&t, ok && to_target ? to_target : NAN, "%.0f");
+        put_num(&t, rr->wall_seconds, "%.1f");
+        put(&t, "\n");
+    }
+    int rc = write_text(st->paths[P_RUNS], &t);
+    if (write_text(st->paths[P_EPOCHS], &e) != 0) rc = -1;
+    return rc;
+}
+
+static int write_results_md(const study *st, bool print_stdout) {
+    const exp_opts *o = st->o;
+    text t = {0};
+    put(&t, "# nn experiment: %s\n\n", o->overfit ? "over-fitting study" : "deep-learning techniques");
+    put(&t, "MLP %s, cross-entropy, cosine learning-rate schedule, batch %d, %d epochs, %d training images "
+            "(%s), %d test images; %d seed%s (%ld",
+        st->arch, o->batch_size, o->epochs, st->n_train, st->dir, st->n_test, o->seeds, o->seeds > 1 ? "s" : "",
+        o->seed);
+    if (o->seeds > 1) put(&t, "..%ld", o->seed + o->seeds - 1);
+    put(&t, ") per configuration, values are mean ± sample std over seeds.\n\n");
+    put(&t, "Command: `%s`\n\n", st->command);
+    char target[32];
+    snprintf(target, sizeof target, "%g%%", o->target);
+    put(&t, "| configuration | what changes | final test acc (%%) | best test acc (%%) | train − test gap (pp) | "
+            "epochs to %s | seconds per run |\n",
+        target);
+    put(&t, "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for (int i = 0; i < o->n_selected; i++) {
+        int c = o->selected[i];
+        summary s;
+        summarise(st->runs, st->n_runs, c, o->target / 100.0, &s);
+        if (s.runs == 0) continue;
+        put(&t, "| %s | %s", configs[c].name, configs[c].what);
+        if (s.ok < s.runs) put(&t, " (%d of %d runs diverged)", s.runs - s.ok, s.runs);
+        put(&t, " | ");
+        put_pct(&t, s.final_acc);
+        put(&t, " | ");
+        put_pct(&t, s.best_acc);
+        put(&t, " | ");
+        put_pct(&t, s.gap);
+        put(&t, " | ");
+        if (s.reached == 0) put(&t, "—");
+        else put(&t, "%.1f", s.to_target);
+        if (s.reached > 0 && s.reached < s.ok) put(&t, " (%d of %d runs)", s.reached, s.ok);
+        put(&t, s.seconds[0] < 10 ? " | %.1f |\n" : " | %.0f |\n", s.seconds[0]);
+    }
+    put(&t, "\nFinal and best test accuracy: after the last epoch, and the highest after any epoch (best is "
+            "an optimistic number: it picks the epoch by the test set). Train − test gap: accuracy on the whole "
+            "training set in evaluation mode (dropout off) after the last epoch, minus the final test accuracy, "
+            "in percentage points. Epochs to %s: the first epoch whose test accuracy reached it, averaged over "
+            "the runs that did (— when none did). Seconds: wall-clock time of one run (training and the test "
+            "evaluation after each epoch).\n\n",
+        target);
+    put(&t, "![test accuracy per epoch](test_accuracy.png)\n\n![train minus test accuracy per epoch](gap.png)\n\n");
+    put(&t, "In gap.png the train accuracy of an epoch is the running average over its mini-batches (dropout "
+            "on, weights still changing), so it is a slightly pessimistic train accuracy; the gap column above "
+            "uses the exact one.\n");
+    if (print_stdout) fwrite(t.p, 1, t.len, stdout);
+    return write_text(st->paths[P_MD], &t);
+}
+
+/* Mean over the seeds of one configuration, per epoch, of test accuracy or of
+ * the train - test gap (percent). Epochs that not every finished run reached
+ * (a diverged run) average the runs that did. Returns the epochs filled. */
+static int mean_curve(const study *st, int config, bool gap, double *y) {
+    int n = 0;
+    for (int e = 0; e < st->o->epochs; e++) {
+        double s = 0.0;
+        int k = 0;
+        for (int r = 0; r < st->n_runs; r++) {
+            const run_result *rr = &st->runs[r];
+            if (rr->config != config || !rr->done || e >= rr->n) continue;
+            s += 100.0 * (gap ? rr->train_acc[e] - rr->test_acc[e] : rr->test_acc[e]);
+            k++;
+        }
+        if (k == 0) break;
+        y[e] = s / k;
+        n = e + 1;
+    }
+    return n;
+}
+
+static int write_plots(const study *st) {
+    const exp_opts *o = st->o;
+    int E = o->epochs, S = o->n_selected;
+    double *x = nn_xmalloc((size_t)E * sizeof *x);
+    double *acc = nn_xmalloc((size_t)E * S * sizeof *acc), *gap = nn_xmalloc((size_t)E * S * sizeof *gap);
+    nn_series *sa = nn_xcalloc((size_t)S, sizeof *sa), *sg = nn_xcalloc((size_t)S, sizeof *sg);
+    for (int e = 0; e < E; e++) x[e] = e + 1;
+    int n_series = 0;
+    /* The y axes cover the values after the first epoch or two, so the
+     * differences between good runs stay visible (the first epochs of a slow
+     * configuration, and the meaningless gap of the first epoch, whose
+     * running train accuracy starts from chance, are cut off). */
+    double lo = INFINITY, hi = -INFINITY, glo = INFINITY, ghi = -INFINITY;
+    for (int i = 0; i < S; i++) {
+        int c = o->selected[i];
+        double *ya = acc + (size_t)n_series * E, *yg = gap + (size_t)n_series * E;
+        int n = mean_curve(st, c, false, ya);
+        if (n == 0) continue;
+        mean_curve(st, c, true, yg);
+        int skip = n >= 10 ? 2 : n >= 3 ? 1 : 0;
+        for (int e = skip; e < n; e++) {
+            if (isfinite(ya[e])) lo = fmin(lo, ya[e]), hi = fmax(hi, ya[e]);
+            if (isfinite(yg[e])) glo = fmin(glo, yg[e]), ghi = fmax(ghi, yg[e]);
+        }
+        sa[n_series] = (nn_series){configs[c].name, x, ya, n, 0};
+        sg[n_series] = (nn_series){configs[c].name, x, yg, n, 0};
+        n_series++;
+    }
+    int rc = 0;
+    if (n_series > 0) {
+        char title[256], seeds[48];
+        if (o->seeds > 1) snprintf(seeds, sizeof seeds, ", %d seeds", o->seeds);
+        else seeds[0] = '\0';
+        double ymin = 0, ymax = 0; /* automatic */
+        if (isfinite(lo) && hi > lo) {
+            double pad = 0.08 * (hi - lo);
+            ymin = fmax(0.0, lo - pad);
+            ymax = fmin(100.0, hi + pad);
+        }
+        snprintf(title, sizeof title, "Test accuracy, MLP %s, %d images%s", st->arch, st->n_train, seeds);
+        nn_panel pa = {title, "epoch", "test accuracy (%)", sa, n_series, ymin, ymax};
+        rc = nn_plot(st->paths[P_ACC], &pa, 1);
+        snprintf(title, sizeof title, "Train - test accuracy, MLP %s, %d images%s", st->arch, st->n_train, seeds);
+        double gmin = 0, gmax = 0;
+        if (isfinite(glo) && ghi > glo) {
+            double pad = 0.08 * (ghi - glo);
+            gmin = glo - pad;
+            gmax = ghi + pad;
+        }
+        nn_panel pg = {title, "epoch", "train - test accuracy (percentage points)", sg, n_series, gmin, gmax};
+        if (rc == 0) rc = nn_plot(st->paths[P_GAP], &pg, 1);
+    }
+    free(x);
+    free(acc);
+    free(gap);
+    free(sa);
+    free(sg);
+    return rc;
+}
+
+static int write_all(const study *st, bool final) {
+    if (write_results_csv(st) != 0 || write_runs_csv(st) != 0 || write_results_md(st, final) != 0 ||
+        write_plots(st) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- Running ------------------------------------------------------------------ */
+
+/* Ctrl-C stops the study after the current training step; the files already
+ * hold every finished run. A second Ctrl-C kills the process. */
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static int make_dirs(const char *path) {
+    char buf[4096];
+    if (strlen(path) >= sizeof buf) return nn_error("%s: path too long", path);
+    strcpy(buf, path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            struct stat sb;
+            if (stat(buf, &sb) != 0) {
+                if (mkdir(buf, 0777) != 0 && errno != EEXIST) return nn_error("%s: %s", buf, strerror(errno));
+            } else if (!S_ISDIR(sb.st_mode)) {
+                return nn_error("%s: not a folder", buf);
+            }
+            *p = saved;
+            if (saved == '\0') break;
+        }
+    }
+    return 0;
+}
+
+static void run_free(run_result *r) {
+    free(r->train_acc);
+    memset(r, 0, sizeof *r);
+}
+
+static void quote_command(char *out, size_t cap, int argc, char **argv) {
+    size_t n = (size_t)snprintf(out, cap, "nn experiment");
+    for (int i = 1; i < argc && n < cap; i++) {
+        bool plain = strspn(argv[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=.,/:+") ==
+                     strlen(argv[i]) && argv[i][0];
+        n += (size_t)snprintf(out + n, cap - n, plain ? " %s" : " '%s'", argv[i]);
+    }
+}
+
+int cmd_experiment(int argc, char **argv) {
+    exp_opts o;
+    int status = parse_args(argc, argv, &o);
+    if (status >= 0) return status;
+    const char *dir = dataset_dir(CMD, o.dataset, o.data_dir);
+    if (!dir) return EXIT_USAGE;
+    set_threads(o.threads);
+
+    study st = {.o = &o, .dir = dir};
+    quote_command(st.command, sizeof st.command, argc, argv);
+    for (int i = 0; i < 6; i++) {
+        size_t len = strlen(o.out) + strlen(file_names[i]) + 2;
+        st.paths[i] = nn_xmalloc(len);
+        snprintf(st.paths[i], len, "%s/%s", o.out, file_names[i]);
+    }
+    int rc = 0;
+    nn_train_data data;
+    bool have_data = false;
+    /* Fail on an unwritable output folder now, not after the training. */
+    if (make_dirs(o.out) != 0 || write_results_csv(&st) != 0) {
+        rc = runtime_error();
+        goto done;
+    }
+    if (nn_train_data_load(&data, dir, o.train_limit, 0.0f) != 0) {
+        rc = data_error(o.dataset, o.data_dir);
+        goto done;
+    }
+    have_data = true;
+    st.n_train = data.train.n;
+    st.n_test = data.test.n;
+
+    nn_mlp_config model = {.n_linear = o.n_hidden + 1};
+    model.sizes[0] = data.train.rows * data.train.cols;
+    for (int i = 0; i < o.n_hidden; i++) model.sizes[i + 1] = o.hidden[i];
+    model.sizes[o.n_hidden + 1] = NN_DATA_CLASSES;
+    size_t alen = 0;
+    for (int i = 0; i <= model.n_linear; i++)
+        alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "%s%d", i ? "-" : "", model.sizes[i]);
+
+    st.n_runs = o.n_selected * o.seeds;
+    st.runs = nn_xcalloc((size_t)st.n_runs, sizeof *st.runs);
+    eta_log eta = {.out = stderr, .t0 = now_seconds(), .total = (long)st.n_runs * o.epochs};
+    FILE *log = fopencookie(&eta, "w", (cookie_io_functions_t){.write = eta_write, .close = eta_close});
+    if (!log) {
+        rc = runtime_error();
+        goto done;
+    }
+    setvbuf(log, NULL, _IOLBF, 0);
+    fprintf(stderr, "nn experiment: %d configuration%s x %d seed%s = %d runs of %d epochs; MLP %s, %d train images, "
+                    "batch %d; results in %s/\n",
+            o.n_selected, o.n_selected > 1 ? "s" : "", o.seeds, o.seeds > 1 ? "s" : "", st.n_runs, o.epochs, st.arch,
+            st.n_train, o.batch_size, o.out);
+    nn_ctx *ctx = nn_ctx_new(0);
+    int diverged = 0;
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND}, old_sa;
+    sigemptyset(&sa.sa_mask);
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old_sa);
+    for (int i = 0, r = 0; i < o.n_selected && rc == 0; i++) {
+        const exp_config *ec = &configs[o.selected[i]];
+        for (int s = 0; s < o.seeds && rc == 0; s++, r++) {
+            run_result *rr = &st.runs[r];
+            rr->config = o.selected[i];
+            rr->seed = (int)(o.seed + s);
+            char label[64];
+            snprintf(label, sizeof label, "[%d/%d] %s seed %d epoch", r + 1, st.n_runs, ec->name, rr->seed);
+            nn_train_config cfg = {0};
+            cfg.model = model;
+            cfg.model.act = ec->act;
+            cfg.model.layer_norm = ec->layer_norm;
+            cfg.model.dropout = ec->dropout;
+            cfg.loss = NN_LOSS_CE;
+            cfg.label_smoothing = ec->smoothing;
+            cfg.opt = nn_optim_defaults(ec->opt);
+            cfg.opt.weight_decay = ec->wd;
+            cfg.sched = (nn_schedule){.kind = NN_SCHED_COSINE, .base_lr = ec->lr, .gamma = 0.1f};
+            cfg.batch_size = o.batch_size;
+            cfg.epochs = o.epochs;
+            cfg.seed = (uint64_t)rr->seed;
+            cfg.log = log;
+            cfg.label = label;
+            cfg.stop = &interrupted;
+            nn_mlp m;
+            nn_history h;
+            double t0 = now_seconds();
+            int trc = nn_train(&cfg, &data, &m, &h);
+            rr->wall_seconds = now_seconds() - t0;
+            rr->done = true;
+            rr->n = h.n;
+            double *buf = nn_xcalloc((size_t)6 * (o.epochs > 0 ? o.epochs : 1), sizeof *buf);
+            rr->train_acc = buf;
+            rr->test_acc = buf + o.epochs;
+            rr->train_loss = buf + 2 * o.epochs;
+            rr->test_loss = buf + 3 * o.epochs;
+            rr->lr = buf + 4 * o.epochs;
+            rr->seconds = buf + 5 * o.epochs;
+            for (int e = 0; e < h.n; e++) {
+                rr->train_acc[e] = h.epochs[e].train_acc;
+                rr->test_acc[e] = h.epochs[e].test_acc;
+                rr->train_loss[e] = h.epochs[e].train_loss;
+                rr->test_loss[e] = h.epochs[e].test_loss;
+                rr->lr[e] = h.epochs[e].lr;
+                rr->seconds[e] = h.epochs[e].seconds;
+            }
+            if (trc != 0 && (interrupted || strncmp(nn_last_error(), "loss became", 11) != 0)) {
+                /* Ctrl-C, or a failure that is not the run's own result */
+                rr->done = false;
+                nn_history_free(&h);
+                nn_mlp_free(&m);
+                if (interrupted)
+                    nn_error("interrupted in run %d of %d (%s, seed %d); the files in %s hold the %d finished runs",
+                             r + 1, st.n_runs, ec->name, rr->seed, o.out, r);
+                rc = runtime_error();
+                break;
+            }
+            if (trc != 0) {
+                /* The loss blew up: a result of the study, not an error. */
+                rr->diverged = true;
+                rr->final_train_acc = NAN;
+                diverged++;
+                fprintf(log, "[%d/%d] %s seed %d: %s; counted as diverged\n", r + 1, st.n_runs, ec->name, rr->seed,
+                        nn_last_error());
+                eta.total -= o.epochs - h.n; /* its remaining epochs will not run */
+            } else {
+                rr->final_train_acc = nn_evaluate(&m, ctx, &data.train, NN_LOSS_CE, NULL, NULL);
+                fprintf(log, "[%d/%d] %s seed %d: final test %.2f%%, train %.2f%% (evaluation mode), %.0f s\n", r + 1,
+                        st.n_runs, ec->name, rr->seed, 100 * rr->test_acc[h.n - 1], 100 * rr->final_train_acc,
+                        rr->wall_seconds);
+            }
+            nn_history_free(&h);
+            nn_mlp_free(&m);
+            /* Rewrite every file after each run: a study stopped early keeps
+             * the results of the runs it finished. */
+            if (write_all(&st, false) != 0) rc = runtime_error();
+        }
+    }
+    sigaction(SIGINT, &old_sa, NULL);
+    nn_ctx_free(ctx);
+    fclose(log);
+    if (rc == 0) {
+        fflush(stderr);
+        if (write_results_md(&st, true) != 0) {
+            rc = runtime_error();
+        } else {
+            printf("\nwrote");
+            for (int i = 0; i < 6; i++) printf(" %s", st.paths[i]);
+            printf("\n");
+            if (diverged) fprintf(stderr, "nn experiment: note: %d run%s diverged (see the table)\n", diverged,
+                                  diverged > 1 ? "s" : "");
+        }
+    }
+done:
+    if (have_data) nn_train_data_free(&data);
+    for (int r = 0; r < st.n_runs; r++) run_free(&st.runs[r]);
+    free(st.runs);
+    for (int i = 0; i < 6; i++) free(st.paths[i]);
+    return rc;
+}
