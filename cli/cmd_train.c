@@ -348,6 +348,17 @@ static void on_sigint(int sig) {
     stop_requested = 1;
 }
 
+/* For the kill-and-resume tests: NN_TEST_RAISE=STEP:SIGNAL makes the run
+ * send itself SIGNAL after optimiser step STEP, a point in the run that no
+ * timer outside the process can hit reliably on a busy machine. */
+static long raise_at_step;
+static int raise_signal;
+
+static void raise_on_step(void *user, long step) {
+    (void)user;
+    if (step == raise_at_step) raise(raise_signal);
+}
+
 /* Runs the training the options describe; returns the exit status. */
 static int train_with(train_opts *o) {
     const char *dir = dataset_dir("train", o->dataset, o->data_dir);
@@ -389,6 +400,11 @@ static int train_with(train_opts *o) {
     stop_requested = 0;
     sigaction(SIGINT, &sa, &old_sa);
     o->cfg.stop = &stop_requested;
+    const char *test_raise = getenv("NN_TEST_RAISE");
+    if (test_raise && sscanf(test_raise, "%ld:%d", &raise_at_step, &raise_signal) == 2) {
+        o->cfg.on_step = raise_on_step;
+        o->cfg.user = NULL;
+    }
     nn_mlp model = {0};
     nn_history hist;
     int rc = nn_train(&o->cfg, &data, &model, &hist);

@@ -40,6 +40,10 @@ typedef struct nn_train_config {
      * current step, writes a resumable checkpoint to save_path if there is
      * one, and returns -1 with an error saying so. May be NULL. */
     volatile sig_atomic_t *stop;
+    /* Called after every optimiser step with the number of steps taken so
+     * far in the whole run (1, 2, ...). May be NULL. */
+    void (*on_step)(void *user, long step);
+    void *user;
 } nn_train_config;
 
 /* The data of a run: training set, optional validation slice, test set, and

@@ -235,6 +235,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
             st.batch++;
             double elapsed = now_seconds() - t0;
             nn_progress_update(&bar, st.batch, loss->data[0], elapsed > 0 ? st.seen / elapsed : 0.0);
+            if (cfg->on_step) cfg->on_step(cfg->user, st.step);
         }
         if (rc != 0) break;
         nn_progress_end(&bar);
