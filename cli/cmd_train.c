@@ -22,6 +22,7 @@ static const char *const train_help =
     "  --act relu|gelu|sigmoid|tanh   hidden activation (relu)\n"
     "  --norm none|layer       LayerNorm after each hidden linear, before the activation (none)\n"
     "  --dropout P             dropout after each hidden activation, 0 = off (0)\n"
+    "  --input-dropout P       dropout on the input pixels, 0 = off (0)\n"
     "loss and optimiser:\n"
     "  --loss ce|mse           cross-entropy, or MSE of softmax against one-hot (ce)\n"
     "  --label-smoothing S     cross-entropy label smoothing (0)\n"
@@ -33,6 +34,8 @@ static const char *const train_help =
     "  --schedule const|step|cosine   learning-rate schedule over all steps (cosine)\n"
     "  --warmup N              linear warm-up steps (0)\n"
     "  --clip X                clip the gradients' global L2 norm to X, 0 = off (0)\n"
+    "  --ema D                 evaluate and save a moving average of the weights, updated\n"
+    "                          after every step with decay D (e.g. 0.999); 0 = off (0)\n"
     "training:\n"
     "  --epochs N              passes over the training set (6)\n"
     "  --batch-size N          mini-batch size (128)\n"
@@ -69,7 +72,7 @@ enum {
     OPT_MODEL = 256, OPT_HIDDEN, OPT_ACT, OPT_NORM, OPT_DROPOUT, OPT_LOSS, OPT_SMOOTH, OPT_OPT, OPT_LR,
     OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_CLIP, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS,
     OPT_LIMIT, OPT_VAL, OPT_EARLY, OPT_PRESET, OPT_DATASET, OPT_DATA, OPT_METRICS, OPT_PLOT, OPT_SAVE,
-    OPT_RESUME, OPT_GRAPH,
+    OPT_RESUME, OPT_GRAPH, OPT_INPUT_DROPOUT, OPT_EMA,
 };
 
 static const struct option train_options[] = {
@@ -87,7 +90,8 @@ static const struct option train_options[] = {
     {"dataset", required_argument, 0, OPT_DATASET}, {"data", required_argument, 0, OPT_DATA},
     {"metrics", required_argument, 0, OPT_METRICS}, {"plot", required_argument, 0, OPT_PLOT},
     {"save", required_argument, 0, OPT_SAVE}, {"resume", required_argument, 0, OPT_RESUME},
-    {"graph", required_argument, 0, OPT_GRAPH},
+    {"graph", required_argument, 0, OPT_GRAPH}, {"input-dropout", required_argument, 0, OPT_INPUT_DROPOUT},
+    {"ema", required_argument, 0, OPT_EMA},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
@@ -193,6 +197,14 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         case OPT_DROPOUT:
             if (parse_float_flag(cmd, "--dropout", optarg, 0.0, 0.95, &fv)) return EXIT_USAGE;
             o->cfg.model.dropout = (float)fv;
+            break;
+        case OPT_INPUT_DROPOUT:
+            if (parse_float_flag(cmd, "--input-dropout", optarg, 0.0, 0.95, &fv)) return EXIT_USAGE;
+            o->cfg.model.input_dropout = (float)fv;
+            break;
+        case OPT_EMA:
+            if (parse_float_flag(cmd, "--ema", optarg, 0.0, 0.999999, &fv)) return EXIT_USAGE;
+            o->cfg.ema = (float)fv;
             break;
         case OPT_LOSS:
             if (strcmp(optarg, "ce") && strcmp(optarg, "mse"))
@@ -384,8 +396,9 @@ static int train_with(train_opts *o) {
 
     printf("training %s", o->linear ? "softmax regression" : "mlp");
     for (int i = 0; i <= m->n_linear; i++) printf("%s%d", i ? "-" : " ", m->sizes[i]);
-    printf(" (%s%s%s) on %s: %d train", nn_act_name(m->act), m->layer_norm ? ", layernorm" : "",
-           m->dropout > 0 ? ", dropout" : "", dir, data.train.n);
+    printf(" (%s%s%s%s%s) on %s: %d train", nn_act_name(m->act), m->layer_norm ? ", layernorm" : "",
+           m->dropout > 0 ? ", dropout" : "", m->input_dropout > 0 ? ", input dropout" : "",
+           o->cfg.ema > 0 ? ", weight average" : "", dir, data.train.n);
     if (data.has_val) printf(", %d validation", data.val.n);
     printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu\n", data.test.n,
            nn_optim_name(o->cfg.opt.kind), o->lr, nn_schedule_name(o->cfg.sched.kind), o->cfg.batch_size,

@@ -315,7 +315,36 @@ static void test_line_fit(void) {
     }
 }
 
+/* The average follows its formula, computed here in double, ramp included;
+ * the swap exchanges average and weights and a second swap undoes it. */
+static void test_weight_average(void) {
+    nn_params p;
+    nn_params_init(&p);
+    nn_tensor *w = nn_params_add(&p, "w", 1, (int[]){3}, true);
+    for (int i = 0; i < 3; i++) w->data[i] = (float)i;
+    nn_ema e;
+    nn_ema_init(&e, &p, 0.9f);
+    double want[3] = {0, 1, 2};
+    for (int t = 0; t < 300; t++) {
+        for (int i = 0; i < 3; i++) w->data[i] = (float)(i + t + 1);
+        nn_ema_update(&e, &p);
+        double d = fmin(0.9, (1.0 + t) / (10.0 + t));
+        for (int i = 0; i < 3; i++) want[i] = d * want[i] + (1 - d) * (i + t + 1);
+    }
+    for (int i = 0; i < 3; i++) CHECKF(fabs(e.avg[i] - want[i]) < 1e-4, "avg[%d] = %g, want %g", i, e.avg[i], want[i]);
+    /* Weights moving one unit a step: once the ramp (1/10, 2/11, ...) has
+     * reached the decay, the average trails them by d / (1 - d) = 9. */
+    CHECKF(fabs(w->data[0] - e.avg[0] - 9.0) < 0.5, "lag %g", w->data[0] - e.avg[0]);
+    float avg0 = e.avg[0], w0 = w->data[0];
+    nn_ema_swap(&e, &p);
+    CHECK(w->data[0] == avg0 && e.avg[0] == w0);
+    nn_ema_swap(&e, &p);
+    CHECK(w->data[0] == w0 && e.avg[0] == avg0);
+    nn_ema_free(&e);
+    nn_params_free(&p);
+}
+
 TEST_MAIN(TEST(test_schedule_const), TEST(test_schedule_warmup), TEST(test_schedule_step), TEST(test_schedule_cosine),
           TEST(test_schedule_names), TEST(test_adamw_decoupled_decay), TEST(test_sgd_l2_decay),
           TEST(test_adam_l2_is_normalised), TEST(test_no_decay_without_wd), TEST(test_decay_mask_with_gradient),
-          TEST(test_quadratic_bowl), TEST(test_line_fit))
+          TEST(test_quadratic_bowl), TEST(test_line_fit), TEST(test_weight_average))

@@ -77,6 +77,37 @@ static void test_sigkill_then_resume(void) {
     CHECKF(same_weights(full, tmp("kill.safetensors")), "resumed weights differ from the uninterrupted run's");
 }
 
+/* Weight averaging and input dropout carry more state: the average and the
+ * raw weights under it, and another use of the dropout generator. */
+static void test_resume_with_weight_average(void) {
+    if (!have_mnist()) return;
+#define AVG_RUN "--train-limit 6000 --epochs 2 --hidden 128 --ema 0.99 --input-dropout 0.2 --seed 3"
+    int rc = nn("train " AVG_RUN " --save %s", tmp("avg_full.safetensors"));
+    CHECKF(rc == 0, "uninterrupted run exited %d: %s", rc, err_text);
+    /* 47 steps per epoch: stop 10 steps into epoch 2. */
+    rc = nn_limited("NN_TEST_RAISE=57:2", "train " AVG_RUN " --save %s", tmp("avg_int.safetensors"));
+    CHECKF(rc == 130 && one_line_error("interrupted at epoch 2, step 10"), "exited %d: %s", rc, err_text);
+    rc = nn("train --resume %s", tmp("avg_int.safetensors"));
+    CHECKF(rc == 0, "resume exited %d: %s", rc, err_text);
+    CHECKF(same_weights(tmp("avg_full.safetensors"), tmp("avg_int.safetensors")),
+           "resumed weights differ from the uninterrupted run's");
+    /* The saved model is the average, not the raw weights. */
+    nn_safetensors st;
+    CHECK(nn_st_load(tmp("avg_full.safetensors"), &st) == 0);
+    const nn_st_tensor *raw = nn_st_find(&st, "train.raw");
+    nn_mlp m;
+    CHECK(raw != NULL && nn_mlp_load(&m, tmp("avg_full.safetensors")) == 0);
+    if (raw) {
+        float *w = malloc(m.params.count * sizeof(float));
+        int64_t count = (int64_t)m.params.count;
+        CHECK(nn_st_read_f32(&st, "train.raw", w, 1, &count) == 0);
+        CHECK(memcmp(w, m.params.data, m.params.count * sizeof(float)) != 0);
+        free(w);
+    }
+    nn_mlp_free(&m);
+    nn_st_free(&st);
+}
+
 static void test_resume_errors(void) {
     CHECK(nn("train --resume %s", tmp("missing.safetensors")) == 1);
     CHECKF(one_line_error("missing.safetensors"), "%s", err_text);
@@ -120,5 +151,5 @@ static void test_failed_write_keeps_previous(void) {
            err_text);
 }
 
-TEST_MAIN(TEST(test_sigint_mid_epoch_then_resume), TEST(test_sigkill_then_resume), TEST(test_resume_errors),
+TEST_MAIN(TEST(test_sigint_mid_epoch_then_resume), TEST(test_sigkill_then_resume), TEST(test_resume_with_weight_average), TEST(test_resume_errors),
           TEST(test_failed_write_keeps_previous))

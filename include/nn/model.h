@@ -3,7 +3,7 @@
  * checkpoints in safetensors with PyTorch's names and layout.
  *
  * A hidden block is Linear -> [LayerNorm] -> activation -> [Dropout]; the last
- * Linear gives the logits. Parameter names: fc1.weight, fc1.bias, ln1.weight,
+ * Linear gives the logits. Optional dropout on the input comes first. Parameter names: fc1.weight, fc1.bias, ln1.weight,
  * ln1.bias, ..., numbered from 1 along the network, as a PyTorch user would
  * name them. Softmax regression ("linear") is the MLP with no hidden layer. */
 #ifndef NN_MODEL_H
@@ -21,7 +21,8 @@ typedef struct nn_mlp_config {
     int sizes[NN_MLP_MAX_LAYERS + 1];   /* widths: input, hidden..., classes */
     nn_act act;
     bool layer_norm;
-    float dropout; /* after each hidden activation; 0 = none */
+    float dropout;       /* after each hidden activation; 0 = none */
+    float input_dropout; /* on the input pixels, before the first linear; 0 = none */
 } nn_mlp_config;
 
 typedef struct nn_mlp {
@@ -47,7 +48,8 @@ nn_tensor *nn_mlp_forward(nn_mlp *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_
 
 /* Checkpoints. Metadata keys: nn.arch ("linear"|"mlp"), nn.layers
  * ("784,1024,10"), nn.act, nn.norm ("none"|"layer"), nn.dropout,
- * nn.input_mean, nn.input_std, plus any extra pairs given. */
+ * nn.input_mean, nn.input_std, nn.input_dropout (optional when loading: 0),
+ * plus any extra pairs given. */
 int nn_mlp_save(const nn_mlp *m, const char *path, const char *const *extra_keys,
                 const char *const *extra_values, int n_extra);
 /* The same with extra tensors (names must not clash with the model's), as

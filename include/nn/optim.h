@@ -48,6 +48,29 @@ const char *nn_optim_name(nn_optim_kind kind);
  * (as torch.nn.utils.clip_grad_norm_). Returns the norm before clipping. */
 float nn_clip_grad_norm(nn_params *p, float max_norm);
 
+/* ---- weight averaging ---- */
+
+/* An exponential moving average of the parameters (Polyak averaging), taken
+ * after every optimiser step and used in place of the raw weights when the
+ * model is evaluated and saved:
+ *   avg = d * avg + (1 - d) * w,  d = min(decay, (1 + t) / (10 + t))
+ * where t counts the updates so far; the ramp keeps the first steps' random
+ * weights from lingering in the average. */
+typedef struct nn_ema {
+    float decay;
+    float *avg;    /* one value per parameter, in the parameter buffer's order */
+    size_t count;
+    long updates;
+} nn_ema;
+
+/* Starts the average at the current weights. */
+void nn_ema_init(nn_ema *e, const nn_params *p, float decay);
+void nn_ema_free(nn_ema *e);
+void nn_ema_update(nn_ema *e, const nn_params *p);
+/* Exchanges the average and the weights in place: call once to evaluate or
+ * save the average, again to go on training the raw weights. */
+void nn_ema_swap(nn_ema *e, nn_params *p);
+
 /* ---- learning-rate schedules ---- */
 
 typedef enum nn_schedule_kind { NN_SCHED_CONST, NN_SCHED_STEP, NN_SCHED_COSINE } nn_schedule_kind;

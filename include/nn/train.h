@@ -22,6 +22,8 @@ typedef struct nn_train_config {
     nn_optim_config opt;
     nn_schedule sched; /* base_lr is the learning rate; total_steps is filled in */
     float clip;        /* max global gradient norm; 0 = no clipping */
+    float ema;         /* decay of the weights' moving average that is evaluated
+                        * and saved instead of the raw weights; 0 = off */
     int batch_size, epochs;
     uint64_t seed;
     int early_stop; /* stop after this many epochs without validation improvement; 0 = off */

@@ -21,20 +21,22 @@ int nn_mlp_save_with(const nn_mlp *m, const char *path, const nn_st_entry *extra
                      const char *const *extra_keys, const char *const *extra_values, int n_extra) {
     const nn_mlp_config *c = &m->cfg;
     const nn_params *p = &m->params;
-    NN_CHECK(n_extra >= 0 && n_extra <= MAX_META - 7, "nn_mlp_save: too many metadata entries");
-    char layers[256], dropout[32], mean[32], std[32];
+    NN_CHECK(n_extra >= 0 && n_extra <= MAX_META - 8, "nn_mlp_save: too many metadata entries");
+    char layers[256], dropout[32], input_dropout[32], mean[32], std[32];
     int pos = 0;
     for (int i = 0; i <= c->n_linear; i++)
         pos += snprintf(layers + pos, sizeof layers - (size_t)pos, i ? ",%d" : "%d", c->sizes[i]);
     snprintf(dropout, sizeof dropout, "%.9g", c->dropout);
+    snprintf(input_dropout, sizeof input_dropout, "%.9g", c->input_dropout);
     snprintf(mean, sizeof mean, "%.9g", m->input_mean);
     snprintf(std, sizeof std, "%.9g", m->input_std);
-    const char *keys[MAX_META] = {"nn.arch", "nn.layers", "nn.act", "nn.norm", "nn.dropout", "nn.input_mean", "nn.input_std"};
+    const char *keys[MAX_META] = {"nn.arch",       "nn.layers",     "nn.act",      "nn.norm",
+                                  "nn.dropout",    "nn.input_mean", "nn.input_std", "nn.input_dropout"};
     const char *values[MAX_META] = {c->n_linear == 1 ? "linear" : "mlp", layers, nn_act_name(c->act),
-                                    c->layer_norm ? "layer" : "none", dropout, mean, std};
+                                    c->layer_norm ? "layer" : "none", dropout, mean, std, input_dropout};
     for (int i = 0; i < n_extra; i++) {
-        keys[7 + i] = extra_keys[i];
-        values[7 + i] = extra_values[i];
+        keys[8 + i] = extra_keys[i];
+        values[8 + i] = extra_values[i];
     }
     NN_CHECK(n_extra_tensors >= 0 && n_extra_tensors <= 8, "nn_mlp_save: too many extra tensors");
     nn_st_entry entries[NN_MAX_PARAMS + 8];
@@ -45,7 +47,7 @@ int nn_mlp_save_with(const nn_mlp *m, const char *path, const nn_st_entry *extra
         entries[i] = (nn_st_entry){.name = t->name, .ndim = t->ndim, .shape = shapes[i], .data = t->data};
     }
     for (int i = 0; i < n_extra_tensors; i++) entries[p->n + i] = extra_tensors[i];
-    return nn_st_save(path, entries, p->n + n_extra_tensors, keys, values, 7 + n_extra);
+    return nn_st_save(path, entries, p->n + n_extra_tensors, keys, values, 8 + n_extra);
 }
 
 /* A required metadata string, or an error naming the missing key. */
@@ -119,6 +121,10 @@ int nn_mlp_load_st(nn_mlp *m, const nn_safetensors *st, const char *path) {
     if (parse_float(path, "nn.dropout", dropout, 0.0f, 0.99f, &c.dropout) != 0 ||
         parse_float(path, "nn.input_mean", smean, -1e6f, 1e6f, &mean) != 0 ||
         parse_float(path, "nn.input_std", sstd, 1e-12f, 1e6f, &std) != 0)
+        goto fail;
+    /* Absent from files written before it existed, or by hand. */
+    const char *input_dropout = nn_st_meta(st, "nn.input_dropout");
+    if (input_dropout && parse_float(path, "nn.input_dropout", input_dropout, 0.0f, 0.99f, &c.input_dropout) != 0)
         goto fail;
     /* The weight matrices are checked against the metadata before the model
      * is allocated, so a few bytes of "nn.layers" cannot make it allocate

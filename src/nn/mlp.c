@@ -61,6 +61,7 @@ static nn_tensor *activation(nn_ctx *ctx, nn_act act, nn_tensor *x) {
 nn_tensor *nn_mlp_forward(nn_mlp *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
     const nn_mlp_config *c = &m->cfg;
     nn_tensor *h = x;
+    if (c->input_dropout > 0.0f) h = nn_dropout(ctx, h, c->input_dropout, dropout_rng);
     for (int i = 0; i < c->n_linear; i++) {
         h = nn_linear(ctx, h, m->fc_w[i], m->fc_b[i]);
         if (i == c->n_linear - 1) break; /* logits */

@@ -1,6 +1,7 @@
 /* Resumable checkpoints: the model's tensors under their usual names, the
  * optimiser's moments as train.optim_m / train.optim_v (flat, in the
- * parameter buffer's order), and the rest as "nn.train.*" metadata strings.
+ * parameter buffer's order; with weight averaging the model tensors hold the
+ * average and train.raw the weights being trained), and the rest as "nn.train.*" metadata strings.
  * Doubles are written with %a (hexadecimal, exact) so nothing is rounded. */
 #include <errno.h>
 #include <inttypes.h>
@@ -61,7 +62,8 @@ static int history_parse(const char *s, nn_history *h, int max_epochs) {
 }
 
 int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp *model, const nn_optim *opt,
-                     const train_state *st, const nn_history *hist, bool has_val, const float *best) {
+                     const train_state *st, const nn_history *hist, bool has_val, const float *best,
+                     const float *raw) {
     char epoch[16], batch[24], step[24], optim_steps[24], loss_sum[40], seen[24], correct[24], secs[40],
         loader_rng[40], dropout_rng[40], best_score[40], since_best[16], best_epoch[16], seed[24];
     snprintf(epoch, sizeof epoch, "%d", st->epoch);
@@ -87,11 +89,12 @@ int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp 
                             dropout_rng, best_score, since_best, best_epoch, history, seed,
                             nn_optim_name(cfg->opt.kind), cfg->args ? cfg->args : ""};
     int64_t count = (int64_t)model->params.count;
-    nn_st_entry state[3];
+    nn_st_entry state[4];
     int n_state = 0;
     if (opt->m) state[n_state++] = (nn_st_entry){.name = "train.optim_m", .ndim = 1, .shape = &count, .data = opt->m};
     if (opt->v) state[n_state++] = (nn_st_entry){.name = "train.optim_v", .ndim = 1, .shape = &count, .data = opt->v};
     if (best) state[n_state++] = (nn_st_entry){.name = "train.best", .ndim = 1, .shape = &count, .data = best};
+    if (raw) state[n_state++] = (nn_st_entry){.name = "train.raw", .ndim = 1, .shape = &count, .data = raw};
     int rc = nn_mlp_save_with(model, path, state, n_state, keys, values, (int)(sizeof keys / sizeof *keys));
     free(history);
     return rc;
@@ -160,7 +163,7 @@ fail:
     return -1;
 }
 
-int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best) {
+int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best, float *raw) {
     long steps;
     if (meta_long(file, path, "nn.train.optim_steps", 0, 1L << 50, &steps)) return -1;
     const char *kind = nn_st_meta(file, "nn.optimizer");
@@ -171,6 +174,7 @@ int train_state_load_optim(const char *path, const nn_safetensors *file, nn_opti
     if (opt->m && nn_st_read_f32(file, "train.optim_m", opt->m, 1, &count) != 0) return -1;
     if (opt->v && nn_st_read_f32(file, "train.optim_v", opt->v, 1, &count) != 0) return -1;
     if (best && nn_st_read_f32(file, "train.best", best, 1, &count) != 0) return -1;
+    if (raw && nn_st_read_f32(file, "train.raw", raw, 1, &count) != 0) return -1;
     opt->steps = steps;
     return 0;
 }

@@ -21,16 +21,20 @@ typedef struct train_state {
 } train_state;
 
 /* Writes model + optimiser + state + history to path (atomically), and the
- * best weights so far when there is a validation set (best may be NULL). */
+ * best weights so far when there is a validation set (best may be NULL).
+ * With weight averaging the model holds the average and raw the weights
+ * being trained (else raw is NULL). */
 int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp *model, const nn_optim *opt,
-                     const train_state *st, const nn_history *hist, bool has_val, const float *best);
+                     const train_state *st, const nn_history *hist, bool has_val, const float *best,
+                     const float *raw);
 /* Restores them from a checkpoint written by train_state_save; the model is
  * built from the file, the optimiser must be initialised with the run's
  * config first (its moments and step count are overwritten). */
 int train_state_load(const char *path, nn_mlp *model, train_state *st, nn_history *hist, int max_epochs,
                      nn_safetensors *file);
-/* Restores the optimiser's moments and step count, and the best weights
- * (when best is not NULL). */
-int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best);
+/* Restores the optimiser's moments and step count, the best weights (when
+ * best is not NULL) and the raw weights under the average (when raw is not
+ * NULL). */
+int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best, float *raw);
 
 #endif

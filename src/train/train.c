@@ -135,6 +135,15 @@ static nn_metrics_file *open_metrics(const nn_train_config *cfg, const nn_histor
     return f;
 }
 
+/* With weight averaging, puts the average (want = true) or the raw weights
+ * into the model; *holds says which it has. */
+static void hold_average(nn_ema *ema, nn_mlp *model, bool *holds, bool want) {
+    if (ema->avg && *holds != want) {
+        nn_ema_swap(ema, &model->params);
+        *holds = want;
+    }
+}
+
 int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *model, nn_history *hist) {
     const nn_dataset *train = &data->train;
     int D = train->rows * train->cols, B = cfg->batch_size;
@@ -164,13 +173,22 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
     }
     nn_optim opt;
     nn_optim_init(&opt, &model->params, &cfg->opt);
+    /* With weight averaging, the average is what is evaluated, kept as best
+     * and saved; ema.avg then holds the raw weights (see nn_ema_swap). */
+    nn_ema ema = {0};
+    bool holds_average = false;
+    if (cfg->ema > 0.0f) nn_ema_init(&ema, &model->params, cfg->ema);
     /* With a validation set, the best weights are kept aside for the end. */
     float *best_params = data->has_val ? nn_xmalloc(model->params.count * sizeof(float)) : NULL;
     if (best_params) memcpy(best_params, model->params.data, model->params.count * sizeof(float));
     int rc = 0;
     if (cfg->resume_path) {
-        rc = train_state_load_optim(cfg->resume_path, &resumed, &opt, best_params);
+        /* The file's model tensors are the average; train.raw goes into
+         * ema.avg, and the swap puts each where training expects it. */
+        rc = train_state_load_optim(cfg->resume_path, &resumed, &opt, best_params, ema.avg);
         nn_st_free(&resumed);
+        ema.updates = st.step;
+        holds_average = true;
     }
     int C = cfg->model.sizes[cfg->model.n_linear];
     nn_schedule sched = cfg->sched;
@@ -185,6 +203,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
         char label[64];
         snprintf(label, sizeof label, "%s %d/%d", cfg->label ? cfg->label : "epoch", st.epoch, cfg->epochs);
         nn_progress_begin(&bar, label, nn_loader_num_batches(&loader));
+        hold_average(&ema, model, &holds_average, false); /* train the raw weights */
         /* The order of an epoch comes from the generator as it was when the
          * epoch began; a resumed run re-derives it and skips what was done. */
         loader.rng = st.loader_rng;
@@ -195,9 +214,11 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
             if (cfg->stop && *cfg->stop) {
                 nn_progress_end(&bar);
                 st.train_seconds = now_seconds() - t0;
+                hold_average(&ema, model, &holds_average, true);
                 if (!cfg->save_path)
                     rc = nn_error("interrupted at epoch %d, step %ld (no --save, so no checkpoint)", st.epoch, st.batch);
-                else if (train_state_save(cfg->save_path, cfg, model, &opt, &st, hist, data->has_val, best_params) == 0)
+                else if (train_state_save(cfg->save_path, cfg, model, &opt, &st, hist, data->has_val, best_params,
+                                          ema.avg) == 0)
                     rc = nn_error("interrupted at epoch %d, step %ld; checkpoint saved: resume with "
                                   "nn train --resume %s", st.epoch, st.batch, cfg->save_path);
                 else
@@ -229,6 +250,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
             if (cfg->clip > 0.0f) nn_clip_grad_norm(&model->params, cfg->clip);
             lr = nn_schedule_lr(&sched, st.step++);
             nn_optim_step(&opt, (float)lr);
+            if (ema.avg) nn_ema_update(&ema, &model->params);
             st.loss_sum += (double)loss->data[0] * n;
             for (int i = 0; i < n; i++) st.correct += argmax(logits->data + (size_t)i * C, C) == labels[i];
             st.seen += n;
@@ -240,6 +262,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
         if (rc != 0) break;
         nn_progress_end(&bar);
         double train_seconds = now_seconds() - t0;
+        hold_average(&ema, model, &holds_average, true); /* evaluate and save the average */
         nn_epoch_metrics *m = &hist->epochs[hist->n];
         m->epoch = st.epoch;
         m->train_loss = st.loss_sum / st.seen;
@@ -272,7 +295,8 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
         next.batch = next.seen = next.correct = 0;
         next.loss_sum = next.train_seconds = 0.0;
         next.loader_rng = loader.rng;
-        if (rc == 0 && cfg->save_path && train_state_save(cfg->save_path, cfg, model, &opt, &next, hist, data->has_val, best_params) != 0)
+        if (rc == 0 && cfg->save_path &&
+            train_state_save(cfg->save_path, cfg, model, &opt, &next, hist, data->has_val, best_params, ema.avg) != 0)
             rc = -1;
         if (rc == 0 && cfg->plot_path && write_plot(cfg->plot_path, hist, data->has_val) != 0) rc = -1;
         st = next;
@@ -285,6 +309,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
             break;
         }
     }
+    hold_average(&ema, model, &holds_average, true);
     /* A run with a validation set ends on its best weights. */
     if (rc == 0 && best_params) {
         memcpy(model->params.data, best_params, model->params.count * sizeof(float));
@@ -292,6 +317,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
     }
     if (metrics && nn_metrics_close(metrics) != 0 && rc == 0) rc = -1;
     free(best_params);
+    nn_ema_free(&ema);
     free(labels);
     nn_ctx_free(ctx);
     nn_optim_free(&opt);
