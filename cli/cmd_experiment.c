@@ -41,27 +41,34 @@ typedef struct exp_config {
     bool layer_norm;
     float dropout, smoothing;
     bool standard; /* in the default set */
+    float input_dropout, ema;
 } exp_config;
 
 #define DROPOUT_P 0.3f
 #define ADAMW_WD 0.05f
 
 static const exp_config configs[] = {
-    {"baseline", "plain SGD, lr 0.1, ReLU", NN_OPT_SGD, 0.1f, 0, NN_ACT_RELU, false, 0, 0, true},
-    {"momentum", "SGD + momentum 0.9, lr 0.05", NN_OPT_MOMENTUM, 0.05f, 0, NN_ACT_RELU, false, 0, 0, true},
-    {"adam", "Adam, lr 0.001", NN_OPT_ADAM, 1e-3f, 0, NN_ACT_RELU, false, 0, 0, true},
-    {"adamw", "AdamW, lr 0.001, decoupled weight decay 0.05", NN_OPT_ADAMW, 1e-3f, ADAMW_WD, NN_ACT_RELU, false, 0,
-     0, true},
-    {"dropout", "baseline + dropout 0.3 on hidden layers", NN_OPT_SGD, 0.1f, 0, NN_ACT_RELU, false, DROPOUT_P, 0,
-     true},
-    {"layernorm", "baseline + LayerNorm before each activation", NN_OPT_SGD, 0.1f, 0, NN_ACT_RELU, true, 0, 0, true},
-    {"gelu", "baseline with GELU instead of ReLU", NN_OPT_SGD, 0.1f, 0, NN_ACT_GELU, false, 0, 0, true},
-    {"all", "AdamW + weight decay + dropout + LayerNorm + GELU", NN_OPT_ADAMW, 1e-3f, ADAMW_WD, NN_ACT_GELU, true,
-     DROPOUT_P, 0, true},
+    {.name = "baseline", .what = "plain SGD, lr 0.1, ReLU", .opt = NN_OPT_SGD, .lr = 0.1f, .standard = true},
+    {.name = "momentum", .what = "SGD + momentum 0.9, lr 0.05", .opt = NN_OPT_MOMENTUM, .lr = 0.05f, .standard = true},
+    {.name = "adam", .what = "Adam, lr 0.001", .opt = NN_OPT_ADAM, .lr = 1e-3f, .standard = true},
+    {.name = "adamw", .what = "AdamW, lr 0.001, decoupled weight decay 0.05", .opt = NN_OPT_ADAMW, .lr = 1e-3f,
+     .wd = ADAMW_WD, .standard = true},
+    {.name = "dropout", .what = "baseline + dropout 0.3 on hidden layers", .opt = NN_OPT_SGD, .lr = 0.1f,
+     .dropout = DROPOUT_P, .standard = true},
+    {.name = "layernorm", .what = "baseline + LayerNorm before each activation", .opt = NN_OPT_SGD, .lr = 0.1f,
+     .layer_norm = true, .standard = true},
+    {.name = "gelu", .what = "baseline with GELU instead of ReLU", .opt = NN_OPT_SGD, .lr = 0.1f, .act = NN_ACT_GELU,
+     .standard = true},
+    {.name = "all", .what = "AdamW + weight decay + dropout + LayerNorm + GELU", .opt = NN_OPT_ADAMW, .lr = 1e-3f,
+     .wd = ADAMW_WD, .act = NN_ACT_GELU, .layer_norm = true, .dropout = DROPOUT_P, .standard = true},
     /* extras, chosen with --configs */
-    {"nesterov", "SGD + Nesterov momentum 0.9, lr 0.05", NN_OPT_NESTEROV, 0.05f, 0, NN_ACT_RELU, false, 0, 0, false},
-    {"l2", "baseline + L2 weight decay 5e-4", NN_OPT_SGD, 0.1f, 5e-4f, NN_ACT_RELU, false, 0, 0, false},
-    {"smoothing", "baseline + label smoothing 0.1", NN_OPT_SGD, 0.1f, 0, NN_ACT_RELU, false, 0, 0.1f, false},
+    {.name = "nesterov", .what = "SGD + Nesterov momentum 0.9, lr 0.05", .opt = NN_OPT_NESTEROV, .lr = 0.05f},
+    {.name = "l2", .what = "baseline + L2 weight decay 5e-4", .opt = NN_OPT_SGD, .lr = 0.1f, .wd = 5e-4f},
+    {.name = "smoothing", .what = "baseline + label smoothing 0.1", .opt = NN_OPT_SGD, .lr = 0.1f, .smoothing = 0.1f},
+    {.name = "input-dropout", .what = "baseline + dropout 0.2 on the input pixels", .opt = NN_OPT_SGD, .lr = 0.1f,
+     .input_dropout = 0.2f},
+    {.name = "ema", .what = "baseline, evaluating a moving average of the weights (0.999)", .opt = NN_OPT_SGD,
+     .lr = 0.1f, .ema = 0.999f},
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
 
@@ -153,7 +160,7 @@ static void print_help(void) {
     char list[2048];
     size_t len = 0;
     for (int i = 0; i < N_CONFIGS; i++)
-        len += (size_t)snprintf(list + len, sizeof list - len, "  %-10s %s%s\n", configs[i].name, configs[i].what,
+        len += (size_t)snprintf(list + len, sizeof list - len, "  %-14s %s%s\n", configs[i].name, configs[i].what,
                                 configs[i].standard ? "" : " (extra)");
     printf(help_text, list);
 }
@@ -792,6 +799,8 @@ int cmd_experiment(int argc, char **argv) {
             cfg.model.act = ec->act;
             cfg.model.layer_norm = ec->layer_norm;
             cfg.model.dropout = ec->dropout;
+            cfg.model.input_dropout = ec->input_dropout;
+            cfg.ema = ec->ema;
             cfg.loss = NN_LOSS_CE;
             cfg.label_smoothing = ec->smoothing;
             cfg.opt = nn_optim_defaults(ec->opt);
