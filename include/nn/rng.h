@@ -15,6 +15,10 @@ typedef struct nn_rng {
  * from the same seed (e.g. one for initialisation, one for shuffling). */
 void nn_rng_seed(nn_rng *r, uint64_t seed, uint64_t stream);
 uint32_t nn_rng_u32(nn_rng *r);
+/* Moves the generator `delta` draws ahead in O(log delta) steps: a copy
+ * advanced by k continues the sequence from draw k, so parts of one long
+ * sequence can be drawn in parallel and still give the same bits. */
+void nn_rng_advance(nn_rng *r, uint64_t delta);
 /* Uniform integer in [0, n), without modulo bias. n must be > 0. */
 uint32_t nn_rng_below(nn_rng *r, uint32_t n);
 /* Uniform float in [0, 1) with 24 random bits. */

@@ -14,6 +14,22 @@ uint32_t nn_rng_u32(nn_rng *r) {
     return (xorshifted >> rot) | (xorshifted << ((-rot) & 31));
 }
 
+/* The state moves by s -> a s + c; delta moves compose into one affine map
+ * A s + C, built by squaring (a, c) as in fast exponentiation. */
+void nn_rng_advance(nn_rng *r, uint64_t delta) {
+    uint64_t a = PCG_MULT, c = r->inc, acc_a = 1, acc_c = 0;
+    while (delta) {
+        if (delta & 1) {
+            acc_a *= a;
+            acc_c = acc_c * a + c;
+        }
+        c = (a + 1) * c;
+        a *= a;
+        delta >>= 1;
+    }
+    r->state = acc_a * r->state + acc_c;
+}
+
 void nn_rng_seed(nn_rng *r, uint64_t seed, uint64_t stream) {
     r->state = 0;
     r->inc = (stream << 1u) | 1u;

@@ -2,10 +2,15 @@
  * evaluation needs no change):
  *   y = x * m / (1 - p), m_i ~ Bernoulli(1 - p)
  *   dx += dy * m / (1 - p)
- * The mask is drawn from the caller's seeded generator, so a run repeats. */
+ * The mask is drawn from the caller's seeded generator, so a run repeats:
+ * element i gets the generator's i-th draw. Chunks of the mask are drawn in
+ * parallel, each from a copy of the generator advanced to its first element,
+ * which gives the same bits as one thread drawing them in order. */
 #include <stdint.h>
 
 #include "ops/ops.h"
+
+#define DROPOUT_CHUNK 16384
 
 nn_tensor *nn_dropout(nn_ctx *ctx, nn_tensor *a, float p, nn_rng *rng) {
     nn_check_live(ctx, a, "dropout");
@@ -17,10 +22,21 @@ nn_tensor *nn_dropout(nn_ctx *ctx, nn_tensor *a, float p, nn_rng *rng) {
     float keep_scale = 1.0f / (1.0f - p);
     /* Compare 24-bit integers: the same draw as nn_rng_uniform(rng) < p. */
     uint32_t threshold = (uint32_t)(p * 16777216.0f);
-    for (size_t i = 0; i < a->size; i++) {
-        mask[i] = (nn_rng_u32(rng) >> 8) >= threshold;
-        y->data[i] = mask[i] ? a->data[i] * keep_scale : 0.0f;
+    size_t n = a->size, chunks = (n + DROPOUT_CHUNK - 1) / DROPOUT_CHUNK;
+    const float *x = a->data;
+    float *out = y->data;
+    const nn_rng start = *rng;
+#pragma omp parallel for if (n > NN_PARALLEL_MIN)
+    for (size_t c = 0; c < chunks; c++) {
+        nn_rng r = start;
+        nn_rng_advance(&r, c * DROPOUT_CHUNK);
+        size_t end = (c + 1) * DROPOUT_CHUNK < n ? (c + 1) * DROPOUT_CHUNK : n;
+        for (size_t i = c * DROPOUT_CHUNK; i < end; i++) {
+            mask[i] = (nn_rng_u32(&r) >> 8) >= threshold;
+            out[i] = mask[i] ? x[i] * keep_scale : 0.0f;
+        }
     }
+    nn_rng_advance(rng, n);
     nn_node *node = nn_record(ctx, NN_OP_DROPOUT, y, &a, 1);
     if (node) {
         node->saved = mask;
@@ -34,5 +50,8 @@ void nn_dropout_backward(nn_node *n) {
     float *dx = n->in[0]->grad;
     const float *dy = n->out->grad;
     if (!dx) return;
-    for (size_t i = 0; i < n->out->size; i++) dx[i] += mask[i] ? dy[i] * n->attr : 0.0f;
+    size_t len = n->out->size;
+    float scale = n->attr;
+#pragma omp parallel for simd if (len > NN_PARALLEL_MIN)
+    for (size_t i = 0; i < len; i++) dx[i] += mask[i] ? dy[i] * scale : 0.0f;
 }

@@ -51,19 +51,35 @@ nn_tensor *nn_layer_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, 
     return y;
 }
 
+/* Columns per task of the weight and bias gradients: each task sums its
+ * columns over all rows in row order, so the result does not depend on how
+ * many threads share the work. */
+#define LN_COLS 128
+
 void nn_layer_norm_backward(nn_node *n) {
     nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out;
     const float *stats = n->saved;
     int N = w->shape[0];
     size_t rows = x->size / (size_t)N;
+    if (w->grad || b->grad) {
+#pragma omp parallel for if (x->size > NN_PARALLEL_MIN)
+        for (int j0 = 0; j0 < N; j0 += LN_COLS) {
+            int j1 = j0 + LN_COLS < N ? j0 + LN_COLS : N;
+            for (size_t r = 0; r < rows; r++) {
+                const float *xr = x->data + r * N, *dy = y->grad + r * N;
+                float mu = stats[2 * r], rstd = stats[2 * r + 1];
+                if (w->grad)
+                    for (int j = j0; j < j1; j++) w->grad[j] += dy[j] * (xr[j] - mu) * rstd;
+                if (b->grad)
+                    for (int j = j0; j < j1; j++) b->grad[j] += dy[j];
+            }
+        }
+    }
+    if (!x->grad) return;
+#pragma omp parallel for if (x->size > NN_PARALLEL_MIN)
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x->data + r * N, *dy = y->grad + r * N;
         float mu = stats[2 * r], rstd = stats[2 * r + 1];
-        if (w->grad)
-            for (int j = 0; j < N; j++) w->grad[j] += dy[j] * (xr[j] - mu) * rstd;
-        if (b->grad)
-            for (int j = 0; j < N; j++) b->grad[j] += dy[j];
-        if (!x->grad) continue;
         double mean_g = 0.0, mean_gx = 0.0;
 #pragma omp simd reduction(+ : mean_g, mean_gx)
         for (int j = 0; j < N; j++) {
