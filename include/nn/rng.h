@@ -14,7 +14,15 @@ typedef struct nn_rng {
 /* Seeds a generator; different `stream` values give independent sequences
  * from the same seed (e.g. one for initialisation, one for shuffling). */
 void nn_rng_seed(nn_rng *r, uint64_t seed, uint64_t stream);
-uint32_t nn_rng_u32(nn_rng *r);
+#define NN_PCG_MULT 6364136223846793005ULL
+
+inline uint32_t nn_rng_u32(nn_rng *r) {
+    uint64_t old = r->state;
+    r->state = old * NN_PCG_MULT + r->inc;
+    uint32_t xorshifted = (uint32_t)(((old >> 18u) ^ old) >> 27u);
+    uint32_t rot = (uint32_t)(old >> 59u);
+    return (xorshifted >> rot) | (xorshifted << ((-rot) & 31));
+}
 /* Moves the generator `delta` draws ahead in O(log delta) steps: a copy
  * advanced by k continues the sequence from draw k, so parts of one long
  * sequence can be drawn in parallel and still give the same bits. */

@@ -4,15 +4,10 @@
 
 #include <math.h>
 
-#define PCG_MULT 6364136223846793005ULL
+#define PCG_MULT NN_PCG_MULT
 
-uint32_t nn_rng_u32(nn_rng *r) {
-    uint64_t old = r->state;
-    r->state = old * PCG_MULT + r->inc;
-    uint32_t xorshifted = (uint32_t)(((old >> 18u) ^ old) >> 27u);
-    uint32_t rot = (uint32_t)(old >> 59u);
-    return (xorshifted >> rot) | (xorshifted << ((-rot) & 31));
-}
+/* nn_rng_u32 is inline in the header: dropout calls it once per element. */
+extern inline uint32_t nn_rng_u32(nn_rng *r);
 
 /* The state moves by s -> a s + c; delta moves compose into one affine map
  * A s + C, built by squaring (a, c) as in fast exponentiation. */
