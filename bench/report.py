@@ -1,19 +1,24 @@
 """Turns the "key value" lines of bench_train and torch_bench.py into the
-side-by-side table of docs/PERFORMANCE.md. Standard library only."""
+side-by-side table of docs/PERFORMANCE.md. A key seen in several rounds
+gets the median of its values; the speed-up of each round is listed too.
+Standard library only."""
+import statistics
 import sys
 
-values = {}
+rounds = {}
 for line in open(sys.argv[1]):
     parts = line.split()
     if len(parts) == 2:
         try:
-            values[parts[0]] = float(parts[1])
+            rounds.setdefault(parts[0], []).append(float(parts[1]))
         except ValueError:
-            values[parts[0]] = parts[1]
+            rounds.setdefault(parts[0], []).append(parts[1])
+values = {k: statistics.median(v) if isinstance(v[0], float) else v[0] for k, v in rounds.items()}
 
 peak = values.get("sgemm.peak_gflops")
 print()
-print(f"sgemm peak on this machine (1024^3, all threads): {peak:.0f} GFLOP/s")
+print(f"sgemm peak on this machine (1024^3, all threads): {peak:.0f} GFLOP/s "
+      f"(median of {len(rounds['sgemm.peak_gflops'])} measurements)")
 print()
 print("| configuration | nn s/epoch | nn img/s | PyTorch s/epoch | PyTorch img/s | speed-up | nn GFLOP/s | share of sgemm peak | GEMM s | other s | eval 10k s | peak RSS MB |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -27,5 +32,11 @@ for c in ("basic", "advanced"):
     print(f"| {c} | {s:.2f} | {ips:.0f} | {torch_cols} | {ratio} | {values[f'{c}.gflops']:.0f} | "
           f"{100 * values[f'{c}.gflops'] / peak:.0f}% | {values[f'{c}.gemm_seconds']:.2f} | "
           f"{values[f'{c}.other_seconds']:.2f} | {values[f'{c}.eval_seconds']:.3f} | {values[f'{c}.peak_rss_mb']:.0f} |")
+for c in ("basic", "advanced"):
+    nn_ips, torch_ips = rounds.get(f"{c}.images_per_sec", []), rounds.get(f"torch.{c}.images_per_sec", [])
+    if torch_ips:
+        per_round = ", ".join(f"{a / b:.2f}x" for a, b in zip(nn_ips, torch_ips))
+        print(f"\n{c}: speed-up in each round: {per_round}", end="")
+print()
 if "torch.peak_rss_mb" in values:
-    print(f"\nPyTorch process peak RSS (both configurations): {values['torch.peak_rss_mb']:.0f} MB")
+    print(f"\nPyTorch process peak RSS (one configuration per process, median): {values['torch.peak_rss_mb']:.0f} MB")
