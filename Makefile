@@ -77,7 +77,8 @@ sanitize:
 # Issue 7's leak check: one short training run under valgrind, no leak allowed.
 leakcheck: $(BUILD)/nn data
 	valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 \
-		$(BUILD)/nn train --train-limit 500 --epochs 1 --hidden 32 --threads 1 >/dev/null
+		$(BUILD)/nn train --train-limit 500 --epochs 2 --hidden 32 --threads 1 --norm layer --act gelu \
+		--dropout 0.1 --input-dropout 0.2 --opt adamw --ema 0.9 --save $(BUILD)/leakcheck.safetensors >/dev/null
 
 data:
 	@scripts/fetch_data.sh $(DATASET)
