@@ -108,7 +108,7 @@ static void test_usage_errors(void) {
     CHECK(nn("--help") == 0 && strstr(out_text, "train") != NULL);
     const char *bad[] = {"--bogus", "--lr abc", "--lr -1", "--epochs 0", "--batch-size 1x", "--hidden 10,,3",
                          "--act swish", "--opt lbfgs", "--plot out.gif", "--dataset cifar", "--early-stop 3",
-                         "--dropout 1.5", "--epochs"};
+                         "--dropout 1.5", "--input-dropout -0.1", "--ema 1", "--ema x", "--epochs"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = nn("train %s", bad[i]);
         CHECKF(rc == 2, "train %s exited %d", bad[i], rc);
