@@ -428,6 +428,12 @@ static int train_with(train_opts *o) {
     if (rc == 0 && hist.n > 0) {
         const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
         printf("final test accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);
+        /* With a validation set the model ends on its best epoch's weights. */
+        if (data.has_val && hist.best_epoch >= 1 && hist.best_epoch != last->epoch) {
+            int b = hist.best_epoch - 1;
+            printf("kept epoch %d, the best by validation accuracy (%.2f%%): test accuracy %.2f%%\n",
+                   hist.best_epoch, 100 * hist.val_acc[b], 100 * hist.epochs[b].test_acc);
+        }
         if (o->cfg.save_path) printf("checkpoint: %s\n", o->cfg.save_path);
         if (o->cfg.plot_path) printf("plot: %s\n", o->cfg.plot_path);
         if (o->cfg.metrics_path) printf("metrics: %s\n", o->cfg.metrics_path);

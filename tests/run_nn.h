@@ -66,7 +66,7 @@ static const char *tmp(const char *name) {
 }
 
 /* stderr starts with "nn: error: " and mentions the given text. */
-static bool one_line_error(const char *must_contain) {
+static inline bool one_line_error(const char *must_contain) {
     return strncmp(err_text, "nn: error: ", 11) == 0 && strstr(err_text, must_contain) != NULL;
 }
 
