@@ -14,7 +14,7 @@ static const char *const train_help =
     "Trains a digit classifier and reports train/test loss and accuracy per epoch.\n"
     "With no options: an MLP 784-1024-1024-10 with ReLU, cross-entropy, SGD with\n"
     "Nesterov momentum 0.9, lr 0.05 with a cosine schedule, batch 128, 6 epochs on\n"
-    "MNIST (98.5%% test accuracy in about 30 seconds on two cores).\n"
+    "MNIST (98.5% test accuracy in about 30 seconds on two cores).\n"
     "\n"
     "model:\n"
     "  --model linear|mlp      softmax regression or multi-layer perceptron (mlp)\n"
