@@ -332,7 +332,9 @@ static int resume_argv(const char *path, int argc, char **argv, char ***out, cha
     const char *saved = nn_st_meta(&st, "nn.train.args");
     if (!saved) {
         nn_st_free(&st);
-        return nn_error("%s: not a resumable checkpoint (no 'nn.train.args'; was it written by nn train --save?)", path);
+        return nn_error("%s: not a resumable checkpoint: it holds a model but no training state (nn train --save "
+                        "writes one while it runs; a finished --val-split run ends holding its best weights only)",
+                        path);
     }
     *buf = nn_xmalloc(strlen(saved) + 1);
     strcpy(*buf, saved);
