@@ -35,6 +35,20 @@ clip / clip_noop: clip_grad_norm_ over two gradients <case>.g0, <case>.g1 with
 <case>.max_norm; <case>.norm is the returned norm and <case>.g0.clipped,
 <case>.g1.clipped the gradients afterwards.
 
+CNN op cases (drawn after all of the above, so the earlier values stay as
+they were): conv2d* (inputs x, w[, b]; attr = [stride, padding]),
+max_pool2d* and avg_pool2d* (attr = [k, stride]), batch_norm* (inputs x, w,
+b; attr = [momentum, eps, training]; <case>.running_mean and
+<case>.running_var before the call, <case>.running_mean.after and
+<case>.running_var.after after it).
+
+cnn: Conv -> BatchNorm2d -> ReLU -> MaxPool -> Conv(stride 2) -> ReLU ->
+flatten -> Linear -> BatchNorm1d -> ReLU -> Linear -> cross-entropy in
+training mode, with parameters cnn.conv1.weight, cnn.bn1.bias, ...,
+cnn.x, cnn.labels, cnn.logits, cnn.loss, cnn.<param>.grad, the running
+statistics after the step (cnn.bn1.running_mean.after, ...) and the logits
+of the same batch in evaluation mode afterwards (cnn.logits_eval).
+
 Dropout has no case: its mask comes from torch's RNG, which nn does not
 reproduce; the C test checks dropout's statistics on its own.
 """
@@ -274,6 +288,98 @@ def clip_case(case, g0, g1, max_norm):
     put(f"{case}.g1.clipped", p1.grad)
 
 
+def cnn_op_cases():
+    def conv_case(case, x, w, b, stride, padding):
+        inputs = {"x": x, "w": w} if b is None else {"x": x, "w": w, "b": b}
+        op_case(
+            case,
+            lambda **t: F.conv2d(t["x"], t["w"], t.get("b"), stride, padding),
+            inputs,
+            attr=[stride, padding],
+        )
+
+    conv_case("conv2d", randn(2, 3, 7, 6), randn(4, 3, 3, 3), randn(4), 1, 0)
+    conv_case("conv2d_nobias", randn(2, 3, 5, 5), randn(4, 3, 3, 3), None, 1, 1)
+    conv_case("conv2d_stride2_pad1", randn(2, 2, 7, 8), randn(3, 2, 3, 3), randn(3), 2, 1)
+    conv_case("conv2d_rect", randn(1, 2, 6, 7), randn(3, 2, 2, 3), randn(3), 3, 2)
+    conv_case("conv2d_1x1", randn(2, 4, 3, 5), randn(3, 4, 1, 1), randn(3), 1, 0)
+    conv_case("conv2d_batch20", randn(20, 2, 5, 5), randn(3, 2, 3, 3), randn(3), 1, 1)
+
+    def pool_case(case, fn, x, k, stride):
+        op_case(case, lambda x: fn(x, k, stride), {"x": x}, attr=[k, stride])
+
+    pool_case("max_pool2d", F.max_pool2d, randn(2, 3, 6, 7), 2, 2)
+    pool_case("max_pool2d_overlap", F.max_pool2d, randn(2, 2, 7, 7), 3, 2)
+    # Few distinct values: ties, where the gradient goes to the first maximum.
+    pool_case("max_pool2d_ties", F.max_pool2d, torch.randint(0, 3, (2, 2, 6, 6)).to(torch.float32), 2, 1)
+    pool_case("avg_pool2d", F.avg_pool2d, randn(2, 3, 6, 7), 2, 2)
+    pool_case("avg_pool2d_overlap", F.avg_pool2d, randn(2, 2, 5, 6), 3, 1)
+
+    def bn_case(case, x, training, momentum=0.1, eps=1e-5):
+        c = x.shape[1]
+        mean0, var0 = 0.5 * randn(c), 0.5 + torch.rand(c)
+        running = [mean0.clone(), var0.clone()]  # updated in place by a training-mode call
+        op_case(
+            case,
+            lambda x, w, b: F.batch_norm(x, running[0], running[1], w, b, training, momentum, eps),
+            {"x": x, "w": 1 + 0.5 * randn(c), "b": randn(c)},
+            attr=[momentum, eps, float(training)],
+            extra={"running_mean": mean0, "running_var": var0},
+        )
+        put(f"{case}.running_mean.after", running[0])
+        put(f"{case}.running_var.after", running[1])
+
+    bn_case("batch_norm_2d", 1 + 2 * randn(4, 3, 5, 5), True)
+    bn_case("batch_norm_1d", randn(8, 5) - 0.5, True, momentum=0.3, eps=1e-3)
+    bn_case("batch_norm_2d_eval", 1 + 2 * randn(4, 3, 5, 5), False)
+    bn_case("batch_norm_1d_eval", randn(8, 5) - 0.5, False, eps=1e-3)
+
+
+class CNN(torch.nn.Module):
+    def __init__(self, channels, hidden, classes, flat):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channels[0], channels[1], 3, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(channels[1])
+        self.conv2 = torch.nn.Conv2d(channels[1], channels[2], 3, stride=2, padding=1)
+        self.fc1 = torch.nn.Linear(flat, hidden)
+        self.bn2 = torch.nn.BatchNorm1d(hidden)
+        self.fc2 = torch.nn.Linear(hidden, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2, 2)
+        x = torch.flatten(F.relu(self.conv2(x)), 1)
+        return self.fc2(F.relu(self.bn2(self.fc1(x))))
+
+
+def cnn_case():
+    batch, size, classes = 6, 10, 5
+    model = CNN([2, 4, 6], 16, classes, 6 * 3 * 3)
+    with torch.no_grad():  # BatchNorm starts at 1/0: perturb it so its gradients matter
+        for bn in (model.bn1, model.bn2):
+            bn.weight.add_(0.3 * randn(*bn.weight.shape))
+            bn.bias.add_(0.3 * randn(*bn.bias.shape))
+    x = randn(batch, 2, size, size)
+    labels = torch.randint(0, classes, (batch,))
+    params = dict(model.named_parameters())
+    for name, p in params.items():
+        put(f"cnn.{name}", p)
+    put("cnn.x", x)
+    put("cnn.labels", labels.to(torch.float32))
+    logits = model(x)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    put("cnn.logits", logits)
+    put("cnn.loss", loss)
+    for name, p in params.items():
+        put(f"cnn.{name}.grad", p.grad)
+    for bn in ("bn1", "bn2"):
+        put(f"cnn.{bn}.running_mean.after", getattr(model, bn).running_mean)
+        put(f"cnn.{bn}.running_var.after", getattr(model, bn).running_var)
+    model.eval()
+    with torch.no_grad():
+        put("cnn.logits_eval", model(x))
+
+
 def write_safetensors(path, named, metadata):
     header = {"__metadata__": metadata}
     blobs = []
@@ -304,6 +410,8 @@ def main():
     optim_cases()
     clip_case("clip", 3 * randn(3, 5), 3 * randn(3), 1.0)
     clip_case("clip_noop", 0.1 * randn(3, 5), 0.1 * randn(3), 10.0)
+    cnn_op_cases()
+    cnn_case()
     for name, t in tensors.items():
         assert torch.isfinite(t).all(), name
     os.makedirs(sys.argv[1], exist_ok=True)

@@ -1,6 +1,6 @@
 /* Golden tests against PyTorch. scripts/make_fixtures.py (run by hand with
  * Debian's python3-torch) wrote inputs, outputs and gradients of every op, of
- * one MLP forward/backward and of five steps of each optimiser to
+ * one MLP and one CNN forward/backward and of five steps of each optimiser to
  * tests/fixtures/torch_reference.safetensors; this test rebuilds each case
  * with nn and compares elementwise:
  *
@@ -8,7 +8,9 @@
  *
  * for every case (float32 has 24 bits, ~6e-8 relative; 1e-5 leaves room for
  * a different summation order, libm and erf; atol covers values near zero,
- * such as sigmoid(-30) or a log-softmax of ~1e-5 next to logits of ~100).
+ * such as sigmoid(-30) or a log-softmax of ~1e-5 next to logits of ~100),
+ * except where a case states a larger atol and why (long sums of O(1)
+ * terms, whose rounding error both libraries carry in absolute terms).
  * Each case prints one line with the largest absolute and relative error it
  * saw and how close it came to the tolerance, so the numbers can be quoted.
  *
@@ -130,7 +132,7 @@ static void report(const char *name, const errors *e) {
 typedef enum op_kind {
     K_MATMUL, K_LINEAR, K_LINEAR_NOBIAS, K_ADD, K_SUB, K_MUL, K_ADD_BIAS, K_SCALE, K_SUM, K_MEAN, K_RESHAPE,
     K_FLATTEN, K_RELU, K_LEAKY_RELU, K_SIGMOID, K_TANH, K_GELU, K_GELU_TANH, K_SOFTMAX, K_LOG_SOFTMAX,
-    K_CROSS_ENTROPY, K_MSE, K_LAYER_NORM,
+    K_CROSS_ENTROPY, K_MSE, K_LAYER_NORM, K_CONV2D, K_CONV2D_NOBIAS, K_MAX_POOL2D, K_AVG_POOL2D, K_BATCH_NORM,
 } op_kind;
 
 typedef struct op_case {
@@ -177,9 +179,43 @@ static const op_case op_cases[] = {
     {"layer_norm", K_LAYER_NORM, {"x", "w", "b"}},
     {"layer_norm_3d", K_LAYER_NORM, {"x", "w", "b"}},
     {"layer_norm_const", K_LAYER_NORM, {"x", "w", "b"}},
+    {"conv2d", K_CONV2D, {"x", "w", "b"}},
+    {"conv2d_nobias", K_CONV2D_NOBIAS, {"x", "w"}},
+    {"conv2d_stride2_pad1", K_CONV2D, {"x", "w", "b"}},
+    {"conv2d_rect", K_CONV2D, {"x", "w", "b"}},
+    {"conv2d_1x1", K_CONV2D, {"x", "w", "b"}},
+    {"conv2d_batch20", K_CONV2D, {"x", "w", "b"}},
+    {"max_pool2d", K_MAX_POOL2D, {"x"}},
+    {"max_pool2d_overlap", K_MAX_POOL2D, {"x"}},
+    {"max_pool2d_ties", K_MAX_POOL2D, {"x"}},
+    {"avg_pool2d", K_AVG_POOL2D, {"x"}},
+    {"avg_pool2d_overlap", K_AVG_POOL2D, {"x"}},
+    {"batch_norm_2d", K_BATCH_NORM, {"x", "w", "b"}},
+    {"batch_norm_1d", K_BATCH_NORM, {"x", "w", "b"}},
+    {"batch_norm_2d_eval", K_BATCH_NORM, {"x", "w", "b"}},
+    {"batch_norm_1d_eval", K_BATCH_NORM, {"x", "w", "b"}},
 };
 
-static nn_tensor *build(nn_ctx *ctx, const op_case *c, nn_tensor **in, const float *attr, const int *labels) {
+/* Cases whose sums are long enough that float32 rounding, which both
+ * libraries carry in absolute terms, can exceed ATOL. */
+static const struct {
+    const char *name;
+    double atol;
+} wide_cases[] = {
+    /* Each weight-gradient element sums 500 products of O(1) terms (|dW| up
+     * to 53): torch's own float32 error there is 4e-5 against float64. */
+    {"conv2d_batch20", 1e-4},
+};
+
+static double case_atol(const op_case *c) {
+    for (size_t i = 0; i < sizeof wide_cases / sizeof wide_cases[0]; i++)
+        if (strcmp(c->name, wide_cases[i].name) == 0) return wide_cases[i].atol;
+    return ATOL;
+}
+
+/* running: batch norm's running mean and variance (updated in place). */
+static nn_tensor *build(nn_ctx *ctx, const op_case *c, nn_tensor **in, const float *attr, const int *labels,
+                        float *const *running) {
     switch (c->kind) {
     case K_MATMUL: return nn_matmul(ctx, in[0], in[1]);
     case K_LINEAR: return nn_linear(ctx, in[0], in[1], in[2]);
@@ -204,6 +240,13 @@ static nn_tensor *build(nn_ctx *ctx, const op_case *c, nn_tensor **in, const flo
     case K_CROSS_ENTROPY: return nn_cross_entropy(ctx, in[0], labels, attr[0]);
     case K_MSE: return nn_mse(ctx, in[0], in[1]);
     case K_LAYER_NORM: return nn_layer_norm(ctx, in[0], in[1], in[2], attr[0]);
+    case K_CONV2D: return nn_conv2d(ctx, in[0], in[1], in[2], (int)attr[0], (int)attr[1]);
+    case K_CONV2D_NOBIAS: return nn_conv2d(ctx, in[0], in[1], NULL, (int)attr[0], (int)attr[1]);
+    case K_MAX_POOL2D: return nn_max_pool2d(ctx, in[0], (int)attr[0], (int)attr[1]);
+    case K_AVG_POOL2D: return nn_avg_pool2d(ctx, in[0], (int)attr[0], (int)attr[1]);
+    case K_BATCH_NORM:
+        nn_set_training(ctx, attr[2] != 0.0f);
+        return nn_batch_norm(ctx, in[0], in[1], in[2], running[0], running[1], attr[0], attr[1]);
     }
     return NULL;
 }
@@ -220,7 +263,7 @@ static int *read_labels(const nn_safetensors *st, const char *name, size_t *n) {
 
 static void run_op_case(const nn_safetensors *st, const op_case *c) {
     char name[128];
-    errors e = errors_new(ATOL, RTOL);
+    errors e = errors_new(case_atol(c), RTOL);
     int before = check_failures_;
 
     /* Every input is a parameter, so that it receives a gradient. */
@@ -242,7 +285,7 @@ static void run_op_case(const nn_safetensors *st, const op_case *c) {
     float attr[4] = {0};
     snprintf(name, sizeof name, "%s.attr", c->name);
     bool needs_attr = c->kind == K_SCALE || c->kind == K_RESHAPE || c->kind == K_LEAKY_RELU ||
-                      c->kind == K_CROSS_ENTROPY || c->kind == K_LAYER_NORM;
+                      c->kind == K_CROSS_ENTROPY || c->kind == K_LAYER_NORM || c->kind >= K_CONV2D;
     if (needs_attr) {
         size_t n = 0;
         float *a = fixture_read(st, name, &n);
@@ -259,11 +302,32 @@ static void run_op_case(const nn_safetensors *st, const op_case *c) {
         goto done;
     }
 
+    float *running[2] = {0};
+    static const char *const running_names[2] = {"running_mean", "running_var"};
+    if (c->kind == K_BATCH_NORM)
+        for (int k = 0; k < 2; k++) {
+            snprintf(name, sizeof name, "%s.%s", c->name, running_names[k]);
+            size_t n = 0;
+            running[k] = fixture_read(st, name, &n);
+            CHECKF(running[k] && n == (size_t)in[0]->shape[1], "%s: needs one value per channel", name);
+        }
+    if (c->kind == K_BATCH_NORM && !(running[0] && running[1])) {
+        free(running[0]);
+        free(running[1]);
+        free(labels);
+        goto done;
+    }
+
     nn_ctx *ctx = nn_ctx_new(0);
-    nn_tensor *out = build(ctx, c, in, attr, labels);
+    nn_tensor *out = build(ctx, c, in, attr, labels, running);
     snprintf(name, sizeof name, "%s.out", c->name);
     compare_shape(st, name, out);
     compare(&e, st, name, out->data, out->size);
+    for (int k = 0; k < 2 && running[k]; k++) {
+        snprintf(name, sizeof name, "%s.%s.after", c->name, running_names[k]);
+        compare(&e, st, name, running[k], (size_t)in[0]->shape[1]);
+        free(running[k]);
+    }
 
     /* L = sum(out * R), or the op's scalar itself. */
     nn_tensor *loss = out;
@@ -352,6 +416,93 @@ done:
     nn_params_free(&params);
     CHECK(e.compared > 0);
     report("mlp 12-16-16-5", &e);
+    nn_st_free(&st);
+}
+
+/* ---- CNN: conv -> BN2d -> ReLU -> max pool -> conv/2 -> ReLU -> linear -> BN1d
+ * -> ReLU -> linear -> cross-entropy, one training step, then evaluation ---- */
+
+static const char *const cnn_params[] = {"conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias",
+                                         "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
+                                         "bn2.weight",   "bn2.bias",   "fc2.weight", "fc2.bias"};
+#define CNN_N_PARAMS (int)(sizeof cnn_params / sizeof cnn_params[0])
+
+static nn_tensor *cnn_forward(nn_ctx *ctx, nn_tensor *x, nn_tensor **p, float running[2][2][16]) {
+    nn_tensor *h = nn_batch_norm(ctx, nn_conv2d(ctx, x, p[0], p[1], 1, 1), p[2], p[3], running[0][0],
+                                 running[0][1], 0.1f, 1e-5f);
+    h = nn_max_pool2d(ctx, nn_relu(ctx, h), 2, 2);
+    h = nn_flatten(ctx, nn_relu(ctx, nn_conv2d(ctx, h, p[4], p[5], 2, 1)));
+    h = nn_batch_norm(ctx, nn_linear(ctx, h, p[6], p[7]), p[8], p[9], running[1][0], running[1][1], 0.1f, 1e-5f);
+    return nn_linear(ctx, nn_relu(ctx, h), p[10], p[11]);
+}
+
+static void test_cnn(void) {
+    nn_safetensors st;
+    if (load_fixture(&st)) return;
+    errors e = errors_new(ATOL, RTOL);
+    char name[128];
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *p[CNN_N_PARAMS];
+    for (int i = 0; i < CNN_N_PARAMS; i++) {
+        int shape[NN_ST_MAX_DIMS];
+        snprintf(name, sizeof name, "cnn.%s", cnn_params[i]);
+        int ndim = fixture_shape(&st, name, shape);
+        if (ndim < 1) goto done;
+        p[i] = nn_params_add(&params, cnn_params[i], ndim, shape, ndim > 1);
+    }
+    for (int i = 0; i < CNN_N_PARAMS; i++) {
+        snprintf(name, sizeof name, "cnn.%s", cnn_params[i]);
+        fixture_fill(&st, name, p[i]);
+    }
+    int xshape[NN_ST_MAX_DIMS];
+    if (fixture_shape(&st, "cnn.x", xshape) != 4) goto done;
+    CHECK(p[2]->shape[0] <= 16 && p[8]->shape[0] <= 16);
+    if (p[2]->shape[0] > 16 || p[8]->shape[0] > 16) goto done;
+    size_t n_labels = 0;
+    int *labels = read_labels(&st, "cnn.labels", &n_labels);
+    CHECK(labels && (int)n_labels == xshape[0]);
+    if (!labels) goto done;
+    /* [layer][mean, var][channel], from PyTorch's initial 0 and 1 */
+    float running[2][2][16];
+    for (int l = 0; l < 2; l++)
+        for (int c = 0; c < 16; c++) running[l][0][c] = 0.0f, running[l][1][c] = 1.0f;
+
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *x = nn_input(ctx, "x", 4, xshape);
+    fixture_fill(&st, "cnn.x", x);
+    nn_tensor *logits = cnn_forward(ctx, x, p, running);
+    nn_tensor *loss = nn_cross_entropy(ctx, logits, labels, 0.0f);
+    compare_shape(&st, "cnn.logits", logits);
+    compare(&e, &st, "cnn.logits", logits->data, logits->size);
+    compare(&e, &st, "cnn.loss", loss->data, 1);
+    nn_params_zero_grad(&params);
+    nn_backward(ctx, loss);
+    for (int i = 0; i < CNN_N_PARAMS; i++) {
+        snprintf(name, sizeof name, "cnn.%s.grad", cnn_params[i]);
+        compare(&e, &st, name, p[i]->grad, p[i]->size);
+    }
+    for (int l = 0; l < 2; l++) {
+        int channels = p[l ? 8 : 2]->shape[0];
+        snprintf(name, sizeof name, "cnn.bn%d.running_mean.after", l + 1);
+        compare(&e, &st, name, running[l][0], (size_t)channels);
+        snprintf(name, sizeof name, "cnn.bn%d.running_var.after", l + 1);
+        compare(&e, &st, name, running[l][1], (size_t)channels);
+    }
+    /* Evaluation mode: the same batch through the updated running statistics. */
+    nn_ctx_reset(ctx);
+    nn_set_training(ctx, false);
+    nn_set_grad_enabled(ctx, false);
+    x = nn_input(ctx, "x", 4, xshape);
+    fixture_fill(&st, "cnn.x", x);
+    logits = cnn_forward(ctx, x, p, running);
+    compare(&e, &st, "cnn.logits_eval", logits->data, logits->size);
+    nn_ctx_free(ctx);
+    free(labels);
+done:
+    nn_params_free(&params);
+    CHECK(e.compared > 0);
+    report("cnn 2x10x10 -> 5", &e);
     nn_st_free(&st);
 }
 
@@ -560,6 +711,13 @@ static void child_add_mismatch(void) {
     nn_add(ctx, a, b);
 }
 
+static void child_conv_mismatch(void) {
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *x = nn_input(ctx, "x", 4, (int[]){2, 3, 8, 8});
+    nn_tensor *w = nn_input(ctx, "w", 4, (int[]){4, 2, 3, 3});
+    nn_conv2d(ctx, x, w, NULL, 1, 0);
+}
+
 static void child_backward_non_scalar(void) {
     nn_params params;
     nn_params_init(&params);
@@ -584,9 +742,11 @@ static void expect_abort(const char *what, void (*fn)(void), const char *const *
 static void test_misuse_messages(void) {
     static const char *const add_words[] = {"add", "[2, 3]", "[3, 2]"};
     static const char *const backward_words[] = {"scalar", "[2, 3]"};
+    static const char *const conv_words[] = {"conv2d", "[2, 3, 8, 8]", "[4, 2, 3, 3]"};
     expect_abort("nn_add [2, 3] + [3, 2]", child_add_mismatch, add_words, 3);
+    expect_abort("nn_conv2d [2, 3, 8, 8] * [4, 2, 3, 3]", child_conv_mismatch, conv_words, 3);
     expect_abort("nn_backward on [2, 3]", child_backward_non_scalar, backward_words, 2);
 }
 
-TEST_MAIN(TEST(test_ops), TEST(test_mlp), TEST(test_optimisers), TEST(test_clip_grad_norm),
+TEST_MAIN(TEST(test_ops), TEST(test_mlp), TEST(test_cnn), TEST(test_optimisers), TEST(test_clip_grad_norm),
           TEST(test_dropout), TEST(test_misuse_messages))

@@ -180,4 +180,22 @@ nn_tensor *nn_dropout(nn_ctx *ctx, nn_tensor *a, float p, nn_rng *rng);
 /* LayerNorm over the last dimension with learnable weight and bias [N]. */
 nn_tensor *nn_layer_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, float eps);
 
+/* 2-D convolution (cross-correlation) as torch.nn.functional.conv2d, zero padding:
+ * x [B,C,H,W], w [O,C,KH,KW] (PyTorch's layout), b [O] or NULL -> [B,O,OH,OW]
+ * with OH = (H + 2 padding - KH) / stride + 1 (floor), OW likewise. */
+nn_tensor *nn_conv2d(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int padding);
+/* Max and mean over k x k windows, no padding, as F.max_pool2d / F.avg_pool2d:
+ * [B,C,H,W] -> [B,C,OH,OW], OH = (H - k) / stride + 1 (floor). On ties the
+ * gradient goes to the first maximum in row-major order, as in PyTorch. */
+nn_tensor *nn_max_pool2d(nn_ctx *ctx, nn_tensor *x, int k, int stride);
+nn_tensor *nn_avg_pool2d(nn_ctx *ctx, nn_tensor *x, int k, int stride);
+/* Batch normalisation per channel C of x [B,C] (BatchNorm1d) or [B,C,H,W]
+ * (BatchNorm2d), weight and bias [C]. Training mode normalises with the
+ * batch's mean and biased variance and, when running_mean/running_var [C]
+ * are not NULL, updates them in place as PyTorch does:
+ *   rm = (1 - momentum) rm + momentum mean,  rv = (1 - momentum) rv + momentum var n/(n-1)
+ * Evaluation mode normalises with running_mean/running_var (required). */
+nn_tensor *nn_batch_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, float *running_mean,
+                         float *running_var, float momentum, float eps);
+
 #endif

@@ -28,6 +28,10 @@ typedef enum nn_op {
     NN_OP_MSE,
     NN_OP_DROPOUT,
     NN_OP_LAYER_NORM,
+    NN_OP_CONV2D,
+    NN_OP_MAX_POOL2D,
+    NN_OP_AVG_POOL2D,
+    NN_OP_BATCH_NORM,
     NN_OP_COUNT
 } nn_op;
 
@@ -39,9 +43,10 @@ typedef struct nn_node {
     nn_tensor *out;
     nn_tensor *in[NN_NODE_MAX_INPUTS];
     int n_in;
-    float attr;  /* scalar attribute: slope, scale, p, eps, smoothing */
-    int flag;    /* integer attribute: e.g. GELU's tanh form */
-    void *saved; /* arena memory the backward reads (mask, statistics, labels) */
+    float attr;    /* scalar attribute: slope, scale, p, eps, smoothing */
+    int flag;      /* integer attribute: e.g. GELU's tanh form, batch norm's mode */
+    int iattr[4];  /* integer attributes: stride, padding, kernel size */
+    void *saved;   /* arena memory the backward reads (mask, statistics, labels) */
 } nn_node;
 
 typedef void (*nn_backward_fn)(nn_node *node);

@@ -24,4 +24,8 @@ const nn_op_info nn_op_table[NN_OP_COUNT] = {
     [NN_OP_MSE] = {"mse", nn_mse_backward},
     [NN_OP_DROPOUT] = {"dropout", nn_dropout_backward},
     [NN_OP_LAYER_NORM] = {"layer_norm", nn_layer_norm_backward},
+    [NN_OP_CONV2D] = {"conv2d", nn_conv2d_backward},
+    [NN_OP_MAX_POOL2D] = {"max_pool2d", nn_max_pool2d_backward},
+    [NN_OP_AVG_POOL2D] = {"avg_pool2d", nn_avg_pool2d_backward},
+    [NN_OP_BATCH_NORM] = {"batch_norm", nn_batch_norm_backward},
 };

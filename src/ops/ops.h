@@ -26,6 +26,10 @@ void nn_cross_entropy_backward(nn_node *n);
 void nn_mse_backward(nn_node *n);
 void nn_dropout_backward(nn_node *n);
 void nn_layer_norm_backward(nn_node *n);
+void nn_conv2d_backward(nn_node *n);
+void nn_max_pool2d_backward(nn_node *n);
+void nn_avg_pool2d_backward(nn_node *n);
+void nn_batch_norm_backward(nn_node *n);
 
 /* Aborts with both shapes in the message unless a and b have the same shape. */
 void nn_check_same_shape(const char *op, const nn_tensor *a, const nn_tensor *b);
