@@ -42,8 +42,10 @@ BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 all: $(BUILD)/nn $(TEST_BIN) $(BENCH_BIN)
 
+# Built afresh: `ar r` into an old archive would keep objects whose source is gone.
 $(BUILD)/libnn.a: $(LIB_OBJ)
 	@mkdir -p $(@D)
+	rm -f $@
 	$(AR) rcs $@ $^
 
 # Objects depend on the compile flags too: the stamp changes when they do.

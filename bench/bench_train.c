@@ -62,15 +62,19 @@ static double sgemm_gflops(int M, int N, int K) {
 /* The GEMMs of one training step of an MLP (forward, weight gradients, input
  * gradients except the first layer's), replayed alone: what the step would
  * cost if everything but GEMM were free. */
-static double gemm_step_seconds(const nn_mlp_config *m, int B, int reps) {
+/* The benchmarked MLP's widths: 784-1024-1024-10. */
+static const int sizes[] = {784, 1024, 1024, 10};
+#define N_LINEAR 3
+
+static double gemm_step_seconds(int B, int reps) {
     size_t max = 0;
-    for (int i = 0; i <= m->n_linear; i++) max = (size_t)m->sizes[i] > max ? (size_t)m->sizes[i] : max;
+    for (int i = 0; i <= N_LINEAR; i++) max = (size_t)sizes[i] > max ? (size_t)sizes[i] : max;
     float *x = nn_xcalloc(max * (size_t)B, sizeof(float)), *w = nn_xcalloc(max * max, sizeof(float)),
           *y = nn_xcalloc(max * (size_t)B, sizeof(float)), *dw = nn_xcalloc(max * max, sizeof(float));
     double t = now();
     for (int r = 0; r < reps; r++)
-        for (int l = 0; l < m->n_linear; l++) {
-            int in = m->sizes[l], out = m->sizes[l + 1];
+        for (int l = 0; l < N_LINEAR; l++) {
+            int in = sizes[l], out = sizes[l + 1];
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, B, 1.0f, y, out, x, in, 1.0f, dw, in);
             if (l > 0)
@@ -87,20 +91,19 @@ static double gemm_step_seconds(const nn_mlp_config *m, int B, int reps) {
 /* FLOPs of one epoch: 2*in*out per image for the forward product, the same
  * for the weight gradient, and for the input gradient of every layer but the
  * first (the images need no gradient). */
-static double epoch_flops(const nn_mlp_config *m, int n_images) {
+static double epoch_flops(int n_images) {
     double per_image = 0.0;
-    for (int l = 0; l < m->n_linear; l++) {
-        double mac = 2.0 * m->sizes[l] * m->sizes[l + 1];
+    for (int l = 0; l < N_LINEAR; l++) {
+        double mac = 2.0 * sizes[l] * sizes[l + 1];
         per_image += mac * (l > 0 ? 3 : 2);
     }
     return per_image * n_images;
 }
 
-static void configure(const char *name, nn_train_config *cfg) {
+static void configure(const char *name, nn_train_config *cfg, char *spec, size_t cap) {
     memset(cfg, 0, sizeof *cfg);
-    nn_mlp_config *m = &cfg->model;
-    m->n_linear = 3;
-    m->sizes[0] = 784, m->sizes[1] = 1024, m->sizes[2] = 1024, m->sizes[3] = 10;
+    nn_mlp_config mlp = {.n_hidden = N_LINEAR - 1, .hidden = {sizes[1], sizes[2]}, .classes = sizes[N_LINEAR]};
+    nn_mlp_config *m = &mlp;
     m->act = NN_ACT_RELU;
     cfg->loss = NN_LOSS_CE;
     cfg->batch_size = 256;
@@ -115,15 +118,17 @@ static void configure(const char *name, nn_train_config *cfg) {
         cfg->opt = nn_optim_defaults(NN_OPT_ADAMW);
         cfg->sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 1e-3f};
     }
+    cfg->spec = nn_mlp_spec(m, spec, cap);
 }
 
 /* Runs in the child: trains, reports, exits. */
 static int run_config(const char *name, int epochs, const nn_train_data *data) {
     nn_train_config cfg;
-    configure(name, &cfg);
+    char spec[NN_SPEC_MAX];
+    configure(name, &cfg, spec, sizeof spec);
     cfg.epochs = epochs;
     cfg.label = name;
-    nn_mlp model;
+    nn_model model;
     nn_history h;
     if (nn_train(&cfg, data, &model, &h) != 0) {
         fprintf(stderr, "bench: %s\n", nn_last_error());
@@ -133,9 +138,9 @@ static int run_config(const char *name, int epochs, const nn_train_data *data) {
     int n = 0;
     for (int e = 1; e < h.n && n < 64; e++) secs[n++] = data->train.n / h.epochs[e].images_per_sec;
     double epoch_s = median(secs, n);
-    double flops = epoch_flops(&cfg.model, data->train.n);
+    double flops = epoch_flops(data->train.n);
     int steps = (data->train.n + cfg.batch_size - 1) / cfg.batch_size;
-    double gemm_s = gemm_step_seconds(&cfg.model, cfg.batch_size, 20) * steps;
+    double gemm_s = gemm_step_seconds(cfg.batch_size, 20) * steps;
 
     nn_ctx *ctx = nn_ctx_new(0);
     double eval_s[5];
@@ -154,7 +159,7 @@ static int run_config(const char *name, int epochs, const nn_train_data *data) {
     fflush(stdout);
     nn_ctx_free(ctx);
     nn_history_free(&h);
-    nn_mlp_free(&model);
+    nn_model_free(&model);
     return 0;
 }
 

@@ -49,22 +49,22 @@ int cmd_eval(int argc, char **argv) {
     if (!dir) return EXIT_USAGE;
     set_threads((int)threads);
 
-    nn_mlp model;
-    if (nn_mlp_load(&model, model_path) != 0) return runtime_error();
+    nn_model model;
+    if (nn_model_load(&model, model_path) != 0) return runtime_error();
     nn_dataset test;
     if (nn_dataset_load(dir, "t10k", &test) != 0) {
-        nn_mlp_free(&model);
+        nn_model_free(&model);
         return data_error(dataset, data_dir);
     }
     int rc = 0;
-    if (test.rows * test.cols != model.cfg.sizes[0]) {
-        nn_error("%s: model expects %d inputs, %s has %dx%d images", model_path, model.cfg.sizes[0], dir, test.rows,
-                 test.cols);
+    if (model.in_shape[0] != 1 || test.rows != model.in_shape[1] || test.cols != model.in_shape[2]) {
+        nn_error("%s: model expects [%d, %d, %d] images, %s has %dx%d images", model_path, model.in_shape[0],
+                 model.in_shape[1], model.in_shape[2], dir, test.rows, test.cols);
         rc = runtime_error();
     } else {
         nn_ctx *ctx = nn_ctx_new(0);
         nn_confusion conf;
-        nn_confusion_init(&conf, model.cfg.sizes[model.cfg.n_linear]);
+        nn_confusion_init(&conf, model.classes);
         double loss, acc = nn_evaluate(&model, ctx, &test, NN_LOSS_CE, &loss, &conf);
         printf("%s on %s: test accuracy %.2f%% (%ld of %d), cross-entropy loss %.4f\n\n", model_path, dir,
                100 * acc, (long)(acc * test.n + 0.5), test.n, loss);
@@ -76,6 +76,6 @@ int cmd_eval(int argc, char **argv) {
         nn_ctx_free(ctx);
     }
     nn_dataset_free(&test);
-    nn_mlp_free(&model);
+    nn_model_free(&model);
     return rc;
 }

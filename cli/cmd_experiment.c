@@ -32,7 +32,8 @@
 
 /* One configuration: what it changes relative to the plain-SGD baseline.
  * Everything not listed here (width, epochs, batch size, cosine schedule,
- * data, seeds) is the same for all. */
+ * data, seeds) is the same for all. A configuration with an arch trains that
+ * layer stack (a CNN) instead of the MLP of --hidden. */
 typedef struct exp_config {
     const char *name, *what;
     nn_optim_kind opt;
@@ -42,9 +43,13 @@ typedef struct exp_config {
     float dropout, smoothing;
     bool standard; /* in the default set */
     float input_dropout, ema;
+    const char *arch;
+    bool augment; /* the default distortions of nn train --augment */
 } exp_config;
 
 #define DROPOUT_P 0.3f
+#define CONVNET(norm1, norm2)                                                                                 \
+    "conv(32,3)" norm1 " relu maxpool(2) conv(64,3)" norm2 " relu maxpool(2) flatten dropout(0.5) linear(10)"
 #define ADAMW_WD 0.05f
 
 static const exp_config configs[] = {
@@ -69,6 +74,12 @@ static const exp_config configs[] = {
      .input_dropout = 0.2f},
     {.name = "ema", .what = "baseline, evaluating a moving average of the weights (0.999)", .opt = NN_OPT_SGD,
      .lr = 0.1f, .ema = 0.999f},
+    {.name = "convnet", .what = "Keras' MNIST convnet, Adam, lr 0.001", .opt = NN_OPT_ADAM, .lr = 1e-3f,
+     .arch = CONVNET("", "")},
+    {.name = "convnet-bn", .what = "convnet + BatchNorm after each conv", .opt = NN_OPT_ADAM, .lr = 1e-3f,
+     .arch = CONVNET(" batchnorm", " batchnorm")},
+    {.name = "convnet-augment", .what = "convnet + random shifts, rotations and zooms", .opt = NN_OPT_ADAM,
+     .lr = 1e-3f, .arch = CONVNET("", ""), .augment = true},
 };
 #define N_CONFIGS ((int)(sizeof configs / sizeof configs[0]))
 
@@ -101,8 +112,8 @@ static const char *const help_text =
     "DIR/runs.csv (one row per run) and DIR/epochs.csv (one row per run and epoch).\n"
     "Progress (run i/N, configuration, epoch, ETA) goes to stderr; the table to stdout.\n"
     "\n"
-    "configurations (all MLPs with the same hidden widths, cross-entropy, cosine\n"
-    "learning-rate schedule without warm-up):\n"
+    "configurations (MLPs with the same hidden widths unless a layer stack is\n"
+    "named, cross-entropy, cosine learning-rate schedule without warm-up):\n"
     "%s"
     "\n"
     "options:\n"
@@ -149,7 +160,7 @@ typedef struct exp_opts {
     int n_selected;
     int seeds, epochs, batch_size, train_limit, threads;
     long seed;
-    int hidden[NN_MLP_MAX_LAYERS];
+    int hidden[NN_MLP_MAX_HIDDEN];
     int n_hidden;
     bool overfit, epochs_set, limit_set, target_set;
     double target; /* percent */
@@ -160,7 +171,7 @@ static void print_help(void) {
     char list[2048];
     size_t len = 0;
     for (int i = 0; i < N_CONFIGS; i++)
-        len += (size_t)snprintf(list + len, sizeof list - len, "  %-14s %s%s\n", configs[i].name, configs[i].what,
+        len += (size_t)snprintf(list + len, sizeof list - len, "  %-16s %s%s\n", configs[i].name, configs[i].what,
                                 configs[i].standard ? "" : " (extra)");
     printf(help_text, list);
 }
@@ -233,9 +244,9 @@ static int parse_args(int argc, char **argv, exp_opts *o) {
             o->epochs_set = true;
             break;
         case OPT_HIDDEN:
-            if ((o->n_hidden = parse_widths(optarg, o->hidden, NN_MLP_MAX_LAYERS - 1)) < 1)
+            if ((o->n_hidden = parse_widths(optarg, o->hidden, NN_MLP_MAX_HIDDEN)) < 1)
                 return usage_error(CMD, "--hidden: '%s' is not a list of widths like 256,256 (1 to %d widths, each "
-                                   "1..65536)", optarg, NN_MLP_MAX_LAYERS - 1);
+                                   "1..65536)", optarg, NN_MLP_MAX_HIDDEN);
             break;
         case OPT_BATCH:
             if (parse_int_flag(CMD, "--batch-size", optarg, 1, 65536, &iv)) return EXIT_USAGE;
@@ -464,7 +475,7 @@ typedef struct study {
     const exp_opts *o;
     const char *dir;     /* dataset folder */
     int n_train, n_test; /* images */
-    char arch[128];      /* "784-256-256-10" */
+    char arch[128];      /* "MLP 784-256-256-10", "MLP 784-256-256-10 and CNNs" */
     char command[1024];  /* the command line, for results.md */
     run_result *runs;
     int n_runs;
@@ -547,7 +558,7 @@ static int write_results_md(const study *st, bool print_stdout) {
     const exp_opts *o = st->o;
     text t = {0};
     put(&t, "# nn experiment: %s\n\n", o->overfit ? "over-fitting study" : "deep-learning techniques");
-    put(&t, "MLP %s, cross-entropy, cosine learning-rate schedule, batch %d, %d epochs, %d training images "
+    put(&t, "%s, cross-entropy, cosine learning-rate schedule, batch %d, %d epochs, %d training images "
             "(%s), %d test images; %d seed%s (%ld",
         st->arch, o->batch_size, o->epochs, st->n_train, st->dir, st->n_test, o->seeds, o->seeds > 1 ? "s" : "",
         o->seed);
@@ -655,10 +666,10 @@ static int write_plots(const study *st) {
             ymin = fmax(0.0, lo - pad);
             ymax = fmin(100.0, hi + pad);
         }
-        snprintf(title, sizeof title, "Test accuracy, MLP %s, %d images%s", st->arch, st->n_train, seeds);
+        snprintf(title, sizeof title, "Test accuracy, %s, %d images%s", st->arch, st->n_train, seeds);
         nn_panel pa = {title, "epoch", "test accuracy (%)", sa, n_series, ymin, ymax};
         rc = nn_plot(st->paths[P_ACC], &pa, 1);
-        snprintf(title, sizeof title, "Train - test accuracy, MLP %s, %d images%s", st->arch, st->n_train, seeds);
+        snprintf(title, sizeof title, "Train - test accuracy, %s, %d images%s", st->arch, st->n_train, seeds);
         double gmin = 0, gmax = 0;
         if (isfinite(glo) && ghi > glo) {
             double pad = 0.08 * (ghi - glo);
@@ -759,13 +770,17 @@ int cmd_experiment(int argc, char **argv) {
     st.n_train = data.train.n;
     st.n_test = data.test.n;
 
-    nn_mlp_config model = {.n_linear = o.n_hidden + 1};
-    model.sizes[0] = data.train.rows * data.train.cols;
-    for (int i = 0; i < o.n_hidden; i++) model.sizes[i + 1] = o.hidden[i];
-    model.sizes[o.n_hidden + 1] = NN_DATA_CLASSES;
-    size_t alen = 0;
-    for (int i = 0; i <= model.n_linear; i++)
-        alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "%s%d", i ? "-" : "", model.sizes[i]);
+    nn_mlp_config model = {.n_hidden = o.n_hidden, .classes = NN_DATA_CLASSES};
+    memcpy(model.hidden, o.hidden, (size_t)o.n_hidden * sizeof(int));
+    size_t alen = (size_t)snprintf(st.arch, sizeof st.arch, "MLP %d", data.train.rows * data.train.cols);
+    for (int i = 0; i < o.n_hidden; i++)
+        alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "-%d", o.hidden[i]);
+    alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "-%d", NN_DATA_CLASSES);
+    for (int i = 0; i < o.n_selected; i++)
+        if (configs[o.selected[i]].arch) {
+            snprintf(st.arch + alen, sizeof st.arch - alen, " and CNNs");
+            break;
+        }
 
     st.n_runs = o.n_selected * o.seeds;
     st.runs = nn_xcalloc((size_t)st.n_runs, sizeof *st.runs);
@@ -776,7 +791,7 @@ int cmd_experiment(int argc, char **argv) {
         goto done;
     }
     setvbuf(log, NULL, _IOLBF, 0);
-    fprintf(stderr, "nn experiment: %d configuration%s x %d seed%s = %d runs of %d epochs; MLP %s, %d train images, "
+    fprintf(stderr, "nn experiment: %d configuration%s x %d seed%s = %d runs of %d epochs; %s, %d train images, "
                     "batch %d; results in %s/\n",
             o.n_selected, o.n_selected > 1 ? "s" : "", o.seeds, o.seeds > 1 ? "s" : "", st.n_runs, o.epochs, st.arch,
             st.n_train, o.batch_size, o.out);
@@ -795,11 +810,14 @@ int cmd_experiment(int argc, char **argv) {
             char label[64];
             snprintf(label, sizeof label, "[%d/%d] %s seed %d epoch", r + 1, st.n_runs, ec->name, rr->seed);
             nn_train_config cfg = {0};
-            cfg.model = model;
-            cfg.model.act = ec->act;
-            cfg.model.layer_norm = ec->layer_norm;
-            cfg.model.dropout = ec->dropout;
-            cfg.model.input_dropout = ec->input_dropout;
+            nn_mlp_config mc = model;
+            mc.act = ec->act;
+            mc.layer_norm = ec->layer_norm;
+            mc.dropout = ec->dropout;
+            mc.input_dropout = ec->input_dropout;
+            char spec[NN_SPEC_MAX];
+            cfg.spec = ec->arch ? ec->arch : nn_mlp_spec(&mc, spec, sizeof spec);
+            if (ec->augment) cfg.augment = NN_AUGMENT_DEFAULT;
             cfg.ema = ec->ema;
             cfg.loss = NN_LOSS_CE;
             cfg.label_smoothing = ec->smoothing;
@@ -812,7 +830,7 @@ int cmd_experiment(int argc, char **argv) {
             cfg.log = log;
             cfg.label = label;
             cfg.stop = &interrupted;
-            nn_mlp m;
+            nn_model m;
             nn_history h;
             double t0 = now_seconds();
             int trc = nn_train(&cfg, &data, &m, &h);
@@ -838,7 +856,7 @@ int cmd_experiment(int argc, char **argv) {
                 /* Ctrl-C, or a failure that is not the run's own result */
                 rr->done = false;
                 nn_history_free(&h);
-                nn_mlp_free(&m);
+                nn_model_free(&m);
                 if (interrupted)
                     nn_error("interrupted in run %d of %d (%s, seed %d); the files in %s hold the %d finished runs",
                              r + 1, st.n_runs, ec->name, rr->seed, o.out, r);
@@ -860,7 +878,7 @@ int cmd_experiment(int argc, char **argv) {
                         rr->wall_seconds);
             }
             nn_history_free(&h);
-            nn_mlp_free(&m);
+            nn_model_free(&m);
             /* Rewrite every file after each run: a study stopped early keeps
              * the results of the runs it finished. */
             if (write_all(&st, false) != 0) rc = runtime_error();

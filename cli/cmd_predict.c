@@ -46,12 +46,13 @@ int cmd_predict(int argc, char **argv) {
     if (!model_path) return usage_error("predict", "--model FILE is required");
     if (optind >= argc) return usage_error("predict", "no image files given");
 
-    nn_mlp model;
-    if (nn_mlp_load(&model, model_path) != 0) return runtime_error();
-    int classes = model.cfg.sizes[model.cfg.n_linear];
-    if (model.cfg.sizes[0] != NN_MNIST_PIXELS || classes > 64) {
-        nn_error("%s: model takes %d inputs, predict needs a 28x28 model", model_path, model.cfg.sizes[0]);
-        nn_mlp_free(&model);
+    nn_model model;
+    if (nn_model_load(&model, model_path) != 0) return runtime_error();
+    int classes = model.classes;
+    if (model.in_shape[0] != 1 || model.in_shape[1] * model.in_shape[2] != NN_MNIST_PIXELS || classes > 64) {
+        nn_error("%s: model takes [%d, %d, %d] inputs, predict needs a 28x28 model", model_path, model.in_shape[0],
+                 model.in_shape[1], model.in_shape[2]);
+        nn_model_free(&model);
         return runtime_error();
     }
     if (top > classes) top = classes;
@@ -61,13 +62,13 @@ int cmd_predict(int argc, char **argv) {
     int rc = 0;
     for (int i = optind; i < argc; i++) {
         nn_ctx_reset(ctx);
-        nn_tensor *x = nn_input(ctx, "x", 2, (int[]){1, NN_MNIST_PIXELS});
+        nn_tensor *x = nn_input(ctx, "x", 4, (int[]){1, 1, 28, 28});
         if (nn_image_load_mnist(argv[i], x->data) != 0) {
             rc = runtime_error();
             continue;
         }
         for (int k = 0; k < NN_MNIST_PIXELS; k++) x->data[k] = (x->data[k] - model.input_mean) / model.input_std;
-        const float *p = nn_softmax(ctx, nn_mlp_forward(&model, ctx, x, NULL))->data;
+        const float *p = nn_softmax(ctx, nn_model_forward(&model, ctx, x, NULL))->data;
         bool used[64] = {false};
         int best = 0;
         for (int k = 1; k < classes; k++)
@@ -84,6 +85,6 @@ int cmd_predict(int argc, char **argv) {
     }
     fflush(stdout);
     nn_ctx_free(ctx);
-    nn_mlp_free(&model);
+    nn_model_free(&model);
     return rc;
 }

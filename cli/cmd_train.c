@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "nn/model.h"
 #include "nn/train.h"
 
 static const char *const train_help =
@@ -17,6 +18,9 @@ static const char *const train_help =
     "MNIST (98.5% test accuracy in about 30 seconds on two cores).\n"
     "\n"
     "model:\n"
+    "  --arch SPEC             any layer stack, e.g. a CNN (see below); replaces the\n"
+    "                          MLP flags --model, --hidden, --act, --norm, --dropout,\n"
+    "                          --input-dropout\n"
     "  --model linear|mlp      softmax regression or multi-layer perceptron (mlp)\n"
     "  --hidden LIST           hidden widths, e.g. 1024,1024 (1024,1024)\n"
     "  --act relu|gelu|sigmoid|tanh   hidden activation (relu)\n"
@@ -36,6 +40,12 @@ static const char *const train_help =
     "  --clip X                clip the gradients' global L2 norm to X, 0 = off (0)\n"
     "  --ema D                 evaluate and save a moving average of the weights, updated\n"
     "                          after every step with decay D (e.g. 0.999); 0 = off (0)\n"
+    "augmentation (training images only, drawn from --seed):\n"
+    "  --augment               random affine distortions of every training image\n"
+    "  --aug-shift PX          at most PX pixels of shift along each axis (2)\n"
+    "  --aug-rotate DEG        at most DEG degrees of rotation (10)\n"
+    "  --aug-scale F           zoom by a factor in [1-F, 1+F] (0.1)\n"
+    "                          (each --aug-* flag also turns --augment on)\n"
     "training:\n"
     "  --epochs N              passes over the training set (6)\n"
     "  --batch-size N          mini-batch size (128)\n"
@@ -67,13 +77,23 @@ static const char *const train_help =
     "                          saving to FILE unless --save says otherwise\n"
     "\n"
     "Ctrl-C stops after the current step and writes a resumable checkpoint (exit 130).\n"
-    "  -h, --help              this help\n";
+    "  -h, --help              this help\n"
+    "\n"
+    "SPEC: layers separated by spaces, each NAME or NAME(ARGS), positional numbers\n"
+    "first, then key=value; input sizes are inferred from the data. Layers:\n"
+    "  linear(OUT)  conv(OUT,K[,stride=S][,padding=P])  maxpool(K[,stride=S])\n"
+    "  avgpool(K[,stride=S])  batchnorm  layernorm  relu  leakyrelu[(SLOPE)]  gelu\n"
+    "  sigmoid  tanh  dropout(P)  flatten\n"
+    "The last layer must give one score per class. Examples:\n"
+    "  --arch 'conv(32,3) relu maxpool(2) conv(64,3) relu maxpool(2) flatten dropout(0.5) linear(10)'\n"
+    "  --arch 'flatten linear(1024) relu linear(1024) relu linear(10)'   (the default MLP)\n";
 
 enum {
     OPT_MODEL = 256, OPT_HIDDEN, OPT_ACT, OPT_NORM, OPT_DROPOUT, OPT_LOSS, OPT_SMOOTH, OPT_OPT, OPT_LR,
     OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_CLIP, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS,
     OPT_LIMIT, OPT_VAL, OPT_EARLY, OPT_PRESET, OPT_DATASET, OPT_DATA, OPT_METRICS, OPT_PLOT, OPT_SAVE,
-    OPT_RESUME, OPT_GRAPH, OPT_INPUT_DROPOUT, OPT_EMA,
+    OPT_RESUME, OPT_GRAPH, OPT_INPUT_DROPOUT, OPT_EMA, OPT_ARCH, OPT_AUGMENT, OPT_AUG_SHIFT, OPT_AUG_ROTATE,
+    OPT_AUG_SCALE,
 };
 
 static const struct option train_options[] = {
@@ -92,16 +112,24 @@ static const struct option train_options[] = {
     {"metrics", required_argument, 0, OPT_METRICS}, {"plot", required_argument, 0, OPT_PLOT},
     {"save", required_argument, 0, OPT_SAVE}, {"resume", required_argument, 0, OPT_RESUME},
     {"graph", required_argument, 0, OPT_GRAPH}, {"input-dropout", required_argument, 0, OPT_INPUT_DROPOUT},
-    {"ema", required_argument, 0, OPT_EMA},
+    {"ema", required_argument, 0, OPT_EMA}, {"arch", required_argument, 0, OPT_ARCH},
+    {"augment", no_argument, 0, OPT_AUGMENT}, {"aug-shift", required_argument, 0, OPT_AUG_SHIFT},
+    {"aug-rotate", required_argument, 0, OPT_AUG_ROTATE}, {"aug-scale", required_argument, 0, OPT_AUG_SCALE},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
 
 /* Everything a user can set, before it becomes an nn_train_config. */
 typedef struct train_options_t {
     nn_train_config cfg;
+    const char *arch;       /* --arch, or NULL for the MLP flags */
+    const char *mlp_flag;   /* the last MLP flag given on the command line, if any */
+    char spec[NN_SPEC_MAX]; /* the model the run trains */
+    nn_mlp_config mlp;
     bool linear;
-    int hidden[NN_MLP_MAX_LAYERS];
+    int hidden[NN_MLP_MAX_HIDDEN];
     int n_hidden;
+    bool augment;
+    nn_augment aug;
     bool lr_set;
     double lr;
     double momentum;
@@ -112,7 +140,8 @@ typedef struct train_options_t {
 
 static void defaults(train_opts *o) {
     memset(o, 0, sizeof *o);
-    o->cfg.model.act = NN_ACT_RELU;
+    o->mlp.act = NN_ACT_RELU;
+    o->aug = NN_AUGMENT_DEFAULT;
     o->cfg.loss = NN_LOSS_CE;
     o->cfg.opt = nn_optim_defaults(NN_OPT_NESTEROV);
     o->cfg.sched = (nn_schedule){.kind = NN_SCHED_COSINE, .gamma = 0.1f};
@@ -134,10 +163,10 @@ static int apply_preset(train_opts *o, const char *name) {
         o->cfg.batch_size = 256;
         o->cfg.epochs = 10;
     } else if (strcmp(name, "advanced") == 0) {
-        o->cfg.model.layer_norm = true;
-        o->cfg.model.act = NN_ACT_GELU;
-        o->cfg.model.dropout = 0.2f;
-        o->cfg.model.input_dropout = 0.2f;
+        o->mlp.layer_norm = true;
+        o->mlp.act = NN_ACT_GELU;
+        o->mlp.dropout = 0.2f;
+        o->mlp.input_dropout = 0.2f;
         o->cfg.ema = 0.999f;
         o->cfg.label_smoothing = 0.1f;
         o->cfg.opt = nn_optim_defaults(NN_OPT_ADAMW);
@@ -176,34 +205,56 @@ static int parse_args(int argc, char **argv, train_opts *o) {
     bool wd_set = false;
     double wd = 0.0;
     while ((c = getopt_long(argc, argv, "h", train_options, NULL)) != -1) {
+        if (c == OPT_MODEL || c == OPT_HIDDEN || c == OPT_ACT || c == OPT_NORM || c == OPT_DROPOUT ||
+            c == OPT_INPUT_DROPOUT)
+            for (const struct option *opt = train_options; opt->name; opt++)
+                if (opt->val == c) o->mlp_flag = opt->name;
         switch (c) {
         case 'h': fputs(train_help, stdout); return 0;
+        case OPT_ARCH:
+            if (nn_spec_parse(optarg, (nn_layer[NN_MODEL_MAX_LAYERS]){0}, NN_MODEL_MAX_LAYERS) < 0)
+                return usage_error(cmd, "--arch: %s", nn_last_error());
+            o->arch = optarg;
+            break;
+        case OPT_AUGMENT: o->augment = true; break;
+        case OPT_AUG_SHIFT:
+            if (parse_float_flag(cmd, "--aug-shift", optarg, 0.0, 14.0, &fv)) return EXIT_USAGE;
+            o->aug.shift = (float)fv, o->augment = true;
+            break;
+        case OPT_AUG_ROTATE:
+            if (parse_float_flag(cmd, "--aug-rotate", optarg, 0.0, 180.0, &fv)) return EXIT_USAGE;
+            o->aug.rotate = (float)fv, o->augment = true;
+            break;
+        case OPT_AUG_SCALE:
+            if (parse_float_flag(cmd, "--aug-scale", optarg, 0.0, 0.9, &fv)) return EXIT_USAGE;
+            o->aug.scale = (float)fv, o->augment = true;
+            break;
         case OPT_MODEL:
             if (strcmp(optarg, "linear") && strcmp(optarg, "mlp"))
                 return usage_error(cmd, "--model: unknown model '%s' (linear or mlp)", optarg);
             o->linear = strcmp(optarg, "linear") == 0;
             break;
         case OPT_HIDDEN:
-            if ((o->n_hidden = parse_widths(optarg, o->hidden, NN_MLP_MAX_LAYERS - 1)) < 0)
+            if ((o->n_hidden = parse_widths(optarg, o->hidden, NN_MLP_MAX_HIDDEN)) < 0)
                 return usage_error(cmd, "--hidden: '%s' is not a list of widths like 1024,1024 (at most %d)",
-                                   optarg, NN_MLP_MAX_LAYERS - 1);
+                                   optarg, NN_MLP_MAX_HIDDEN);
             break;
         case OPT_ACT:
-            if (nn_act_parse(optarg, &o->cfg.model.act) != 0)
+            if (nn_act_parse(optarg, &o->mlp.act) != 0)
                 return usage_error(cmd, "--act: unknown activation '%s' (relu, gelu, sigmoid, tanh)", optarg);
             break;
         case OPT_NORM:
             if (strcmp(optarg, "none") && strcmp(optarg, "layer"))
                 return usage_error(cmd, "--norm: unknown normalisation '%s' (none or layer)", optarg);
-            o->cfg.model.layer_norm = strcmp(optarg, "layer") == 0;
+            o->mlp.layer_norm = strcmp(optarg, "layer") == 0;
             break;
         case OPT_DROPOUT:
             if (parse_float_flag(cmd, "--dropout", optarg, 0.0, 0.95, &fv)) return EXIT_USAGE;
-            o->cfg.model.dropout = (float)fv;
+            o->mlp.dropout = (float)fv;
             break;
         case OPT_INPUT_DROPOUT:
             if (parse_float_flag(cmd, "--input-dropout", optarg, 0.0, 0.95, &fv)) return EXIT_USAGE;
-            o->cfg.model.input_dropout = (float)fv;
+            o->mlp.input_dropout = (float)fv;
             break;
         case OPT_EMA:
             if (parse_float_flag(cmd, "--ema", optarg, 0.0, 0.999999, &fv)) return EXIT_USAGE;
@@ -291,6 +342,8 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         }
     }
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (o->arch && o->mlp_flag)
+        return usage_error(cmd, "--arch gives the whole model; drop --%s (or write it into the spec)", o->mlp_flag);
     if (wd_set) o->cfg.opt.weight_decay = (float)wd;
     o->cfg.opt.momentum = (float)o->momentum;
     o->cfg.sched.base_lr = (float)o->lr;
@@ -385,12 +438,21 @@ static int train_with(train_opts *o) {
     nn_train_data data;
     if (nn_train_data_load(&data, dir, o->train_limit, (float)o->val_split) != 0)
         return data_error(o->dataset, o->data_dir);
-    nn_mlp_config *m = &o->cfg.model;
-    int n_hidden = o->linear ? 0 : o->n_hidden;
-    m->n_linear = n_hidden + 1;
-    m->sizes[0] = data.train.rows * data.train.cols;
-    for (int i = 0; i < n_hidden; i++) m->sizes[i + 1] = o->hidden[i];
-    m->sizes[n_hidden + 1] = NN_DATA_CLASSES;
+    if (o->arch) {
+        snprintf(o->spec, sizeof o->spec, "%s", o->arch);
+    } else {
+        o->mlp.n_hidden = o->linear ? 0 : o->n_hidden;
+        memcpy(o->mlp.hidden, o->hidden, sizeof o->hidden);
+        o->mlp.classes = NN_DATA_CLASSES;
+        nn_mlp_spec(&o->mlp, o->spec, sizeof o->spec);
+    }
+    o->cfg.spec = o->spec;
+    if (o->augment) o->cfg.augment = o->aug;
+    nn_model plan;
+    if (nn_model_plan(&plan, o->spec, (int[]){1, data.train.rows, data.train.cols}, NN_DATA_CLASSES) != 0) {
+        nn_train_data_free(&data);
+        return usage_error("train", "%s: %s", o->arch ? "--arch" : "model", nn_last_error());
+    }
     /* A step schedule decays 10x after each third of the run. */
     if (o->cfg.sched.kind == NN_SCHED_STEP) {
         long steps = (long)o->cfg.epochs * ((data.train.n + o->cfg.batch_size - 1) / o->cfg.batch_size);
@@ -399,15 +461,13 @@ static int train_with(train_opts *o) {
     o->cfg.log = stdout;
     o->cfg.label = "epoch";
 
-    printf("training %s", o->linear ? "softmax regression" : "mlp");
-    for (int i = 0; i <= m->n_linear; i++) printf("%s%d", i ? "-" : " ", m->sizes[i]);
-    printf(" (%s%s%s%s%s) on %s: %d train", nn_act_name(m->act), m->layer_norm ? ", layernorm" : "",
-           m->dropout > 0 ? ", dropout" : "", m->input_dropout > 0 ? ", input dropout" : "",
-           o->cfg.ema > 0 ? ", weight average" : "", dir, data.train.n);
+    printf("training %s on %s: %d train", o->spec, dir, data.train.n);
     if (data.has_val) printf(", %d validation", data.val.n);
-    printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu\n", data.test.n,
+    printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu%s%s\n", data.test.n,
            nn_optim_name(o->cfg.opt.kind), o->lr, nn_schedule_name(o->cfg.sched.kind), o->cfg.batch_size,
-           o->cfg.epochs, (unsigned long long)o->cfg.seed);
+           o->cfg.epochs, (unsigned long long)o->cfg.seed, o->cfg.ema > 0 ? ", weight average" : "",
+           o->augment ? ", augmentation" : "");
+    nn_model_summary(&plan, stdout);
     if (o->cfg.resume_path) printf("resuming from %s\n", o->cfg.resume_path);
     fflush(stdout);
 
@@ -423,7 +483,7 @@ static int train_with(train_opts *o) {
         o->cfg.on_step = raise_on_step;
         o->cfg.user = NULL;
     }
-    nn_mlp model = {0};
+    nn_model model = {0};
     nn_history hist;
     int rc = nn_train(&o->cfg, &data, &model, &hist);
     sigaction(SIGINT, &old_sa, NULL);
@@ -441,7 +501,7 @@ static int train_with(train_opts *o) {
         if (o->cfg.metrics_path) printf("metrics: %s\n", o->cfg.metrics_path);
     }
     nn_history_free(&hist);
-    nn_mlp_free(&model);
+    nn_model_free(&model);
     nn_train_data_free(&data);
     if (rc == 0) return 0;
     runtime_error();

@@ -12,18 +12,20 @@
 #define RUN "--train-limit 12000 --epochs 3 --hidden 256 --opt adamw --dropout 0.2 --batch-size 64 --seed 7"
 #define STEPS_PER_EPOCH 188 /* 12000 / 64, rounded up */
 
-/* True when both checkpoints hold the same model tensors, bit for bit. */
+/* True when both checkpoints hold the same model tensors (parameters and
+ * running statistics), bit for bit. */
 static bool same_weights(const char *a, const char *b) {
-    nn_mlp ma, mb;
-    if (nn_mlp_load(&ma, a) != 0) return false;
-    if (nn_mlp_load(&mb, b) != 0) {
-        nn_mlp_free(&ma);
+    nn_model ma, mb;
+    if (nn_model_load(&ma, a) != 0) return false;
+    if (nn_model_load(&mb, b) != 0) {
+        nn_model_free(&ma);
         return false;
     }
-    bool same = ma.params.count == mb.params.count &&
-                memcmp(ma.params.data, mb.params.data, ma.params.count * sizeof(float)) == 0;
-    nn_mlp_free(&ma);
-    nn_mlp_free(&mb);
+    bool same = ma.params.count == mb.params.count && ma.state.count == mb.state.count &&
+                memcmp(ma.params.data, mb.params.data, ma.params.count * sizeof(float)) == 0 &&
+                (ma.state.count == 0 || memcmp(ma.state.data, mb.state.data, ma.state.count * sizeof(float)) == 0);
+    nn_model_free(&ma);
+    nn_model_free(&mb);
     return same;
 }
 
@@ -67,10 +69,10 @@ static void test_sigkill_then_resume(void) {
     /* Killed mid-epoch 2: only epoch 1's checkpoint exists. */
     int rc = run_and_signal(tmp("kill.safetensors"), STEPS_PER_EPOCH + 50, SIGKILL);
     CHECKF(rc == 128 + SIGKILL, "killed run exited %d", rc);
-    nn_mlp m;
-    CHECKF(nn_mlp_load(&m, tmp("kill.safetensors")) == 0, "checkpoint after SIGKILL does not load: %s",
+    nn_model m;
+    CHECKF(nn_model_load(&m, tmp("kill.safetensors")) == 0, "checkpoint after SIGKILL does not load: %s",
            nn_last_error());
-    nn_mlp_free(&m);
+    nn_model_free(&m);
     rc = nn("train --resume %s", tmp("kill.safetensors"));
     CHECKF(rc == 0, "resume exited %d: %s", rc, err_text);
     CHECK(strstr(out_text, "epoch  2/3") != NULL && strstr(out_text, "epoch  1/3") == NULL);
@@ -95,8 +97,8 @@ static void test_resume_with_weight_average(void) {
     nn_safetensors st;
     CHECK(nn_st_load(tmp("avg_full.safetensors"), &st) == 0);
     const nn_st_tensor *raw = nn_st_find(&st, "train.raw");
-    nn_mlp m;
-    CHECK(raw != NULL && nn_mlp_load(&m, tmp("avg_full.safetensors")) == 0);
+    nn_model m;
+    CHECK(raw != NULL && nn_model_load(&m, tmp("avg_full.safetensors")) == 0);
     if (raw) {
         float *w = malloc(m.params.count * sizeof(float));
         int64_t count = (int64_t)m.params.count;
@@ -104,20 +106,48 @@ static void test_resume_with_weight_average(void) {
         CHECK(memcmp(w, m.params.data, m.params.count * sizeof(float)) != 0);
         free(w);
     }
-    nn_mlp_free(&m);
+    nn_model_free(&m);
     nn_st_free(&st);
+}
+
+/* A CNN carries BatchNorm's running statistics and the augmentation
+ * generator on top of dropout's. */
+static void test_resume_cnn(void) {
+    if (!have_mnist()) return;
+#define CNN_RUN                                                                                                   \
+    "--arch 'conv(4,3) batchnorm relu maxpool(2) flatten dropout(0.2) linear(10)' --augment --opt adam "          \
+    "--train-limit 3000 --epochs 2 --batch-size 100 --seed 5"
+    int rc = nn("train " CNN_RUN " --save %s", tmp("cnn_full.safetensors"));
+    CHECKF(rc == 0, "uninterrupted run exited %d: %s", rc, err_text);
+    /* 30 steps per epoch: stop 10 steps into epoch 2. */
+    rc = nn_limited("NN_TEST_RAISE=40:2", "train " CNN_RUN " --save %s", tmp("cnn_int.safetensors"));
+    CHECKF(rc == 130 && one_line_error("interrupted at epoch 2, step 10"), "exited %d: %s", rc, err_text);
+    rc = nn("train --resume %s", tmp("cnn_int.safetensors"));
+    CHECKF(rc == 0, "resume exited %d: %s", rc, err_text);
+    CHECKF(same_weights(tmp("cnn_full.safetensors"), tmp("cnn_int.safetensors")),
+           "resumed CNN differs from the uninterrupted run's");
+    /* Without augmentation the run is a different one: the weights differ. */
+    rc = nn("train --arch 'conv(4,3) batchnorm relu maxpool(2) flatten dropout(0.2) linear(10)' --opt adam "
+            "--train-limit 3000 --epochs 2 --batch-size 100 --seed 5 --save %s",
+            tmp("cnn_plain.safetensors"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    CHECK(!same_weights(tmp("cnn_full.safetensors"), tmp("cnn_plain.safetensors")));
+    /* Resuming with another model is refused, naming both. */
+    rc = nn_limited("NN_TEST_RAISE=40:2", "train " CNN_RUN " --save %s", tmp("cnn_int.safetensors"));
+    rc = nn("train --resume %s --arch 'conv(8,3) relu flatten linear(10)'", tmp("cnn_int.safetensors"));
+    CHECKF(rc == 1 && one_line_error("holds the model 'conv(4,3) batchnorm"), "exited %d: %s", rc, err_text);
 }
 
 static void test_resume_errors(void) {
     CHECK(nn("train --resume %s", tmp("missing.safetensors")) == 1);
     CHECKF(one_line_error("missing.safetensors"), "%s", err_text);
     /* A model checkpoint without training state cannot be resumed. */
-    nn_mlp m;
+    nn_model m;
     nn_rng r;
     nn_rng_seed(&r, 1, 1);
-    nn_mlp_init(&m, &(nn_mlp_config){.n_linear = 1, .sizes = {784, 10}}, &r);
-    CHECK(nn_mlp_save(&m, tmp("plain.safetensors"), NULL, NULL, 0) == 0);
-    nn_mlp_free(&m);
+    CHECK(nn_model_init(&m, "flatten linear(10)", (int[]){1, 28, 28}, 10, &r) == 0);
+    CHECK(nn_model_save(&m, tmp("plain.safetensors"), NULL, 0, NULL, NULL, 0) == 0);
+    nn_model_free(&m);
     CHECK(nn("train --resume %s", tmp("plain.safetensors")) == 1);
     CHECKF(one_line_error("not a resumable checkpoint"), "%s", err_text);
 }
@@ -151,5 +181,5 @@ static void test_failed_write_keeps_previous(void) {
            err_text);
 }
 
-TEST_MAIN(TEST(test_sigint_mid_epoch_then_resume), TEST(test_sigkill_then_resume), TEST(test_resume_with_weight_average), TEST(test_resume_errors),
+TEST_MAIN(TEST(test_sigint_mid_epoch_then_resume), TEST(test_sigkill_then_resume), TEST(test_resume_with_weight_average), TEST(test_resume_cnn), TEST(test_resume_errors),
           TEST(test_failed_write_keeps_previous))

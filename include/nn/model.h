@@ -1,66 +1,151 @@
-/* Models built from the ops: softmax regression and the multi-layer
- * perceptron, with their parameters registered in one nn_params store and
- * checkpoints in safetensors with PyTorch's names and layout.
+/* Models: an input shape and an ordered stack of layers, each owning its
+ * parameters in the model's one nn_params store, run by one forward loop.
  *
- * A hidden block is Linear -> [LayerNorm] -> activation -> [Dropout]; the last
- * Linear gives the logits. Optional dropout on the input comes first. Parameter names: fc1.weight, fc1.bias, ln1.weight,
- * ln1.bias, ..., numbered from 1 along the network, as a PyTorch user would
- * name them. Softmax regression ("linear") is the MLP with no hidden layer. */
+ * A model is written as a spec: layers separated by spaces, each `name` or
+ * `name(args)`, positional numbers first, then key=value:
+ *
+ *   flatten linear(1024) relu linear(1024) relu linear(10)        an MLP
+ *   conv(32,3) relu maxpool(2) conv(64,3) relu maxpool(2) flatten dropout(0.5) linear(10)
+ *
+ * Layers (shapes per example; the batch dimension comes first at run time):
+ *   linear(OUT)                       [F] -> [OUT]                  fcN.weight [OUT,F], fcN.bias
+ *   conv(OUT,K[,stride=S][,padding=P]) [C,H,W] -> [OUT,H',W']       convN.weight [OUT,C,K,K], convN.bias
+ *   maxpool(K[,stride=S]), avgpool(K[,stride=S])  [C,H,W] -> [C,H',W'] (stride defaults to K)
+ *   batchnorm                         over features after a linear, over channels after a conv:
+ *                                     bnN.weight, bnN.bias, bnN.running_mean, bnN.running_var,
+ *                                     bnN.num_batches_tracked (PyTorch's BatchNorm1d/2d)
+ *   layernorm                         [F] -> [F]                    lnN.weight, lnN.bias
+ *   relu, leakyrelu[(SLOPE)], gelu, sigmoid, tanh, dropout(P), flatten
+ * Names and layouts are PyTorch's, numbered from 1 along the network per kind,
+ * so a PyTorch user can rebuild the model from the spec and load the weights
+ * by name (scripts/torch_model.py). */
 #ifndef NN_MODEL_H
 #define NN_MODEL_H
 
 #include "nn/core.h"
 #include "nn/safetensors.h"
 
-#define NN_MLP_MAX_LAYERS 8 /* Linear layers, hidden ones plus the output */
+#define NN_MODEL_MAX_LAYERS 48
+#define NN_SPEC_MAX 1024 /* bytes of a spec string, the terminator included */
 
+typedef enum nn_layer_kind {
+    NN_LAYER_LINEAR,
+    NN_LAYER_CONV,
+    NN_LAYER_MAXPOOL,
+    NN_LAYER_AVGPOOL,
+    NN_LAYER_BATCHNORM,
+    NN_LAYER_LAYERNORM,
+    NN_LAYER_RELU,
+    NN_LAYER_LEAKYRELU,
+    NN_LAYER_GELU,
+    NN_LAYER_SIGMOID,
+    NN_LAYER_TANH,
+    NN_LAYER_DROPOUT,
+    NN_LAYER_FLATTEN,
+} nn_layer_kind;
+
+typedef struct nn_layer {
+    nn_layer_kind kind;
+    int out;                     /* linear: features; conv: channels */
+    int kernel, stride, padding; /* conv and pooling */
+    float p;                     /* dropout: probability; leakyrelu: negative slope */
+    /* Shapes of one example, filled in when the model is built. */
+    int in_ndim, in_shape[3], out_ndim, out_shape[3];
+    char name[16]; /* "fc1", "conv2", "bn1", "ln1"; "" for layers without parameters */
+    nn_tensor *weight, *bias;                                   /* NULL when the layer has none */
+    nn_tensor *running_mean, *running_var, *num_batches_tracked; /* batchnorm, in the state store */
+} nn_layer;
+
+typedef struct nn_model {
+    int in_shape[3]; /* [C, H, W] of one example: MNIST is [1, 28, 28] */
+    int classes;     /* width of the output */
+    int n_layers;
+    nn_layer layers[NN_MODEL_MAX_LAYERS];
+    nn_params params; /* learned: what the optimiser updates */
+    nn_params state;  /* saved but not learned: BatchNorm's running statistics */
+    float input_mean, input_std; /* the normalisation the model was trained with */
+} nn_model;
+
+#define NN_LAYER_NORM_EPS 1e-5f
+#define NN_BATCH_NORM_EPS 1e-5f
+#define NN_BATCH_NORM_MOMENTUM 0.1f
+
+/* Parses a spec into layers and checks it against the input shape [C,H,W]:
+ * every layer's arguments, that each layer fits what reaches it (a kernel no
+ * larger than its input, no conv after flatten, ...), and, when classes > 0,
+ * that the model ends in [classes] features. Returns 0, or -1 with an error
+ * naming the layer and what is wrong. Allocates nothing: *m holds the plan,
+ * ready for nn_model_build. */
+int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int classes);
+/* Registers the planned model's parameters and state and initialises them
+ * as PyTorch does (Linear and Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
+ * weight and bias; norms: weight 1, bias 0; running variance 1). */
+void nn_model_build(nn_model *m, nn_rng *rng);
+/* The layers of a spec, arguments checked but shapes not yet known (what
+ * nn_model_plan starts from): returns how many, or -1 with the error set. */
+int nn_spec_parse(const char *spec, nn_layer *layers, int max_layers);
+/* One layer in canonical spec form, e.g. "conv(32,3,padding=1)"; returns buf. */
+char *nn_layer_str(const nn_layer *l, char *buf, size_t cap);
+const char *nn_layer_kind_name(nn_layer_kind kind);
+/* The tensors a planned layer stores (at most 5): full name ("conv1.weight"),
+ * shape, whether the optimiser learns it (else it is state, like a running
+ * mean) and whether weight decay applies. Returns how many. */
+typedef struct nn_layer_tensor {
+    char name[48];
+    int ndim, shape[NN_MAX_DIMS];
+    bool learned, decay;
+} nn_layer_tensor;
+int nn_layer_tensors(const nn_layer *l, nn_layer_tensor out[5]);
+/* nn_model_plan then nn_model_build. */
+int nn_model_init(nn_model *m, const char *spec, const int in_shape[3], int classes, nn_rng *rng);
+void nn_model_free(nn_model *m);
+
+/* x [B, C, H, W] (or [B, C*H*W]), already normalised -> logits [B, classes].
+ * In training mode dropout draws from dropout_rng and BatchNorm uses and
+ * updates batch statistics; dropout_rng may be NULL in evaluation mode. */
+nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
+
+/* The model's spec in canonical form (defaults left out): writes at most
+ * cap bytes and returns buf. */
+char *nn_model_spec(const nn_model *m, char *buf, size_t cap);
+/* Writes the model as a table, one row per layer: name, output shape and
+ * parameter count, with the totals (like Keras' summary()). */
+void nn_model_summary(const nn_model *m, FILE *f);
+/* Total learned parameters. */
+size_t nn_model_param_count(const nn_model *m);
+
+/* The MLP of the course as a spec: `flatten [dropout(input_dropout)]`, then
+ * per hidden width `linear(W) [layernorm] act [dropout(p)]`, then
+ * `linear(classes)`. No hidden widths gives softmax regression. */
 typedef enum nn_act { NN_ACT_RELU, NN_ACT_GELU, NN_ACT_SIGMOID, NN_ACT_TANH } nn_act;
-
+#define NN_MLP_MAX_HIDDEN 8
 typedef struct nn_mlp_config {
-    int n_linear;                       /* Linear layers (1 = softmax regression) */
-    int sizes[NN_MLP_MAX_LAYERS + 1];   /* widths: input, hidden..., classes */
+    int n_hidden;
+    int hidden[NN_MLP_MAX_HIDDEN];
+    int classes;
     nn_act act;
     bool layer_norm;
     float dropout;       /* after each hidden activation; 0 = none */
     float input_dropout; /* on the input pixels, before the first linear; 0 = none */
 } nn_mlp_config;
-
-typedef struct nn_mlp {
-    nn_mlp_config cfg;
-    nn_params params;
-    nn_tensor *fc_w[NN_MLP_MAX_LAYERS], *fc_b[NN_MLP_MAX_LAYERS];
-    nn_tensor *ln_w[NN_MLP_MAX_LAYERS], *ln_b[NN_MLP_MAX_LAYERS];
-    float input_mean, input_std; /* the normalisation the model was trained with */
-} nn_mlp;
-
-#define NN_LAYER_NORM_EPS 1e-5f
-
 int nn_act_parse(const char *name, nn_act *act);
 const char *nn_act_name(nn_act act);
+/* Writes the spec of an MLP into buf (cap bytes); returns buf. */
+char *nn_mlp_spec(const nn_mlp_config *c, char *buf, size_t cap);
 
-/* Builds the model and initialises it as PyTorch would (nn.Linear's uniform
- * fan-in default; LayerNorm weight 1, bias 0). */
-void nn_mlp_init(nn_mlp *m, const nn_mlp_config *cfg, nn_rng *rng);
-void nn_mlp_free(nn_mlp *m);
-/* x [B, sizes[0]] already normalised -> logits [B, classes]. dropout_rng may
- * be NULL when the context is not in training mode or dropout is 0. */
-nn_tensor *nn_mlp_forward(nn_mlp *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
-
-/* Checkpoints. Metadata keys: nn.arch ("linear"|"mlp"), nn.layers
- * ("784,1024,10"), nn.act, nn.norm ("none"|"layer"), nn.dropout,
- * nn.input_mean, nn.input_std, nn.input_dropout (optional when loading: 0),
- * plus any extra pairs given. */
-int nn_mlp_save(const nn_mlp *m, const char *path, const char *const *extra_keys,
-                const char *const *extra_values, int n_extra);
-/* The same with extra tensors (names must not clash with the model's), as
- * used for the training state of a resumable checkpoint. */
-int nn_mlp_save_with(const nn_mlp *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,
-                     const char *const *extra_keys, const char *const *extra_values, int n_extra);
-/* Loads a checkpoint written by nn_mlp_save (or by PyTorch with the same
- * names and metadata), validating the metadata and every tensor's shape.
- * Tensors named "train.*" (training state) are ignored. */
-int nn_mlp_load(nn_mlp *m, const char *path);
+/* Checkpoints in safetensors: every parameter and state tensor under its
+ * name, and in the metadata nn.arch ("linear", "mlp" or "cnn"), nn.spec,
+ * nn.input_shape ("1,28,28"), nn.input_mean and nn.input_std, plus any extra
+ * pairs and tensors given (their names must not clash with the model's). */
+int nn_model_save(const nn_model *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,
+                  const char *const *extra_keys, const char *const *extra_values, int n_extra);
+/* Loads a checkpoint written by nn_model_save, by an earlier release (MLPs
+ * described by nn.layers, nn.act, nn.norm, nn.dropout), or by PyTorch with
+ * the same names and metadata. The spec and every tensor's shape are checked
+ * before anything is allocated, and every value must be finite. Tensors
+ * named "train.*" (training state) are ignored. */
+int nn_model_load(nn_model *m, const char *path);
 /* The same from an already parsed file; path is only for messages. */
-int nn_mlp_load_st(nn_mlp *m, const nn_safetensors *st, const char *path);
+int nn_model_load_st(nn_model *m, const nn_safetensors *st, const char *path);
 
 #endif

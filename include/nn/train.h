@@ -1,6 +1,6 @@
 /* The training loop shared by `nn train` and `nn experiment`: mini-batch
- * training of an MLP on an image-classification dataset, with per-epoch
- * evaluation, metrics, plots and checkpoints. */
+ * training of a model (any layer stack) on an image-classification dataset,
+ * with per-epoch evaluation, metrics, plots and checkpoints. */
 #ifndef NN_TRAIN_H
 #define NN_TRAIN_H
 
@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "nn/augment.h"
 #include "nn/data.h"
 #include "nn/model.h"
 #include "nn/optim.h"
@@ -16,7 +17,7 @@
 typedef enum nn_loss_kind { NN_LOSS_CE, NN_LOSS_MSE } nn_loss_kind;
 
 typedef struct nn_train_config {
-    nn_mlp_config model;
+    const char *spec;  /* the model, e.g. "flatten linear(1024) relu linear(10)" (nn/model.h) */
     nn_loss_kind loss; /* mse: mean squared error of softmax(logits) against one-hot targets */
     float label_smoothing;
     nn_optim_config opt;
@@ -24,6 +25,7 @@ typedef struct nn_train_config {
     float clip;        /* max global gradient norm; 0 = no clipping */
     float ema;         /* decay of the weights' moving average that is evaluated
                         * and saved instead of the raw weights; 0 = off */
+    nn_augment augment; /* random distortions of the training images; zero = none */
     int batch_size, epochs;
     uint64_t seed;
     int early_stop; /* stop after this many epochs without validation improvement; 0 = off */
@@ -65,17 +67,18 @@ typedef struct nn_history {
 } nn_history;
 
 /* Trains a freshly initialised model (cfg->seed decides initialisation,
- * shuffling and dropout), or resumes one. Returns 0, or -1 with the error set
+ * shuffling, augmentation and dropout), or resumes one (the file's spec must
+ * be cfg->spec's). Returns 0, or -1 with the error set
  * (a failed write, a loss that became NaN, a stop request). The model is left
  * with the final weights, or with the best ones by validation accuracy when
  * there is a validation set; save_path then holds the same. While running,
  * save_path holds a resumable checkpoint after every epoch. */
-int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *model, nn_history *hist);
+int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist);
 void nn_history_free(nn_history *h);
 
 /* Evaluates on a whole dataset without recording gradients; returns the
  * accuracy, and the mean loss in *loss. conf may be NULL. */
-double nn_evaluate(nn_mlp *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind loss_kind, double *loss,
+double nn_evaluate(nn_model *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind loss_kind, double *loss,
                    nn_confusion *conf);
 
 /* Loads dataset_dir's train and t10k splits, applies train_limit (0 = all)

@@ -28,7 +28,7 @@ nn_tensor *nn_params_add(nn_params *p, const char *name, int ndim, const int *sh
     NN_CHECK(p->n < NN_MAX_PARAMS, "params: more than %d parameter tensors", NN_MAX_PARAMS);
     NN_CHECK(strlen(name) < sizeof p->names[0], "params: name '%s' too long", name);
     NN_CHECK(nn_params_find(p, name) == NULL, "params: duplicate name '%s'", name);
-    NN_CHECK(ndim >= 1 && ndim <= NN_MAX_DIMS, "params: '%s' has %d dimensions", name, ndim);
+    NN_CHECK(ndim >= 0 && ndim <= NN_MAX_DIMS, "params: '%s' has %d dimensions", name, ndim);
     nn_tensor *t = &p->tensors[p->n];
     memset(t, 0, sizeof *t);
     size_t size = 1;

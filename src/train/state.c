@@ -61,11 +61,11 @@ static int history_parse(const char *s, nn_history *h, int max_epochs) {
     return 0;
 }
 
-int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp *model, const nn_optim *opt,
+int train_state_save(const char *path, const nn_train_config *cfg, const nn_model *model, const nn_optim *opt,
                      const train_state *st, const nn_history *hist, bool has_val, const float *best,
                      const float *raw) {
     char epoch[16], batch[24], step[24], optim_steps[24], loss_sum[40], seen[24], correct[24], secs[40],
-        loader_rng[40], dropout_rng[40], best_score[40], since_best[16], best_epoch[16], seed[24];
+        loader_rng[40], dropout_rng[40], augment_rng[40], best_score[40], since_best[16], best_epoch[16], seed[24];
     snprintf(epoch, sizeof epoch, "%d", st->epoch);
     snprintf(batch, sizeof batch, "%ld", st->batch);
     snprintf(step, sizeof step, "%ld", st->step);
@@ -76,6 +76,7 @@ int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp 
     snprintf(secs, sizeof secs, "%a", st->train_seconds);
     rng_str(loader_rng, sizeof loader_rng, &st->loader_rng);
     rng_str(dropout_rng, sizeof dropout_rng, &st->dropout_rng);
+    rng_str(augment_rng, sizeof augment_rng, &st->augment_rng);
     snprintf(best_score, sizeof best_score, "%a", st->best);
     snprintf(since_best, sizeof since_best, "%d", st->since_best);
     snprintf(best_epoch, sizeof best_epoch, "%d", hist->best_epoch);
@@ -83,19 +84,19 @@ int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp 
     char *history = history_str(hist, has_val);
     const char *keys[] = {"nn.train.epoch", "nn.train.batch", "nn.train.step", "nn.train.optim_steps",
                           "nn.train.loss_sum", "nn.train.seen", "nn.train.correct", "nn.train.seconds",
-                          "nn.train.loader_rng", "nn.train.dropout_rng", "nn.train.best", "nn.train.since_best",
+                          "nn.train.loader_rng", "nn.train.dropout_rng", "nn.train.augment_rng", "nn.train.best", "nn.train.since_best",
                           "nn.train.best_epoch", "nn.train.history", "nn.seed", "nn.optimizer", "nn.train.args"};
     const char *values[] = {epoch, batch, step, optim_steps, loss_sum, seen, correct, secs, loader_rng,
-                            dropout_rng, best_score, since_best, best_epoch, history, seed,
+                            dropout_rng, augment_rng, best_score, since_best, best_epoch, history, seed,
                             nn_optim_name(cfg->opt.kind), cfg->args ? cfg->args : ""};
-    int64_t count = (int64_t)model->params.count;
+    int64_t count = (int64_t)model->params.count, best_count = count + (int64_t)model->state.count;
     nn_st_entry state[4];
     int n_state = 0;
     if (opt->m) state[n_state++] = (nn_st_entry){.name = "train.optim_m", .ndim = 1, .shape = &count, .data = opt->m};
     if (opt->v) state[n_state++] = (nn_st_entry){.name = "train.optim_v", .ndim = 1, .shape = &count, .data = opt->v};
-    if (best) state[n_state++] = (nn_st_entry){.name = "train.best", .ndim = 1, .shape = &count, .data = best};
+    if (best) state[n_state++] = (nn_st_entry){.name = "train.best", .ndim = 1, .shape = &best_count, .data = best};
     if (raw) state[n_state++] = (nn_st_entry){.name = "train.raw", .ndim = 1, .shape = &count, .data = raw};
-    int rc = nn_mlp_save_with(model, path, state, n_state, keys, values, (int)(sizeof keys / sizeof *keys));
+    int rc = nn_model_save(model, path, state, n_state, keys, values, (int)(sizeof keys / sizeof *keys));
     free(history);
     return rc;
 }
@@ -128,11 +129,13 @@ static int meta_rng(const nn_safetensors *f, const char *path, const char *key, 
     return 0;
 }
 
-int train_state_load(const char *path, nn_mlp *model, train_state *st, nn_history *hist, int max_epochs,
+int train_state_load(const char *path, nn_model *model, train_state *st, nn_history *hist, int max_epochs,
                      nn_safetensors *file) {
     if (nn_st_load(path, file) != 0) return -1;
     long epoch, batch, step, seen, correct, since_best, best_epoch;
+    nn_rng augment_rng = st->augment_rng; /* kept when the file predates augmentation */
     memset(st, 0, sizeof *st);
+    st->augment_rng = augment_rng;
     if (meta_long(file, path, "nn.train.epoch", 1, 1000000, &epoch) || meta_long(file, path, "nn.train.batch", 0, 1L << 40, &batch) ||
         meta_long(file, path, "nn.train.step", 0, 1L << 50, &step) || meta_long(file, path, "nn.train.seen", 0, 1L << 50, &seen) ||
         meta_long(file, path, "nn.train.correct", 0, 1L << 50, &correct) ||
@@ -142,7 +145,8 @@ int train_state_load(const char *path, nn_mlp *model, train_state *st, nn_histor
         meta_double(file, path, "nn.train.seconds", &st->train_seconds) ||
         meta_double(file, path, "nn.train.best", &st->best) ||
         meta_rng(file, path, "nn.train.loader_rng", &st->loader_rng) ||
-        meta_rng(file, path, "nn.train.dropout_rng", &st->dropout_rng))
+        meta_rng(file, path, "nn.train.dropout_rng", &st->dropout_rng) ||
+        (nn_st_meta(file, "nn.train.augment_rng") && meta_rng(file, path, "nn.train.augment_rng", &st->augment_rng)))
         goto fail;
     st->epoch = (int)epoch;
     st->batch = batch;
@@ -156,14 +160,15 @@ int train_state_load(const char *path, nn_mlp *model, train_state *st, nn_histor
         nn_error("%s: metadata 'nn.train.history' is missing or malformed (or longer than --epochs)", path);
         goto fail;
     }
-    if (nn_mlp_load_st(model, file, path) != 0) goto fail;
+    if (nn_model_load_st(model, file, path) != 0) goto fail;
     return 0;
 fail:
     nn_st_free(file);
     return -1;
 }
 
-int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best, float *raw) {
+int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best,
+                           size_t best_count, float *raw) {
     long steps;
     if (meta_long(file, path, "nn.train.optim_steps", 0, 1L << 50, &steps)) return -1;
     const char *kind = nn_st_meta(file, "nn.optimizer");
@@ -173,7 +178,8 @@ int train_state_load_optim(const char *path, const nn_safetensors *file, nn_opti
     int64_t count = (int64_t)opt->params->count;
     if (opt->m && nn_st_read_f32(file, "train.optim_m", opt->m, 1, &count) != 0) return -1;
     if (opt->v && nn_st_read_f32(file, "train.optim_v", opt->v, 1, &count) != 0) return -1;
-    if (best && nn_st_read_f32(file, "train.best", best, 1, &count) != 0) return -1;
+    int64_t n_best = (int64_t)best_count;
+    if (best && nn_st_read_f32(file, "train.best", best, 1, &n_best) != 0) return -1;
     if (raw && nn_st_read_f32(file, "train.raw", raw, 1, &count) != 0) return -1;
     opt->steps = steps;
     return 0;

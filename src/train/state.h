@@ -16,25 +16,28 @@ typedef struct train_state {
     double train_seconds; /* training time of the epoch in progress so far */
     nn_rng loader_rng; /* the shuffling generator as it was when this epoch began */
     nn_rng dropout_rng;
+    nn_rng augment_rng;
     double best;       /* best validation (or test) accuracy so far */
     int since_best;
 } train_state;
 
 /* Writes model + optimiser + state + history to path (atomically), and the
- * best weights so far when there is a validation set (best may be NULL).
+ * best weights so far when there is a validation set (best may be NULL:
+ * parameters then running statistics, nn_train's snapshot).
  * With weight averaging the model holds the average and raw the weights
  * being trained (else raw is NULL). */
-int train_state_save(const char *path, const nn_train_config *cfg, const nn_mlp *model, const nn_optim *opt,
+int train_state_save(const char *path, const nn_train_config *cfg, const nn_model *model, const nn_optim *opt,
                      const train_state *st, const nn_history *hist, bool has_val, const float *best,
                      const float *raw);
 /* Restores them from a checkpoint written by train_state_save; the model is
  * built from the file, the optimiser must be initialised with the run's
  * config first (its moments and step count are overwritten). */
-int train_state_load(const char *path, nn_mlp *model, train_state *st, nn_history *hist, int max_epochs,
+int train_state_load(const char *path, nn_model *model, train_state *st, nn_history *hist, int max_epochs,
                      nn_safetensors *file);
 /* Restores the optimiser's moments and step count, the best weights (when
- * best is not NULL) and the raw weights under the average (when raw is not
+ * best is not NULL; best_count floats) and the raw weights under the average (when raw is not
  * NULL). */
-int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best, float *raw);
+int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best,
+                           size_t best_count, float *raw);
 
 #endif

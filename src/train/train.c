@@ -33,17 +33,22 @@ static nn_tensor *batch_loss(nn_ctx *ctx, nn_loss_kind kind, nn_tensor *logits, 
     return nn_mse(ctx, nn_softmax(ctx, logits), onehot);
 }
 
-/* Points x at the first n rows it holds (the last batch may be short). */
+/* Points x at the first n examples it holds (the last batch may be short). */
 static void shrink_batch(nn_tensor *x, int n) {
+    x->size = x->size / (size_t)x->shape[0] * (size_t)n;
     x->shape[0] = n;
-    x->size = (size_t)n * (size_t)x->shape[1];
 }
 
-double nn_evaluate(nn_mlp *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind loss_kind, double *loss,
+/* A batch of images as the model takes them: [B, 1, rows, cols]. */
+static nn_tensor *image_batch(nn_ctx *ctx, const nn_dataset *ds, int B) {
+    return nn_input(ctx, "x", 4, (int[]){B, 1, ds->rows, ds->cols});
+}
+
+double nn_evaluate(nn_model *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind loss_kind, double *loss,
                    nn_confusion *conf) {
     enum { EVAL_BATCH = 1000 };
     bool grad = nn_set_grad_enabled(ctx, false), training = nn_set_training(ctx, false);
-    int D = ds->rows * ds->cols, C = m->cfg.sizes[m->cfg.n_linear];
+    int C = m->classes;
     nn_loader l;
     nn_loader_init(&l, ds, EVAL_BATCH, 0, 0, m->input_mean, m->input_std);
     nn_loader_start_epoch(&l);
@@ -52,11 +57,11 @@ double nn_evaluate(nn_mlp *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind lo
     long correct = 0;
     for (;;) {
         nn_ctx_reset(ctx);
-        nn_tensor *x = nn_input(ctx, "x", 2, (int[]){EVAL_BATCH, D});
+        nn_tensor *x = image_batch(ctx, ds, EVAL_BATCH);
         int n = nn_loader_next(&l, x->data, labels);
         if (n == 0) break;
         shrink_batch(x, n);
-        nn_tensor *logits = nn_mlp_forward(m, ctx, x, NULL);
+        nn_tensor *logits = nn_model_forward(m, ctx, x, NULL);
         loss_sum += (double)batch_loss(ctx, loss_kind, logits, labels, 0.0f)->data[0] * n;
         for (int i = 0; i < n; i++) {
             int pred = argmax(logits->data + (size_t)i * C, C);
@@ -137,18 +142,40 @@ static nn_metrics_file *open_metrics(const nn_train_config *cfg, const nn_histor
 
 /* With weight averaging, puts the average (want = true) or the raw weights
  * into the model; *holds says which it has. */
-static void hold_average(nn_ema *ema, nn_mlp *model, bool *holds, bool want) {
+static void hold_average(nn_ema *ema, nn_model *model, bool *holds, bool want) {
     if (ema->avg && *holds != want) {
         nn_ema_swap(ema, &model->params);
         *holds = want;
     }
 }
 
-int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *model, nn_history *hist) {
+/* The best weights of a validation run: parameters, then running statistics. */
+static void snapshot(const nn_model *m, float *best) {
+    memcpy(best, m->params.data, m->params.count * sizeof(float));
+    if (m->state.count) memcpy(best + m->params.count, m->state.data, m->state.count * sizeof(float));
+}
+
+static void restore(nn_model *m, const float *best) {
+    memcpy(m->params.data, best, m->params.count * sizeof(float));
+    if (m->state.count) memcpy(m->state.data, best + m->params.count, m->state.count * sizeof(float));
+}
+
+/* The spec of a resumed checkpoint must be the run's: compared in canonical
+ * form, so "conv(32,3,stride=1)" and "conv(32,3)" agree. */
+static int check_resumed_spec(const nn_train_config *cfg, const nn_model *model, const int in_shape[3]) {
+    if (!cfg->spec) return 0;
+    nn_model want;
+    if (nn_model_plan(&want, cfg->spec, in_shape, NN_DATA_CLASSES) != 0) return -1;
+    char a[NN_SPEC_MAX], b[NN_SPEC_MAX];
+    if (strcmp(nn_model_spec(&want, a, sizeof a), nn_model_spec(model, b, sizeof b)) != 0)
+        return nn_error("%s: holds the model '%s', but the run is for '%s'", cfg->resume_path, b, a);
+    return 0;
+}
+
+int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist) {
     const nn_dataset *train = &data->train;
-    int D = train->rows * train->cols, B = cfg->batch_size;
-    NN_CHECK(cfg->model.sizes[0] == D, "nn_train: model input %d does not match images of %d pixels",
-             cfg->model.sizes[0], D);
+    int B = cfg->batch_size;
+    const int in_shape[3] = {1, train->rows, train->cols};
     memset(hist, 0, sizeof *hist);
     hist->epochs = nn_xcalloc((size_t)cfg->epochs, sizeof *hist->epochs);
     hist->val_loss = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
@@ -158,19 +185,33 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
     nn_loader_init(&loader, train, B, 1, cfg->seed, data->mean, data->std);
     train_state st = {.epoch = 1, .loader_rng = loader.rng, .best = -1.0};
     nn_rng_seed(&st.dropout_rng, cfg->seed, 2);
+    nn_rng_seed(&st.augment_rng, cfg->seed, 3);
     nn_safetensors resumed;
     if (cfg->resume_path) {
         if (train_state_load(cfg->resume_path, model, &st, hist, cfg->epochs, &resumed) != 0) {
             nn_loader_free(&loader);
+            nn_history_free(hist);
+            return -1;
+        }
+        if (check_resumed_spec(cfg, model, in_shape) != 0) {
+            nn_st_free(&resumed);
+            nn_model_free(model);
+            nn_loader_free(&loader);
+            nn_history_free(hist);
             return -1;
         }
     } else {
         nn_rng init_rng;
         nn_rng_seed(&init_rng, cfg->seed, 1);
-        nn_mlp_init(model, &cfg->model, &init_rng);
+        if (nn_model_init(model, cfg->spec, in_shape, NN_DATA_CLASSES, &init_rng) != 0) {
+            nn_loader_free(&loader);
+            nn_history_free(hist);
+            return -1;
+        }
         model->input_mean = data->mean;
         model->input_std = data->std;
     }
+    size_t best_count = model->params.count + model->state.count;
     nn_optim opt;
     nn_optim_init(&opt, &model->params, &cfg->opt);
     /* With weight averaging, the average is what is evaluated, kept as best
@@ -179,18 +220,23 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
     bool holds_average = false;
     if (cfg->ema > 0.0f) nn_ema_init(&ema, &model->params, cfg->ema);
     /* With a validation set, the best weights are kept aside for the end. */
-    float *best_params = data->has_val ? nn_xmalloc(model->params.count * sizeof(float)) : NULL;
-    if (best_params) memcpy(best_params, model->params.data, model->params.count * sizeof(float));
+    float *best_params = data->has_val ? nn_xmalloc(best_count * sizeof(float)) : NULL;
+    if (best_params) snapshot(model, best_params);
     int rc = 0;
     if (cfg->resume_path) {
         /* The file's model tensors are the average; train.raw goes into
          * ema.avg, and the swap puts each where training expects it. */
-        rc = train_state_load_optim(cfg->resume_path, &resumed, &opt, best_params, ema.avg);
+        rc = train_state_load_optim(cfg->resume_path, &resumed, &opt, best_params, best_count, ema.avg);
         nn_st_free(&resumed);
         ema.updates = st.step;
         holds_average = true;
     }
-    int C = cfg->model.sizes[cfg->model.n_linear];
+    int C = model->classes;
+    /* Augmentation distorts the batch in place; its scratch is made once. */
+    bool augment = !nn_augment_is_identity(&cfg->augment);
+    float *augment_scratch =
+        augment ? nn_xmalloc(nn_augment_scratch_floats(B, train->rows, train->cols) * sizeof(float)) : NULL;
+    float black = (float)((0.0 - data->mean) / (data->std > 0.0f ? data->std : 1.0f)); /* a 0 pixel, normalised */
     nn_schedule sched = cfg->sched;
     sched.total_steps = (long)cfg->epochs * nn_loader_num_batches(&loader);
     nn_ctx *ctx = nn_ctx_new(0);
@@ -226,11 +272,14 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
                 break;
             }
             nn_ctx_reset(ctx);
-            nn_tensor *x = nn_input(ctx, "x", 2, (int[]){B, D});
+            nn_tensor *x = image_batch(ctx, train, B);
             int n = nn_loader_next(&loader, x->data, labels);
             if (n == 0) break;
             shrink_batch(x, n);
-            nn_tensor *logits = nn_mlp_forward(model, ctx, x, &st.dropout_rng);
+            if (augment)
+                nn_augment_batch(&cfg->augment, x->data, n, train->rows, train->cols, black, &st.augment_rng,
+                                 augment_scratch);
+            nn_tensor *logits = nn_model_forward(model, ctx, x, &st.dropout_rng);
             nn_tensor *loss = batch_loss(ctx, cfg->loss, logits, labels, cfg->label_smoothing);
             if (!isfinite(loss->data[0])) {
                 nn_progress_end(&bar);
@@ -284,7 +333,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
             st.best = score;
             hist->best_epoch = st.epoch;
             st.since_best = 0;
-            if (best_params) memcpy(best_params, model->params.data, model->params.count * sizeof(float));
+            if (best_params) snapshot(model, best_params);
         } else {
             st.since_best++;
         }
@@ -312,11 +361,12 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_mlp *mode
     hold_average(&ema, model, &holds_average, true);
     /* A run with a validation set ends on its best weights. */
     if (rc == 0 && best_params) {
-        memcpy(model->params.data, best_params, model->params.count * sizeof(float));
-        if (cfg->save_path && nn_mlp_save(model, cfg->save_path, NULL, NULL, 0) != 0) rc = -1;
+        restore(model, best_params);
+        if (cfg->save_path && nn_model_save(model, cfg->save_path, NULL, 0, NULL, NULL, 0) != 0) rc = -1;
     }
     if (metrics && nn_metrics_close(metrics) != 0 && rc == 0) rc = -1;
     free(best_params);
+    free(augment_scratch);
     nn_ema_free(&ema);
     free(labels);
     nn_ctx_free(ctx);

@@ -1,0 +1,312 @@
+/* The general model: shape inference over a layer stack, parameter
+ * registration, initialisation and the one forward loop. */
+#include <stdio.h>
+#include <string.h>
+
+#include "nn/model.h"
+
+/* Bounds that keep a few bytes of spec from asking for gigabytes. */
+#define MAX_PARAMS_FLOATS (1L << 28)
+#define MAX_ACTIVATION_FLOATS (1L << 22) /* per example, per layer */
+
+static long shape_size(int ndim, const int *shape) {
+    long n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+static void shape_str(int ndim, const int *shape, char *buf, size_t cap) {
+    size_t pos = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && pos < cap; i++) pos += (size_t)snprintf(buf + pos, cap - pos, "%s%d", i ? ", " : "", shape[i]);
+    if (pos < cap) snprintf(buf + pos, cap - pos, "]");
+}
+
+/* A pooling or conv window along one axis: the output length, or an error
+ * naming the layer when the window does not fit. */
+static int window(const char *layer, const char *axis, int in, int k, int stride, int pad, int *out) {
+    if (in + 2 * pad < k)
+        return nn_error("%s: kernel %d is larger than the input %s of %d%s", layer, k, axis, in,
+                        pad ? " (with padding)" : "");
+    *out = (in + 2 * pad - k) / stride + 1;
+    return 0;
+}
+
+/* Infers the output shape of layer l from its input shape; -1 with an error
+ * naming the layer when it does not fit. Counts parameters into *params. */
+static int infer(nn_layer *l, int index, long *params) {
+    char text[96], in[48];
+    nn_layer_str(l, text, sizeof text);
+    char where[128];
+    snprintf(where, sizeof where, "layer %d, %s", index + 1, text);
+    shape_str(l->in_ndim, l->in_shape, in, sizeof in);
+    bool image = l->in_ndim == 3;
+    l->out_ndim = l->in_ndim;
+    memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
+    switch (l->kind) {
+    case NN_LAYER_LINEAR:
+        if (image)
+            return nn_error("%s: its input is %s; add flatten before a linear layer", where, in);
+        *params += (long)l->out * l->in_shape[0] + l->out;
+        l->out_shape[0] = l->out;
+        break;
+    case NN_LAYER_CONV:
+    case NN_LAYER_MAXPOOL:
+    case NN_LAYER_AVGPOOL: {
+        if (!image)
+            return nn_error("%s: needs an image [C, H, W] but gets %s (a %s cannot come after flatten or linear)",
+                            where, in, l->kind == NN_LAYER_CONV ? "conv" : "pooling layer");
+        int pad = l->kind == NN_LAYER_CONV ? l->padding : 0;
+        if (window(where, "height", l->in_shape[1], l->kernel, l->stride, pad, &l->out_shape[1]) ||
+            window(where, "width", l->in_shape[2], l->kernel, l->stride, pad, &l->out_shape[2]))
+            return -1;
+        if (l->kind == NN_LAYER_CONV) {
+            *params += (long)l->out * l->in_shape[0] * l->kernel * l->kernel + l->out;
+            l->out_shape[0] = l->out;
+        }
+        break;
+    }
+    case NN_LAYER_BATCHNORM: *params += 2L * l->in_shape[0]; break;
+    case NN_LAYER_LAYERNORM:
+        if (image) return nn_error("%s: normalises features, but its input is %s (use batchnorm after a conv)", where, in);
+        *params += 2L * l->in_shape[0];
+        break;
+    case NN_LAYER_FLATTEN:
+        l->out_ndim = 1;
+        l->out_shape[0] = (int)shape_size(l->in_ndim, l->in_shape);
+        l->out_shape[1] = l->out_shape[2] = 0;
+        break;
+    default: break; /* elementwise: same shape */
+    }
+    if (shape_size(l->out_ndim, l->out_shape) > MAX_ACTIVATION_FLOATS)
+        return nn_error("%s: its output of %ld values per image is too large", where,
+                        shape_size(l->out_ndim, l->out_shape));
+    if (*params > MAX_PARAMS_FLOATS) return nn_error("%s: the model has more than %ld parameters", where, MAX_PARAMS_FLOATS);
+    return 0;
+}
+
+int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int classes) {
+    memset(m, 0, sizeof *m);
+    for (int i = 0; i < 3; i++)
+        if (in_shape[i] < 1 || in_shape[i] > 4096)
+            return nn_error("input shape [%d, %d, %d] is not an image shape", in_shape[0], in_shape[1], in_shape[2]);
+    int n = nn_spec_parse(spec, m->layers, NN_MODEL_MAX_LAYERS);
+    if (n < 0) return -1;
+    memcpy(m->in_shape, in_shape, sizeof m->in_shape);
+    m->n_layers = n;
+    m->input_std = 1.0f;
+    int ndim = 3, shape[3] = {in_shape[0], in_shape[1], in_shape[2]};
+    int count[4] = {0}; /* fc, conv, bn, ln */
+    long params = 0;
+    for (int i = 0; i < n; i++) {
+        nn_layer *l = &m->layers[i];
+        l->in_ndim = ndim;
+        memcpy(l->in_shape, shape, sizeof shape);
+        if (infer(l, i, &params) != 0) return -1;
+        ndim = l->out_ndim;
+        memcpy(shape, l->out_shape, sizeof shape);
+        const char *prefix = l->kind == NN_LAYER_LINEAR      ? "fc"
+                             : l->kind == NN_LAYER_CONV      ? "conv"
+                             : l->kind == NN_LAYER_BATCHNORM ? "bn"
+                             : l->kind == NN_LAYER_LAYERNORM ? "ln"
+                                                             : NULL;
+        int *c = l->kind == NN_LAYER_LINEAR ? &count[0]
+                 : l->kind == NN_LAYER_CONV ? &count[1]
+                 : l->kind == NN_LAYER_BATCHNORM ? &count[2]
+                                                 : &count[3];
+        if (prefix) snprintf(l->name, sizeof l->name, "%s%d", prefix, ++*c);
+    }
+    char out[48];
+    shape_str(ndim, shape, out, sizeof out);
+    if (ndim != 1) return nn_error("the model ends in %s, not in class scores: end it with flatten and linear(%d)", out, classes > 0 ? classes : 10);
+    if (classes > 0 && shape[0] != classes) {
+        char last[96];
+        nn_layer_str(&m->layers[n - 1], last, sizeof last);
+        return nn_error("layer %d, %s: the model ends in %d features but the data has %d classes", n, last, shape[0],
+                        classes);
+    }
+    m->classes = shape[0];
+    return 0;
+}
+
+int nn_layer_tensors(const nn_layer *l, nn_layer_tensor out[5]) {
+    int in_c = l->in_shape[0], n = 0;
+#define T(suffix, learned_, decay_, ndim_, ...)                                                           \
+    do {                                                                                                  \
+        out[n] = (nn_layer_tensor){.ndim = ndim_, .shape = {__VA_ARGS__}, .learned = learned_, .decay = decay_}; \
+        snprintf(out[n].name, sizeof out[n].name, "%s.%s", l->name, suffix);                                \
+        n++;                                                                                              \
+    } while (0)
+    switch (l->kind) {
+    case NN_LAYER_LINEAR:
+        T("weight", true, true, 2, l->out, in_c);
+        T("bias", true, false, 1, l->out);
+        break;
+    case NN_LAYER_CONV:
+        T("weight", true, true, 4, l->out, in_c, l->kernel, l->kernel);
+        T("bias", true, false, 1, l->out);
+        break;
+    case NN_LAYER_BATCHNORM:
+    case NN_LAYER_LAYERNORM:
+        T("weight", true, false, 1, in_c);
+        T("bias", true, false, 1, in_c);
+        if (l->kind == NN_LAYER_LAYERNORM) break;
+        T("running_mean", false, false, 1, in_c);
+        T("running_var", false, false, 1, in_c);
+        T("num_batches_tracked", false, false, 0, 0);
+        break;
+    default: break;
+    }
+#undef T
+    return n;
+}
+
+void nn_model_build(nn_model *m, nn_rng *rng) {
+    nn_params_init(&m->params);
+    nn_params_init(&m->state);
+    /* Register everything first: the stores' buffers move while they grow;
+     * the views stay where they are. */
+    for (int i = 0; i < m->n_layers; i++) {
+        nn_layer *l = &m->layers[i];
+        nn_layer_tensor t[5];
+        int n = nn_layer_tensors(l, t);
+        nn_tensor *views[5];
+        for (int k = 0; k < n; k++)
+            views[k] = nn_params_add(t[k].learned ? &m->params : &m->state, t[k].name, t[k].ndim, t[k].shape, t[k].decay);
+        if (n >= 2) l->weight = views[0], l->bias = views[1];
+        if (n == 5) l->running_mean = views[2], l->running_var = views[3], l->num_batches_tracked = views[4];
+    }
+    for (int i = 0; i < m->n_layers; i++) {
+        nn_layer *l = &m->layers[i];
+        if (l->kind == NN_LAYER_LINEAR || l->kind == NN_LAYER_CONV) {
+            int fan_in = (int)(l->weight->size / (size_t)l->out);
+            nn_init_uniform_fan_in(l->weight, fan_in, rng);
+            nn_init_uniform_fan_in(l->bias, fan_in, rng);
+        } else if (l->weight) {
+            nn_init_const(l->weight, 1.0f);
+        }
+        if (l->running_var) nn_init_const(l->running_var, 1.0f);
+    }
+}
+
+int nn_model_init(nn_model *m, const char *spec, const int in_shape[3], int classes, nn_rng *rng) {
+    if (nn_model_plan(m, spec, in_shape, classes) != 0) return -1;
+    nn_model_build(m, rng);
+    return 0;
+}
+
+void nn_model_free(nn_model *m) {
+    nn_params_free(&m->params);
+    nn_params_free(&m->state);
+}
+
+nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    nn_tensor *h = x;
+    if (h->ndim == 2) /* [B, C*H*W] rows, as a flat loader gives them */
+        h = nn_reshape(ctx, h, 4, (int[]){h->shape[0], m->in_shape[0], m->in_shape[1], m->in_shape[2]});
+    bool training = nn_training(ctx);
+    for (int i = 0; i < m->n_layers; i++) {
+        nn_layer *l = &m->layers[i];
+        switch (l->kind) {
+        case NN_LAYER_LINEAR: h = nn_linear(ctx, h, l->weight, l->bias); break;
+        case NN_LAYER_CONV: h = nn_conv2d(ctx, h, l->weight, l->bias, l->stride, l->padding); break;
+        case NN_LAYER_MAXPOOL: h = nn_max_pool2d(ctx, h, l->kernel, l->stride); break;
+        case NN_LAYER_AVGPOOL: h = nn_avg_pool2d(ctx, h, l->kernel, l->stride); break;
+        case NN_LAYER_BATCHNORM:
+            h = nn_batch_norm(ctx, h, l->weight, l->bias, l->running_mean->data, l->running_var->data,
+                              NN_BATCH_NORM_MOMENTUM, NN_BATCH_NORM_EPS);
+            if (training) l->num_batches_tracked->data[0] += 1.0f;
+            break;
+        case NN_LAYER_LAYERNORM: h = nn_layer_norm(ctx, h, l->weight, l->bias, NN_LAYER_NORM_EPS); break;
+        case NN_LAYER_RELU: h = nn_relu(ctx, h); break;
+        case NN_LAYER_LEAKYRELU: h = nn_leaky_relu(ctx, h, l->p); break;
+        case NN_LAYER_GELU: h = nn_gelu(ctx, h, false); break;
+        case NN_LAYER_SIGMOID: h = nn_sigmoid(ctx, h); break;
+        case NN_LAYER_TANH: h = nn_tanh(ctx, h); break;
+        case NN_LAYER_DROPOUT: h = nn_dropout(ctx, h, l->p, dropout_rng); break;
+        case NN_LAYER_FLATTEN: h = nn_flatten(ctx, h); break;
+        }
+    }
+    return h;
+}
+
+char *nn_model_spec(const nn_model *m, char *buf, size_t cap) {
+    size_t pos = 0;
+    buf[0] = 0;
+    for (int i = 0; i < m->n_layers && pos < cap; i++) {
+        char layer[96];
+        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%s", i ? " " : "", nn_layer_str(&m->layers[i], layer, sizeof layer));
+    }
+    return buf;
+}
+
+size_t nn_model_param_count(const nn_model *m) { return m->params.count; }
+
+/* Learned and state floats of a layer, from its plan (the model need not be built). */
+static void layer_counts(const nn_layer *l, size_t *learned, size_t *state) {
+    nn_layer_tensor t[5];
+    int n = nn_layer_tensors(l, t);
+    *learned = *state = 0;
+    for (int k = 0; k < n; k++) {
+        size_t size = 1;
+        for (int d = 0; d < t[k].ndim; d++) size *= (size_t)t[k].shape[d];
+        *(t[k].learned ? learned : state) += size;
+    }
+}
+
+void nn_model_summary(const nn_model *m, FILE *f) {
+    char shape[48], text[96];
+    fprintf(f, "%-4s %-28s %-16s %12s\n", "", "layer", "output shape", "parameters");
+    shape_str(3, m->in_shape, shape, sizeof shape);
+    fprintf(f, "%-4s %-28s %-16s %12s\n", "", "input", shape, "");
+    size_t total = 0, total_state = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const nn_layer *l = &m->layers[i];
+        shape_str(l->out_ndim, l->out_shape, shape, sizeof shape);
+        size_t learned, state;
+        layer_counts(l, &learned, &state);
+        total += learned;
+        total_state += state;
+        char params[24] = "";
+        if (learned) snprintf(params, sizeof params, "%zu", learned);
+        fprintf(f, "%-4d %-28s %-16s %12s\n", i + 1, nn_layer_str(l, text, sizeof text), shape, params);
+    }
+    fprintf(f, "total: %zu parameters (%.1f MB as float32)", total, total * 4.0 / 1e6);
+    if (total_state) fprintf(f, ", %zu running statistics", total_state);
+    fputc('\n', f);
+}
+
+/* ---- the course's MLP as a spec ---- */
+
+static const char *const act_names[] = {"relu", "gelu", "sigmoid", "tanh"};
+
+int nn_act_parse(const char *name, nn_act *act) {
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, act_names[i]) == 0) {
+            *act = (nn_act)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *nn_act_name(nn_act act) { return act_names[act]; }
+
+char *nn_mlp_spec(const nn_mlp_config *c, char *buf, size_t cap) {
+    /* Each layer in canonical form, so the spec reads back to the same model. */
+    nn_layer input_dropout = {.kind = NN_LAYER_DROPOUT, .p = c->input_dropout};
+    nn_layer dropout = {.kind = NN_LAYER_DROPOUT, .p = c->dropout};
+    char in_text[32], text[32];
+    nn_layer_str(&input_dropout, in_text, sizeof in_text);
+    nn_layer_str(&dropout, text, sizeof text);
+    size_t pos = (size_t)snprintf(buf, cap, "flatten");
+#define ADD(...) pos += (pos < cap ? (size_t)snprintf(buf + pos, cap - pos, __VA_ARGS__) : 0)
+    if (c->input_dropout > 0.0f) ADD(" %s", in_text);
+    for (int i = 0; i < c->n_hidden; i++) {
+        ADD(" linear(%d)", c->hidden[i]);
+        if (c->layer_norm) ADD(" layernorm");
+        ADD(" %s", act_names[c->act]);
+        if (c->dropout > 0.0f) ADD(" %s", text);
+    }
+    ADD(" linear(%d)", c->classes);
+#undef ADD
+    return buf;
+}
