@@ -1,78 +1,54 @@
-"""Loads a checkpoint written by nn into a PyTorch model rebuilt from its
-metadata alone, runs the first N MNIST test images through it, and compares
-the logits with the ones nn computed (a raw float32 file).
+"""Rebuilds a checkpoint written by nn as a PyTorch model from its metadata
+alone (scripts/torch_model.py), runs the first N MNIST test images through it
+in eval mode, and compares the logits with the ones nn computed (a raw
+little-endian float32 file, N x classes).
 
 usage: interop_torch.py CHECKPOINT LOGITS.f32 DATA_DIR N
-Needs Debian's python3-torch (numpy, not the safetensors package: the format
-is read here with json and struct, as a PyTorch user without it would)."""
-import json
-import struct
+Prints one line with the numbers; exits 0 when the largest difference is at
+most 1e-4 x max(1, max |logit|) and every prediction agrees, else 1.
+Needs Debian's python3-torch (NumPy, not the safetensors package)."""
+import os
 import sys
 
 import numpy as np
 import torch
-from torch import nn
 
+sys.dont_write_bytecode = True  # no scripts/__pycache__ left in the tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from torch_model import CheckpointError, load_idx_split, load_model  # noqa: E402
 
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + n])
-    meta = header.pop("__metadata__", {})
-    data = blob[8 + n :]
-    tensors = {}
-    for name, info in header.items():
-        if name.startswith("train."):  # optimiser state for resuming, not the model
-            continue
-        assert info["dtype"] == "F32", info
-        begin, end = info["data_offsets"]
-        arr = np.frombuffer(data[begin:end], dtype="<f4").reshape(info["shape"])
-        tensors[name] = torch.from_numpy(arr.copy())
-    return tensors, meta
-
-
-def build_model(meta):
-    """Linear -> [LayerNorm] -> activation -> [Dropout] per hidden layer."""
-    sizes = [int(s) for s in meta["nn.layers"].split(",")]
-    acts = {"relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
-    model = nn.Module()
-    layers = []
-    for i in range(len(sizes) - 1):
-        fc = nn.Linear(sizes[i], sizes[i + 1])
-        setattr(model, f"fc{i + 1}", fc)
-        layers.append(fc)
-        if i < len(sizes) - 2:
-            if meta["nn.norm"] == "layer":
-                ln = nn.LayerNorm(sizes[i + 1])
-                setattr(model, f"ln{i + 1}", ln)
-                layers.append(ln)
-            layers.append(acts[meta["nn.act"]]())
-            layers.append(nn.Dropout(float(meta["nn.dropout"])))
-    return model, nn.Sequential(*layers)
+TOLERANCE = 1e-4
 
 
 def main():
+    if len(sys.argv) != 5:
+        print(__doc__.split("\n\n")[1].splitlines()[0], file=sys.stderr)
+        return 2
     ckpt, logits_path, data_dir, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    tensors, meta = read_safetensors(ckpt)
-    model, forward = build_model(meta)
-    model.load_state_dict(tensors, strict=True)
-    model.eval()
-    with open(f"{data_dir}/t10k-images-idx3-ubyte", "rb") as f:
-        raw = f.read()
-    images = np.frombuffer(raw[16 : 16 + n * 784], dtype=np.uint8).reshape(n, 784)
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    x = (x - float(meta["nn.input_mean"])) / float(meta["nn.input_std"])
+    try:
+        model = load_model(ckpt)
+        images, _ = load_idx_split(data_dir, "t10k")
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"interop: error: {e}", file=sys.stderr)
+        return 1
+    torch.manual_seed(0)  # nothing should draw in eval mode; if something does, at least the same each time
     with torch.no_grad():
-        ours = forward(x).numpy()
-    theirs = np.fromfile(logits_path, dtype="<f4").reshape(ours.shape)
-    err = np.abs(ours - theirs).max()
-    scale = np.abs(ours).max()
-    agree = (ours.argmax(1) == theirs.argmax(1)).mean()
-    print(f"interop: PyTorch {torch.__version__} vs nn on {n} images: max |logit diff| {err:.2e} "
-          f"(logits up to {scale:.1f}), predictions agree on {100 * agree:.1f}%")
-    sys.exit(0 if err <= 1e-4 * max(1.0, scale) and agree == 1.0 else 1)
+        ours = model(model.normalize(images[:n])).numpy()
+    theirs = np.fromfile(logits_path, dtype="<f4")
+    if theirs.size != ours.size:
+        print(f"interop: error: {logits_path} holds {theirs.size} floats, expected {n} x {model.classes}",
+              file=sys.stderr)
+        return 1
+    theirs = theirs.reshape(ours.shape)
+    err = float(np.abs(ours - theirs).max())
+    scale = max(1.0, float(np.abs(ours).max()))
+    agree = float((ours.argmax(1) == theirs.argmax(1)).mean())
+    ok = err <= TOLERANCE * scale and agree == 1.0 and np.isfinite(ours).all()
+    print(f"interop: {os.path.basename(ckpt)}: PyTorch {torch.__version__} vs nn on {n} images: "
+          f"max |logit diff| {err:.2e} (tolerance {TOLERANCE * scale:.2e}, logits up to {scale:.2f}), "
+          f"predictions agree on {100 * agree:.1f}%{'' if ok else ' -- MISMATCH'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,477 @@
+#!/usr/bin/python3
+"""Rebuilds a model trained by nn as a PyTorch module and runs it.
+
+An nn checkpoint is a safetensors file whose metadata describes the model
+(`nn.spec`, a layer stack such as "conv(32,3) batchnorm relu maxpool(2)
+flatten linear(10)", and `nn.input_shape`, e.g. "1,28,28"; files of earlier
+releases give `nn.layers`, `nn.act`, `nn.norm` and `nn.dropout` instead) and
+whose tensors carry PyTorch's names and layouts (fc1.weight, conv1.weight,
+bn1.running_mean, ln1.bias, ...). This module turns the metadata alone into
+an equivalent torch.nn.Module and loads the weights with strict=True.
+
+From Python (with this folder on sys.path):
+
+    import torch
+    from torch_model import load_model, load_idx_split
+
+    model = load_model("model.safetensors")     # a torch.nn.Sequential, in eval mode
+    print(model.spec, model.input_shape)        # what the checkpoint describes
+    images, labels = load_idx_split("data/mnist", "t10k")   # uint8 [N, H, W], [N]
+    with torch.no_grad():
+        logits = model(model.normalize(images))  # [N, classes]
+
+model.normalize(pixels) applies the checkpoint's input normalisation,
+(pixel / 255 - nn.input_mean) / nn.input_std, and shapes the batch as
+[N, C, H, W]. build_model(metadata) gives the untrained module for a
+metadata dict; read_safetensors(path) gives (tensors, metadata).
+
+From the command line, the test accuracy computed by PyTorch in eval mode:
+
+    /usr/bin/python3 scripts/torch_model.py model.safetensors --data data/mnist
+
+Needs PyTorch and NumPy only; the file is read with json and struct.
+"""
+import argparse
+import gzip
+import json
+import math
+import os
+import struct
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "NNModel", "read_safetensors", "parse_spec", "model_spec", "build_model",
+           "load_model", "load_idx_split"]
+
+BATCH_NORM_EPS = 1e-5
+BATCH_NORM_MOMENTUM = 0.1
+LAYER_NORM_EPS = 1e-5
+
+
+class CheckpointError(Exception):
+    """A file that is not an nn checkpoint, or one this module cannot rebuild
+    (str() is a one-line message naming the file)."""
+
+
+# ---- safetensors, with json and struct ----
+
+_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+           "U8": "u1", "BOOL": "?"}
+
+
+def read_safetensors(path):
+    """(tensors, metadata): every tensor as a torch tensor by name, except the
+    training state named train.*, and the __metadata__ strings."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise CheckpointError(f"{path}: {e.strerror or e}") from None
+    if len(blob) < 8:
+        raise CheckpointError(f"{path}: not a safetensors file (only {len(blob)} bytes)")
+    (n,) = struct.unpack("<Q", blob[:8])
+    if n < 2 or 8 + n > len(blob):
+        raise CheckpointError(f"{path}: not a safetensors file (header length {n} in a file of {len(blob)} bytes)")
+    try:
+        header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a safetensors file (bad JSON header: {e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (the header is not a JSON object)")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{path}: __metadata__ is not a map of strings")
+    data = memoryview(blob)[8 + n :]
+    tensors = {}
+    for name, info in header.items():
+        if name.startswith("train."):  # optimiser state for resuming training, not the model
+            continue
+        try:
+            dtype = np.dtype(_DTYPES[info["dtype"]])
+            shape = [int(d) for d in info["shape"]]
+            begin, end = (int(o) for o in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: tensor '{name}': bad or unsupported header entry {info!r}") from None
+        count = math.prod(shape)
+        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(data) or end - begin != count * dtype.itemsize:
+            raise CheckpointError(f"{path}: tensor '{name}': its data_offsets do not fit shape {shape} or the file")
+        arr = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape)
+        tensors[name] = torch.from_numpy(arr.copy())
+    return tensors, meta
+
+
+# ---- the layer spec ----
+
+# name -> arguments in positional order: (key, is_int, required, default, lo, hi); a stride
+# default of None means "the kernel size". Mirrors src/nn/spec.c.
+_KINDS = {
+    "linear": [("out", True, True, None, 1, 65536)],
+    "conv": [("out", True, True, None, 1, 4096), ("kernel", True, True, None, 1, 32),
+             ("stride", True, False, 1, 1, 32), ("padding", True, False, 0, 0, 32)],
+    "maxpool": [("kernel", True, True, None, 1, 32), ("stride", True, False, None, 1, 32)],
+    "avgpool": [("kernel", True, True, None, 1, 32), ("stride", True, False, None, 1, 32)],
+    "batchnorm": [],
+    "layernorm": [],
+    "relu": [],
+    "leakyrelu": [("slope", False, False, 0.01, 0.0, 1.0)],
+    "gelu": [],
+    "sigmoid": [],
+    "tanh": [],
+    "dropout": [("p", False, True, None, 0.0, 0.95)],
+    "flatten": [],
+}
+
+
+def _split_layers(spec):
+    """Layers run to the next space outside parentheses."""
+    layers, depth, start = [], 0, None
+    for i, ch in enumerate(spec + " "):
+        if start is None:
+            if ch.isspace():
+                continue
+            start = i
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"'{spec[start:i + 1]}': ')' without '('")
+        elif ch.isspace() and depth == 0:
+            layers.append(spec[start:i])
+            start = None
+    if depth:
+        raise ValueError(f"'{spec[start:start + 40]}': '(' without ')'")
+    return layers
+
+
+def parse_spec(spec):
+    """"conv(8,3,padding=1) relu flatten linear(10)" -> [("conv", {"out": 8, "kernel": 3,
+    "stride": 1, "padding": 0}), ("relu", {}), ...]; ValueError on a bad spec."""
+    layers = []
+    for text in _split_layers(spec):
+        name, paren, rest = text.partition("(")
+        if name not in _KINDS:
+            raise ValueError(f"unknown layer '{name}' (torch_model.py knows {', '.join(_KINDS)})")
+        defs = _KINDS[name]
+        values = {}
+        if paren:
+            if not rest.endswith(")") or "(" in rest:
+                raise ValueError(f"{text}: expected one '(...)' at the end")
+            items = rest[:-1].split(",") if rest[:-1].strip() else []
+            if items and not defs:
+                raise ValueError(f"{text}: {name} takes no arguments")
+            seen_key = False
+            for pos, item in enumerate(items):
+                key, eq, value = item.partition("=")
+                if eq:
+                    seen_key, key = True, key.strip()
+                    if key not in [d[0] for d in defs]:
+                        raise ValueError(f"{text}: {name} has no argument '{key}'")
+                else:
+                    if seen_key:
+                        raise ValueError(f"{text}: a positional argument after key=value")
+                    if pos >= len(defs):
+                        raise ValueError(f"{text}: too many arguments ({name} takes {len(defs)})")
+                    key, value = defs[pos][0], key
+                if key in values:
+                    raise ValueError(f"{text}: {key} given twice")
+                d = next(d for d in defs if d[0] == key)
+                try:
+                    v = float(value.strip())
+                except ValueError:
+                    raise ValueError(f"{text}: {key} '{value.strip()}' is not a number") from None
+                if not math.isfinite(v) or (d[1] and v != math.floor(v)) or not d[4] <= v <= d[5]:
+                    raise ValueError(f"{text}: {key} {value.strip()} is not {'an integer' if d[1] else 'a number'} "
+                                     f"in [{d[4]:g}, {d[5]:g}]")
+                values[key] = int(v) if d[1] else v
+        for key, _, required, default, _, _ in defs:
+            if key not in values:
+                if required:
+                    raise ValueError(f"{text}: missing argument '{key}'")
+                values[key] = values["kernel"] if default is None else default
+        layers.append((name, values))
+    if not layers:
+        raise ValueError("the spec has no layers")
+    return layers
+
+
+def _legacy_spec(meta):
+    """An earlier release's MLP metadata as (spec, input_shape): flatten
+    [dropout(input_dropout)], per hidden width linear(W) [layernorm] act
+    [dropout(p)], then linear(classes); a square image when the input width is
+    a square (784 = 28 x 28)."""
+    arch = meta["nn.arch"]
+    if arch not in ("mlp", "linear"):
+        raise ValueError(f"unsupported architecture '{arch}' without 'nn.spec'")
+    try:
+        sizes = [int(s) for s in meta["nn.layers"].split(",")]
+    except ValueError:
+        raise ValueError(f"metadata 'nn.layers' = '{meta['nn.layers']}' is not a list of widths") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"metadata 'nn.layers' = '{meta['nn.layers']}' needs at least two positive widths")
+    act, norm = meta["nn.act"], meta["nn.norm"]
+    if act not in ("relu", "gelu", "sigmoid", "tanh"):
+        raise ValueError(f"unknown activation '{act}' in metadata")
+    if norm not in ("none", "layer"):
+        raise ValueError(f"unknown normalisation '{norm}' in metadata")
+    dropout, input_dropout = float(meta["nn.dropout"]), float(meta.get("nn.input_dropout", "0"))
+    spec = ["flatten"]
+    if input_dropout > 0:
+        spec.append(f"dropout({input_dropout:g})")
+    for width in sizes[1:-1]:
+        spec.append(f"linear({width})")
+        if norm == "layer":
+            spec.append("layernorm")
+        spec.append(act)
+        if dropout > 0:
+            spec.append(f"dropout({dropout:g})")
+    spec.append(f"linear({sizes[-1]})")
+    side = math.isqrt(sizes[0])
+    shape = (1, side, side) if side * side == sizes[0] else (1, 1, sizes[0])
+    return " ".join(spec), shape
+
+
+def model_spec(meta):
+    """(spec, (C, H, W)) from a checkpoint's metadata, new or legacy form."""
+    if "nn.spec" in meta:
+        text = meta.get("nn.input_shape")
+        if text is None:
+            raise ValueError("missing metadata 'nn.input_shape'")
+        try:
+            shape = tuple(int(s) for s in text.split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"metadata 'nn.input_shape' = '{text}' is not C,H,W")
+        return meta["nn.spec"], shape
+    missing = [k for k in ("nn.arch", "nn.layers", "nn.act", "nn.norm", "nn.dropout") if k not in meta]
+    if missing:
+        raise ValueError(f"missing metadata '{'nn.spec' if 'nn.arch' in missing else missing[0]}' "
+                         "(not a checkpoint written by nn?)")
+    return _legacy_spec(meta)
+
+
+# ---- the model ----
+
+class NNModel(nn.Sequential):
+    """The layer stack as a torch.nn.Sequential whose children are named as
+    nn names the tensors (fc1, conv1, bn1, ln1; relu1, maxpool1, ... for the
+    layers without parameters), so its state_dict matches the checkpoint's."""
+
+    def __init__(self, spec, input_shape, input_mean=0.0, input_std=1.0):
+        modules, counts = OrderedDict(), {}
+        shape = tuple(input_shape)  # of one example: (C, H, W), then (F,) after flatten
+        for i, (kind, a) in enumerate(parse_spec(spec)):
+            where = f"layer {i + 1}, {kind}"
+            image = len(shape) == 3
+            if kind in ("conv", "maxpool", "avgpool"):
+                if not image:
+                    raise ValueError(f"{where}: needs an image [C, H, W] but gets {list(shape)}")
+                pad = a.get("padding", 0)
+                c, h, w = shape
+                if min(h, w) + 2 * pad < a["kernel"]:
+                    raise ValueError(f"{where}: kernel {a['kernel']} is larger than its input {list(shape)}")
+                h, w = ((d + 2 * pad - a["kernel"]) // a["stride"] + 1 for d in (h, w))
+                if kind == "conv":
+                    m = nn.Conv2d(c, a["out"], a["kernel"], stride=a["stride"], padding=pad)
+                    c = a["out"]
+                elif kind == "maxpool":
+                    m = nn.MaxPool2d(a["kernel"], a["stride"])
+                else:
+                    m = nn.AvgPool2d(a["kernel"], a["stride"])
+                shape = (c, h, w)
+            elif kind == "linear":
+                if image:
+                    raise ValueError(f"{where}: its input is {list(shape)}; add flatten before a linear layer")
+                m = nn.Linear(shape[0], a["out"])
+                shape = (a["out"],)
+            elif kind == "batchnorm":
+                bn = nn.BatchNorm2d if image else nn.BatchNorm1d
+                m = bn(shape[0], eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
+            elif kind == "layernorm":
+                if image:
+                    raise ValueError(f"{where}: layernorm normalises features, but its input is {list(shape)}")
+                m = nn.LayerNorm(shape[0], eps=LAYER_NORM_EPS)
+            elif kind == "flatten":
+                m = nn.Flatten(1)  # torch.flatten(x, 1)
+                shape = (math.prod(shape),)
+            elif kind == "relu":
+                m = nn.ReLU()
+            elif kind == "leakyrelu":
+                m = nn.LeakyReLU(a["slope"])
+            elif kind == "gelu":
+                m = nn.GELU()  # the exact erf form
+            elif kind == "sigmoid":
+                m = nn.Sigmoid()
+            elif kind == "tanh":
+                m = nn.Tanh()
+            elif kind == "dropout":
+                m = nn.Dropout(a["p"])
+            else:  # parse_spec knows no other kind
+                raise AssertionError(kind)
+            prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln"}.get(kind, kind)
+            counts[prefix] = counts.get(prefix, 0) + 1
+            modules[f"{prefix}{counts[prefix]}"] = m
+        if len(shape) != 1:
+            raise ValueError(f"the model ends in {list(shape)}, not in class scores")
+        super().__init__(modules)
+        self.spec, self.input_shape, self.classes = spec, tuple(input_shape), shape[0]
+        self.input_mean, self.input_std = float(input_mean), float(input_std)
+
+    def forward(self, x):
+        """x [N, C, H, W] (or [N, C*H*W]), already normalised -> logits [N, classes]."""
+        if x.dim() == 2:
+            x = x.reshape(x.shape[0], *self.input_shape)
+        return super().forward(x)
+
+    def normalize(self, pixels):
+        """uint8 pixels (a NumPy array or tensor, [N, H, W], [N, C, H, W] or
+        [N, C*H*W]) -> the float32 batch [N, C, H, W] the model was trained on."""
+        if isinstance(pixels, torch.Tensor):
+            x = pixels.to(torch.float32)
+        else:
+            x = torch.from_numpy(np.array(pixels, dtype=np.float32))
+        x = (x / 255.0 - self.input_mean) / self.input_std
+        return x.reshape(x.shape[0], *self.input_shape)
+
+    def extra_repr(self):
+        return f"spec='{self.spec}', input_shape={self.input_shape}"
+
+
+def _float_meta(meta, key):
+    if key not in meta:
+        raise ValueError(f"missing metadata '{key}' (not a checkpoint written by nn?)")
+    try:
+        v = float(meta[key])
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise ValueError(f"metadata '{key}' = '{meta[key]}' is not a number")
+    return v
+
+
+def build_model(meta):
+    """The untrained NNModel a checkpoint's metadata describes (ValueError if
+    it cannot be built)."""
+    spec, shape = model_spec(meta)
+    mean, std = _float_meta(meta, "nn.input_mean"), _float_meta(meta, "nn.input_std")
+    if std <= 0:
+        raise ValueError(f"metadata 'nn.input_std' = '{meta['nn.input_std']}' is not positive")
+    try:
+        return NNModel(spec, shape, mean, std)
+    except ValueError as e:
+        raise ValueError(f"metadata 'nn.spec': {e}") from None
+
+
+def load_model(path):
+    """The model of an nn checkpoint with its weights (loaded strict=True), in
+    eval mode. Raises CheckpointError with a one-line message."""
+    tensors, meta = read_safetensors(path)
+    try:
+        model = build_model(meta)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    want = model.state_dict()
+    for name, t in want.items():
+        if name not in tensors:
+            raise CheckpointError(f"{path}: no tensor named '{name}' (the spec '{model.spec}' needs one)")
+        if tuple(tensors[name].shape) != tuple(t.shape):
+            raise CheckpointError(f"{path}: tensor '{name}' has shape {list(tensors[name].shape)}, "
+                                  f"the spec '{model.spec}' needs {list(t.shape)}")
+        tensors[name] = tensors[name].to(t.dtype)  # num_batches_tracked: stored as F32, int64 in PyTorch
+    extra = sorted(set(tensors) - set(want))
+    if extra:
+        raise CheckpointError(f"{path}: tensor '{extra[0]}' is not part of the spec '{model.spec}'")
+    model.load_state_dict(tensors, strict=True)
+    return model.eval()
+
+
+# ---- MNIST-style IDX files ----
+
+def _read_idx(path, magic, ndim):
+    with open(path, "rb") as f:
+        blob = f.read()
+    if blob[:2] == b"\x1f\x8b":
+        try:
+            blob = gzip.decompress(blob)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: bad gzip data ({e})") from None
+    if len(blob) < 4 + 4 * ndim or struct.unpack(">I", blob[:4])[0] != magic:
+        raise ValueError(f"{path}: not an IDX file of {'images' if ndim == 3 else 'labels'} (magic {magic} expected)")
+    dims = struct.unpack(f">{ndim}I", blob[4 : 4 + 4 * ndim])
+    body = blob[4 + 4 * ndim :]
+    if len(body) != math.prod(dims):
+        raise ValueError(f"{path}: {len(body)} bytes of data, the header says {math.prod(dims)}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def load_idx_split(data_dir, split="t10k"):
+    """(images uint8 [N, H, W], labels int64 [N]) of split "train" or "t10k"
+    in data_dir, each file raw or gzipped (the raw name is tried first)."""
+    arrays = []
+    for kind, magic, ndim in (("images-idx3-ubyte", 2051, 3), ("labels-idx1-ubyte", 2049, 1)):
+        name = f"{split}-{kind}"
+        path = os.path.join(data_dir, name)
+        if not os.path.exists(path):
+            path += ".gz"
+        if not os.path.exists(path):
+            raise ValueError(f"{os.path.join(data_dir, name)}: not found (nor {name}.gz)")
+        arrays.append(_read_idx(path, magic, ndim))
+    images, labels = arrays
+    if len(images) != len(labels):
+        raise ValueError(f"{data_dir}: {len(images)} {split} images but {len(labels)} labels")
+    return images, labels.astype(np.int64)
+
+
+# ---- command line ----
+
+def main(argv=None):
+    prog = "torch_model.py"
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Rebuilds an nn checkpoint as a PyTorch model from its metadata, loads its "
+        "weights (strict=True) and prints its test accuracy computed by PyTorch in eval mode.",
+        epilog="From Python: from torch_model import load_model; model = load_model(FILE).")
+    parser.add_argument("checkpoint", metavar="FILE", help="a .safetensors checkpoint written by nn")
+    parser.add_argument("--data", metavar="DIR", default="data/mnist",
+                        help="folder with the t10k IDX files, raw or .gz (default: data/mnist)")
+    parser.add_argument("--limit", metavar="N", type=int, default=0, help="only the first N test images")
+    parser.add_argument("--batch-size", metavar="N", type=int, default=1000, help="images per forward pass (1000)")
+    parser.add_argument("--print-model", action="store_true", help="print the PyTorch module first")
+    args = parser.parse_args(argv)
+    if args.limit < 0 or args.batch_size < 1:
+        parser.error("--limit must be >= 0 and --batch-size >= 1")
+    try:
+        model = load_model(args.checkpoint)
+        if not os.path.isdir(args.data):
+            raise ValueError(f"{args.data}: no such data folder")
+        images, labels = load_idx_split(args.data, "t10k")
+    except (CheckpointError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{prog}: error: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 1
+    if args.limit:
+        images, labels = images[: args.limit], labels[: args.limit]
+    if tuple(images.shape[1:]) != model.input_shape[1:] or model.input_shape[0] != 1:
+        print(f"{prog}: error: {args.data}: images of {images.shape[1]}x{images.shape[2]} do not fit the model's "
+              f"input {list(model.input_shape)}", file=sys.stderr)
+        return 1
+    if args.print_model:
+        print(model)
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(images), args.batch_size):
+            logits = model(model.normalize(images[i : i + args.batch_size]))
+            correct += int((logits.argmax(1) == torch.from_numpy(labels[i : i + args.batch_size])).sum())
+    n = len(images)
+    print(f"test accuracy {100.0 * correct / max(n, 1):.2f}% ({correct} of {n})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
