@@ -1,14 +1,19 @@
-/* nn eval: a checkpoint's test accuracy, per-class accuracy and confusion matrix. */
+/* nn eval: a checkpoint's test accuracy, per-class accuracy and confusion
+ * matrix; on request, pictures of its most confident mistakes and of its first
+ * conv layer's kernels. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "nn/error.h"
 #include "nn/train.h"
 
 static const char *const eval_help =
     "usage: nn eval --model FILE.safetensors [--dataset mnist|fashion-mnist] [--data DIR]\n"
+    "               [--errors FILE.png|.svg [--errors-count N]] [--filters FILE.png|.svg]\n"
     "\n"
     "Loads a checkpoint written by 'nn train' and evaluates it on the test set\n"
     "(t10k files): overall accuracy and loss, per-class accuracy, confusion matrix.\n"
@@ -16,17 +21,64 @@ static const char *const eval_help =
     "  --model FILE            the checkpoint (required)\n"
     "  --dataset NAME          mnist or fashion-mnist, from data/<name> (mnist)\n"
     "  --data DIR              folder with the IDX files instead\n"
+    "  --errors FILE           draw the test images the model gets wrong with the most\n"
+    "                          confidence, captioned true -> predicted (probability),\n"
+    "                          and list them (.png or .svg)\n"
+    "  --errors-count N        how many of them, 1 to 1024 (36)\n"
+    "  --filters FILE          draw the kernels of the first conv layer (.png or .svg)\n"
     "  --threads N             OpenMP and OpenBLAS threads (all cores)\n"
     "  -h, --help              this help\n";
 
+enum { OPT_ERRORS = 256, OPT_ERRORS_COUNT, OPT_FILTERS };
+
+static bool is_picture(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot && (strcmp(dot, ".png") == 0 || strcmp(dot, ".svg") == 0);
+}
+
+static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+/* The most confident mistakes: drawn into path and listed on stdout. */
+static int report_mistakes(const char *path, int count, nn_model *model, nn_ctx *ctx, const nn_dataset *test,
+                           const char *model_path, const char *dir, const char *const *names) {
+    nn_mistake *top = nn_xmalloc((size_t)count * sizeof *top);
+    int wrong = 0, n = nn_find_mistakes(model, ctx, test, top, count, &wrong);
+    int rc = n < 0 ? -1 : 0;
+    if (n == 0) rc = nn_error("%s makes no mistakes on %s: nothing to draw in %s", model_path, dir, path);
+    if (rc == 0) {
+        char name[512];
+        snprintf(name, sizeof name, "%s on %s", model_path, dir);
+        rc = nn_plot_mistakes(path, test, top, n, wrong, names, name);
+    }
+    if (rc == 0) {
+        printf("\nthe %d most confident of %d mistakes (drawn in %s):\n", n, wrong, path);
+        printf("  index  true  predicted  confidence\n");
+        for (int i = 0; i < n; i++) {
+            printf("  %5d  %4d  %9d  %9.2f%%", top[i].index, top[i].truth, top[i].pred, 100.0 * top[i].confidence);
+            if (names) printf("  %s -> %s", names[top[i].truth], names[top[i].pred]);
+            putchar('\n');
+        }
+    }
+    free(top);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
     static const struct option options[] = {
-        {"model", required_argument, 0, 'm'}, {"dataset", required_argument, 0, 'd'},
-        {"data", required_argument, 0, 'D'},  {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+        {"model", required_argument, 0, 'm'},
+        {"dataset", required_argument, 0, 'd'},
+        {"data", required_argument, 0, 'D'},
+        {"threads", required_argument, 0, 't'},
+        {"errors", required_argument, 0, OPT_ERRORS},
+        {"errors-count", required_argument, 0, OPT_ERRORS_COUNT},
+        {"filters", required_argument, 0, OPT_FILTERS},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
-    const char *model_path = NULL, *dataset = "mnist", *data_dir = NULL;
-    long threads = 0;
+    const char *model_path = NULL, *dataset = "mnist", *data_dir = NULL, *errors_path = NULL, *filters_path = NULL;
+    long threads = 0, errors_count = 36;
+    bool count_given = false;
     optind = 0;
     opterr = 0;
     int c;
@@ -39,18 +91,35 @@ int cmd_eval(int argc, char **argv) {
         case 't':
             if (parse_int_flag("eval", "--threads", optarg, 1, 256, &threads)) return EXIT_USAGE;
             break;
+        case OPT_ERRORS: errors_path = optarg; break;
+        case OPT_ERRORS_COUNT:
+            if (parse_int_flag("eval", "--errors-count", optarg, 1, NN_GRID_MAX_IMAGES, &errors_count))
+                return EXIT_USAGE;
+            count_given = true;
+            break;
+        case OPT_FILTERS: filters_path = optarg; break;
         case ':': return usage_error("eval", "%s needs a value", argv[optind - 1]);
         default: return usage_error("eval", "unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc) return usage_error("eval", "unexpected argument '%s'", argv[optind]);
     if (!model_path) return usage_error("eval", "--model FILE is required");
+    if (errors_path && !is_picture(errors_path))
+        return usage_error("eval", "--errors: '%s' must end in .png or .svg", errors_path);
+    if (filters_path && !is_picture(filters_path))
+        return usage_error("eval", "--filters: '%s' must end in .png or .svg", filters_path);
+    if (count_given && !errors_path) return usage_error("eval", "--errors-count needs --errors FILE");
     const char *dir = dataset_dir("eval", dataset, data_dir);
     if (!dir) return EXIT_USAGE;
     set_threads((int)threads);
 
     nn_model model;
     if (nn_model_load(&model, model_path) != 0) return runtime_error();
+    /* The kernels need no data: a model without a conv layer fails here, at once. */
+    if (filters_path && nn_plot_conv_filters(filters_path, &model, model_path) != 0) {
+        nn_model_free(&model);
+        return runtime_error();
+    }
     nn_dataset test;
     if (nn_dataset_load(dir, "t10k", &test) != 0) {
         nn_model_free(&model);
@@ -68,11 +137,14 @@ int cmd_eval(int argc, char **argv) {
         double loss, acc = nn_evaluate(&model, ctx, &test, NN_LOSS_CE, &loss, &conf);
         printf("%s on %s: test accuracy %.2f%% (%ld of %d), cross-entropy loss %.4f\n\n", model_path, dir,
                100 * acc, (long)(acc * test.n + 0.5), test.n, loss);
-        static const char *const fashion[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
         bool is_fashion = strcmp(dataset, "fashion-mnist") == 0 && conf.n_classes == 10;
-        nn_confusion_print(stdout, &conf, is_fashion ? fashion : NULL);
+        const char *const *names = is_fashion ? fashion_names : NULL;
+        nn_confusion_print(stdout, &conf, names);
         nn_confusion_free(&conf);
+        if (errors_path &&
+            report_mistakes(errors_path, (int)errors_count, &model, ctx, &test, model_path, dir, names) != 0)
+            rc = runtime_error();
+        if (rc == 0 && filters_path) printf("\nkernels of the first conv layer drawn in %s\n", filters_path);
         nn_ctx_free(ctx);
     }
     nn_dataset_free(&test);

@@ -1,5 +1,6 @@
-/* Tests of the report layer: plots, metrics CSV, progress bar, confusion
- * matrix. Files go to a fresh folder under /tmp, removed afterwards. */
+/* Tests of the report layer: plots, image grids, metrics CSV, progress bar,
+ * confusion matrix, most confident mistakes. Files go to a fresh folder under
+ * /tmp, removed afterwards. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, open_memstream, nanosleep */
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "check.h"
 #include "nn/error.h"
+#include "nn/image.h"
 #include "nn/report.h"
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -134,6 +136,228 @@ static void test_plot_errors(void) {
     CHECKF(strstr(nn_last_error(), "/nonexistent-nn-dir/plot.png") != NULL, "message: %s",
            nn_last_error());
     remove_tmp_dir(NULL, 0);
+}
+
+/* ---- image grids ---------------------------------------------------------- */
+
+/* Six 7x5 images: all black, all white, a gradient, and three more; captions
+ * with PLplot's escape character, the arrow and a second line. */
+enum { G_N = 6, G_ROWS = 7, G_COLS = 5 };
+static float grid_pixels[G_N * G_ROWS * G_COLS];
+static const char *const grid_captions[G_N] = {"black", "white", "7 \xe2\x86\x92 1 (99.9%)", "#3",
+                                               "two\nlines", ""};
+
+static nn_image_grid test_grid(void) {
+    for (int i = 0; i < G_N * G_ROWS * G_COLS; i++) {
+        int img = i / (G_ROWS * G_COLS), p = i % (G_ROWS * G_COLS);
+        grid_pixels[i] = img == 0 ? 0.0f : img == 1 ? 1.0f : (float)p / (G_ROWS * G_COLS - 1) * 1.5f - 0.25f;
+    }
+    return (nn_image_grid){.title = "A test grid", .subtitle = "values clamped to 0..1", .n = G_N,
+                           .rows = G_ROWS, .cols = G_COLS, .pixels = grid_pixels, .lo = 0.0f, .hi = 1.0f,
+                           .scale = NN_GRID_GRAY, .captions = grid_captions};
+}
+
+/* The longest run of pixels within tol of gray level v in any row. */
+static int longest_run(const nn_image *img, float v, float tol) {
+    int best = 0;
+    for (int y = 0; y < img->height; y++)
+        for (int x = 0, run = 0; x < img->width; x++) {
+            run = fabsf(img->pixels[(size_t)y * img->width + x] - v) <= tol ? run + 1 : 0;
+            if (run > best) best = run;
+        }
+    return best;
+}
+
+static void test_image_grid_png(void) {
+    make_tmp_dir();
+    nn_image_grid g = test_grid();
+    const char *path = tmp_path("grid.png");
+    CHECKF(nn_plot_image_grid(path, &g) == 0, "%s", nn_last_error());
+    size_t len = 0;
+    unsigned char *png = slurp(path, &len);
+    if (png) {
+        static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+        CHECK(len > 24 && memcmp(png, sig, 8) == 0 && memcmp(png + 12, "IHDR", 4) == 0);
+        CHECKF(len > 3000, "PNG only %zu bytes", len);
+        /* Three columns of images scaled up to about 112 px, two rows. */
+        CHECKF(len > 24 && be32(png + 16) >= 3 * 100 && be32(png + 20) >= 2 * 100, "size %ux%u", be32(png + 16),
+               be32(png + 20));
+        free(png);
+    }
+    /* The black image is a solid block as wide as the scaled image (5 pixels
+     * at a whole factor of 112 / 7 = 16: 80 px), and nothing else on the page
+     * (text, the white background) makes such a run. */
+    nn_image img;
+    CHECKF(nn_image_load(path, &img) == 0, "%s", nn_last_error());
+    if (img.pixels) {
+        int run = longest_run(&img, 0.0f, 0.01f);
+        CHECKF(run >= 78 && run <= 82, "longest black run %d px", run);
+        nn_image_free(&img);
+    }
+    const char *files[] = {"grid.png"};
+    remove_tmp_dir(files, 1);
+}
+
+static void test_image_grid_svg_diverging(void) {
+    make_tmp_dir();
+    nn_image_grid g = test_grid();
+    g.scale = NN_GRID_DIVERGING;
+    g.lo = -1.0f;
+    g.columns = 6; /* one row */
+    CHECKF(nn_plot_image_grid(tmp_path("grid.svg"), &g) == 0, "%s", nn_last_error());
+    size_t len = 0;
+    unsigned char *svg = slurp(tmp_path("grid.svg"), &len);
+    if (svg) {
+        CHECK(strstr((char *)svg, "<svg") && strstr((char *)svg, "</svg>"));
+        CHECKF(len > 3000, "SVG only %zu bytes", len);
+        free(svg);
+    }
+    /* On the diverging scale 0 (image 0, now mid-scale) is white and 1 red. */
+    CHECKF(nn_plot_image_grid(tmp_path("grid.png"), &g) == 0, "%s", nn_last_error());
+    nn_image img;
+    CHECKF(nn_image_load(tmp_path("grid.png"), &img) == 0, "%s", nn_last_error());
+    if (img.pixels) {
+        CHECKF(img.width > 6 * 80 && img.height < 300, "%dx%d: not one row", img.width, img.height);
+        float red = (0.299f * 178 + 0.587f * 24 + 0.114f * 43) / 255; /* its luminance */
+        int run = longest_run(&img, red, 0.02f);
+        CHECKF(run >= 78 && run <= 82, "longest red run %d px", run);
+        nn_image_free(&img);
+    }
+    const char *files[] = {"grid.svg", "grid.png"};
+    remove_tmp_dir(files, 2);
+}
+
+static void test_image_grid_errors(void) {
+    make_tmp_dir();
+    nn_image_grid g = test_grid();
+    const char *jpg = tmp_path("grid.jpg");
+    CHECK(nn_plot_image_grid(jpg, &g) == -1);
+    CHECKF(strstr(nn_last_error(), jpg) && strstr(nn_last_error(), "unsupported plot format"), "message: %s",
+           nn_last_error());
+    CHECK(nn_plot_image_grid(tmp_path("grid"), &g) == -1);
+    const char *png = tmp_path("grid.png");
+    struct {
+        const char *what, *message;
+        nn_image_grid g;
+    } bad[] = {
+        {"n = 0", "0 images", g},           {"n too big", "1025 images", g},  {"rows = 0", "0x5 images", g},
+        {"cols too big", "7x513 images", g}, {"lo == hi", "value range", g}, {"no pixels", "no pixels", g},
+        {"NaN", "image 2: pixel 3 is nan", g}, {"three lines", "caption 4 has 3 lines", g},
+        {"columns < 0", "-1 columns", g},
+    };
+    bad[0].g.n = 0;
+    bad[1].g.n = NN_GRID_MAX_IMAGES + 1;
+    bad[2].g.rows = 0;
+    bad[3].g.cols = NN_GRID_MAX_SIDE + 1;
+    bad[4].g.lo = bad[4].g.hi;
+    bad[5].g.pixels = NULL;
+    float nan_pixels[G_N * G_ROWS * G_COLS];
+    memcpy(nan_pixels, grid_pixels, sizeof nan_pixels);
+    nan_pixels[G_ROWS * G_COLS + 3] = NAN;
+    bad[6].g.pixels = nan_pixels;
+    const char *three[G_N] = {"a", "b", "c", "1\n2\n3", "e", "f"};
+    bad[7].g.captions = three;
+    bad[8].g.columns = -1;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECKF(nn_plot_image_grid(png, &bad[i].g) == -1, "%s accepted", bad[i].what);
+        CHECKF(strstr(nn_last_error(), png) && strstr(nn_last_error(), bad[i].message), "%s: message: %s",
+               bad[i].what, nn_last_error());
+    }
+    CHECK(access(png, F_OK) != 0 && access(jpg, F_OK) != 0);
+    remove_tmp_dir(NULL, 0);
+}
+
+/* ---- kernels and mistakes ---------------------------------------------------- */
+
+static void test_plot_conv_filters(void) {
+    make_tmp_dir();
+    nn_rng rng;
+    nn_rng_seed(&rng, 7, 1);
+    nn_model m;
+    /* Two input channels: each kernel is drawn as their mean. */
+    CHECK(nn_model_init(&m, "conv(3,3) relu flatten linear(10)", (int[]){2, 8, 8}, 10, &rng) == 0);
+    CHECKF(nn_plot_conv_filters(tmp_path("k.png"), &m, "test model") == 0, "%s", nn_last_error());
+    size_t len = 0;
+    unsigned char *png = slurp(tmp_path("k.png"), &len);
+    if (png) {
+        CHECK(len > 2000 && memcmp(png, "\x89PNG", 4) == 0);
+        free(png);
+    }
+    nn_model_free(&m);
+    CHECK(nn_model_init(&m, "flatten linear(16) relu linear(10)", (int[]){1, 8, 8}, 10, &rng) == 0);
+    CHECK(nn_plot_conv_filters(tmp_path("mlp.png"), &m, "mlp.safetensors") == -1);
+    CHECKF(strstr(nn_last_error(), "mlp.safetensors: the model has no conv layer") &&
+               strstr(nn_last_error(), "flatten linear(16) relu linear(10)"),
+           "message: %s", nn_last_error());
+    CHECK(access(tmp_path("mlp.png"), F_OK) != 0);
+    nn_model_free(&m);
+    const char *files[] = {"k.png"};
+    remove_tmp_dir(files, 1);
+}
+
+/* A 2x2 "dataset" and a model that always predicts class 3, more surely the
+ * brighter the image: logit 3 = the sum of the pixels (in 0..1), the others
+ * 0. So the mistakes are the images not labelled 3, ranked by brightness. */
+static void test_find_mistakes(void) {
+    enum { N = 7 };
+    static uint8_t images[N * 4] = {
+        255, 255, 255, 255, /* 0: label 3, right */
+        10,  0,   0,   0,   /* 1: dim, wrong */
+        200, 200, 200, 200, /* 2: bright, wrong */
+        100, 0,   0,   0,   /* 3: wrong */
+        200, 200, 200, 200, /* 4: as bright as 2, wrong: after 2 */
+        50,  50,  50,  50,  /* 5: label 3, right */
+        0,   0,   0,   0,   /* 6: all logits 0, predicted 0 = its label: right */
+    };
+    static uint8_t labels[N] = {3, 1, 9, 0, 2, 3, 0};
+    nn_dataset ds = {.n = N, .rows = 2, .cols = 2, .images = images, .labels = labels};
+    nn_rng rng;
+    nn_rng_seed(&rng, 1, 1);
+    nn_model m;
+    CHECK(nn_model_init(&m, "flatten linear(10)", (int[]){1, 2, 2}, 10, &rng) == 0);
+    memset(m.params.data, 0, m.params.count * sizeof(float));
+    nn_tensor *w = m.layers[1].weight; /* [10, 4] */
+    for (int p = 0; p < 4; p++) w->data[3 * 4 + p] = 1.0f;
+    m.input_mean = 0.0f;
+    m.input_std = 1.0f;
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_mistake top[N];
+    int wrong = -1, n = nn_find_mistakes(&m, ctx, &ds, top, N, &wrong);
+    CHECKF(n == 4 && wrong == 4, "kept %d of %d mistakes", n, wrong);
+    static const int order[4] = {2, 4, 3, 1};
+    for (int i = 0; i < 4 && i < n; i++) {
+        CHECKF(top[i].index == order[i], "mistake %d is example %d", i, top[i].index);
+        CHECK(top[i].pred == 3 && top[i].truth == labels[top[i].index]);
+        double s = 0;
+        for (int p = 0; p < 4; p++) s += images[top[i].index * 4 + p] / 255.0;
+        CHECK_NEAR(top[i].confidence, exp(s) / (exp(s) + 9), 1e-6);
+    }
+    /* Room for two: the two most confident. */
+    n = nn_find_mistakes(&m, ctx, &ds, top, 2, NULL);
+    CHECK(n == 2 && top[0].index == 2 && top[1].index == 4);
+    CHECK(nn_find_mistakes(&m, ctx, &ds, top, 0, NULL) == -1);
+    /* The context is left as it was found: gradients on, training mode. */
+    CHECK(nn_grad_enabled(ctx) && nn_training(ctx));
+    nn_dataset wide = ds;
+    wide.cols = 1;
+    wide.n = 2 * N;
+    CHECK(nn_find_mistakes(&m, ctx, &wide, top, N, NULL) == -1);
+    CHECKF(strstr(nn_last_error(), "[1, 2, 2]") && strstr(nn_last_error(), "2x1"), "message: %s", nn_last_error());
+
+    make_tmp_dir();
+    n = nn_find_mistakes(&m, ctx, &ds, top, N, &wrong);
+    CHECKF(nn_plot_mistakes(tmp_path("m.png"), &ds, top, n, wrong, NULL, "test") == 0, "%s", nn_last_error());
+    static const char *const names[10] = {"zero", "one", "two", "three", "four",
+                                          "five", "six", "seven", "eight", "nine"};
+    CHECKF(nn_plot_mistakes(tmp_path("m.svg"), &ds, top, n, wrong, names, NULL) == 0, "%s", nn_last_error());
+    top[0].index = N;
+    CHECK(nn_plot_mistakes(tmp_path("bad.png"), &ds, top, n, wrong, NULL, "test") == -1);
+    CHECK(nn_plot_mistakes(tmp_path("bad.png"), &ds, top, 0, wrong, NULL, "test") == -1);
+    CHECK(access(tmp_path("bad.png"), F_OK) != 0);
+    const char *files[] = {"m.png", "m.svg"};
+    remove_tmp_dir(files, 2);
+    nn_ctx_free(ctx);
+    nn_model_free(&m);
 }
 
 /* ---- metrics CSV ---------------------------------------------------------- */
@@ -295,6 +519,8 @@ static void test_confusion(void) {
 }
 
 TEST_MAIN(TEST(test_plot_png), TEST(test_plot_svg_and_scatter), TEST(test_plot_errors),
+          TEST(test_image_grid_png), TEST(test_image_grid_svg_diverging), TEST(test_image_grid_errors),
+          TEST(test_plot_conv_filters), TEST(test_find_mistakes),
           TEST(test_metrics_csv), TEST(test_metrics_missing_dir), TEST(test_progress_tty),
           TEST(test_progress_throttled), TEST(test_progress_silent_off_tty),
           TEST(test_confusion))

@@ -1,24 +1,15 @@
-/* Line and scatter plots through PLplot's cairo drivers (pngcairo, svgcairo).
- *
- * PLplot is a process-wide state machine that, left to itself, prompts on
- * stdin/stdout for a missing file name or device and calls exit() on a fatal
- * error. So: the device is checked before plinit, PLplot draws into a memory
- * stream (never a named file), its "abort operation" messages go to a buffer
- * (plsError), and its exit handler jumps back here instead of exiting. The
- * finished image is then checked and written with nn_write_file_atomic, so a
- * failed plot never replaces an earlier good one. */
-#define _POSIX_C_SOURCE 200809L /* open_memstream */
+/* Line and scatter plots through PLplot's cairo drivers (pngcairo, svgcairo);
+ * the PLplot session itself (device checks, exit handler, atomic write) is
+ * plplot_util.c's. */
 #include "nn/report.h"
 
-#include <errno.h>
 #include <math.h>
 #include <plplot.h>
-#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "nn/error.h"
+#include "report/plplot_util.h"
 
 /* cmap0 slots: background, axes and text, grid, then the series colours. */
 enum { COL_BG, COL_FG, COL_GRID, COL_SERIES };
@@ -96,21 +87,8 @@ static range pad_range(range r, double margin) {
 
 /* ---- Text ----------------------------------------------------------------- */
 
-/* PLplot treats '#' as an escape character: double it so labels print as
- * given. NULL becomes "". The caller frees the result. */
-static char *pl_text(const char *s) {
-    if (!s) s = "";
-    char *out = nn_xmalloc(2 * strlen(s) + 1), *o = out;
-    for (; *s; s++) {
-        if (*s == '#') *o++ = '#';
-        *o++ = *s;
-    }
-    *o = '\0';
-    return out;
-}
-
 static void pl_label(const char *xlabel, const char *ylabel, const char *title) {
-    char *x = pl_text(xlabel), *y = pl_text(ylabel), *t = pl_text(title);
+    char *x = report_pl_text(xlabel), *y = report_pl_text(ylabel), *t = report_pl_text(title);
     pllab(x, y, t);
     free(x);
     free(y);
@@ -275,7 +253,7 @@ static void draw_legend(const nn_panel *p, const legend_layout *L) {
         symbol_counts[k] = 1;
         symbol_scales[k] = 1.0;
         symbols[k] = point_glyph;
-        text[k] = pl_text(se->label);
+        text[k] = report_pl_text(se->label);
         k++;
     }
     PLFLT legend_w, legend_h;
@@ -331,28 +309,17 @@ static void draw_panel(const nn_panel *p, int cols, int rows) {
     if (legend.n > 0) draw_legend(p, &legend);
 }
 
-/* ---- PLplot session ------------------------------------------------------- */
+/* ---- Pages --------------------------------------------------------------- */
 
+/* What draw_panels puts on the page: the panels on a cols x rows grid. */
 typedef struct plot_job {
-    const char *device;
-    FILE *out; /* PLplot closes it */
-    int width, height, cols, rows;
+    int cols, rows;
     const nn_panel *panels;
     int n_panels;
 } plot_job;
 
-static jmp_buf plplot_exit;
-static char plplot_msg[1024]; /* why PLplot stopped; plabort needs >= 160 bytes */
-static PLINT plplot_aborted;
-
-/* Called by PLplot instead of exit(): note why and go back to run_plplot. */
-static int on_plplot_exit(const char *msg) {
-    snprintf(plplot_msg, sizeof plplot_msg, "%s", msg);
-    longjmp(plplot_exit, 1);
-}
-
 /* The palette: white background, black text, light grey grid, series. */
-static void set_colours(void) {
+static void set_colours(const void *user) {
     PLINT r[COL_SERIES + N_PALETTE], g[COL_SERIES + N_PALETTE], b[COL_SERIES + N_PALETTE];
     r[COL_BG] = g[COL_BG] = b[COL_BG] = 255;
     r[COL_FG] = g[COL_FG] = b[COL_FG] = 0;
@@ -365,59 +332,13 @@ static void set_colours(void) {
     plscmap0(r, g, b, COL_SERIES + N_PALETTE);
 }
 
-/* One PLplot session, from plinit to plend, writing the image to job->out.
- * Returns 0, or -1 with the reason in plplot_msg. */
-static int run_plplot(const plot_job *job) {
-    plplot_aborted = 0;
-    plplot_msg[0] = '\0';
-    plsexit(on_plplot_exit);
-    if (setjmp(plplot_exit) != 0) {
-        /* PLplot gave up inside a call. plend tidies the device, closing
-         * job->out, only if the device got initialised; else close it here. */
-        PLINT level = 0;
-        plglevel(&level);
-        if (level == 0) fclose(job->out);
-        if (setjmp(plplot_exit) == 0) plend();
-        plsexit(NULL);
-        return -1;
-    }
-    plsdev(job->device);
-    plsfile(job->out);
-    plspage(0, 0, job->width, job->height, 0, 0);
-    set_colours();
-    plsError(&plplot_aborted, plplot_msg); /* "aborting operation" messages */
-    plinit();
+static void draw_panels(const void *user) {
+    const plot_job *job = user;
     plssub(job->cols, job->rows);
     /* PLplot scales text with the page; fix it in mm (at 72 dpi, ~13 px). */
     plschr(job->n_panels == 1 ? 4.8 : 4.5, 1.0);
-    for (int i = 0; i < job->n_panels && !plplot_aborted; i++)
+    for (int i = 0; i < job->n_panels && !report_aborted(); i++)
         draw_panel(&job->panels[i], job->cols, job->rows);
-    plend(); /* writes the image and closes job->out */
-    plsexit(NULL);
-    if (plplot_aborted) {
-        plplot_msg[strcspn(plplot_msg, "\n")] = '\0';
-        return -1;
-    }
-    return 0;
-}
-
-static int device_available(const char *dev) {
-    enum { MAX_DEVICES = 128 };
-    const char *menus[MAX_DEVICES], *names[MAX_DEVICES];
-    const char **pm = menus, **pn = names;
-    int n = MAX_DEVICES;
-    plgDevs(&pm, &pn, &n);
-    for (int i = 0; i < n; i++)
-        if (names[i] && strcmp(names[i], dev) == 0) return 1;
-    return 0;
-}
-
-/* Checks that the image is complete: the format's signature at the start and
- * its closing mark at the end (a PNG's IEND chunk, an SVG's </svg>). */
-static int image_complete(const char *buf, size_t len, int svg) {
-    if (svg) return len > 16 && strstr(buf, "<svg") && strstr(buf, "</svg>");
-    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    return len > 64 && memcmp(buf, sig, 8) == 0 && memcmp(buf + len - 8, "IEND", 4) == 0;
 }
 
 static int check_panels(const char *path, const nn_panel *panels, int n_panels) {
@@ -440,34 +361,17 @@ static int check_panels(const char *path, const nn_panel *panels, int n_panels) 
 }
 
 static int plot_file(const char *path, const nn_panel *panels, int n_panels, int stacked) {
-    const char *ext = path ? strrchr(path, '.') : NULL;
-    int svg = ext && strcasecmp(ext, ".svg") == 0;
-    if (!ext || (!svg && strcasecmp(ext, ".png") != 0))
-        return nn_error("%s: unsupported plot format (use .png or .svg)", path ? path : "");
-    if (check_panels(path, panels, n_panels) != 0) return -1;
-    plot_job job = {.device = svg ? "svgcairo" : "pngcairo", .panels = panels, .n_panels = n_panels};
-    /* Without its driver PLplot would list devices on stdout and prompt. */
-    if (!device_available(job.device))
-        return nn_error("%s: PLplot driver %s is not installed (Debian: plplot-driver-cairo)",
-                        path, job.device);
-    job.cols = stacked ? 1 : n_panels;
-    job.rows = stacked ? n_panels : 1;
-    job.width = stacked || n_panels == 1 ? 800 : 550 * n_panels;
-    job.height = n_panels == 1 ? 600 : stacked ? 450 * n_panels : 550;
-
-    char *buf = NULL;
-    size_t len = 0;
-    job.out = open_memstream(&buf, &len);
-    if (!job.out) return nn_error("%s: %s", path, strerror(errno));
-    int rc;
-    if (run_plplot(&job) != 0)
-        rc = nn_error("%s: PLplot: %s", path, plplot_msg);
-    else if (!buf || !image_complete(buf, len, svg))
-        rc = nn_error("%s: PLplot produced an incomplete %s image", path, svg ? "SVG" : "PNG");
-    else
-        rc = nn_write_file_atomic(path, buf, len);
-    free(buf);
-    return rc;
+    if (report_image_format(path) < 0 || check_panels(path, panels, n_panels) != 0) return -1;
+    plot_job job = {.cols = stacked ? 1 : n_panels, .rows = stacked ? n_panels : 1, .panels = panels,
+                    .n_panels = n_panels};
+    report_picture pic = {
+        .width = stacked || n_panels == 1 ? 800 : 550 * n_panels,
+        .height = n_panels == 1 ? 600 : stacked ? 450 * n_panels : 550,
+        .set_colours = set_colours,
+        .draw = draw_panels,
+        .user = &job,
+    };
+    return report_render(path, &pic);
 }
 
 int nn_plot(const char *path, const nn_panel *panels, int n_panels) {
