@@ -46,6 +46,7 @@ static const char *const train_help =
     "  --aug-rotate DEG        at most DEG degrees of rotation (10)\n"
     "  --aug-scale F           zoom by a factor in [1-F, 1+F] (0.1)\n"
     "                          (each --aug-* flag also turns --augment on)\n"
+    "  --no-augment            no distortions (e.g. to take them off --preset cnn)\n"
     "training:\n"
     "  --epochs N              passes over the training set (6)\n"
     "  --batch-size N          mini-batch size (128)\n"
@@ -55,11 +56,15 @@ static const char *const train_help =
     "  --val-split F           hold out the last fraction F of the training set for validation\n"
     "  --early-stop N          stop after N epochs without validation improvement\n"
     "                          (needs --val-split; the checkpoint keeps the best epoch)\n"
-    "  --preset basic|advanced basic: the course's assignment, 784-1024-1024-10 ReLU,\n"
+    "  --preset basic|advanced|cnn\n"
+    "                          basic: the course's assignment, 784-1024-1024-10 ReLU,\n"
     "                          cross-entropy, plain SGD lr 0.1, batch 256, 10 epochs;\n"
     "                          advanced: LayerNorm + GELU + dropout 0.2 (input 0.2) +\n"
     "                          AdamW wd 0.1, label smoothing 0.1, weight average 0.999,\n"
-    "                          30 epochs: 98.9% (docs/RESULTS.md).\n"
+    "                          30 epochs: 98.9% (docs/RESULTS.md);\n"
+    "                          cnn: four 3x3 convs with BatchNorm, max pooling, linear(128),\n"
+    "                          dropout 0.3; --augment, AdamW lr 0.002 wd 0.05, warm-up 300\n"
+    "                          + cosine, label smoothing 0.1, 10 epochs (docs/RESULTS.md).\n"
     "                          Other flags override a preset's values.\n"
     "data and output:\n"
     "  --dataset mnist|fashion-mnist   which data (mnist), from data/<dataset>\n"
@@ -93,7 +98,7 @@ enum {
     OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_CLIP, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS,
     OPT_LIMIT, OPT_VAL, OPT_EARLY, OPT_PRESET, OPT_DATASET, OPT_DATA, OPT_METRICS, OPT_PLOT, OPT_SAVE,
     OPT_RESUME, OPT_GRAPH, OPT_INPUT_DROPOUT, OPT_EMA, OPT_ARCH, OPT_AUGMENT, OPT_AUG_SHIFT, OPT_AUG_ROTATE,
-    OPT_AUG_SCALE,
+    OPT_AUG_SCALE, OPT_NO_AUGMENT,
 };
 
 static const struct option train_options[] = {
@@ -113,7 +118,7 @@ static const struct option train_options[] = {
     {"save", required_argument, 0, OPT_SAVE}, {"resume", required_argument, 0, OPT_RESUME},
     {"graph", required_argument, 0, OPT_GRAPH}, {"input-dropout", required_argument, 0, OPT_INPUT_DROPOUT},
     {"ema", required_argument, 0, OPT_EMA}, {"arch", required_argument, 0, OPT_ARCH},
-    {"augment", no_argument, 0, OPT_AUGMENT}, {"aug-shift", required_argument, 0, OPT_AUG_SHIFT},
+    {"augment", no_argument, 0, OPT_AUGMENT}, {"no-augment", no_argument, 0, OPT_NO_AUGMENT}, {"aug-shift", required_argument, 0, OPT_AUG_SHIFT},
     {"aug-rotate", required_argument, 0, OPT_AUG_ROTATE}, {"aug-scale", required_argument, 0, OPT_AUG_SCALE},
     {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 };
@@ -121,7 +126,8 @@ static const struct option train_options[] = {
 /* Everything a user can set, before it becomes an nn_train_config. */
 typedef struct train_options_t {
     nn_train_config cfg;
-    const char *arch;       /* --arch, or NULL for the MLP flags */
+    const char *arch;       /* --arch or a CNN preset's, or NULL for the MLP flags */
+    const char *arch_from;  /* which: "--arch" or "--preset cnn" */
     const char *mlp_flag;   /* the last MLP flag given on the command line, if any */
     char spec[NN_SPEC_MAX]; /* the model the run trains */
     nn_mlp_config mlp;
@@ -155,6 +161,12 @@ static void defaults(train_opts *o) {
     o->dataset = "mnist";
 }
 
+/* The best CNN found (docs/RESULTS.md): four 3x3 convs with BatchNorm, two
+ * poolings, one hidden linear layer. */
+#define PRESET_CNN_ARCH                                                                                         \
+    "conv(32,3) batchnorm relu conv(32,3) batchnorm relu maxpool(2) conv(64,3) batchnorm relu conv(64,3) "        \
+    "batchnorm relu maxpool(2) flatten linear(128) batchnorm relu dropout(0.3) linear(10)"
+
 static int apply_preset(train_opts *o, const char *name) {
     if (strcmp(name, "basic") == 0) {
         o->cfg.opt = nn_optim_defaults(NN_OPT_SGD);
@@ -176,8 +188,20 @@ static int apply_preset(train_opts *o, const char *name) {
         o->cfg.sched.warmup = 500;
         o->cfg.batch_size = 128;
         o->cfg.epochs = 30;
+    } else if (strcmp(name, "cnn") == 0) {
+        o->arch = PRESET_CNN_ARCH;
+        o->arch_from = "--preset cnn";
+        o->augment = true;
+        o->cfg.label_smoothing = 0.1f;
+        o->cfg.opt = nn_optim_defaults(NN_OPT_ADAMW);
+        o->cfg.opt.weight_decay = 0.05f;
+        o->lr = 2e-3;
+        o->cfg.sched.kind = NN_SCHED_COSINE;
+        o->cfg.sched.warmup = 300;
+        o->cfg.batch_size = 128;
+        o->cfg.epochs = 10;
     } else {
-        return usage_error("train", "--preset: unknown preset '%s' (basic or advanced)", name);
+        return usage_error("train", "--preset: unknown preset '%s' (basic, advanced or cnn)", name);
     }
     return 0;
 }
@@ -215,8 +239,10 @@ static int parse_args(int argc, char **argv, train_opts *o) {
             if (nn_spec_parse(optarg, (nn_layer[NN_MODEL_MAX_LAYERS]){0}, NN_MODEL_MAX_LAYERS) < 0)
                 return usage_error(cmd, "--arch: %s", nn_last_error());
             o->arch = optarg;
+            o->arch_from = "--arch";
             break;
         case OPT_AUGMENT: o->augment = true; break;
+        case OPT_NO_AUGMENT: o->augment = false; break;
         case OPT_AUG_SHIFT:
             if (parse_float_flag(cmd, "--aug-shift", optarg, 0.0, 14.0, &fv)) return EXIT_USAGE;
             o->aug.shift = (float)fv, o->augment = true;
@@ -343,7 +369,8 @@ static int parse_args(int argc, char **argv, train_opts *o) {
     }
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (o->arch && o->mlp_flag)
-        return usage_error(cmd, "--arch gives the whole model; drop --%s (or write it into the spec)", o->mlp_flag);
+        return usage_error(cmd, "%s gives the whole model; drop --%s (or write it into a spec with --arch)",
+                           o->arch_from, o->mlp_flag);
     if (wd_set) o->cfg.opt.weight_decay = (float)wd;
     o->cfg.opt.momentum = (float)o->momentum;
     o->cfg.sched.base_lr = (float)o->lr;
@@ -451,7 +478,7 @@ static int train_with(train_opts *o) {
     nn_model plan;
     if (nn_model_plan(&plan, o->spec, (int[]){1, data.train.rows, data.train.cols}, NN_DATA_CLASSES) != 0) {
         nn_train_data_free(&data);
-        return usage_error("train", "%s: %s", o->arch ? "--arch" : "model", nn_last_error());
+        return usage_error("train", "%s: %s", o->arch ? o->arch_from : "model", nn_last_error());
     }
     /* A step schedule decays 10x after each third of the run. */
     if (o->cfg.sched.kind == NN_SCHED_STEP) {

@@ -71,8 +71,9 @@ void nn_ctx_reset(nn_ctx *ctx);
  * no gradient memory is taken. Returns the previous setting. */
 bool nn_set_grad_enabled(nn_ctx *ctx, bool on);
 bool nn_grad_enabled(const nn_ctx *ctx);
-/* Training mode (on by default) decides what dropout does; off = evaluation,
- * where dropout is the identity. Returns the previous setting. */
+/* Training mode (on by default) decides what dropout and batch norm do; off =
+ * evaluation, where dropout is the identity and batch norm uses its running
+ * statistics. Returns the previous setting. */
 bool nn_set_training(nn_ctx *ctx, bool on);
 bool nn_training(const nn_ctx *ctx);
 
