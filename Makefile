@@ -70,7 +70,8 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJ)
 test: all data
 	@NN=$(BUILD)/nn scripts/run_tests.sh $(TEST_BIN)
 
-sanitize:
+# The data first, so the tests that train run under the sanitizers too.
+sanitize: data
 	$(MAKE) BUILD=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fopenmp -fsanitize=address,undefined" all
 	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 NN_SANITIZE=1 \

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs each test binary given, from the repository root, and sums their
-# "N passed, N failed" lines into one closing line. Exit status is non-zero if
-# any test failed or any binary crashed.
+# "N passed, N failed, N skipped" lines into one closing line; every skipped
+# test is listed with its reason. Exit status is non-zero if any test failed
+# or any binary crashed.
 set -u
 cd "$(dirname "$0")/.."
-passed=0 failed=0 crashed=0
+passed=0 failed=0 skipped=0 crashed=0
 for t in "$@"; do
   name=$(basename "$t")
   out=$("$t" 2>&1); rc=$?
   line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+  printf '%s\n' "$out" | grep -E '^skip ' | sed "s/^/  $name: /"
   if [ -z "$line" ] || [ $rc -ne 0 ]; then
     printf '%s\n' "$out" | grep -vE '^ok ' | tail -n 40
   fi
@@ -18,10 +20,11 @@ for t in "$@"; do
     continue
   fi
   p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
-  passed=$((passed + p)); failed=$((failed + f))
+  s=0; case $line in *skipped*) s=${line#*failed, }; s=${s%% skipped*};; esac
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
   printf '%-28s %s\n' "$name" "$line"
   [ $rc -ne 0 ] && [ "$f" -eq 0 ] && { echo "FAIL $name: exit status $rc"; crashed=$((crashed + 1)); }
 done
 failed=$((failed + crashed))
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ $failed -eq 0 ]

@@ -70,9 +70,12 @@ static inline bool one_line_error(const char *must_contain) {
     return strncmp(err_text, "nn: error: ", 11) == 0 && strstr(err_text, must_contain) != NULL;
 }
 
+/* Whether MNIST is there; if not, the running test is marked skipped. */
 static bool have_mnist(void) {
-    return access("data/mnist/t10k-images-idx3-ubyte", R_OK) == 0 ||
-           access("data/mnist/t10k-images-idx3-ubyte.gz", R_OK) == 0;
+    bool have = access("data/mnist/t10k-images-idx3-ubyte", R_OK) == 0 ||
+                access("data/mnist/t10k-images-idx3-ubyte.gz", R_OK) == 0;
+    if (!have) SKIP("data/mnist missing (run make data)");
+    return have;
 }
 
 static void remove_tmpdir(void) {

@@ -1,9 +1,11 @@
 /* Fuzzing regressions: every input that once crashed a parser, hung it or
- * made it allocate more than the file justified is kept under
- * tests/fixtures/fuzz/<target>/ (target as in fuzz/fuzz_<target>.c) and must
- * now be refused cleanly: -1 and an error that starts with the file's path.
- * Adding a file there adds a case; the code below need not change. Run from
- * the repository root (scripts/run_tests.sh does). */
+ * made it allocate more than the file justified, and the malformed seeds of
+ * fuzz/corpus/, are kept under tests/fixtures/fuzz/<target>/ (target as in
+ * fuzz/fuzz_<target>.c) and must be refused cleanly: -1 and an error that
+ * starts with the file's path. Adding a file there adds a case; the code
+ * below need not change. The valid seeds of fuzz/corpus/ must load, so a
+ * parser that refuses everything fails too. Run from the repository root
+ * (scripts/run_tests.sh does). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -104,13 +106,16 @@ static int run_csv(const char *path, const char **blame) {
     return rc;
 }
 
-/* Runs every file of FIXTURES/<target>/ (none yet is fine: the folder then
- * does not exist, as git keeps no empty folders). */
-static void run_target(const char *target, int (*run)(const char *, const char **)) {
+typedef int (*runner)(const char *, const char **);
+
+/* Every file of FIXTURES/<target>/ must be refused; then each of the valid
+ * seeds named (in fuzz/corpus/<target>/) must be accepted. */
+static void run_target(const char *target, runner run, const char *const *valid) {
     char dir[128];
     snprintf(dir, sizeof dir, "%s/%s", FIXTURES, target);
     struct dirent **names;
-    int n = scandir(dir, &names, NULL, alphasort);
+    int n = scandir(dir, &names, NULL, alphasort), files = 0;
+    CHECKF(n >= 0, "%s: cannot read the folder", dir);
     for (int i = 0; i < n; i++) {
         if (names[i]->d_name[0] != '.') {
             char path[512];
@@ -123,17 +128,37 @@ static void run_target(const char *target, int (*run)(const char *, const char *
             CHECKF(rc == -1, "%s: accepted (rc %d)", path, rc);
             CHECKF(strncmp(msg, blame, plen) == 0 && strncmp(msg + plen, ": ", 2) == 0, "%s: error '%s'", path,
                    msg);
+            files++;
         }
         free(names[i]);
     }
     if (n >= 0) free(names);
+    CHECKF(files > 0, "%s holds no input to refuse", dir);
+    for (; *valid; valid++) {
+        char path[256];
+        snprintf(path, sizeof path, "fuzz/corpus/%s/%s", target, *valid);
+        const char *blame;
+        CHECKF(run(path, &blame) == 0, "%s: refused: %s", path, nn_last_error());
+    }
 }
 
-static void test_idx(void) { run_target("idx", run_idx); }
-static void test_safetensors(void) { run_target("safetensors", run_safetensors); }
-static void test_checkpoint(void) { run_target("checkpoint", run_checkpoint); }
-static void test_image(void) { run_target("image", run_image); }
-static void test_csv(void) { run_target("csv", run_csv); }
+static void test_idx(void) {
+    run_target("idx", run_idx, (const char *[]){"valid_raw", "valid_gzip", "valid_gzip_images_raw_labels", NULL});
+}
+static void test_safetensors(void) {
+    run_target("safetensors", run_safetensors, (const char *[]){"two_f32", "empty", NULL});
+}
+static void test_checkpoint(void) {
+    run_target("checkpoint", run_checkpoint,
+               (const char *[]){"linear.safetensors", "linear_4_2", "mlp_4_3_2", "mlp_layernorm_gelu", NULL});
+}
+static void test_image(void) {
+    run_target("image", run_image, (const char *[]){"7_gray_dark_on_light.png", "9_palette_4bit.png", "0_light_on_dark.pgm",
+                                                    "p2_ascii.pgm", "5_ascii.pgm", NULL});
+}
+static void test_csv(void) {
+    run_target("csv", run_csv, (const char *[]){"simple.csv", "stackloss.csv", "quoted_crlf.csv", NULL});
+}
 
 /* The two inputs found so far, by name, so that losing them fails loudly. */
 static void test_known_findings_present(void) {

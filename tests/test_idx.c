@@ -156,7 +156,7 @@ static void check_real(const char *dir, const char *split, int n, const uint8_t 
 
 static void test_real_mnist(void) {
     if (!have_split("data/mnist", "train") || !have_split("data/mnist", "t10k")) {
-        printf("skip test_real_mnist: data/mnist not there (make data fetches it)\n");
+        SKIP("data/mnist not there (make data fetches it)");
         return;
     }
     check_real("data/mnist", "train", 60000, (const uint8_t[]){5, 0, 4, 1, 9, 2, 1, 3, 1, 4});
@@ -173,7 +173,7 @@ static void test_real_mnist(void) {
 
 static void test_real_fashion_mnist(void) {
     if (!have_split("data/fashion-mnist", "train") || !have_split("data/fashion-mnist", "t10k")) {
-        printf("skip test_real_fashion_mnist: data/fashion-mnist not there\n");
+        SKIP("data/fashion-mnist not there (make data DATASET=fashion-mnist fetches it)");
         return;
     }
     check_real("data/fashion-mnist", "train", 60000,

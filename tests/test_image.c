@@ -555,7 +555,7 @@ static void test_mnist_round_trip(void) {
     enum { N = 200, UP = 4 };
     unsigned char *digits = read_mnist_test(N);
     if (!digits) {
-        printf("note: data/mnist missing, MNIST round trip skipped\n");
+        SKIP("data/mnist missing (run make data)");
         return;
     }
     /* Each digit upscaled 4x (nearest) and inverted to dark-on-light, then

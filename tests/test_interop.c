@@ -12,7 +12,7 @@
  * statistics; and the committed checkpoint of an earlier release. Also runs
  * scripts/torch_model.py as a user would and checks its accuracy and errors.
  * Needs data/mnist and Debian's python3-torch; without them each test says
- * "note: ... skipped" and passes. Runs the binary named by $NN (default build/nn). */
+ * skipped (SKIP) with the reason, never passed. Runs the binary named by $NN (default build/nn). */
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -39,14 +39,11 @@ static bool have_torch(void) {
     return cached;
 }
 
-/* Whether the test can run; if not, says why ("note: ... skipped"). */
+/* Whether the test can run; if not, marks it skipped and says why. */
 static bool can_run(const char *what) {
-    if (!have_mnist()) {
-        printf("note: data/mnist missing (run make data); %s skipped\n", what);
-        return false;
-    }
+    if (!have_mnist()) return false;
     if (!have_torch()) {
-        printf("note: %s -c 'import torch' fails (is Debian's python3-torch installed?); %s skipped\n", PYTHON, what);
+        SKIP("%s -c 'import torch' fails (is Debian's python3-torch installed?); %s not run", PYTHON, what);
         return false;
     }
     return true;
@@ -196,10 +193,7 @@ static void test_every_layer(void) {
 /* A checkpoint of an earlier release: no nn.spec, an MLP in nn.layers/nn.act/nn.norm/nn.dropout. */
 static void test_legacy_checkpoint(void) {
     if (!can_run("PyTorch interop of a legacy checkpoint")) return;
-    if (access(LEGACY_FIXTURE, R_OK) != 0) {
-        printf("note: %s not committed yet; legacy PyTorch interop skipped\n", LEGACY_FIXTURE);
-        return;
-    }
+    CHECKF(access(LEGACY_FIXTURE, R_OK) == 0, "%s is missing", LEGACY_FIXTURE);
     CHECKF(compare_with_torch(LEGACY_FIXTURE) == 0, "PyTorch's legacy MLP differs from nn's (see above)");
 }
 

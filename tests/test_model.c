@@ -220,7 +220,7 @@ static void test_previous_release_checkpoint(void) {
     CHECK(m.in_shape[0] == 1 && m.in_shape[1] == 28 && m.in_shape[2] == 28);
     nn_dataset test;
     if (nn_dataset_load("data/mnist", "t10k", &test) != 0) {
-        printf("note: data/mnist missing (run make data); its accuracy check skipped\n");
+        SKIP("data/mnist missing (run make data): the accuracy of the old checkpoint not checked");
     } else {
         nn_ctx *ctx = nn_ctx_new(0);
         double acc = nn_evaluate(&m, ctx, &test, NN_LOSS_CE, NULL, NULL);
