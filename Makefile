@@ -7,6 +7,10 @@
 #   make data         fetch MNIST into data/mnist (DATASET=fashion-mnist for that)
 #   make run          the main job: train the default model, write its plot
 #   make bench        training-speed benchmark (see docs/PERFORMANCE.md)
+#   make install      bin/nn, lib/libnn.so.MAJOR.MINOR (+ links), lib/libnn.a,
+#                     include/nn.h + include/nn/*.h, lib/pkgconfig/nn.pc under
+#                     PREFIX (/usr/local), staged under DESTDIR for packagers
+#   make uninstall    removes what install put there
 
 BUILD    ?= build
 comma    := ,
@@ -18,16 +22,33 @@ CFLAGS   ?= $(OPT) -g
 # -ffast-math they change no result.
 CFLAGS   += -fno-math-errno -fno-trapping-math
 CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp -Iinclude -Isrc -Icli
+# One set of objects serves the static and the shared library; only what the
+# public headers declare is visible outside libnn.so (include/nn/api.h).
+CFLAGS   += -fPIC -fvisibility=hidden
 CPPFLAGS += -D_DEFAULT_SOURCE $(shell pkg-config --cflags plplot 2>/dev/null)
 # OpenBLAS's OpenMP build shares one thread pool with our OpenMP loops; the
 # default pthread build's threads fight them for the cores (2x slower here).
 BLAS_DIR ?= $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp)
-LDLIBS   += $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR)) -lopenblas -llapacke -lcjson -lpng -lz $(shell pkg-config --libs plplot 2>/dev/null) -lm
+BLAS_LIBS = $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR)) -lopenblas
+# What libnn itself links; the CLI adds LAPACK (nn linreg's least squares).
+LIB_LIBS  = $(BLAS_LIBS) -lcjson -lpng -lz $(shell pkg-config --libs plplot 2>/dev/null) -lm
+LDLIBS   += $(LIB_LIBS) -llapacke
 LDFLAGS  += -fopenmp
 DATASET  ?= mnist
 
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+version   = $(shell sed -n 's/^\#define NN_VERSION_$(1) \([0-9]*\)$$/\1/p' include/nn/version.h)
+MAJOR    := $(call version,MAJOR)
+MINOR    := $(call version,MINOR)
+PATCH    := $(call version,PATCH)
+SONAME   := libnn.so.$(MAJOR)
+SHLIB    := $(BUILD)/libnn.so.$(MAJOR).$(MINOR)
+
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
+EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
 
@@ -36,11 +57,11 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test sanitize leakcheck data run bench clean fixtures
+.PHONY: all test sanitize leakcheck data run bench clean fixtures install uninstall
 # Keep test and bench objects (make would delete them as intermediates).
 .SECONDARY:
 
-all: $(BUILD)/nn $(TEST_BIN) $(BENCH_BIN)
+all: $(BUILD)/nn $(SHLIB) $(EXAMPLE_BIN) $(TEST_BIN) $(BENCH_BIN)
 
 # Built afresh: `ar r` into an old archive would keep objects whose source is gone.
 $(BUILD)/libnn.a: $(LIB_OBJ)
@@ -56,6 +77,17 @@ $(shell mkdir -p $(BUILD) && echo '$(CC) $(CPPFLAGS) $(CFLAGS)' | cmp -s - $(FLA
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The shared library exports nn_* only (src/libnn.map), under its soname.
+$(SHLIB): $(LIB_OBJ) src/libnn.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libnn.map $(LDFLAGS) $(LIB_OBJ) $(LIB_LIBS) -o $@
+	ln -sf $(notdir $@) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libnn.so
+
+# The examples are built against the shared library in the build folder.
+$(BUILD)/examples/%: examples/%.c $(SHLIB) $(BUILD)/compile-flags
+	@mkdir -p $(@D)
+	$(CC) $(OPT) -std=c11 -Wall -Wextra -Iinclude $< -L$(BUILD) -Wl,-rpath,$(abspath $(BUILD)) -lnn -o $@
 
 $(BUILD)/nn: $(CLI_OBJ) $(BUILD)/libnn.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
@@ -95,6 +127,26 @@ bench: all data
 # Regenerates the PyTorch reference values (needs Debian's python3-torch).
 fixtures:
 	/usr/bin/python3 scripts/make_fixtures.py tests/fixtures
+
+# nn.pc is written for the PREFIX given here. A program links -lnn; the
+# private dependencies are listed for static linking only.
+install: $(BUILD)/nn $(BUILD)/libnn.a $(SHLIB)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/nn
+	install -m 755 $(BUILD)/nn $(DESTDIR)$(PREFIX)/bin/nn
+	install -m 644 $(BUILD)/libnn.a $(DESTDIR)$(PREFIX)/lib/libnn.a
+	install -m 755 $(SHLIB) $(DESTDIR)$(PREFIX)/lib/$(notdir $(SHLIB))
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libnn.so
+	install -m 644 include/nn.h $(DESTDIR)$(PREFIX)/include/nn.h
+	install -m 644 include/nn/*.h $(DESTDIR)$(PREFIX)/include/nn/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(MAJOR).$(MINOR).$(PATCH)|' \
+		-e 's|@LIBS_PRIVATE@|$(BLAS_LIBS) -lplplot -lm -fopenmp|' nn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/nn $(DESTDIR)$(PREFIX)/lib/libnn.a $(DESTDIR)$(PREFIX)/lib/$(notdir $(SHLIB)) \
+		$(DESTDIR)$(PREFIX)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/libnn.so $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc \
+		$(DESTDIR)$(PREFIX)/include/nn.h $(addprefix $(DESTDIR)$(PREFIX)/include/nn/,$(notdir $(wildcard include/nn/*.h)))
+	-rmdir $(DESTDIR)$(PREFIX)/include/nn 2>/dev/null
 
 clean:
 	rm -rf build build-san

@@ -3,13 +3,14 @@
 #include <string.h>
 
 #include "commands.h"
+#include "nn/version.h"
 
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    {"train", cmd_train, "train a digit classifier (softmax regression or MLP) on MNIST or Fashion-MNIST"},
+    {"train", cmd_train, "train a digit classifier (softmax regression, MLP or CNN) on MNIST or Fashion-MNIST"},
     {"eval", cmd_eval, "evaluate a checkpoint: test accuracy, per-class accuracy, confusion matrix"},
     {"predict", cmd_predict, "classify your own PNG/PGM digit images with a checkpoint"},
     {"experiment", cmd_experiment, "train several configurations the same way and compare them"},
@@ -20,7 +21,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: nn COMMAND [OPTIONS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n'nn COMMAND --help' describes each command's options.\n");
+    fprintf(f, "\n'nn COMMAND --help' describes each command's options; 'nn --version' the version.\n");
 }
 
 int main(int argc, char **argv) {
@@ -30,6 +31,10 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("nn %s\n", nn_version());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)

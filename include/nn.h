@@ -3,13 +3,18 @@
 #ifndef NN_H
 #define NN_H
 
+#include "nn/version.h"
 #include "nn/error.h"
 #include "nn/rng.h"
 #include "nn/core.h"
 #include "nn/data.h"
+#include "nn/augment.h"
 #include "nn/image.h"
-#include "nn/report.h"
+#include "nn/csv.h"
 #include "nn/safetensors.h"
+#include "nn/model.h"
 #include "nn/optim.h"
+#include "nn/train.h"
+#include "nn/report.h"
 
 #endif

@@ -15,7 +15,7 @@
 static char tmpdir[64];
 static char out_text[1 << 16], err_text[1 << 16];
 
-static void slurp(const char *path, char *buf, size_t cap) {
+static inline void slurp(const char *path, char *buf, size_t cap) {
     FILE *f = fopen(path, "rb");
     size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
     buf[n] = 0;
@@ -25,7 +25,7 @@ static void slurp(const char *path, char *buf, size_t cap) {
 /* Runs "PREFIX $NN ARGS" through the shell (PREFIX may set limits, e.g.
  * "ulimit -f 10;"); returns the exit status (128+N for signal N) and leaves
  * stdout/stderr in out_text/err_text. */
-static int nn_with(const char *prefix, const char *fmt, va_list ap) {
+static inline int nn_with(const char *prefix, const char *fmt, va_list ap) {
     const char *bin = getenv("NN") ? getenv("NN") : "build/nn";
     char args[2048], cmd[4096];
     vsnprintf(args, sizeof args, fmt, ap);
@@ -40,7 +40,7 @@ static int nn_with(const char *prefix, const char *fmt, va_list ap) {
     return WEXITSTATUS(status);
 }
 
-static int nn(const char *fmt, ...) {
+static inline int nn(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     int rc = nn_with("", fmt, ap);
@@ -57,7 +57,7 @@ static inline int nn_limited(const char *prefix, const char *fmt, ...) {
 }
 
 /* A path in the scratch folder (rotating buffers: several may be live). */
-static const char *tmp(const char *name) {
+static inline const char *tmp(const char *name) {
     static char buf[8][256];
     static int i;
     i = (i + 1) % 8;
@@ -71,7 +71,7 @@ static inline bool one_line_error(const char *must_contain) {
 }
 
 /* Whether MNIST is there; if not, the running test is marked skipped. */
-static bool have_mnist(void) {
+static inline bool have_mnist(void) {
     bool have = access("data/mnist/t10k-images-idx3-ubyte", R_OK) == 0 ||
                 access("data/mnist/t10k-images-idx3-ubyte.gz", R_OK) == 0;
     if (!have) SKIP("data/mnist missing (run make data)");

@@ -21,6 +21,9 @@
 #include <stddef.h>
 
 #include "nn/rng.h"
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
 
 typedef struct nn_augment {
     float shift;  /* max translation in pixels along each axis: uniform in [-shift, shift] */
@@ -69,5 +72,7 @@ void nn_augment_image(const float *src, float *dst, int rows, int cols, float dx
  * nothing. An invalid setting (see nn_augment_check) is fatal. */
 void nn_augment_batch(const nn_augment *a, float *x, int n, int rows, int cols, float fill,
                       nn_rng *rng, float *scratch);
+
+NN_END_DECLS
 
 #endif

@@ -19,6 +19,9 @@
 
 #include "nn/error.h"
 #include "nn/rng.h"
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
 
 #define NN_MAX_DIMS 4
 
@@ -198,5 +201,7 @@ nn_tensor *nn_avg_pool2d(nn_ctx *ctx, nn_tensor *x, int k, int stride);
  * Evaluation mode normalises with running_mean/running_var (required). */
 nn_tensor *nn_batch_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, float *running_mean,
                          float *running_var, float momentum, float eps);
+
+NN_END_DECLS
 
 #endif

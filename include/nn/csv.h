@@ -21,6 +21,10 @@
 
 #include <stddef.h>
 
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
+
 typedef struct nn_csv {
     const char *source; /* the name used in messages (the path) */
     int n_cols;
@@ -53,5 +57,7 @@ int nn_csv_column(const nn_csv *t, const char *spec);
  * Returns 0, or -1 with an error naming the row, its line and the column
  * ("data.csv: row 3 (line 4), column 'x': 'abc' is not a number"). */
 int nn_csv_numbers(const nn_csv *t, int col, double *out);
+
+NN_END_DECLS
 
 #endif

@@ -13,6 +13,9 @@
 #include <stdint.h>
 
 #include "nn/rng.h"
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
 
 #define NN_DATA_CLASSES 10         /* labels must be in 0..9 */
 #define NN_DATA_MAX_COUNT 10000000 /* examples per file */
@@ -86,5 +89,7 @@ int nn_loader_next(nn_loader *l, float *x, int *y);
 /* Number of batches in one epoch (the last may be partial). */
 int nn_loader_num_batches(const nn_loader *l);
 void nn_loader_free(nn_loader *l);
+
+NN_END_DECLS
 
 #endif

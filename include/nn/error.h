@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
+
 #if defined(__GNUC__)
 #define NN_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define NN_NORETURN __attribute__((noreturn))
@@ -49,5 +53,7 @@ unsigned char *nn_read_file(const char *path, size_t *len, size_t max_len);
  * file (if any) is untouched, the temporary is removed, and the error names the
  * path and the errno text. Returns 0 or -1. */
 int nn_write_file_atomic(const char *path, const void *data, size_t len);
+
+NN_END_DECLS
 
 #endif

@@ -11,6 +11,10 @@
 
 #include <stddef.h>
 
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
+
 /* Limits on what a file may ask for; anything larger is refused before a
  * pixel buffer is allocated. */
 #define NN_IMAGE_MAX_PIXELS ((size_t)1 << 26)      /* 64 Mpixels, e.g. 8192 x 8192 */
@@ -43,5 +47,7 @@ int nn_image_to_mnist(const nn_image *img, float out[NN_MNIST_PIXELS]);
 
 /* nn_image_load followed by nn_image_to_mnist; every error names `path`. */
 int nn_image_load_mnist(const char *path, float out[NN_MNIST_PIXELS]);
+
+NN_END_DECLS
 
 #endif

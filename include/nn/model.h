@@ -24,6 +24,9 @@
 
 #include "nn/core.h"
 #include "nn/safetensors.h"
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
 
 #define NN_MODEL_MAX_LAYERS 48
 #define NN_SPEC_MAX 1024 /* bytes of a spec string, the terminator included */
@@ -147,5 +150,7 @@ int nn_model_save(const nn_model *m, const char *path, const nn_st_entry *extra_
 int nn_model_load(nn_model *m, const char *path);
 /* The same from an already parsed file; path is only for messages. */
 int nn_model_load_st(nn_model *m, const nn_safetensors *st, const char *path);
+
+NN_END_DECLS
 
 #endif

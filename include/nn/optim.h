@@ -14,6 +14,9 @@
 #define NN_OPTIM_H
 
 #include "nn/core.h"
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
 
 typedef enum nn_optim_kind { NN_OPT_SGD, NN_OPT_MOMENTUM, NN_OPT_NESTEROV, NN_OPT_ADAM, NN_OPT_ADAMW } nn_optim_kind;
 
@@ -94,5 +97,7 @@ typedef struct nn_schedule {
 float nn_schedule_lr(const nn_schedule *s, long step);
 int nn_schedule_parse(const char *name, nn_schedule_kind *kind);
 const char *nn_schedule_name(nn_schedule_kind kind);
+
+NN_END_DECLS
 
 #endif

@@ -10,6 +10,9 @@
 
 #include "nn/data.h"
 #include "nn/model.h"
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
 
 /* ---- Plots ---------------------------------------------------------------- */
 
@@ -171,5 +174,7 @@ double nn_confusion_class_accuracy(const nn_confusion *c, int k);
 /* Prints the matrix (rows: true class, columns: predicted), each row's total
  * and accuracy, then the overall accuracy. class_names may be NULL. */
 void nn_confusion_print(FILE *out, const nn_confusion *c, const char *const *class_names);
+
+NN_END_DECLS
 
 #endif

@@ -6,6 +6,10 @@
 
 #include <stdint.h>
 
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
+
 typedef struct nn_rng {
     uint64_t state;
     uint64_t inc; /* stream selector, always odd */
@@ -35,5 +39,7 @@ float nn_rng_uniform(nn_rng *r);
 float nn_rng_normal(nn_rng *r);
 /* Fisher-Yates shuffle of an int array. */
 void nn_rng_shuffle(nn_rng *r, int *a, int n);
+
+NN_END_DECLS
 
 #endif

@@ -18,6 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
+
 #define NN_ST_MAX_DIMS 8
 
 typedef struct nn_st_tensor {
@@ -79,5 +83,7 @@ typedef struct nn_st_entry {
  * Returns 0 or -1 with the error set. */
 int nn_st_save(const char *path, const nn_st_entry *tensors, int n_tensors,
                const char *const *meta_keys, const char *const *meta_values, int n_meta);
+
+NN_END_DECLS
 
 #endif

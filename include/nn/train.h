@@ -13,6 +13,9 @@
 #include "nn/model.h"
 #include "nn/optim.h"
 #include "nn/report.h"
+#include "nn/api.h"
+
+NN_BEGIN_DECLS
 
 typedef enum nn_loss_kind { NN_LOSS_CE, NN_LOSS_MSE } nn_loss_kind;
 
@@ -86,5 +89,7 @@ double nn_evaluate(nn_model *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind 
  * computes the normalisation. */
 int nn_train_data_load(nn_train_data *d, const char *dataset_dir, int train_limit, float val_split);
 void nn_train_data_free(nn_train_data *d);
+
+NN_END_DECLS
 
 #endif
