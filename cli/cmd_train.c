@@ -490,10 +490,13 @@ static int train_with(train_opts *o) {
 
     printf("training %s on %s: %d train", o->spec, dir, data.train.n);
     if (data.has_val) printf(", %d validation", data.val.n);
-    printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu%s%s\n", data.test.n,
+    printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu%s", data.test.n,
            nn_optim_name(o->cfg.opt.kind), o->lr, nn_schedule_name(o->cfg.sched.kind), o->cfg.batch_size,
-           o->cfg.epochs, (unsigned long long)o->cfg.seed, o->cfg.ema > 0 ? ", weight average" : "",
-           o->augment ? ", augmentation" : "");
+           o->cfg.epochs, (unsigned long long)o->cfg.seed, o->cfg.ema > 0 ? ", weight average" : "");
+    if (!nn_augment_is_identity(&o->cfg.augment))
+        printf(", augmentation (shift %g px, rotation %g deg, zoom %g%%)", o->cfg.augment.shift, o->cfg.augment.rotate,
+               100.0 * o->cfg.augment.scale);
+    printf("\n");
     nn_model_summary(&plan, stdout);
     if (o->cfg.resume_path) printf("resuming from %s\n", o->cfg.resume_path);
     fflush(stdout);
