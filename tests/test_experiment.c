@@ -270,6 +270,18 @@ static void test_mnist_tiny(void) {
     CHECK(strstr(out_text, "500 training images") != NULL);
 }
 
+/* An MLP and CNNs in one study. */
+static void test_mlp_and_cnn(void) {
+    if (!have_mnist()) return;
+    int rc = nn_experiment("--train-limit 500 --epochs 1 --hidden 32 --configs baseline,convnet,convnet-augment "
+                           "--seeds 1 --threads 1 --out %s",
+                           tmp("cnn"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    const char *configs[] = {"baseline", "convnet", "convnet-augment"};
+    check_outputs(tmp("cnn"), configs, 3, 1, 1);
+    CHECK(strstr(out_text, "and CNNs") != NULL);
+}
+
 static void test_help_and_usage_errors(void) {
     CHECK(nn_experiment("--help") == 0);
     const char *names[] = {"baseline", "momentum", "adam", "adamw", "dropout", "layernorm", "gelu", "all"};
@@ -307,4 +319,4 @@ static void test_runtime_errors(void) {
 }
 
 TEST_MAIN(TEST(test_synthetic_study), TEST(test_deterministic), TEST(test_overfit_defaults), TEST(test_mnist_tiny),
-          TEST(test_help_and_usage_errors), TEST(test_runtime_errors))
+          TEST(test_mlp_and_cnn), TEST(test_help_and_usage_errors), TEST(test_runtime_errors))
