@@ -16,12 +16,7 @@
 #include <time.h>
 
 #include "nn/core.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "nn/report.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -158,9 +153,9 @@ static void bench_layer(const layer *ly, int runs) {
             x = nn_input(ctx, "x", 4, xshape);
             memcpy(x->data, x_data, x_size * sizeof(float));
         }
-        double t0 = now();
+        double t0 = nn_seconds();
         nn_conv2d(ctx, x, w, b, 1, 0);
-        double t1 = now();
+        double t1 = nn_seconds();
         nn_ctx_reset(ctx);
         nn_set_grad_enabled(ctx, true);
         if (!xp) {
@@ -169,13 +164,13 @@ static void bench_layer(const layer *ly, int runs) {
         }
         nn_tensor *y = nn_conv2d(ctx, x, w, b, 1, 0);
         nn_tensor *loss = nn_sum(ctx, y);
-        double t2 = now();
+        double t2 = nn_seconds();
         nn_backward(ctx, loss);
-        double t3 = now();
+        double t3 = nn_seconds();
         batch_forward(&bc, x_data, w->data, b->data, y2);
-        double t4 = now();
+        double t4 = nn_seconds();
         batch_backward(&bc, dy, w->data, xp ? dx2 : NULL, dw2, db2);
-        double t5 = now();
+        double t5 = nn_seconds();
         if (r == 0) {
             double d = fmax(rel_diff(y->data, y2, y_size), rel_diff(w->grad, dw2, w->size));
             d = fmax(d, rel_diff(b->grad, db2, b->size));

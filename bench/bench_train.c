@@ -22,12 +22,6 @@
 
 #include "nn/train.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -46,11 +40,11 @@ static double sgemm_gflops(int M, int N, int K) {
     for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 1e-3f;
     double best = 0.0;
     for (int r = 0; r < 6; r++) {
-        double t = now();
+        double t = nn_seconds();
         int reps = 10;
         for (int i = 0; i < reps; i++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-        double g = 2.0 * M * N * K * reps / (now() - t) / 1e9;
+        double g = 2.0 * M * N * K * reps / (nn_seconds() - t) / 1e9;
         if (r > 0 && g > best) best = g; /* r = 0 warms up */
     }
     free(a);
@@ -71,7 +65,7 @@ static double gemm_step_seconds(int B, int reps) {
     for (int i = 0; i <= N_LINEAR; i++) max = (size_t)sizes[i] > max ? (size_t)sizes[i] : max;
     float *x = nn_xcalloc(max * (size_t)B, sizeof(float)), *w = nn_xcalloc(max * max, sizeof(float)),
           *y = nn_xcalloc(max * (size_t)B, sizeof(float)), *dw = nn_xcalloc(max * max, sizeof(float));
-    double t = now();
+    double t = nn_seconds();
     for (int r = 0; r < reps; r++)
         for (int l = 0; l < N_LINEAR; l++) {
             int in = sizes[l], out = sizes[l + 1];
@@ -80,7 +74,7 @@ static double gemm_step_seconds(int B, int reps) {
             if (l > 0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, in, out, 1.0f, y, out, w, in, 1.0f, x, in);
         }
-    double s = (now() - t) / reps;
+    double s = (nn_seconds() - t) / reps;
     free(x);
     free(w);
     free(y);
@@ -145,9 +139,9 @@ static int run_config(const char *name, int epochs, const nn_train_data *data) {
     nn_ctx *ctx = nn_ctx_new(0);
     double eval_s[5];
     for (int r = 0; r < 5; r++) {
-        double t = now();
+        double t = nn_seconds();
         nn_evaluate(&model, ctx, &data->test, NN_LOSS_CE, NULL, NULL);
-        eval_s[r] = now() - t;
+        eval_s[r] = nn_seconds() - t;
     }
     printf("%s.epoch_seconds %.3f\n", name, epoch_s);
     printf("%s.images_per_sec %.0f\n", name, data->train.n / epoch_s);

@@ -31,11 +31,6 @@ static const char *const eval_help =
 
 enum { OPT_ERRORS = 256, OPT_ERRORS_COUNT, OPT_FILTERS };
 
-static bool is_picture(const char *path) {
-    const char *dot = strrchr(path, '.');
-    return dot && (strcmp(dot, ".png") == 0 || strcmp(dot, ".svg") == 0);
-}
-
 static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                             "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
@@ -104,9 +99,9 @@ int cmd_eval(int argc, char **argv) {
     }
     if (optind < argc) return usage_error("eval", "unexpected argument '%s'", argv[optind]);
     if (!model_path) return usage_error("eval", "--model FILE is required");
-    if (errors_path && !is_picture(errors_path))
+    if (errors_path && !nn_is_picture_path(errors_path))
         return usage_error("eval", "--errors: '%s' must end in .png or .svg", errors_path);
-    if (filters_path && !is_picture(filters_path))
+    if (filters_path && !nn_is_picture_path(filters_path))
         return usage_error("eval", "--filters: '%s' must end in .png or .svg", filters_path);
     if (count_given && !errors_path) return usage_error("eval", "--errors-count needs --errors FILE");
     const char *dir = dataset_dir("eval", dataset, data_dir);

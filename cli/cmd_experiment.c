@@ -314,12 +314,6 @@ typedef struct eta_log {
     long done, total; /* epochs, over all runs */
 } eta_log;
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* "1h02m", "12m05s", "42s" */
 static const char *fmt_duration(double s, char *buf, size_t cap) {
     long t = lround(s < 0 ? 0 : s);
@@ -333,7 +327,7 @@ static void eta_flush_line(eta_log *e) {
     e->line[e->len] = '\0';
     if (strstr(e->line, "train loss")) {
         e->done++;
-        double elapsed = now_seconds() - e->t0;
+        double elapsed = nn_seconds() - e->t0;
         char a[32], b[32];
         fprintf(e->out, "%s  [%s elapsed, ETA %s]\n", e->line, fmt_duration(elapsed, a, sizeof a),
                 fmt_duration(elapsed / (double)e->done * (double)(e->total - e->done), b, sizeof b));
@@ -696,13 +690,6 @@ static int write_all(const study *st, bool final) {
 
 /* ---- Running ------------------------------------------------------------------ */
 
-/* Ctrl-C stops the study after the current training step; the files already
- * hold every finished run. A second Ctrl-C kills the process. */
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
 
 static int make_dirs(const char *path) {
     char buf[4096];
@@ -784,7 +771,7 @@ int cmd_experiment(int argc, char **argv) {
 
     st.n_runs = o.n_selected * o.seeds;
     st.runs = nn_xcalloc((size_t)st.n_runs, sizeof *st.runs);
-    eta_log eta = {.out = stderr, .t0 = now_seconds(), .total = (long)st.n_runs * o.epochs};
+    eta_log eta = {.out = stderr, .t0 = nn_seconds(), .total = (long)st.n_runs * o.epochs};
     FILE *log = fopencookie(&eta, "w", (cookie_io_functions_t){.write = eta_write, .close = eta_close});
     if (!log) {
         rc = runtime_error();
@@ -797,10 +784,10 @@ int cmd_experiment(int argc, char **argv) {
             st.n_train, o.batch_size, o.out);
     nn_ctx *ctx = nn_ctx_new(0);
     int diverged = 0;
-    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND}, old_sa;
-    sigemptyset(&sa.sa_mask);
-    interrupted = 0;
-    sigaction(SIGINT, &sa, &old_sa);
+    /* Ctrl-C stops the study after the current training step; the files
+     * already hold every finished run. */
+    struct sigaction old_sa;
+    catch_sigint(&old_sa);
     for (int i = 0, r = 0; i < o.n_selected && rc == 0; i++) {
         const exp_config *ec = &configs[o.selected[i]];
         for (int s = 0; s < o.seeds && rc == 0; s++, r++) {
@@ -829,12 +816,12 @@ int cmd_experiment(int argc, char **argv) {
             cfg.seed = (uint64_t)rr->seed;
             cfg.log = log;
             cfg.label = label;
-            cfg.stop = &interrupted;
+            cfg.stop = &stop_requested;
             nn_model m;
             nn_history h;
-            double t0 = now_seconds();
+            double t0 = nn_seconds();
             int trc = nn_train(&cfg, &data, &m, &h);
-            rr->wall_seconds = now_seconds() - t0;
+            rr->wall_seconds = nn_seconds() - t0;
             rr->done = true;
             rr->n = h.n;
             double *buf = nn_xcalloc((size_t)6 * (o.epochs > 0 ? o.epochs : 1), sizeof *buf);
@@ -852,13 +839,13 @@ int cmd_experiment(int argc, char **argv) {
                 rr->lr[e] = h.epochs[e].lr;
                 rr->seconds[e] = h.epochs[e].seconds;
             }
-            if (trc != 0 && (interrupted || strncmp(nn_last_error(), "loss became", 11) != 0)) {
+            if (trc != 0 && (stop_requested || strncmp(nn_last_error(), "loss became", 11) != 0)) {
                 /* Ctrl-C, or a failure that is not the run's own result */
                 rr->done = false;
                 nn_history_free(&h);
                 nn_model_free(&m);
-                if (interrupted)
-                    nn_error("interrupted in run %d of %d (%s, seed %d); the files in %s hold the %d finished runs",
+                if (stop_requested)
+                    nn_error("stop_requested in run %d of %d (%s, seed %d); the files in %s hold the %d finished runs",
                              r + 1, st.n_runs, ec->name, rr->seed, o.out, r);
                 rc = runtime_error();
                 break;
@@ -884,7 +871,7 @@ int cmd_experiment(int argc, char **argv) {
             if (write_all(&st, false) != 0) rc = runtime_error();
         }
     }
-    sigaction(SIGINT, &old_sa, NULL);
+    release_sigint(&old_sa);
     nn_ctx_free(ctx);
     fclose(log);
     if (rc == 0) {

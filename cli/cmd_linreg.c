@@ -98,10 +98,6 @@ static void print_help(void) {
            "Results go to stdout, progress and warnings to stderr.\n");
 }
 
-static bool has_suffix(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
 
 /* Returns 0 to go on, 1 after --help, 2 after a usage error. */
 static int parse_args(int argc, char **argv, linreg_args *a) {
@@ -178,7 +174,7 @@ static int parse_args(int argc, char **argv, linreg_args *a) {
         } else if (strcmp(flag, "--y") == 0) {
             a->y_col = value;
         } else if (strcmp(flag, "--plot") == 0) {
-            if (!has_suffix(value, ".png") && !has_suffix(value, ".svg"))
+            if (!nn_is_picture_path(value))
                 return usage_error(CMD, "--plot: '%s' must end in .png or .svg", value);
             a->plot = value;
         } else if (strcmp(flag, "--graph") == 0) {

@@ -377,11 +377,8 @@ static int parse_args(int argc, char **argv, train_opts *o) {
     o->cfg.sched.step_size = 0;
     if (o->cfg.early_stop > 0 && o->val_split <= 0.0)
         return usage_error(cmd, "--early-stop needs a validation set: add --val-split F");
-    if (o->cfg.plot_path) {
-        const char *dot = strrchr(o->cfg.plot_path, '.');
-        if (!dot || (strcmp(dot, ".png") && strcmp(dot, ".svg")))
-            return usage_error(cmd, "--plot: '%s' must end in .png or .svg", o->cfg.plot_path);
-    }
+    if (o->cfg.plot_path && !nn_is_picture_path(o->cfg.plot_path))
+        return usage_error(cmd, "--plot: '%s' must end in .png or .svg", o->cfg.plot_path);
     return -1;
 }
 
@@ -438,12 +435,6 @@ static int resume_argv(const char *path, int argc, char **argv, char ***out, cha
     return k;
 }
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
 
 /* For the kill-and-resume tests: NN_TEST_RAISE=STEP:SIGNAL makes the run
  * send itself SIGNAL after optimiser step STEP, a point in the run that no
@@ -501,12 +492,9 @@ static int train_with(train_opts *o) {
     if (o->cfg.resume_path) printf("resuming from %s\n", o->cfg.resume_path);
     fflush(stdout);
 
-    /* Ctrl-C: finish the step, write a checkpoint, stop. A second Ctrl-C
-     * kills at once (SA_RESETHAND). */
-    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND}, old_sa;
-    sigemptyset(&sa.sa_mask);
-    stop_requested = 0;
-    sigaction(SIGINT, &sa, &old_sa);
+    /* Ctrl-C: finish the step, write a checkpoint, stop. */
+    struct sigaction old_sa;
+    catch_sigint(&old_sa);
     o->cfg.stop = &stop_requested;
     const char *test_raise = getenv("NN_TEST_RAISE");
     if (test_raise && sscanf(test_raise, "%ld:%d", &raise_at_step, &raise_signal) == 2) {
@@ -516,7 +504,7 @@ static int train_with(train_opts *o) {
     nn_model model = {0};
     nn_history hist;
     int rc = nn_train(&o->cfg, &data, &model, &hist);
-    sigaction(SIGINT, &old_sa, NULL);
+    release_sigint(&old_sa);
     if (rc == 0 && hist.n > 0) {
         const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
         printf("final test accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);

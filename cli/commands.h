@@ -4,6 +4,7 @@
 #ifndef NN_CLI_COMMANDS_H
 #define NN_CLI_COMMANDS_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 int cmd_train(int argc, char **argv);
@@ -27,6 +28,13 @@ int parse_float_flag(const char *cmd, const char *flag, const char *s, double lo
 /* "1024,512" -> widths (each 1..65536, at most max of them; "" or "none" = 0
  * widths); returns the count, or -1 if malformed. */
 int parse_widths(const char *s, int *out, int max);
+
+/* Ctrl-C during a long run: catch_sigint makes the first SIGINT set
+ * stop_requested (cleared here) and restores the default action, so a second
+ * one kills at once; release_sigint puts back the handler saved in *old. */
+extern volatile sig_atomic_t stop_requested;
+void catch_sigint(struct sigaction *old);
+void release_sigint(const struct sigaction *old);
 
 /* Sets the thread count of both OpenMP and OpenBLAS (0 = leave the default). */
 void set_threads(int n);

@@ -68,6 +68,22 @@ int parse_widths(const char *s, int *out, int max) {
     return n;
 }
 
+volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+void catch_sigint(struct sigaction *old) {
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    stop_requested = 0;
+    sigaction(SIGINT, &sa, old);
+}
+
+void release_sigint(const struct sigaction *old) { sigaction(SIGINT, old, NULL); }
+
 void set_threads(int n) {
     if (n <= 0) return;
     omp_set_num_threads(n);

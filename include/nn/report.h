@@ -14,6 +14,11 @@
 
 NN_BEGIN_DECLS
 
+/* Seconds on a monotonic clock (never jumps like wall time): for durations. */
+double nn_seconds(void);
+/* Whether path names a picture nn can draw: .png or .svg, in either case. */
+bool nn_is_picture_path(const char *path);
+
 /* ---- Plots ---------------------------------------------------------------- */
 
 /* One data series: n points (x[i], y[i]). A point with a NaN, infinite or

@@ -12,6 +12,11 @@
 
 #include "nn/error.h"
 
+bool nn_is_picture_path(const char *path) {
+    const char *ext = path ? strrchr(path, '.') : NULL;
+    return ext && (strcasecmp(ext, ".svg") == 0 || strcasecmp(ext, ".png") == 0);
+}
+
 int report_image_format(const char *path) {
     const char *ext = path ? strrchr(path, '.') : NULL;
     if (ext && strcasecmp(ext, ".svg") == 0) return 1;

@@ -11,8 +11,7 @@
 #define BAR_WIDTH 20 /* keeps a typical line under 80 columns */
 #define MIN_REDRAW_INTERVAL 0.1 /* seconds: at most ~10 redraws a second */
 
-/* Seconds on a clock that never jumps (unlike wall time). */
-static double now_seconds(void) {
+double nn_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -25,7 +24,7 @@ void nn_progress_begin(nn_progress *p, const char *label, long total_steps) {
     p->total = total_steps > 0 ? total_steps : 1;
     p->active = p->force_tty || isatty(fileno(out_of(p)));
     p->drawn = 0;
-    p->t_start = now_seconds();
+    p->t_start = nn_seconds();
     p->t_last_draw = 0;
 }
 
@@ -40,7 +39,7 @@ static void format_duration(char *buf, size_t cap, double seconds) {
 
 void nn_progress_update(nn_progress *p, long done, double loss, double images_per_sec) {
     if (!p->active) return;
-    double t = now_seconds();
+    double t = nn_seconds();
     if (done < 0) done = 0;
     if (done > p->total) done = p->total;
     /* The first and the last state are always shown; the rest is throttled. */

@@ -9,12 +9,6 @@
 #include "nn/train.h"
 #include "train/state.h"
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int argmax(const float *v, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
@@ -255,11 +249,11 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
         loader.rng = st.loader_rng;
         nn_loader_start_epoch(&loader);
         loader.pos = (int)(st.batch * B);
-        double t0 = now_seconds() - st.train_seconds, lr = nn_schedule_lr(&sched, st.step > 0 ? st.step - 1 : 0);
+        double t0 = nn_seconds() - st.train_seconds, lr = nn_schedule_lr(&sched, st.step > 0 ? st.step - 1 : 0);
         for (;;) {
             if (cfg->stop && *cfg->stop) {
                 nn_progress_end(&bar);
-                st.train_seconds = now_seconds() - t0;
+                st.train_seconds = nn_seconds() - t0;
                 hold_average(&ema, model, &holds_average, true);
                 if (!cfg->save_path)
                     rc = nn_error("interrupted at epoch %d, step %ld (no --save, so no checkpoint)", st.epoch, st.batch);
@@ -304,13 +298,13 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
             for (int i = 0; i < n; i++) st.correct += argmax(logits->data + (size_t)i * C, C) == labels[i];
             st.seen += n;
             st.batch++;
-            double elapsed = now_seconds() - t0;
+            double elapsed = nn_seconds() - t0;
             nn_progress_update(&bar, st.batch, loss->data[0], elapsed > 0 ? st.seen / elapsed : 0.0);
             if (cfg->on_step) cfg->on_step(cfg->user, st.step);
         }
         if (rc != 0) break;
         nn_progress_end(&bar);
-        double train_seconds = now_seconds() - t0;
+        double train_seconds = nn_seconds() - t0;
         hold_average(&ema, model, &holds_average, true); /* evaluate and save the average */
         nn_epoch_metrics *m = &hist->epochs[hist->n];
         m->epoch = st.epoch;
@@ -324,7 +318,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
             hist->val_acc[hist->n] = nn_evaluate(model, ctx, &data->val, cfg->loss, &hist->val_loss[hist->n], NULL);
             score = hist->val_acc[hist->n];
         }
-        m->seconds = now_seconds() - t0;
+        m->seconds = nn_seconds() - t0;
         hist->n++;
         if (cfg->log) log_epoch(cfg, hist, data->has_val);
         double extra[2] = {hist->val_loss[hist->n - 1], hist->val_acc[hist->n - 1]};
