@@ -124,7 +124,7 @@ static int run_config(const char *name, int epochs, const nn_train_data *data) {
     cfg.label = name;
     nn_model model;
     nn_history h;
-    if (nn_train(&cfg, data, &model, &h) != 0) {
+    if (nn_train(&cfg, data, &model, &h) < 0) {
         fprintf(stderr, "bench: %s\n", nn_last_error());
         return 1;
     }

@@ -820,7 +820,7 @@ int cmd_experiment(int argc, char **argv) {
             nn_model m;
             nn_history h;
             double t0 = nn_seconds();
-            int trc = nn_train(&cfg, &data, &m, &h);
+            nn_train_status trc = nn_train(&cfg, &data, &m, &h);
             rr->wall_seconds = nn_seconds() - t0;
             rr->done = true;
             rr->n = h.n;
@@ -839,18 +839,18 @@ int cmd_experiment(int argc, char **argv) {
                 rr->lr[e] = h.epochs[e].lr;
                 rr->seconds[e] = h.epochs[e].seconds;
             }
-            if (trc != 0 && (stop_requested || strncmp(nn_last_error(), "loss became", 11) != 0)) {
+            if (trc < 0 && trc != NN_TRAIN_DIVERGED) {
                 /* Ctrl-C, or a failure that is not the run's own result */
                 rr->done = false;
                 nn_history_free(&h);
                 nn_model_free(&m);
-                if (stop_requested)
-                    nn_error("stop_requested in run %d of %d (%s, seed %d); the files in %s hold the %d finished runs",
+                if (trc == NN_TRAIN_INTERRUPTED)
+                    nn_error("interrupted in run %d of %d (%s, seed %d); the files in %s hold the %d finished runs",
                              r + 1, st.n_runs, ec->name, rr->seed, o.out, r);
                 rc = runtime_error();
                 break;
             }
-            if (trc != 0) {
+            if (trc == NN_TRAIN_DIVERGED) {
                 /* The loss blew up: a result of the study, not an error. */
                 rr->diverged = true;
                 rr->final_train_acc = NAN;

@@ -503,9 +503,9 @@ static int train_with(train_opts *o) {
     }
     nn_model model = {0};
     nn_history hist;
-    int rc = nn_train(&o->cfg, &data, &model, &hist);
+    nn_train_status rc = nn_train(&o->cfg, &data, &model, &hist);
     release_sigint(&old_sa);
-    if (rc == 0 && hist.n > 0) {
+    if (rc >= 0 && hist.n > 0) {
         const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
         printf("final test accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);
         /* With a validation set the model ends on its best epoch's weights. */
@@ -521,9 +521,9 @@ static int train_with(train_opts *o) {
     nn_history_free(&hist);
     nn_model_free(&model);
     nn_train_data_free(&data);
-    if (rc == 0) return 0;
+    if (rc >= 0) return 0;
     runtime_error();
-    return stop_requested ? 130 : 1;
+    return rc == NN_TRAIN_INTERRUPTED ? 130 : 1;
 }
 
 int cmd_train(int argc, char **argv) {

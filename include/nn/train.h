@@ -19,6 +19,8 @@ NN_BEGIN_DECLS
 
 typedef enum nn_loss_kind { NN_LOSS_CE, NN_LOSS_MSE } nn_loss_kind;
 
+typedef struct nn_history nn_history; /* below */
+
 typedef struct nn_train_config {
     const char *spec;  /* the model, e.g. "flatten linear(1024) relu linear(10)" (nn/model.h) */
     nn_loss_kind loss; /* mse: mean squared error of softmax(logits) against one-hot targets */
@@ -50,6 +52,9 @@ typedef struct nn_train_config {
     /* Called after every optimiser step with the number of steps taken so
      * far in the whole run (1, 2, ...). May be NULL. */
     void (*on_step)(void *user, long step);
+    /* Called after every epoch's evaluation with the history so far (the
+     * epoch just finished is h->epochs[h->n - 1]). May be NULL. */
+    void (*on_epoch)(void *user, const nn_history *h);
     void *user;
 } nn_train_config;
 
@@ -61,22 +66,31 @@ typedef struct nn_train_data {
     float mean, std;
 } nn_train_data;
 
-typedef struct nn_history {
+struct nn_history { /* the run's epochs so far */
     int n;                  /* epochs run */
     nn_epoch_metrics *epochs;
     double *val_loss, *val_acc; /* per epoch, when there is a validation set */
     int best_epoch;         /* by validation accuracy if any, else test accuracy (1-based) */
     bool stopped_early;
-} nn_history;
+};
+
+/* How a run ended. Failures are negative, and each sets the error. */
+typedef enum nn_train_status {
+    NN_TRAIN_FINISHED = 0,      /* all the epochs ran */
+    NN_TRAIN_STOPPED_EARLY = 1, /* early stopping: no validation improvement for early_stop epochs */
+    NN_TRAIN_INTERRUPTED = -1,  /* *cfg->stop was set; save_path holds a resumable checkpoint if given */
+    NN_TRAIN_DIVERGED = -2,     /* the loss became NaN or infinite; save_path keeps the last good epoch */
+    NN_TRAIN_FAILED = -3,       /* bad input or a failed read or write */
+} nn_train_status;
 
 /* Trains a freshly initialised model (cfg->seed decides initialisation,
  * shuffling, augmentation and dropout), or resumes one (the file's spec must
- * be cfg->spec's). Returns 0, or -1 with the error set
- * (a failed write, a loss that became NaN, a stop request). The model is left
+ * be cfg->spec's). Returns how the run ended (failures, negative, set the
+ * error: a failed write, a loss that became NaN, a stop request). The model is left
  * with the final weights, or with the best ones by validation accuracy when
  * there is a validation set; save_path then holds the same. While running,
  * save_path holds a resumable checkpoint after every epoch. */
-int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist);
+nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist);
 void nn_history_free(nn_history *h);
 
 /* Evaluates on a whole dataset without recording gradients; returns the

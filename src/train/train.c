@@ -166,7 +166,7 @@ static int check_resumed_spec(const nn_train_config *cfg, const nn_model *model,
     return 0;
 }
 
-int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist) {
+nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist) {
     const nn_dataset *train = &data->train;
     int B = cfg->batch_size;
     const int in_shape[3] = {1, train->rows, train->cols};
@@ -185,14 +185,14 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
         if (train_state_load(cfg->resume_path, model, &st, hist, cfg->epochs, &resumed) != 0) {
             nn_loader_free(&loader);
             nn_history_free(hist);
-            return -1;
+            return NN_TRAIN_FAILED;
         }
         if (check_resumed_spec(cfg, model, in_shape) != 0) {
             nn_st_free(&resumed);
             nn_model_free(model);
             nn_loader_free(&loader);
             nn_history_free(hist);
-            return -1;
+            return NN_TRAIN_FAILED;
         }
     } else {
         nn_rng init_rng;
@@ -200,7 +200,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
         if (nn_model_init(model, cfg->spec, in_shape, NN_DATA_CLASSES, &init_rng) != 0) {
             nn_loader_free(&loader);
             nn_history_free(hist);
-            return -1;
+            return NN_TRAIN_FAILED;
         }
         model->input_mean = data->mean;
         model->input_std = data->std;
@@ -226,6 +226,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
         holds_average = true;
     }
     int C = model->classes;
+    nn_train_status failure = NN_TRAIN_FAILED; /* what a non-zero rc means */
     /* Augmentation distorts the batch in place; its scratch is made once. */
     bool augment = !nn_augment_is_identity(&cfg->augment);
     float *augment_scratch =
@@ -255,6 +256,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
                 nn_progress_end(&bar);
                 st.train_seconds = nn_seconds() - t0;
                 hold_average(&ema, model, &holds_average, true);
+                failure = NN_TRAIN_INTERRUPTED;
                 if (!cfg->save_path)
                     rc = nn_error("interrupted at epoch %d, step %ld (no --save, so no checkpoint)", st.epoch, st.batch);
                 else if (train_state_save(cfg->save_path, cfg, model, &opt, &st, hist, data->has_val, best_params,
@@ -262,7 +264,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
                     rc = nn_error("interrupted at epoch %d, step %ld; checkpoint saved: resume with "
                                   "nn train --resume %s", st.epoch, st.batch, cfg->save_path);
                 else
-                    rc = -1;
+                    rc = -1, failure = NN_TRAIN_FAILED; /* the checkpoint could not be written */
                 break;
             }
             nn_ctx_reset(ctx);
@@ -281,6 +283,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
                 rc = nn_error("loss became %s at epoch %d, step %ld; stopping (try a smaller --lr)%s%s",
                               isnan(loss->data[0]) ? "NaN" : "infinite", st.epoch, st.batch + 1,
                               kept ? "; the last good checkpoint is " : "", kept ? cfg->save_path : "");
+                failure = NN_TRAIN_DIVERGED;
                 break;
             }
             nn_params_zero_grad(&model->params);
@@ -321,6 +324,7 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
         m->seconds = nn_seconds() - t0;
         hist->n++;
         if (cfg->log) log_epoch(cfg, hist, data->has_val);
+        if (cfg->on_epoch) cfg->on_epoch(cfg->user, hist);
         double extra[2] = {hist->val_loss[hist->n - 1], hist->val_acc[hist->n - 1]};
         if (metrics && nn_metrics_write(metrics, m, extra) != 0) rc = -1;
         if (score > st.best) {
@@ -366,7 +370,8 @@ int nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *mo
     nn_ctx_free(ctx);
     nn_optim_free(&opt);
     nn_loader_free(&loader);
-    return rc;
+    if (rc != 0) return failure;
+    return hist->stopped_early ? NN_TRAIN_STOPPED_EARLY : NN_TRAIN_FINISHED;
 }
 
 int nn_train_data_load(nn_train_data *d, const char *dir, int train_limit, float val_split) {

@@ -1,0 +1,185 @@
+/* nn_train in-process, on a small synthetic dataset that a linear model can
+ * learn (class c lights up row c of an 10x10 image): how each run ends
+ * (finished, stopped early, interrupted, diverged, failed), the callbacks,
+ * and a resume that continues bit for bit. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "nn/train.h"
+
+#define SIDE 10
+
+static void make_split(nn_dataset *d, int n, uint64_t seed) {
+    nn_rng r;
+    nn_rng_seed(&r, seed, 9);
+    d->n = n, d->rows = SIDE, d->cols = SIDE;
+    d->images = malloc((size_t)n * SIDE * SIDE);
+    d->labels = malloc((size_t)n);
+    for (int i = 0; i < n; i++) {
+        int c = (int)nn_rng_below(&r, NN_DATA_CLASSES);
+        d->labels[i] = (uint8_t)c;
+        for (int p = 0; p < SIDE * SIDE; p++) {
+            int noise = (int)nn_rng_below(&r, 60);
+            d->images[(size_t)i * SIDE * SIDE + p] = (uint8_t)(p / SIDE == c ? 195 + noise : noise);
+        }
+    }
+}
+
+static nn_train_data data(bool with_val) {
+    nn_train_data d = {0};
+    make_split(&d.train, 600, 1);
+    make_split(&d.test, 200, 2);
+    if (with_val) {
+        make_split(&d.val, 200, 3);
+        d.has_val = true;
+    }
+    nn_dataset_mean_std(&d.train, &d.mean, &d.std);
+    return d;
+}
+
+static nn_train_config config(void) {
+    nn_train_config c = {0};
+    c.spec = "flatten linear(10)";
+    c.loss = NN_LOSS_CE;
+    c.opt = nn_optim_defaults(NN_OPT_SGD);
+    c.sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 0.1f};
+    c.batch_size = 50;
+    c.epochs = 3;
+    c.seed = 4;
+    return c;
+}
+
+typedef struct counter {
+    long steps, epochs, stop_at;
+    volatile sig_atomic_t *stop;
+    double last_test_acc;
+} counter;
+
+static void count_step(void *user, long step) {
+    counter *c = user;
+    c->steps = step;
+    if (c->stop && step == c->stop_at) *c->stop = 1;
+}
+
+static void count_epoch(void *user, const nn_history *h) {
+    counter *c = user;
+    c->epochs++;
+    c->last_test_acc = h->epochs[h->n - 1].test_acc;
+}
+
+static char path_buf[2][128];
+static const char *tmp_path(int i, const char *name) {
+    snprintf(path_buf[i], sizeof path_buf[i], "/tmp/nn_test_train_%d_%s", (int)getpid(), name);
+    return path_buf[i];
+}
+
+static void test_finished_with_callbacks(void) {
+    nn_train_data d = data(false);
+    nn_train_config c = config();
+    counter n = {0};
+    c.on_step = count_step, c.on_epoch = count_epoch, c.user = &n;
+    nn_model m;
+    nn_history h;
+    CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_FINISHED);
+    CHECK(h.n == 3 && n.epochs == 3 && n.steps == 3 * 12);
+    CHECKF(n.last_test_acc > 0.95, "test accuracy %.3f", n.last_test_acc);
+    CHECK(n.last_test_acc == h.epochs[2].test_acc);
+    nn_history_free(&h);
+    nn_model_free(&m);
+    nn_train_data_free(&d);
+}
+
+static void test_stopped_early(void) {
+    nn_train_data d = data(true);
+    nn_train_config c = config();
+    c.sched.base_lr = 0.0f; /* nothing improves after the first epoch */
+    c.epochs = 6;
+    c.early_stop = 2;
+    nn_model m;
+    nn_history h;
+    CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_STOPPED_EARLY);
+    CHECK(h.n == 3 && h.stopped_early && h.best_epoch == 1);
+    nn_history_free(&h);
+    nn_model_free(&m);
+    nn_train_data_free(&d);
+}
+
+static void test_diverged(void) {
+    nn_train_data d = data(false);
+    nn_train_config c = config();
+    c.spec = "flatten linear(16) relu linear(10)";
+    c.sched.base_lr = 1e30f; /* the weights' product overflows */
+    nn_model m;
+    nn_history h;
+    CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_DIVERGED);
+    CHECKF(strstr(nn_last_error(), "loss became"), "%s", nn_last_error());
+    nn_history_free(&h);
+    nn_model_free(&m);
+    nn_train_data_free(&d);
+}
+
+static void test_failed(void) {
+    nn_train_data d = data(false);
+    nn_train_config c = config();
+    nn_model m;
+    nn_history h;
+    c.spec = "flatten linear(7)"; /* not one score per class */
+    CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_FAILED);
+    CHECKF(strstr(nn_last_error(), "10 classes"), "%s", nn_last_error());
+    nn_history_free(&h);
+    c = config();
+    c.save_path = "/nonexistent-dir/m.safetensors";
+    CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_FAILED);
+    CHECKF(strstr(nn_last_error(), "/nonexistent-dir/m.safetensors"), "%s", nn_last_error());
+    nn_history_free(&h);
+    nn_model_free(&m);
+    nn_train_data_free(&d);
+}
+
+/* Interrupted after step 20 (epoch 2), then resumed: the same weights as a
+ * run that was never interrupted. */
+static void test_interrupted_then_resumed(void) {
+    nn_train_data d = data(false);
+    nn_train_config c = config();
+    c.spec = "flatten dropout(0.2) linear(16) relu linear(10)";
+    c.opt = nn_optim_defaults(NN_OPT_ADAM);
+    c.sched.base_lr = 1e-2f;
+    nn_model full, part, resumed;
+    nn_history h;
+    CHECK(nn_train(&c, &d, &full, &h) == NN_TRAIN_FINISHED);
+    nn_history_free(&h);
+
+    volatile sig_atomic_t stop = 0;
+    counter n = {.stop_at = 20, .stop = &stop};
+    nn_train_config ci = c;
+    ci.save_path = tmp_path(0, "int.safetensors");
+    ci.stop = &stop, ci.on_step = count_step, ci.user = &n;
+    CHECK(nn_train(&ci, &d, &part, &h) == NN_TRAIN_INTERRUPTED);
+    CHECKF(strstr(nn_last_error(), "interrupted at epoch 2, step 8"), "%s", nn_last_error());
+    nn_history_free(&h);
+    nn_model_free(&part);
+
+    nn_train_config cr = c;
+    cr.resume_path = ci.save_path;
+    CHECK(nn_train(&cr, &d, &resumed, &h) == NN_TRAIN_FINISHED);
+    CHECK(h.n == 3);
+    CHECK(resumed.params.count == full.params.count &&
+          memcmp(resumed.params.data, full.params.data, full.params.count * sizeof(float)) == 0);
+    nn_history_free(&h);
+    nn_model_free(&resumed);
+
+    /* Interrupted without a checkpoint to write: still an interruption. */
+    stop = 0;
+    ci.save_path = NULL;
+    CHECK(nn_train(&ci, &d, &part, &h) == NN_TRAIN_INTERRUPTED);
+    CHECKF(strstr(nn_last_error(), "no --save"), "%s", nn_last_error());
+    nn_history_free(&h);
+    nn_model_free(&part);
+    unlink(tmp_path(0, "int.safetensors"));
+    nn_model_free(&full);
+    nn_train_data_free(&d);
+}
+
+TEST_MAIN(TEST(test_finished_with_callbacks), TEST(test_stopped_early), TEST(test_diverged), TEST(test_failed),
+          TEST(test_interrupted_then_resumed))
