@@ -20,17 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "nn/train.h"
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Best-of-5 GFLOP/s of C[M,N] = A[M,K] B[N,K]^T. */
 static double sgemm_gflops(int M, int N, int K) {

@@ -364,6 +364,25 @@ static void test_ops(void) {
 
 /* ---- MLP: Linear -> LayerNorm -> GELU, twice, then Linear -> cross-entropy -- */
 
+/* The fixture's "<prefix>.<name>" tensors as parameters named <name>
+ * (weights, with 2 or more dimensions, decayed); -1 when one is missing. */
+static int load_params(const nn_safetensors *st, const char *prefix, const char *const *names, int n,
+                       nn_params *params, nn_tensor **p) {
+    char name[128];
+    for (int i = 0; i < n; i++) {
+        int shape[NN_ST_MAX_DIMS];
+        snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
+        int ndim = fixture_shape(st, name, shape);
+        if (ndim < 1) return -1;
+        p[i] = nn_params_add(params, names[i], ndim, shape, ndim > 1);
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, names[i]);
+        fixture_fill(st, name, p[i]);
+    }
+    return 0;
+}
+
 static const char *const mlp_params[] = {"fc1.weight", "fc1.bias", "ln1.weight", "ln1.bias", "fc2.weight",
                                          "fc2.bias",   "ln2.weight", "ln2.bias", "fc3.weight", "fc3.bias"};
 #define MLP_N_PARAMS (int)(sizeof mlp_params / sizeof mlp_params[0])
@@ -376,17 +395,7 @@ static void test_mlp(void) {
     nn_params params;
     nn_params_init(&params);
     nn_tensor *p[MLP_N_PARAMS];
-    for (int i = 0; i < MLP_N_PARAMS; i++) {
-        int shape[NN_ST_MAX_DIMS];
-        snprintf(name, sizeof name, "mlp.%s", mlp_params[i]);
-        int ndim = fixture_shape(&st, name, shape);
-        if (ndim < 1) goto done;
-        p[i] = nn_params_add(&params, mlp_params[i], ndim, shape, ndim == 2);
-    }
-    for (int i = 0; i < MLP_N_PARAMS; i++) {
-        snprintf(name, sizeof name, "mlp.%s", mlp_params[i]);
-        fixture_fill(&st, name, p[i]);
-    }
+    if (load_params(&st, "mlp", mlp_params, MLP_N_PARAMS, &params, p) != 0) goto done;
     int xshape[NN_ST_MAX_DIMS];
     if (fixture_shape(&st, "mlp.x", xshape) != 2) goto done;
     size_t n_labels = 0;
@@ -444,17 +453,7 @@ static void test_cnn(void) {
     nn_params params;
     nn_params_init(&params);
     nn_tensor *p[CNN_N_PARAMS];
-    for (int i = 0; i < CNN_N_PARAMS; i++) {
-        int shape[NN_ST_MAX_DIMS];
-        snprintf(name, sizeof name, "cnn.%s", cnn_params[i]);
-        int ndim = fixture_shape(&st, name, shape);
-        if (ndim < 1) goto done;
-        p[i] = nn_params_add(&params, cnn_params[i], ndim, shape, ndim > 1);
-    }
-    for (int i = 0; i < CNN_N_PARAMS; i++) {
-        snprintf(name, sizeof name, "cnn.%s", cnn_params[i]);
-        fixture_fill(&st, name, p[i]);
-    }
+    if (load_params(&st, "cnn", cnn_params, CNN_N_PARAMS, &params, p) != 0) goto done;
     int xshape[NN_ST_MAX_DIMS];
     if (fixture_shape(&st, "cnn.x", xshape) != 4) goto done;
     CHECK(p[2]->shape[0] <= 16 && p[8]->shape[0] <= 16);
