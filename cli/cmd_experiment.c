@@ -9,7 +9,6 @@
  * batches (dropout on, weights still moving); the final train-test gap in the
  * table uses the exact train accuracy instead, evaluated on the whole
  * training set in evaluation mode after the last epoch. */
-#define _GNU_SOURCE /* fopencookie: the ETA on each progress line */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -303,15 +302,15 @@ static int parse_args(int argc, char **argv, exp_opts *o) {
 
 /* ---- Progress with an ETA ----------------------------------------------------- */
 
-/* nn_train writes one line per epoch to cfg.log. The study hands it this
- * stream, which passes each line on to stderr with the time left for the
- * whole study appended (from the average time per epoch so far). */
+/* nn_train reports each epoch through on_epoch; the study prints it as one
+ * line on stderr with the time left for the whole study (from the average
+ * time per epoch so far). */
 typedef struct eta_log {
     FILE *out;
-    char line[1024];
-    size_t len;
+    const char *label; /* "[3/24] adamw seed 1 epoch" */
+    int epochs;        /* per run */
     double t0;
-    long done, total; /* epochs, over all runs */
+    long done, total;  /* epochs, over all runs */
 } eta_log;
 
 /* "1h02m", "12m05s", "42s" */
@@ -323,34 +322,17 @@ static const char *fmt_duration(double s, char *buf, size_t cap) {
     return buf;
 }
 
-static void eta_flush_line(eta_log *e) {
-    e->line[e->len] = '\0';
-    if (strstr(e->line, "train loss")) {
-        e->done++;
-        double elapsed = nn_seconds() - e->t0;
-        char a[32], b[32];
-        fprintf(e->out, "%s  [%s elapsed, ETA %s]\n", e->line, fmt_duration(elapsed, a, sizeof a),
-                fmt_duration(elapsed / (double)e->done * (double)(e->total - e->done), b, sizeof b));
-    } else {
-        fprintf(e->out, "%s\n", e->line);
-    }
+static void eta_epoch(void *user, const nn_history *h) {
+    eta_log *e = user;
+    const nn_epoch_metrics *m = &h->epochs[h->n - 1];
+    e->done++;
+    double elapsed = nn_seconds() - e->t0;
+    char a[32], b[32];
+    fprintf(e->out, "%s %2d/%d  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  %.1f s  [%s elapsed, ETA %s]\n",
+            e->label, m->epoch, e->epochs, m->train_loss, 100 * m->train_acc, m->test_loss, 100 * m->test_acc,
+            m->seconds, fmt_duration(elapsed, a, sizeof a),
+            fmt_duration(elapsed / (double)e->done * (double)(e->total - e->done), b, sizeof b));
     fflush(e->out);
-    e->len = 0;
-}
-
-static ssize_t eta_write(void *cookie, const char *buf, size_t n) {
-    eta_log *e = cookie;
-    for (size_t i = 0; i < n; i++) {
-        if (buf[i] == '\n' || e->len == sizeof e->line - 1) eta_flush_line(e);
-        if (buf[i] != '\n') e->line[e->len++] = buf[i];
-    }
-    return (ssize_t)n;
-}
-
-static int eta_close(void *cookie) {
-    eta_log *e = cookie;
-    if (e->len) eta_flush_line(e);
-    return 0;
 }
 
 /* ---- Results ------------------------------------------------------------------ */
@@ -771,13 +753,8 @@ int cmd_experiment(int argc, char **argv) {
 
     st.n_runs = o.n_selected * o.seeds;
     st.runs = nn_xcalloc((size_t)st.n_runs, sizeof *st.runs);
-    eta_log eta = {.out = stderr, .t0 = nn_seconds(), .total = (long)st.n_runs * o.epochs};
-    FILE *log = fopencookie(&eta, "w", (cookie_io_functions_t){.write = eta_write, .close = eta_close});
-    if (!log) {
-        rc = runtime_error();
-        goto done;
-    }
-    setvbuf(log, NULL, _IOLBF, 0);
+    eta_log eta = {.out = stderr, .epochs = o.epochs, .t0 = nn_seconds(), .total = (long)st.n_runs * o.epochs};
+    FILE *log = stderr;
     fprintf(stderr, "nn experiment: %d configuration%s x %d seed%s = %d runs of %d epochs; %s, %d train images, "
                     "batch %d; results in %s/\n",
             o.n_selected, o.n_selected > 1 ? "s" : "", o.seeds, o.seeds > 1 ? "s" : "", st.n_runs, o.epochs, st.arch,
@@ -814,7 +791,9 @@ int cmd_experiment(int argc, char **argv) {
             cfg.batch_size = o.batch_size;
             cfg.epochs = o.epochs;
             cfg.seed = (uint64_t)rr->seed;
-            cfg.log = log;
+            eta.label = label;
+            cfg.on_epoch = eta_epoch;
+            cfg.user = &eta;
             cfg.label = label;
             cfg.stop = &stop_requested;
             nn_model m;
@@ -873,7 +852,6 @@ int cmd_experiment(int argc, char **argv) {
     }
     release_sigint(&old_sa);
     nn_ctx_free(ctx);
-    fclose(log);
     if (rc == 0) {
         fflush(stderr);
         if (write_results_md(&st, true) != 0) {
