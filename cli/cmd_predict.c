@@ -57,22 +57,15 @@ int cmd_predict(int argc, char **argv) {
     }
     if (top > classes) top = classes;
     nn_ctx *ctx = nn_ctx_new(0);
-    nn_set_grad_enabled(ctx, false);
-    nn_set_training(ctx, false);
     int rc = 0;
     for (int i = optind; i < argc; i++) {
-        nn_ctx_reset(ctx);
-        nn_tensor *x = nn_input(ctx, "x", 4, (int[]){1, 1, 28, 28});
-        if (nn_image_load_mnist(argv[i], x->data) != 0) {
+        float pixels[NN_MNIST_PIXELS], p[64];
+        if (nn_image_load_mnist(argv[i], pixels) != 0) {
             rc = runtime_error();
             continue;
         }
-        for (int k = 0; k < NN_MNIST_PIXELS; k++) x->data[k] = (x->data[k] - model.input_mean) / model.input_std;
-        const float *p = nn_softmax(ctx, nn_model_forward(&model, ctx, x, NULL))->data;
+        int best = nn_model_predict(&model, ctx, pixels, p);
         bool used[64] = {false};
-        int best = 0;
-        for (int k = 1; k < classes; k++)
-            if (p[k] > p[best]) best = k;
         printf("%s: %d  (", argv[i], best);
         for (int t = 0; t < top; t++) {
             int arg = -1;

@@ -19,30 +19,25 @@ int main(int argc, char **argv) {
         fprintf(stderr, "infer: %s\n", nn_last_error());
         return 1;
     }
-    if (model.in_shape[0] != 1 || model.in_shape[1] != NN_MNIST_SIDE || model.in_shape[2] != NN_MNIST_SIDE) {
-        fprintf(stderr, "infer: %s: the model does not take 28x28 images\n", argv[1]);
+    if (model.in_shape[0] != 1 || model.in_shape[1] != NN_MNIST_SIDE || model.in_shape[2] != NN_MNIST_SIDE ||
+        model.classes > NN_DATA_CLASSES) {
+        fprintf(stderr, "infer: %s: not a model of 28x28 images into at most %d classes\n", argv[1], NN_DATA_CLASSES);
         nn_model_free(&model);
         return 1;
     }
-    nn_ctx *ctx = nn_ctx_new(0);
-    nn_set_grad_enabled(ctx, false); /* inference: record nothing */
-    nn_set_training(ctx, false);     /* dropout off, BatchNorm on its running statistics */
+    nn_ctx *ctx = nn_ctx_new(0); /* the arena the forward pass runs in */
     int rc = 0;
     for (int i = 2; i < argc; i++) {
-        nn_ctx_reset(ctx);
-        nn_tensor *x = nn_input(ctx, "x", 4, (int[]){1, 1, NN_MNIST_SIDE, NN_MNIST_SIDE});
-        if (nn_image_load_mnist(argv[i], x->data) != 0) {
+        float pixels[NN_MNIST_PIXELS], probs[NN_DATA_CLASSES];
+        if (nn_image_load_mnist(argv[i], pixels) != 0) {
             fprintf(stderr, "infer: %s\n", nn_last_error());
             rc = 1;
             continue;
         }
-        /* The normalisation the model was trained with. */
-        for (size_t k = 0; k < x->size; k++) x->data[k] = (x->data[k] - model.input_mean) / model.input_std;
-        const float *p = nn_softmax(ctx, nn_model_forward(&model, ctx, x, NULL))->data;
-        int best = 0;
-        for (int k = 1; k < model.classes; k++)
-            if (p[k] > p[best]) best = k;
-        printf("%s: %d (%.1f%%)\n", argv[i], best, 100.0 * p[best]);
+        /* Normalised as in training, evaluation mode (dropout off, BatchNorm
+         * on its running statistics), softmax. */
+        int digit = nn_model_predict(&model, ctx, pixels, probs);
+        printf("%s: %d (%.1f%%)\n", argv[i], digit, 100.0 * probs[digit]);
     }
     nn_ctx_free(ctx);
     nn_model_free(&model);

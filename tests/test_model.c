@@ -207,6 +207,34 @@ static void test_checkpoint_round_trip(void) {
     nn_model_free(&m);
 }
 
+/* nn_model_predict: the model's normalisation, evaluation mode, softmax;
+ * the context's settings come back as they were. */
+static void test_predict(void) {
+    nn_model m;
+    nn_rng r;
+    nn_rng_seed(&r, 2, 2);
+    CHECK(nn_model_init(&m, CNN, MNIST, 10, &r) == 0);
+    m.input_mean = 0.1f, m.input_std = 0.3f;
+    float pixels[784], probs[10];
+    for (int i = 0; i < 784; i++) pixels[i] = nn_rng_uniform(&r);
+    nn_ctx *ctx = nn_ctx_new(0);
+    int best = nn_model_predict(&m, ctx, pixels, probs);
+    CHECK(nn_training(ctx) && nn_grad_enabled(ctx));
+    nn_set_training(ctx, false);
+    nn_tensor *x = nn_input(ctx, "x", 4, (int[]){1, 1, 28, 28});
+    for (int i = 0; i < 784; i++) x->data[i] = (pixels[i] - 0.1f) / 0.3f;
+    const float *want = nn_softmax(ctx, nn_model_forward(&m, ctx, x, NULL))->data;
+    double sum = 0.0;
+    for (int k = 0; k < 10; k++) {
+        CHECK(probs[k] == want[k]);
+        CHECK(probs[k] <= probs[best]);
+        sum += probs[k];
+    }
+    CHECK_NEAR(sum, 1.0, 1e-5);
+    nn_ctx_free(ctx);
+    nn_model_free(&m);
+}
+
 /* A checkpoint written by the release before the general model (MLP
  * metadata, no spec) still loads, and gives the test accuracy that release
  * printed when it trained it (74.59% after 2 epochs on 3000 images). */
@@ -232,4 +260,4 @@ static void test_previous_release_checkpoint(void) {
 }
 
 TEST_MAIN(TEST(test_reference_specs), TEST(test_shapes_and_options), TEST(test_spec_errors),
-          TEST(test_checkpoint_round_trip), TEST(test_previous_release_checkpoint))
+          TEST(test_checkpoint_round_trip), TEST(test_predict), TEST(test_previous_release_checkpoint))

@@ -108,6 +108,13 @@ void nn_model_free(nn_model *m);
  * updates batch statistics; dropout_rng may be NULL in evaluation mode. */
 nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
 
+/* Classifies one image: pixels are the C*H*W values of one example in [0, 1]
+ * (as nn_image_load_mnist gives them); they are normalised with the model's
+ * input_mean/input_std and run in evaluation mode without gradients (the
+ * context's settings are restored). Writes the classes' probabilities into
+ * probs and returns the most probable class. */
+int nn_model_predict(nn_model *m, nn_ctx *ctx, const float *pixels, float *probs);
+
 /* The model's spec in canonical form (defaults left out): writes at most
  * cap bytes and returns buf. */
 char *nn_model_spec(const nn_model *m, char *buf, size_t cap);

@@ -229,6 +229,23 @@ nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *drop
     return h;
 }
 
+int nn_model_predict(nn_model *m, nn_ctx *ctx, const float *pixels, float *probs) {
+    bool grad = nn_set_grad_enabled(ctx, false), training = nn_set_training(ctx, false);
+    nn_ctx_reset(ctx);
+    nn_tensor *x = nn_input(ctx, "x", 4, (int[]){1, m->in_shape[0], m->in_shape[1], m->in_shape[2]});
+    for (size_t k = 0; k < x->size; k++) x->data[k] = (pixels[k] - m->input_mean) / m->input_std;
+    const float *p = nn_softmax(ctx, nn_model_forward(m, ctx, x, NULL))->data;
+    int best = 0;
+    for (int k = 0; k < m->classes; k++) {
+        probs[k] = p[k];
+        if (p[k] > p[best]) best = k;
+    }
+    nn_ctx_reset(ctx);
+    nn_set_grad_enabled(ctx, grad);
+    nn_set_training(ctx, training);
+    return best;
+}
+
 char *nn_model_spec(const nn_model *m, char *buf, size_t cap) {
     size_t pos = 0;
     buf[0] = 0;
