@@ -32,8 +32,8 @@ static int window(const char *layer, const char *axis, int in, int k, int stride
 }
 
 /* Infers the output shape of layer l from its input shape; -1 with an error
- * naming the layer when it does not fit. Counts parameters into *params. */
-static int infer(nn_layer *l, int index, long *params) {
+ * naming the layer when it does not fit. */
+static int infer(nn_layer *l, int index) {
     char text[96], in[48];
     nn_layer_str(l, text, sizeof text);
     char where[128];
@@ -46,7 +46,6 @@ static int infer(nn_layer *l, int index, long *params) {
     case NN_LAYER_LINEAR:
         if (image)
             return nn_error("%s: its input is %s; add flatten before a linear layer", where, in);
-        *params += (long)l->out * l->in_shape[0] + l->out;
         l->out_shape[0] = l->out;
         break;
     case NN_LAYER_CONV:
@@ -59,16 +58,11 @@ static int infer(nn_layer *l, int index, long *params) {
         if (window(where, "height", l->in_shape[1], l->kernel, l->stride, pad, &l->out_shape[1]) ||
             window(where, "width", l->in_shape[2], l->kernel, l->stride, pad, &l->out_shape[2]))
             return -1;
-        if (l->kind == NN_LAYER_CONV) {
-            *params += (long)l->out * l->in_shape[0] * l->kernel * l->kernel + l->out;
-            l->out_shape[0] = l->out;
-        }
+        if (l->kind == NN_LAYER_CONV) l->out_shape[0] = l->out;
         break;
     }
-    case NN_LAYER_BATCHNORM: *params += 2L * l->in_shape[0]; break;
     case NN_LAYER_LAYERNORM:
         if (image) return nn_error("%s: normalises features, but its input is %s (use batchnorm after a conv)", where, in);
-        *params += 2L * l->in_shape[0];
         break;
     case NN_LAYER_FLATTEN:
         l->out_ndim = 1;
@@ -80,8 +74,30 @@ static int infer(nn_layer *l, int index, long *params) {
     if (shape_size(l->out_ndim, l->out_shape) > MAX_ACTIVATION_FLOATS)
         return nn_error("%s: its output of %ld values per image is too large", where,
                         shape_size(l->out_ndim, l->out_shape));
-    if (*params > MAX_PARAMS_FLOATS) return nn_error("%s: the model has more than %ld parameters", where, MAX_PARAMS_FLOATS);
     return 0;
+}
+
+/* Learned and state floats of a layer, from its plan (the model need not be built). */
+static void layer_counts(const nn_layer *l, size_t *learned, size_t *state) {
+    nn_layer_tensor t[5];
+    int n = nn_layer_tensors(l, t);
+    *learned = *state = 0;
+    for (int k = 0; k < n; k++) {
+        size_t size = 1;
+        for (int d = 0; d < t[k].ndim; d++) size *= (size_t)t[k].shape[d];
+        *(t[k].learned ? learned : state) += size;
+    }
+}
+
+/* Parameter names: fc1, conv1, bn1, ln1, ... numbered along the network per kind. */
+static const char *name_prefix(nn_layer_kind kind) {
+    switch (kind) {
+    case NN_LAYER_LINEAR: return "fc";
+    case NN_LAYER_CONV: return "conv";
+    case NN_LAYER_BATCHNORM: return "bn";
+    case NN_LAYER_LAYERNORM: return "ln";
+    default: return NULL;
+    }
 }
 
 int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int classes) {
@@ -95,25 +111,24 @@ int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int clas
     m->n_layers = n;
     m->input_std = 1.0f;
     int ndim = 3, shape[3] = {in_shape[0], in_shape[1], in_shape[2]};
-    int count[4] = {0}; /* fc, conv, bn, ln */
-    long params = 0;
+    int count[NN_LAYER_FLATTEN + 1] = {0}; /* layers with parameters so far, per kind */
+    size_t floats = 0;
     for (int i = 0; i < n; i++) {
         nn_layer *l = &m->layers[i];
         l->in_ndim = ndim;
         memcpy(l->in_shape, shape, sizeof shape);
-        if (infer(l, i, &params) != 0) return -1;
+        if (infer(l, i) != 0) return -1;
         ndim = l->out_ndim;
         memcpy(shape, l->out_shape, sizeof shape);
-        const char *prefix = l->kind == NN_LAYER_LINEAR      ? "fc"
-                             : l->kind == NN_LAYER_CONV      ? "conv"
-                             : l->kind == NN_LAYER_BATCHNORM ? "bn"
-                             : l->kind == NN_LAYER_LAYERNORM ? "ln"
-                                                             : NULL;
-        int *c = l->kind == NN_LAYER_LINEAR ? &count[0]
-                 : l->kind == NN_LAYER_CONV ? &count[1]
-                 : l->kind == NN_LAYER_BATCHNORM ? &count[2]
-                                                 : &count[3];
-        if (prefix) snprintf(l->name, sizeof l->name, "%s%d", prefix, ++*c);
+        const char *prefix = name_prefix(l->kind);
+        if (prefix) snprintf(l->name, sizeof l->name, "%s%d", prefix, ++count[l->kind]);
+        size_t learned, state;
+        layer_counts(l, &learned, &state);
+        if ((floats += learned + state) > MAX_PARAMS_FLOATS) {
+            char text[96];
+            return nn_error("layer %d, %s: the model has more than %ld parameters", i + 1,
+                            nn_layer_str(l, text, sizeof text), MAX_PARAMS_FLOATS);
+        }
     }
     char out[48];
     shape_str(ndim, shape, out, sizeof out);
@@ -258,17 +273,6 @@ char *nn_model_spec(const nn_model *m, char *buf, size_t cap) {
 
 size_t nn_model_param_count(const nn_model *m) { return m->params.count; }
 
-/* Learned and state floats of a layer, from its plan (the model need not be built). */
-static void layer_counts(const nn_layer *l, size_t *learned, size_t *state) {
-    nn_layer_tensor t[5];
-    int n = nn_layer_tensors(l, t);
-    *learned = *state = 0;
-    for (int k = 0; k < n; k++) {
-        size_t size = 1;
-        for (int d = 0; d < t[k].ndim; d++) size *= (size_t)t[k].shape[d];
-        *(t[k].learned ? learned : state) += size;
-    }
-}
 
 void nn_model_summary(const nn_model *m, FILE *f) {
     char shape[48], text[96];
