@@ -21,18 +21,18 @@ CFLAGS   ?= $(OPT) -g
 # and vectorise (nothing reads errno or FP exception flags); unlike
 # -ffast-math they change no result.
 CFLAGS   += -fno-math-errno -fno-trapping-math
-CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp -Iinclude -Isrc -Icli
+CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp -Iinclude -Isrc -Iapp -Icli
 # One set of objects serves the static and the shared library; only what the
 # public headers declare is visible outside libnn.so (include/nn/api.h).
 CFLAGS   += -fPIC -fvisibility=hidden
-CPPFLAGS += -D_DEFAULT_SOURCE $(shell pkg-config --cflags plplot 2>/dev/null)
+CPPFLAGS += -D_DEFAULT_SOURCE
 # OpenBLAS's OpenMP build shares one thread pool with our OpenMP loops; the
 # default pthread build's threads fight them for the cores (2x slower here).
 BLAS_DIR ?= $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp)
 BLAS_LIBS = $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR)) -lopenblas
 # What libnn itself links; the CLI adds LAPACK (nn linreg's least squares).
-LIB_LIBS  = $(BLAS_LIBS) -lcjson -lpng -lz $(shell pkg-config --libs plplot 2>/dev/null) -lm
-LDLIBS   += $(LIB_LIBS) -llapacke
+LIB_LIBS  = $(BLAS_LIBS) -lcjson -lpng -lz -lm
+LDLIBS   += $(LIB_LIBS) -llapacke $(APP_LIBS)
 LDFLAGS  += -fopenmp
 DATASET  ?= mnist
 
@@ -46,6 +46,14 @@ SONAME   := libnn.so.$(MAJOR)
 SHLIB    := $(BUILD)/libnn.so.$(MAJOR).$(MINOR)
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
+# app/: parts of the nn program that need libraries libnn does not (PLplot,
+# libmicrohttpd, protobuf-c). Each folder's module.mk adds its libraries to
+# APP_LIBS (and any generated sources to APP_GEN_SRC); programs that embed
+# libnn never link them.
+APP_SRC  := $(sort $(wildcard app/*/*.c))
+APP_LIBS :=
+APP_GEN_SRC :=
+-include $(sort $(wildcard app/*/module.mk))
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
@@ -53,7 +61,8 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o) $(APP_GEN_SRC:%.c=%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(APP_OBJ)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
@@ -148,7 +157,7 @@ install: $(BUILD)/nn $(BUILD)/libnn.a $(SHLIB)
 	install -m 644 include/nn.h $(DESTDIR)$(PREFIX)/include/nn.h
 	install -m 644 include/nn/*.h $(DESTDIR)$(PREFIX)/include/nn/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(MAJOR).$(MINOR).$(PATCH)|' \
-		-e 's|@LIBS_PRIVATE@|$(BLAS_LIBS) -lplplot -lm -fopenmp|' nn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
+		-e 's|@LIBS_PRIVATE@|$(BLAS_LIBS) -lm -fopenmp|' nn.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/nn.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/nn $(DESTDIR)$(PREFIX)/lib/libnn.a $(DESTDIR)$(PREFIX)/lib/$(notdir $(SHLIB)) \

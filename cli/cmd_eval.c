@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "nn/error.h"
 #include "nn/train.h"
+#include "plot/plot.h"
 
 static const char *const eval_help =
     "usage: nn eval --model FILE.safetensors [--dataset mnist|fashion-mnist] [--data DIR]\n"

@@ -23,6 +23,7 @@
 #include "commands.h"
 #include "nn/error.h"
 #include "nn/train.h"
+#include "plot/plot.h"
 
 #define CMD "experiment"
 #define MAX_SEEDS 100
@@ -322,7 +323,7 @@ static const char *fmt_duration(double s, char *buf, size_t cap) {
     return buf;
 }
 
-static void eta_epoch(void *user, const nn_history *h) {
+static int eta_epoch(void *user, const nn_history *h) {
     eta_log *e = user;
     const nn_epoch_metrics *m = &h->epochs[h->n - 1];
     e->done++;
@@ -333,6 +334,7 @@ static void eta_epoch(void *user, const nn_history *h) {
             m->seconds, fmt_duration(elapsed, a, sizeof a),
             fmt_duration(elapsed / (double)e->done * (double)(e->total - e->done), b, sizeof b));
     fflush(e->out);
+    return 0;
 }
 
 /* ---- Results ------------------------------------------------------------------ */

@@ -22,6 +22,7 @@
 #include "nn/csv.h"
 #include "nn/optim.h"
 #include "nn/report.h"
+#include "plot/plot.h"
 
 #define CMD "linreg"
 

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "nn/model.h"
 #include "nn/train.h"
+#include "plot/plot.h"
 
 static const char *const train_help =
     "usage: nn train [OPTIONS]\n"
@@ -142,6 +143,7 @@ typedef struct train_options_t {
     int threads, train_limit;
     double val_split;
     const char *dataset, *data_dir;
+    const char *plot_path; /* redrawn after every epoch */
 } train_opts;
 
 static void defaults(train_opts *o) {
@@ -358,7 +360,7 @@ static int parse_args(int argc, char **argv, train_opts *o) {
         case OPT_DATASET: o->dataset = optarg; break;
         case OPT_DATA: o->data_dir = optarg; break;
         case OPT_METRICS: o->cfg.metrics_path = optarg; break;
-        case OPT_PLOT: o->cfg.plot_path = optarg; break;
+        case OPT_PLOT: o->plot_path = optarg; break;
         case OPT_SAVE: o->cfg.save_path = optarg; break;
         case OPT_RESUME: o->cfg.resume_path = optarg; break;
         case OPT_GRAPH: o->cfg.graph_path = optarg; break;
@@ -377,8 +379,8 @@ static int parse_args(int argc, char **argv, train_opts *o) {
     o->cfg.sched.step_size = 0;
     if (o->cfg.early_stop > 0 && o->val_split <= 0.0)
         return usage_error(cmd, "--early-stop needs a validation set: add --val-split F");
-    if (o->cfg.plot_path && !nn_is_picture_path(o->cfg.plot_path))
-        return usage_error(cmd, "--plot: '%s' must end in .png or .svg", o->cfg.plot_path);
+    if (o->plot_path && !nn_is_picture_path(o->plot_path))
+        return usage_error(cmd, "--plot: '%s' must end in .png or .svg", o->plot_path);
     return -1;
 }
 
@@ -447,6 +449,11 @@ static void raise_on_step(void *user, long step) {
     if (step == raise_at_step) raise(raise_signal);
 }
 
+static int plot_epoch(void *user, const nn_history *h) {
+    const train_opts *o = user;
+    return o->plot_path ? nn_plot_history(o->plot_path, h) : 0;
+}
+
 /* Runs the training the options describe; returns the exit status. */
 static int train_with(train_opts *o) {
     const char *dir = dataset_dir("train", o->dataset, o->data_dir);
@@ -499,8 +506,9 @@ static int train_with(train_opts *o) {
     const char *test_raise = getenv("NN_TEST_RAISE");
     if (test_raise && sscanf(test_raise, "%ld:%d", &raise_at_step, &raise_signal) == 2) {
         o->cfg.on_step = raise_on_step;
-        o->cfg.user = NULL;
     }
+    o->cfg.on_epoch = plot_epoch;
+    o->cfg.user = o;
     nn_model model = {0};
     nn_history hist;
     nn_train_status rc = nn_train(&o->cfg, &data, &model, &hist);
@@ -515,7 +523,7 @@ static int train_with(train_opts *o) {
                    hist.best_epoch, 100 * hist.val_acc[b], 100 * hist.epochs[b].test_acc);
         }
         if (o->cfg.save_path) printf("checkpoint: %s\n", o->cfg.save_path);
-        if (o->cfg.plot_path) printf("plot: %s\n", o->cfg.plot_path);
+        if (o->plot_path) printf("plot: %s\n", o->plot_path);
         if (o->cfg.metrics_path) printf("metrics: %s\n", o->cfg.metrics_path);
     }
     nn_history_free(&hist);

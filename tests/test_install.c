@@ -98,6 +98,9 @@ static void test_install_and_build_outside(void) {
            err_text);
     CHECKF(sh("ldd %s/app/train | grep -c libnn.so.0", tmpdir) == 0, "the program does not link libnn.so: %s",
            out_text);
+    /* Training and running a model needs neither plotting nor LAPACK. */
+    rc = sh("LD_LIBRARY_PATH=%s/lib ldd %s/app/train | grep -E -i 'plplot|lapack|cairo'", prefix, tmpdir);
+    CHECKF(rc == 1, "a program that only trains links more than it needs: %s", out_text);
 
     rc = sh("make -s BUILD=%s uninstall PREFIX=%s", build_dir, prefix);
     CHECKF(rc == 0, "make uninstall exited %d: %s", rc, err_text);

@@ -13,6 +13,7 @@
 #include "nn/error.h"
 #include "nn/image.h"
 #include "nn/report.h"
+#include "plot/plot.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 

@@ -62,10 +62,11 @@ static void count_step(void *user, long step) {
     if (c->stop && step == c->stop_at) *c->stop = 1;
 }
 
-static void count_epoch(void *user, const nn_history *h) {
+static int count_epoch(void *user, const nn_history *h) {
     counter *c = user;
     c->epochs++;
     c->last_test_acc = h->epochs[h->n - 1].test_acc;
+    return 0;
 }
 
 static char path_buf[2][128];

@@ -1,6 +1,6 @@
 /* The training loop shared by `nn train` and `nn experiment`: mini-batch
  * training of a model (any layer stack) on an image-classification dataset,
- * with per-epoch evaluation, metrics, plots and checkpoints. */
+ * with per-epoch evaluation, metrics and checkpoints. */
 #ifndef NN_TRAIN_H
 #define NN_TRAIN_H
 
@@ -34,7 +34,7 @@ typedef struct nn_train_config {
     int batch_size, epochs;
     uint64_t seed;
     int early_stop; /* stop after this many epochs without validation improvement; 0 = off */
-    const char *save_path, *metrics_path, *plot_path; /* each may be NULL */
+    const char *save_path, *metrics_path; /* each may be NULL */
     const char *graph_path; /* Graphviz DOT of the first step's graph; may be NULL */
     FILE *log;          /* one line per epoch (NULL = none) */
     const char *label;  /* progress-bar prefix, e.g. "epoch" or "adamw 2/8" */
@@ -52,9 +52,11 @@ typedef struct nn_train_config {
     /* Called after every optimiser step with the number of steps taken so
      * far in the whole run (1, 2, ...). May be NULL. */
     void (*on_step)(void *user, long step);
-    /* Called after every epoch's evaluation with the history so far (the
-     * epoch just finished is h->epochs[h->n - 1]). May be NULL. */
-    void (*on_epoch)(void *user, const nn_history *h);
+    /* Called after every epoch's evaluation and checkpoint with the history
+     * so far (the epoch just finished is h->epochs[h->n - 1]); e.g. to draw
+     * the curves. Non-zero stops the run as NN_TRAIN_FAILED (the callback
+     * sets the error). May be NULL. */
+    int (*on_epoch)(void *user, const nn_history *h);
     void *user;
 } nn_train_config;
 
@@ -70,6 +72,7 @@ struct nn_history { /* the run's epochs so far */
     int n;                  /* epochs run */
     nn_epoch_metrics *epochs;
     double *val_loss, *val_acc; /* per epoch, when there is a validation set */
+    bool has_val;           /* whether val_loss/val_acc hold values */
     int best_epoch;         /* by validation accuracy if any, else test accuracy (1-based) */
     bool stopped_early;
 };

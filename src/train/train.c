@@ -78,35 +78,6 @@ void nn_history_free(nn_history *h) {
     memset(h, 0, sizeof *h);
 }
 
-/* Accuracy and loss per epoch, train vs test (and validation). */
-static int write_plot(const char *path, const nn_history *h, bool has_val) {
-    int n = h->n;
-    double *x = nn_xmalloc((size_t)n * 7 * sizeof(double));
-    double *tr_acc = x + n, *te_acc = x + 2 * n, *tr_loss = x + 3 * n, *te_loss = x + 4 * n;
-    for (int i = 0; i < n; i++) {
-        x[i] = h->epochs[i].epoch;
-        tr_acc[i] = 100.0 * h->epochs[i].train_acc;
-        te_acc[i] = 100.0 * h->epochs[i].test_acc;
-        tr_loss[i] = h->epochs[i].train_loss;
-        te_loss[i] = h->epochs[i].test_loss;
-    }
-    nn_series acc[3] = {{"train", x, tr_acc, n, 0}, {"test", x, te_acc, n, 0}, {"validation", x, NULL, n, 0}};
-    nn_series loss[3] = {{"train", x, tr_loss, n, 0}, {"test", x, te_loss, n, 0}, {"validation", x, NULL, n, 0}};
-    if (has_val) {
-        double *va = x + 5 * n, *vl = x + 6 * n;
-        for (int i = 0; i < n; i++) va[i] = 100.0 * h->val_acc[i], vl[i] = h->val_loss[i];
-        acc[2].y = va;
-        loss[2].y = vl;
-    }
-    nn_panel panels[2] = {
-        {"Accuracy per epoch", "epoch", "accuracy (%)", acc, has_val ? 3 : 2, 0, 0},
-        {"Loss per epoch", "epoch", "loss", loss, has_val ? 3 : 2, 0, 0},
-    };
-    int rc = nn_plot(path, panels, 2);
-    free(x);
-    return rc;
-}
-
 /* One line per epoch on cfg->log. */
 static void log_epoch(const nn_train_config *cfg, const nn_history *h, bool has_val) {
     const nn_epoch_metrics *m = &h->epochs[h->n - 1];
@@ -171,6 +142,7 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
     int B = cfg->batch_size;
     const int in_shape[3] = {1, train->rows, train->cols};
     memset(hist, 0, sizeof *hist);
+    hist->has_val = data->has_val;
     hist->epochs = nn_xcalloc((size_t)cfg->epochs, sizeof *hist->epochs);
     hist->val_loss = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
     hist->val_acc = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
@@ -324,7 +296,6 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
         m->seconds = nn_seconds() - t0;
         hist->n++;
         if (cfg->log) log_epoch(cfg, hist, data->has_val);
-        if (cfg->on_epoch) cfg->on_epoch(cfg->user, hist);
         double extra[2] = {hist->val_loss[hist->n - 1], hist->val_acc[hist->n - 1]};
         if (metrics && nn_metrics_write(metrics, m, extra) != 0) rc = -1;
         if (score > st.best) {
@@ -345,7 +316,9 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
         if (rc == 0 && cfg->save_path &&
             train_state_save(cfg->save_path, cfg, model, &opt, &next, hist, data->has_val, best_params, ema.avg) != 0)
             rc = -1;
-        if (rc == 0 && cfg->plot_path && write_plot(cfg->plot_path, hist, data->has_val) != 0) rc = -1;
+        /* After the checkpoint, so a callback that fails (a plot that cannot
+         * be written) still leaves this epoch saved. */
+        if (rc == 0 && cfg->on_epoch && cfg->on_epoch(cfg->user, hist) != 0) rc = -1;
         st = next;
         st.epoch--; /* the loop's increment */
         if (early_stop) {

@@ -4,7 +4,7 @@
  *
  * The page is laid out in pixels: the viewport is the whole page and world
  * coordinates are pixels with y up, so every image lands on whole pixels. */
-#include "nn/report.h"
+#include "plot/plot.h"
 
 #include <math.h>
 #include <plplot.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "nn/error.h"
-#include "report/plplot_util.h"
+#include "plot/plplot_util.h"
 
 /* cmap0 slots; cmap1 holds the images' scale in LEVELS steps, an odd
  * number so that the middle of a diverging scale is exactly white. */

@@ -9,8 +9,8 @@
  * (plsError), and its exit handler jumps back here instead of exiting. The
  * finished image is then checked and written with nn_write_file_atomic, so a
  * failed picture never replaces an earlier good one. Not thread-safe. */
-#ifndef NN_REPORT_PLPLOT_UTIL_H
-#define NN_REPORT_PLPLOT_UTIL_H
+#ifndef NN_APP_PLOT_PLPLOT_UTIL_H
+#define NN_APP_PLOT_PLPLOT_UTIL_H
 
 #include <stdbool.h>
 

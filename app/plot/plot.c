@@ -1,7 +1,7 @@
 /* Line and scatter plots through PLplot's cairo drivers (pngcairo, svgcairo);
  * the PLplot session itself (device checks, exit handler, atomic write) is
  * plplot_util.c's. */
-#include "nn/report.h"
+#include "plot/plot.h"
 
 #include <math.h>
 #include <plplot.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "nn/error.h"
-#include "report/plplot_util.h"
+#include "plot/plplot_util.h"
 
 /* cmap0 slots: background, axes and text, grid, then the series colours. */
 enum { COL_BG, COL_FG, COL_GRID, COL_SERIES };

@@ -1,6 +1,6 @@
 /* The PLplot session shared by the report's pictures: see plplot_util.h. */
 #define _POSIX_C_SOURCE 200809L /* open_memstream */
-#include "report/plplot_util.h"
+#include "plot/plplot_util.h"
 
 #include <errno.h>
 #include <plplot.h>

@@ -1,0 +1,96 @@
+/* Pictures for the nn program: line plots and image grids, PNG or SVG
+ * through PLplot. Not part of libnn, so that programs which embed the
+ * library do not link PLplot; the functions still follow its conventions
+ * (-1 with a one-line message in nn_last_error()). */
+#ifndef NN_APP_PLOT_H
+#define NN_APP_PLOT_H
+
+#include <stdbool.h>
+
+#include "nn/report.h"
+#include "nn/train.h"
+
+/* Whether path names a picture nn can draw: .png or .svg, in either case. */
+bool nn_is_picture_path(const char *path);
+
+/* ---- Plots ---------------------------------------------------------------- */
+
+/* One data series: n points (x[i], y[i]). A point with a NaN, infinite or
+ * huge (|v| >= 1e100) coordinate is left out and breaks the line: a diverged
+ * loss shows as a gap, not as garbage. */
+typedef struct nn_series {
+    const char *label; /* legend text; NULL = not in the legend */
+    const double *x, *y;
+    int n;
+    int points; /* 1 = markers only (scatter), 0 = a line */
+} nn_series;
+
+/* One set of axes. ymin == ymax selects an automatic y range with a 5% margin;
+ * otherwise the y range is fixed (e.g. 0..1 for accuracies). */
+typedef struct nn_panel {
+    const char *title, *xlabel, *ylabel;
+    const nn_series *series;
+    int n_series;
+    double ymin, ymax;
+} nn_panel;
+
+#define NN_PLOT_MAX_PANELS 4
+
+/* Draws 1..NN_PLOT_MAX_PANELS panels side by side into `path`; the format
+ * follows the extension (.png or .svg). One panel is 800x600 px, n side by
+ * side 550n x 550. The file is replaced atomically. Not thread-safe (PLplot
+ * keeps global state). */
+int nn_plot(const char *path, const nn_panel *panels, int n_panels);
+/* The same, with the panels stacked top to bottom (800 x 450n). */
+int nn_plot_stacked(const char *path, const nn_panel *panels, int n_panels);
+
+/* ---- Image grids ---------------------------------------------------------- */
+
+/* How an image grid maps values to colour, from lo to hi. */
+typedef enum nn_grid_scale {
+    NN_GRID_GRAY,      /* black to white: pictures */
+    NN_GRID_DIVERGING, /* blue, white in the middle, red: signed values such as weights */
+} nn_grid_scale;
+
+#define NN_GRID_MAX_IMAGES 1024
+#define NN_GRID_MAX_SIDE 512 /* rows or columns of one image */
+
+/* n small images of rows x cols values, each with a caption under it, below
+ * a title: a classifier's mistakes, a conv layer's kernels. */
+typedef struct nn_image_grid {
+    const char *title;    /* NULL = none */
+    const char *subtitle; /* a smaller line under the title; NULL = none */
+    int n, rows, cols;
+    const float *pixels; /* n * rows * cols finite values, image after image, row-major */
+    float lo, hi;        /* the values at the two ends of the scale (lo < hi); others are clamped */
+    nn_grid_scale scale;
+    const char *const *captions; /* n captions, '\n' starting a second line; NULL = none */
+    int columns;                 /* images per row; 0 = about square (ceil(sqrt(n))) */
+} nn_image_grid;
+
+/* Draws the grid into `path`, PNG or SVG by its extension, each image scaled
+ * up by a whole factor to about 112 px so its pixels stay sharp squares. The
+ * file is replaced atomically. -1 with the error for n outside
+ * 1..NN_GRID_MAX_IMAGES, a side outside 1..NN_GRID_MAX_SIDE, a value that is
+ * not finite, lo >= hi or another extension. Not thread-safe. */
+int nn_plot_image_grid(const char *path, const nn_image_grid *grid);
+
+/* Draws the images of n mistakes in ds (from nn_find_mistakes; n_wrong of
+ * them in all) as a grid, each captioned "true → predicted (confidence)",
+ * with the classes' names when class_names (one per class) is not NULL.
+ * `name` (e.g. "model.safetensors on data/mnist") goes under the title. */
+int nn_plot_mistakes(const char *path, const nn_dataset *ds, const nn_mistake *mistakes, int n, int n_wrong,
+                     const char *const *class_names, const char *name);
+
+/* Draws the kernels of m's first conv layer (weight [out, in, k, k]) as a
+ * grid captioned with their output channel, all on one diverging scale
+ * -max|w|..max|w|; with several input channels each kernel is shown as its
+ * mean over them. `name` (e.g. the checkpoint's file) goes under the title.
+ * -1 with the error when m has no conv layer. */
+int nn_plot_conv_filters(const char *path, const nn_model *m, const char *name);
+
+/* The training curves of a run: accuracy and loss per epoch, train vs test
+ * (and validation when the history has it), two panels side by side. */
+int nn_plot_history(const char *path, const nn_history *h);
+
+#endif
