@@ -1,89 +1,27 @@
 /* nn train: flags -> nn_train_config, then the shared training loop. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "flags.h"
 #include "nn/model.h"
 #include "nn/train.h"
 #include "plot/plot.h"
 
-static const char *const train_help =
+static const char *const usage_text =
     "usage: nn train [OPTIONS]\n"
     "\n"
     "Trains a digit classifier and reports train/test loss and accuracy per epoch.\n"
     "With no options: an MLP 784-1024-1024-10 with ReLU, cross-entropy, SGD with\n"
     "Nesterov momentum 0.9, lr 0.05 with a cosine schedule, batch 128, 6 epochs on\n"
     "MNIST (98.5% test accuracy in about 30 seconds on two cores).\n"
-    "\n"
-    "model:\n"
-    "  --arch SPEC             any layer stack, e.g. a CNN (see below); replaces the\n"
-    "                          MLP flags --model, --hidden, --act, --norm, --dropout,\n"
-    "                          --input-dropout\n"
-    "  --model linear|mlp      softmax regression or multi-layer perceptron (mlp)\n"
-    "  --hidden LIST           hidden widths, e.g. 1024,1024 (1024,1024)\n"
-    "  --act relu|gelu|sigmoid|tanh   hidden activation (relu)\n"
-    "  --norm none|layer       LayerNorm after each hidden linear, before the activation (none)\n"
-    "  --dropout P             dropout after each hidden activation, 0 = off (0)\n"
-    "  --input-dropout P       dropout on the input pixels, 0 = off (0)\n"
-    "loss and optimiser:\n"
-    "  --loss ce|mse           cross-entropy, or MSE of softmax against one-hot (ce)\n"
-    "  --label-smoothing S     cross-entropy label smoothing (0)\n"
-    "  --opt sgd|momentum|nesterov|adam|adamw   optimiser (nesterov)\n"
-    "  --lr X                  learning rate (0.05; 0.001 for adam/adamw)\n"
-    "  --momentum X            momentum of momentum/nesterov (0.9)\n"
-    "  --wd X                  weight decay: L2 added to the gradient for sgd-family and\n"
-    "                          adam, decoupled for adamw; never on biases or LayerNorm (0)\n"
-    "  --schedule const|step|cosine   learning-rate schedule over all steps (cosine)\n"
-    "  --warmup N              linear warm-up steps (0)\n"
-    "  --clip X                clip the gradients' global L2 norm to X, 0 = off (0)\n"
-    "  --ema D                 evaluate and save a moving average of the weights, updated\n"
-    "                          after every step with decay D (e.g. 0.999); 0 = off (0)\n"
-    "augmentation (training images only, drawn from --seed):\n"
-    "  --augment               random affine distortions of every training image\n"
-    "  --aug-shift PX          at most PX pixels of shift along each axis (2)\n"
-    "  --aug-rotate DEG        at most DEG degrees of rotation (10)\n"
-    "  --aug-scale F           zoom by a factor in [1-F, 1+F] (0.1)\n"
-    "                          (each --aug-* flag also turns --augment on)\n"
-    "  --no-augment            no distortions (e.g. to take them off --preset cnn)\n"
-    "training:\n"
-    "  --epochs N              passes over the training set (6)\n"
-    "  --batch-size N          mini-batch size (128)\n"
-    "  --seed N                seeds initialisation, shuffling and dropout (1)\n"
-    "  --threads N             OpenMP and OpenBLAS threads (all cores)\n"
-    "  --train-limit N         train on the first N training images only\n"
-    "  --val-split F           hold out the last fraction F of the training set for validation\n"
-    "  --early-stop N          stop after N epochs without validation improvement\n"
-    "                          (needs --val-split; the checkpoint keeps the best epoch)\n"
-    "  --preset basic|advanced|cnn\n"
-    "                          basic: the course's assignment, 784-1024-1024-10 ReLU,\n"
-    "                          cross-entropy, plain SGD lr 0.1, batch 256, 10 epochs;\n"
-    "                          advanced: LayerNorm + GELU + dropout 0.2 (input 0.2) +\n"
-    "                          AdamW wd 0.1, label smoothing 0.1, weight average 0.999,\n"
-    "                          30 epochs: 98.9% (docs/RESULTS.md);\n"
-    "                          cnn: four 3x3 convs with BatchNorm, max pooling, linear(128),\n"
-    "                          dropout 0.3; --augment, AdamW lr 0.002 wd 0.05, warm-up 300\n"
-    "                          + cosine, label smoothing 0.1, 10 epochs (docs/RESULTS.md).\n"
-    "                          Other flags override a preset's values.\n"
-    "data and output:\n"
-    "  --dataset mnist|fashion-mnist   which data (mnist), from data/<dataset>\n"
-    "  --data DIR              folder with the four IDX files instead\n"
-    "  --metrics FILE.csv      per-epoch metrics\n"
-    "  --plot FILE.png|.svg    train vs test accuracy and loss per epoch\n"
-    "  --graph FILE.dot        the computation graph of one training step (Graphviz; render\n"
-    "                          with: dot -Tpng FILE.dot -o graph.png)\n"
-    "  --save FILE.safetensors checkpoint, rewritten atomically after every epoch; it also\n"
-    "                          holds the optimiser state and position, so the run can resume.\n"
-    "                          With --val-split it ends holding the best epoch's weights\n"
-    "  --resume FILE           continue an interrupted run from its checkpoint, with the\n"
-    "                          same settings (flags given here are applied on top); the\n"
-    "                          result is bit-identical to an uninterrupted run. Keeps\n"
-    "                          saving to FILE unless --save says otherwise\n"
+    "\n";
+
+static const char *const epilogue =
     "\n"
     "Ctrl-C stops after the current step and writes a resumable checkpoint (exit 130).\n"
-    "  -h, --help              this help\n"
     "\n"
     "SPEC: layers separated by spaces, each NAME or NAME(ARGS), positional numbers\n"
     "first, then key=value; input sizes are inferred from the data. Layers:\n"
@@ -94,73 +32,169 @@ static const char *const train_help =
     "  --arch 'conv(32,3) relu maxpool(2) conv(64,3) relu maxpool(2) flatten dropout(0.5) linear(10)'\n"
     "  --arch 'flatten linear(1024) relu linear(1024) relu linear(10)'   (the default MLP)\n";
 
-enum {
-    OPT_MODEL = 256, OPT_HIDDEN, OPT_ACT, OPT_NORM, OPT_DROPOUT, OPT_LOSS, OPT_SMOOTH, OPT_OPT, OPT_LR,
-    OPT_MOMENTUM, OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_CLIP, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_THREADS,
-    OPT_LIMIT, OPT_VAL, OPT_EARLY, OPT_PRESET, OPT_DATASET, OPT_DATA, OPT_METRICS, OPT_PLOT, OPT_SAVE,
-    OPT_RESUME, OPT_GRAPH, OPT_INPUT_DROPOUT, OPT_EMA, OPT_ARCH, OPT_AUGMENT, OPT_AUG_SHIFT, OPT_AUG_ROTATE,
-    OPT_AUG_SCALE, OPT_NO_AUGMENT,
-};
+enum { MODEL_LINEAR, MODEL_MLP };
+enum { PRESET_NONE = -1, PRESET_BASIC, PRESET_ADVANCED, PRESET_CNN };
 
-static const struct option train_options[] = {
-    {"model", required_argument, 0, OPT_MODEL}, {"hidden", required_argument, 0, OPT_HIDDEN},
-    {"act", required_argument, 0, OPT_ACT}, {"norm", required_argument, 0, OPT_NORM},
-    {"dropout", required_argument, 0, OPT_DROPOUT}, {"loss", required_argument, 0, OPT_LOSS},
-    {"label-smoothing", required_argument, 0, OPT_SMOOTH}, {"opt", required_argument, 0, OPT_OPT},
-    {"lr", required_argument, 0, OPT_LR}, {"momentum", required_argument, 0, OPT_MOMENTUM},
-    {"wd", required_argument, 0, OPT_WD}, {"schedule", required_argument, 0, OPT_SCHEDULE},
-    {"warmup", required_argument, 0, OPT_WARMUP}, {"clip", required_argument, 0, OPT_CLIP},
-    {"epochs", required_argument, 0, OPT_EPOCHS}, {"batch-size", required_argument, 0, OPT_BATCH},
-    {"seed", required_argument, 0, OPT_SEED}, {"threads", required_argument, 0, OPT_THREADS},
-    {"train-limit", required_argument, 0, OPT_LIMIT}, {"val-split", required_argument, 0, OPT_VAL},
-    {"early-stop", required_argument, 0, OPT_EARLY}, {"preset", required_argument, 0, OPT_PRESET},
-    {"dataset", required_argument, 0, OPT_DATASET}, {"data", required_argument, 0, OPT_DATA},
-    {"metrics", required_argument, 0, OPT_METRICS}, {"plot", required_argument, 0, OPT_PLOT},
-    {"save", required_argument, 0, OPT_SAVE}, {"resume", required_argument, 0, OPT_RESUME},
-    {"graph", required_argument, 0, OPT_GRAPH}, {"input-dropout", required_argument, 0, OPT_INPUT_DROPOUT},
-    {"ema", required_argument, 0, OPT_EMA}, {"arch", required_argument, 0, OPT_ARCH},
-    {"augment", no_argument, 0, OPT_AUGMENT}, {"no-augment", no_argument, 0, OPT_NO_AUGMENT}, {"aug-shift", required_argument, 0, OPT_AUG_SHIFT},
-    {"aug-rotate", required_argument, 0, OPT_AUG_ROTATE}, {"aug-scale", required_argument, 0, OPT_AUG_SCALE},
-    {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
-};
+typedef struct widths {
+    int w[NN_MLP_MAX_HIDDEN];
+    int n;
+} widths;
 
-/* Everything a user can set, before it becomes an nn_train_config. */
-typedef struct train_options_t {
+/* Everything a user can set, before it becomes an nn_train_config. Flags
+ * whose type matches write into cfg directly. */
+typedef struct train_opts {
     nn_train_config cfg;
-    const char *arch;       /* --arch or a CNN preset's, or NULL for the MLP flags */
-    const char *arch_from;  /* which: "--arch" or "--preset cnn" */
-    const char *mlp_flag;   /* the last MLP flag given on the command line, if any */
+    const char *arch;      /* --arch, a CNN preset's or a resumed file's spec; NULL = the MLP flags */
+    const char *arch_from; /* which: "--arch", "--preset cnn" or "the checkpoint" */
     char spec[NN_SPEC_MAX]; /* the model the run trains */
-    nn_mlp_config mlp;
-    bool linear;
-    int hidden[NN_MLP_MAX_HIDDEN];
-    int n_hidden;
-    bool augment;
+    int model, act, norm, loss, opt, schedule, preset;
+    widths hidden;
+    float dropout, input_dropout;
+    double lr, momentum, wd;
+    bool augment, no_augment;
     nn_augment aug;
-    bool lr_set;
-    double lr;
-    double momentum;
+    long seed;
     int threads, train_limit;
     double val_split;
-    const char *dataset, *data_dir;
-    const char *plot_path; /* redrawn after every epoch */
+    const char *dataset, *data_dir, *plot_path, *resume;
+    nn_train_settings resumed;
 } train_opts;
+
+static int parse_spec(const char *value, void *target) {
+    if (nn_spec_parse(value, (nn_layer[NN_MODEL_MAX_LAYERS]){0}, NN_MODEL_MAX_LAYERS) < 0) return -1;
+    *(const char **)target = value;
+    return 0;
+}
+
+static int parse_hidden(const char *value, void *target) {
+    widths *h = target;
+    int n = parse_widths(value, h->w, NN_MLP_MAX_HIDDEN);
+    if (n < 0)
+        return nn_error("'%s' is not a list of widths like 1024,1024 (each 1 to 65536, at most %d)", value,
+                        NN_MLP_MAX_HIDDEN);
+    h->n = n;
+    return 0;
+}
+
+static int parse_picture(const char *value, void *target) {
+    if (!nn_is_picture_path(value)) return nn_error("'%s' must end in .png or .svg", value);
+    *(const char **)target = value;
+    return 0;
+}
+
+#define N_FLAGS 64
+
+/* The one declaration of nn train's flags. */
+static void make_table(train_opts *o, flag *t) {
+    const flag table[] = {
+        FLAG_SECTION("model:"),
+        {"arch", FLAG_CUSTOM, &o->arch, .parse = parse_spec, .metavar = "SPEC", .def = "",
+         .help = "any layer stack, e.g. a CNN (see below); replaces the\n"
+                 "MLP flags --model, --hidden, --act, --norm, --dropout,\n--input-dropout"},
+        {"model", FLAG_CHOICE, &o->model, .choices = "linear|mlp", .help = "softmax regression or multi-layer perceptron"},
+        {"hidden", FLAG_CUSTOM, &o->hidden, .parse = parse_hidden, .metavar = "LIST", .def = "1024,1024",
+         .help = "hidden widths, e.g. 1024,1024"},
+        {"act", FLAG_CHOICE, &o->act, .choices = "relu|gelu|sigmoid|tanh", .help = "hidden activation"},
+        {"norm", FLAG_CHOICE, &o->norm, .choices = "none|layer",
+         .help = "LayerNorm after each hidden linear, before the activation"},
+        {"dropout", FLAG_FLOAT, &o->dropout, 0, 0.95, .metavar = "P",
+         .help = "dropout after each hidden activation, 0 = off"},
+        {"input-dropout", FLAG_FLOAT, &o->input_dropout, 0, 0.95, .metavar = "P",
+         .help = "dropout on the input pixels, 0 = off"},
+        FLAG_SECTION("loss and optimiser:"),
+        {"loss", FLAG_CHOICE, &o->loss, .choices = "ce|mse", .help = "cross-entropy, or MSE of softmax against one-hot"},
+        {"label-smoothing", FLAG_FLOAT, &o->cfg.label_smoothing, 0, 0.99, .metavar = "S",
+         .help = "cross-entropy label smoothing"},
+        {"opt", FLAG_CHOICE, &o->opt, .choices = "sgd|momentum|nesterov|adam|adamw", .help = "optimiser"},
+        {"lr", FLAG_DOUBLE, &o->lr, 0, 1e9, .metavar = "X", .def = "0.05; 0.001 for adam/adamw",
+         .help = "learning rate"},
+        {"momentum", FLAG_DOUBLE, &o->momentum, 0, 0.9999, .metavar = "X", .help = "momentum of momentum/nesterov"},
+        {"wd", FLAG_DOUBLE, &o->wd, 0, 10, .metavar = "X", .def = "0; 0.01 for adamw",
+         .help = "weight decay: L2 added to the gradient for sgd-family and\n"
+                 "adam, decoupled for adamw; never on biases or LayerNorm"},
+        {"schedule", FLAG_CHOICE, &o->schedule, .choices = "const|step|cosine",
+         .help = "learning-rate schedule over all steps (step: 10x down\nafter each third)"},
+        {"warmup", FLAG_LONG, &o->cfg.sched.warmup, 0, 100000000, .metavar = "N", .help = "linear warm-up steps"},
+        {"clip", FLAG_FLOAT, &o->cfg.clip, 0, 1e6, .metavar = "X",
+         .help = "clip the gradients' global L2 norm to X, 0 = off"},
+        {"ema", FLAG_FLOAT, &o->cfg.ema, 0, 0.999999, .metavar = "D",
+         .help = "evaluate and save a moving average of the weights, updated\n"
+                 "after every step with decay D (e.g. 0.999); 0 = off"},
+        FLAG_SECTION("augmentation (training images only, drawn from --seed):"),
+        {"augment", FLAG_SWITCH, &o->augment, .help = "random affine distortions of every training image"},
+        {"aug-shift", FLAG_FLOAT, &o->aug.shift, 0, 14, .metavar = "PX",
+         .help = "at most PX pixels of shift along each axis"},
+        {"aug-rotate", FLAG_FLOAT, &o->aug.rotate, 0, 180, .metavar = "DEG", .help = "at most DEG degrees of rotation"},
+        {"aug-scale", FLAG_FLOAT, &o->aug.scale, 0, 0.9, .metavar = "F",
+         .help = "zoom by a factor in [1-F, 1+F]\n(each --aug-* flag also turns --augment on)"},
+        {"no-augment", FLAG_SWITCH, &o->no_augment, .help = "no distortions (e.g. to take them off --preset cnn)"},
+        FLAG_SECTION("training:"),
+        {"epochs", FLAG_INT, &o->cfg.epochs, 1, 100000, .metavar = "N", .help = "passes over the training set"},
+        {"batch-size", FLAG_INT, &o->cfg.batch_size, 1, 65536, .metavar = "N", .help = "mini-batch size"},
+        {"seed", FLAG_LONG, &o->seed, 0, 2147483647, .metavar = "N",
+         .help = "seeds initialisation, shuffling, augmentation and dropout"},
+        {"threads", FLAG_INT, &o->threads, 1, 256, .metavar = "N", .def = "all cores",
+         .help = "OpenMP and OpenBLAS threads"},
+        {"train-limit", FLAG_INT, &o->train_limit, 1, 100000000, .metavar = "N", .def = "",
+         .help = "train on the first N training images only"},
+        {"val-split", FLAG_DOUBLE, &o->val_split, 0, 0.9, .metavar = "F", .def = "",
+         .help = "hold out the last fraction F of the training set for validation"},
+        {"early-stop", FLAG_INT, &o->cfg.early_stop, 0, 100000, .metavar = "N", .def = "",
+         .help = "stop after N epochs without validation improvement\n"
+                 "(needs --val-split; the checkpoint keeps the best epoch)"},
+        {"preset", FLAG_CHOICE, &o->preset, .choices = "basic|advanced|cnn", .def = "",
+         .help = "\nbasic: the course's assignment, 784-1024-1024-10 ReLU,\n"
+                 "cross-entropy, plain SGD lr 0.1, batch 256, 10 epochs;\n"
+                 "advanced: LayerNorm + GELU + dropout 0.2 (input 0.2) +\n"
+                 "AdamW wd 0.1, label smoothing 0.1, weight average 0.999,\n"
+                 "30 epochs: 98.9% (docs/RESULTS.md);\n"
+                 "cnn: four 3x3 convs with BatchNorm, max pooling, linear(128),\n"
+                 "dropout 0.3; --augment, AdamW lr 0.002 wd 0.05, warm-up 300\n"
+                 "+ cosine, label smoothing 0.1, 10 epochs (docs/RESULTS.md).\n"
+                 "Other flags override a preset's values."},
+        FLAG_SECTION("data and output:"),
+        {"dataset", FLAG_STRING, &o->dataset, .metavar = "mnist|fashion-mnist", .help = "which data, from data/<dataset>"},
+        {"data", FLAG_STRING, &o->data_dir, .metavar = "DIR", .help = "folder with the four IDX files instead"},
+        {"metrics", FLAG_STRING, &o->cfg.metrics_path, .metavar = "FILE.csv", .help = "per-epoch metrics"},
+        {"plot", FLAG_CUSTOM, &o->plot_path, .parse = parse_picture, .metavar = "FILE.png|.svg", .def = "",
+         .help = "train vs test accuracy and loss per epoch"},
+        {"graph", FLAG_STRING, &o->cfg.graph_path, .metavar = "FILE.dot",
+         .help = "the computation graph of one training step (Graphviz; render\n"
+                 "with: dot -Tpng FILE.dot -o graph.png)"},
+        {"save", FLAG_STRING, &o->cfg.save_path, .metavar = "FILE.safetensors",
+         .help = "checkpoint, rewritten atomically after every epoch; it also\n"
+                 "holds the optimiser state, the position and every setting, so\n"
+                 "the run can resume. With --val-split it ends holding the best\n"
+                 "epoch's weights"},
+        {"resume", FLAG_STRING, &o->resume, .metavar = "FILE",
+         .help = "continue an interrupted run from its checkpoint, with the\n"
+                 "settings stored in it (a flag here that contradicts one is\n"
+                 "an error); the result is bit-identical to an uninterrupted\n"
+                 "run. Keeps saving to FILE unless --save says otherwise"},
+        FLAG_END,
+    };
+    _Static_assert(sizeof table / sizeof *table <= N_FLAGS, "N_FLAGS is too small");
+    memcpy(t, table, sizeof table);
+}
 
 static void defaults(train_opts *o) {
     memset(o, 0, sizeof *o);
-    o->mlp.act = NN_ACT_RELU;
+    o->model = MODEL_MLP;
+    o->act = NN_ACT_RELU;
     o->aug = NN_AUGMENT_DEFAULT;
-    o->cfg.loss = NN_LOSS_CE;
+    o->loss = NN_LOSS_CE;
+    o->opt = NN_OPT_NESTEROV;
     o->cfg.opt = nn_optim_defaults(NN_OPT_NESTEROV);
+    o->schedule = NN_SCHED_COSINE;
     o->cfg.sched = (nn_schedule){.kind = NN_SCHED_COSINE, .gamma = 0.1f};
     o->cfg.batch_size = 128;
     o->cfg.epochs = 6;
-    o->cfg.seed = 1;
-    o->hidden[0] = o->hidden[1] = 1024;
-    o->n_hidden = 2;
+    o->seed = 1;
+    o->hidden = (widths){{1024, 1024}, 2};
     o->lr = 0.05;
     o->momentum = 0.9;
     o->dataset = "mnist";
+    o->preset = PRESET_NONE;
 }
 
 /* The best CNN found (docs/RESULTS.md): four 3x3 convs with BatchNorm, two
@@ -169,274 +203,133 @@ static void defaults(train_opts *o) {
     "conv(32,3) batchnorm relu conv(32,3) batchnorm relu maxpool(2) conv(64,3) batchnorm relu conv(64,3) "        \
     "batchnorm relu maxpool(2) flatten linear(128) batchnorm relu dropout(0.3) linear(10)"
 
-static int apply_preset(train_opts *o, const char *name) {
-    if (strcmp(name, "basic") == 0) {
-        o->cfg.opt = nn_optim_defaults(NN_OPT_SGD);
-        o->cfg.sched.kind = NN_SCHED_CONST;
+static void set_optimiser(train_opts *o, nn_optim_kind kind) {
+    o->opt = kind;
+    o->cfg.opt = nn_optim_defaults(kind);
+    o->momentum = o->cfg.opt.momentum;
+    o->wd = o->cfg.opt.weight_decay;
+}
+
+static void apply_preset(train_opts *o, int preset) {
+    switch (preset) {
+    case PRESET_BASIC:
+        set_optimiser(o, NN_OPT_SGD);
+        o->schedule = NN_SCHED_CONST;
         o->lr = 0.1;
         o->cfg.batch_size = 256;
         o->cfg.epochs = 10;
-    } else if (strcmp(name, "advanced") == 0) {
-        o->mlp.layer_norm = true;
-        o->mlp.act = NN_ACT_GELU;
-        o->mlp.dropout = 0.2f;
-        o->mlp.input_dropout = 0.2f;
+        break;
+    case PRESET_ADVANCED:
+        o->norm = 1;
+        o->act = NN_ACT_GELU;
+        o->dropout = 0.2f;
+        o->input_dropout = 0.2f;
         o->cfg.ema = 0.999f;
         o->cfg.label_smoothing = 0.1f;
-        o->cfg.opt = nn_optim_defaults(NN_OPT_ADAMW);
-        o->cfg.opt.weight_decay = 0.1f;
+        set_optimiser(o, NN_OPT_ADAMW);
+        o->wd = 0.1;
         o->lr = 1e-3;
-        o->cfg.sched.kind = NN_SCHED_COSINE;
+        o->schedule = NN_SCHED_COSINE;
         o->cfg.sched.warmup = 500;
         o->cfg.batch_size = 128;
         o->cfg.epochs = 30;
-    } else if (strcmp(name, "cnn") == 0) {
+        break;
+    case PRESET_CNN:
         o->arch = PRESET_CNN_ARCH;
         o->arch_from = "--preset cnn";
         o->augment = true;
         o->cfg.label_smoothing = 0.1f;
-        o->cfg.opt = nn_optim_defaults(NN_OPT_ADAMW);
-        o->cfg.opt.weight_decay = 0.05f;
+        set_optimiser(o, NN_OPT_ADAMW);
+        o->wd = 0.05;
         o->lr = 2e-3;
-        o->cfg.sched.kind = NN_SCHED_COSINE;
+        o->schedule = NN_SCHED_COSINE;
         o->cfg.sched.warmup = 300;
         o->cfg.batch_size = 128;
         o->cfg.epochs = 10;
-    } else {
-        return usage_error("train", "--preset: unknown preset '%s' (basic, advanced or cnn)", name);
+        break;
     }
-    return 0;
 }
 
-static const char *preset_arg(int argc, char **argv) {
-    const char *preset = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0) break;
-        if (strcmp(argv[i], "--preset") == 0 && i + 1 < argc) preset = argv[i + 1];
-        else if (strncmp(argv[i], "--preset=", 9) == 0) preset = argv[i] + 9;
-    }
-    return preset;
+/* A resumed run starts from the settings its checkpoint holds. */
+static void from_settings(train_opts *o, const nn_train_settings *s) {
+    o->cfg = s->cfg;
+    o->arch = s->spec;
+    o->arch_from = "the checkpoint";
+    o->loss = s->cfg.loss;
+    o->opt = s->cfg.opt.kind;
+    o->momentum = s->cfg.opt.momentum;
+    o->wd = s->cfg.opt.weight_decay;
+    o->schedule = s->cfg.sched.kind;
+    o->lr = s->cfg.sched.base_lr;
+    o->aug = s->cfg.augment;
+    o->augment = !nn_augment_is_identity(&s->cfg.augment);
+    if (!o->augment) o->aug = NN_AUGMENT_DEFAULT;
+    o->seed = (long)s->cfg.seed;
+    o->train_limit = s->train_limit;
+    o->val_split = s->val_split;
+    o->data_dir = s->data_dir;
 }
 
-/* Returns -1 to go on, else the exit status to return now. */
-static int parse_args(int argc, char **argv, train_opts *o) {
+static const char *const mlp_flags[] = {"model", "hidden", "act", "norm", "dropout", "input-dropout"};
+
+/* From the parsed flags to the config; returns -1 to go on, else the exit
+ * status of a usage error. */
+static int finish(train_opts *o, const flag *table) {
     const char *cmd = "train";
-    const char *preset = preset_arg(argc, argv);
-    if (preset && apply_preset(o, preset) != 0) return EXIT_USAGE;
-    optind = 0;
-    opterr = 0;
-    int c;
-    long iv;
-    double fv;
-    bool wd_set = false;
-    double wd = 0.0;
-    while ((c = getopt_long(argc, argv, "h", train_options, NULL)) != -1) {
-        if (c == OPT_MODEL || c == OPT_HIDDEN || c == OPT_ACT || c == OPT_NORM || c == OPT_DROPOUT ||
-            c == OPT_INPUT_DROPOUT)
-            for (const struct option *opt = train_options; opt->name; opt++)
-                if (opt->val == c) o->mlp_flag = opt->name;
-        switch (c) {
-        case 'h': fputs(train_help, stdout); return 0;
-        case OPT_ARCH:
-            if (nn_spec_parse(optarg, (nn_layer[NN_MODEL_MAX_LAYERS]){0}, NN_MODEL_MAX_LAYERS) < 0)
-                return usage_error(cmd, "--arch: %s", nn_last_error());
-            o->arch = optarg;
-            o->arch_from = "--arch";
-            break;
-        case OPT_AUGMENT: o->augment = true; break;
-        case OPT_NO_AUGMENT: o->augment = false; break;
-        case OPT_AUG_SHIFT:
-            if (parse_float_flag(cmd, "--aug-shift", optarg, 0.0, 14.0, &fv)) return EXIT_USAGE;
-            o->aug.shift = (float)fv, o->augment = true;
-            break;
-        case OPT_AUG_ROTATE:
-            if (parse_float_flag(cmd, "--aug-rotate", optarg, 0.0, 180.0, &fv)) return EXIT_USAGE;
-            o->aug.rotate = (float)fv, o->augment = true;
-            break;
-        case OPT_AUG_SCALE:
-            if (parse_float_flag(cmd, "--aug-scale", optarg, 0.0, 0.9, &fv)) return EXIT_USAGE;
-            o->aug.scale = (float)fv, o->augment = true;
-            break;
-        case OPT_MODEL:
-            if (strcmp(optarg, "linear") && strcmp(optarg, "mlp"))
-                return usage_error(cmd, "--model: unknown model '%s' (linear or mlp)", optarg);
-            o->linear = strcmp(optarg, "linear") == 0;
-            break;
-        case OPT_HIDDEN:
-            if ((o->n_hidden = parse_widths(optarg, o->hidden, NN_MLP_MAX_HIDDEN)) < 0)
-                return usage_error(cmd, "--hidden: '%s' is not a list of widths like 1024,1024 (at most %d)",
-                                   optarg, NN_MLP_MAX_HIDDEN);
-            break;
-        case OPT_ACT:
-            if (nn_act_parse(optarg, &o->mlp.act) != 0)
-                return usage_error(cmd, "--act: unknown activation '%s' (relu, gelu, sigmoid, tanh)", optarg);
-            break;
-        case OPT_NORM:
-            if (strcmp(optarg, "none") && strcmp(optarg, "layer"))
-                return usage_error(cmd, "--norm: unknown normalisation '%s' (none or layer)", optarg);
-            o->mlp.layer_norm = strcmp(optarg, "layer") == 0;
-            break;
-        case OPT_DROPOUT:
-            if (parse_float_flag(cmd, "--dropout", optarg, 0.0, 0.95, &fv)) return EXIT_USAGE;
-            o->mlp.dropout = (float)fv;
-            break;
-        case OPT_INPUT_DROPOUT:
-            if (parse_float_flag(cmd, "--input-dropout", optarg, 0.0, 0.95, &fv)) return EXIT_USAGE;
-            o->mlp.input_dropout = (float)fv;
-            break;
-        case OPT_EMA:
-            if (parse_float_flag(cmd, "--ema", optarg, 0.0, 0.999999, &fv)) return EXIT_USAGE;
-            o->cfg.ema = (float)fv;
-            break;
-        case OPT_LOSS:
-            if (strcmp(optarg, "ce") && strcmp(optarg, "mse"))
-                return usage_error(cmd, "--loss: unknown loss '%s' (ce or mse)", optarg);
-            o->cfg.loss = strcmp(optarg, "ce") == 0 ? NN_LOSS_CE : NN_LOSS_MSE;
-            break;
-        case OPT_SMOOTH:
-            if (parse_float_flag(cmd, "--label-smoothing", optarg, 0.0, 0.99, &fv)) return EXIT_USAGE;
-            o->cfg.label_smoothing = (float)fv;
-            break;
-        case OPT_OPT: {
-            nn_optim_kind kind;
-            if (nn_optim_parse(optarg, &kind) != 0)
-                return usage_error(cmd, "--opt: unknown optimiser '%s' (sgd, momentum, nesterov, adam, adamw)",
-                                   optarg);
-            o->cfg.opt = nn_optim_defaults(kind);
-            if (!o->lr_set) o->lr = kind == NN_OPT_ADAM || kind == NN_OPT_ADAMW ? 1e-3 : 0.05;
-            break;
-        }
-        case OPT_LR:
-            if (parse_float_flag(cmd, "--lr", optarg, 0.0, 1e9, &o->lr)) return EXIT_USAGE;
-            o->lr_set = true;
-            break;
-        case OPT_MOMENTUM:
-            if (parse_float_flag(cmd, "--momentum", optarg, 0.0, 0.9999, &o->momentum)) return EXIT_USAGE;
-            break;
-        case OPT_WD:
-            if (parse_float_flag(cmd, "--wd", optarg, 0.0, 10.0, &wd)) return EXIT_USAGE;
-            wd_set = true;
-            break;
-        case OPT_SCHEDULE:
-            if (nn_schedule_parse(optarg, &o->cfg.sched.kind) != 0)
-                return usage_error(cmd, "--schedule: unknown schedule '%s' (const, step, cosine)", optarg);
-            break;
-        case OPT_WARMUP:
-            if (parse_int_flag(cmd, "--warmup", optarg, 0, 100000000, &iv)) return EXIT_USAGE;
-            o->cfg.sched.warmup = iv;
-            break;
-        case OPT_CLIP:
-            if (parse_float_flag(cmd, "--clip", optarg, 0.0, 1e6, &fv)) return EXIT_USAGE;
-            o->cfg.clip = (float)fv;
-            break;
-        case OPT_EPOCHS:
-            if (parse_int_flag(cmd, "--epochs", optarg, 1, 100000, &iv)) return EXIT_USAGE;
-            o->cfg.epochs = (int)iv;
-            break;
-        case OPT_BATCH:
-            if (parse_int_flag(cmd, "--batch-size", optarg, 1, 65536, &iv)) return EXIT_USAGE;
-            o->cfg.batch_size = (int)iv;
-            break;
-        case OPT_SEED:
-            if (parse_int_flag(cmd, "--seed", optarg, 0, 0x7fffffffL, &iv)) return EXIT_USAGE;
-            o->cfg.seed = (uint64_t)iv;
-            break;
-        case OPT_THREADS:
-            if (parse_int_flag(cmd, "--threads", optarg, 1, 256, &iv)) return EXIT_USAGE;
-            o->threads = (int)iv;
-            break;
-        case OPT_LIMIT:
-            if (parse_int_flag(cmd, "--train-limit", optarg, 1, 100000000, &iv)) return EXIT_USAGE;
-            o->train_limit = (int)iv;
-            break;
-        case OPT_VAL:
-            if (parse_float_flag(cmd, "--val-split", optarg, 0.0, 0.9, &o->val_split)) return EXIT_USAGE;
-            break;
-        case OPT_EARLY:
-            if (parse_int_flag(cmd, "--early-stop", optarg, 0, 100000, &iv)) return EXIT_USAGE;
-            o->cfg.early_stop = (int)iv;
-            break;
-        case OPT_PRESET: break; /* applied before the other flags */
-        case OPT_DATASET: o->dataset = optarg; break;
-        case OPT_DATA: o->data_dir = optarg; break;
-        case OPT_METRICS: o->cfg.metrics_path = optarg; break;
-        case OPT_PLOT: o->plot_path = optarg; break;
-        case OPT_SAVE: o->cfg.save_path = optarg; break;
-        case OPT_RESUME: o->cfg.resume_path = optarg; break;
-        case OPT_GRAPH: o->cfg.graph_path = optarg; break;
-        case ':': return usage_error(cmd, "%s needs a value", argv[optind - 1]);
-        default:
-            return usage_error(cmd, "unknown option '%s'", optind > 0 && optind <= argc ? argv[optind - 1] : "?");
-        }
-    }
-    if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (o->arch && o->mlp_flag)
+    const char *mlp_flag = NULL;
+    for (size_t i = 0; i < sizeof mlp_flags / sizeof *mlp_flags; i++)
+        if (flag_given(table, mlp_flags[i])) mlp_flag = mlp_flags[i];
+    if (flag_given(table, "arch")) o->arch_from = "--arch";
+    /* Resuming with MLP flags: the model they describe is compared with the file's. */
+    else if (o->resume && mlp_flag) o->arch = NULL;
+    if (o->arch && mlp_flag)
         return usage_error(cmd, "%s gives the whole model; drop --%s (or write it into a spec with --arch)",
-                           o->arch_from, o->mlp_flag);
-    if (wd_set) o->cfg.opt.weight_decay = (float)wd;
+                           o->arch_from, mlp_flag);
+    /* A new optimiser brings its own defaults, unless given too. */
+    if (flag_given(table, "opt")) {
+        nn_optim_config d = nn_optim_defaults(o->opt);
+        if (!flag_given(table, "lr")) o->lr = o->opt == NN_OPT_ADAM || o->opt == NN_OPT_ADAMW ? 1e-3 : 0.05;
+        if (!flag_given(table, "wd")) o->wd = d.weight_decay;
+        if (!flag_given(table, "momentum")) o->momentum = d.momentum;
+        o->cfg.opt = d;
+    }
+    o->cfg.opt.kind = o->opt;
     o->cfg.opt.momentum = (float)o->momentum;
+    o->cfg.opt.weight_decay = (float)o->wd;
+    o->cfg.loss = o->loss;
+    o->cfg.sched.kind = o->schedule;
     o->cfg.sched.base_lr = (float)o->lr;
     o->cfg.sched.step_size = 0;
+    o->cfg.seed = (uint64_t)o->seed;
+    if (flag_given(table, "aug-shift") || flag_given(table, "aug-rotate") || flag_given(table, "aug-scale"))
+        o->augment = true;
+    o->cfg.augment = o->augment && !o->no_augment ? o->aug : (nn_augment){0};
+    if (o->resume && flag_given(table, "dataset") && !flag_given(table, "data")) o->data_dir = NULL;
     if (o->cfg.early_stop > 0 && o->val_split <= 0.0)
         return usage_error(cmd, "--early-stop needs a validation set: add --val-split F");
-    if (o->plot_path && !nn_is_picture_path(o->plot_path))
-        return usage_error(cmd, "--plot: '%s' must end in .png or .svg", o->plot_path);
     return -1;
 }
 
-/* The flags of a run joined by the unit separator (0x1f), for its
- * checkpoint; --resume itself is left out. */
-static char *join_args(int argc, char **argv) {
-    size_t len = 1;
-    for (int i = 1; i < argc; i++) len += strlen(argv[i]) + 1;
-    char *s = nn_xmalloc(len), *p = s;
-    *p = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--resume") == 0) {
-            i++;
-            continue;
+static int parse_args(int argc, char **argv, train_opts *o, flag *table) {
+    defaults(o);
+    make_table(o, table);
+    int rc = flags_parse("train", table, argc, argv, usage_text, epilogue, NULL);
+    if (rc >= 0) return rc;
+    /* A preset and a resumed file's settings come first, the flags on top:
+     * the second pass starts from them (the first already checked every flag). */
+    int preset = o->preset;
+    const char *resume = o->resume;
+    if (preset != PRESET_NONE || resume) {
+        defaults(o);
+        if (resume) {
+            if (nn_train_settings_read(resume, &o->resumed) != 0) return runtime_error();
+            from_settings(o, &o->resumed);
         }
-        if (strncmp(argv[i], "--resume=", 9) == 0) continue;
-        p += sprintf(p, "%s%s", p == s ? "" : "\x1f", argv[i]);
+        if (preset != PRESET_NONE) apply_preset(o, preset);
+        if ((rc = flags_parse("train", table, argc, argv, usage_text, epilogue, NULL)) >= 0) return rc;
     }
-    return s;
+    return finish(o, table);
 }
-
-/* Argument vector: the saved flags of the run being resumed, then this
- * command's own (later flags win). Returns the new argc; *buf owns the
- * memory. */
-static int resume_argv(const char *path, int argc, char **argv, char ***out, char **buf) {
-    nn_safetensors st;
-    if (nn_st_load(path, &st) != 0) return -1;
-    const char *saved = nn_st_meta(&st, "nn.train.args");
-    if (!saved) {
-        nn_st_free(&st);
-        return nn_error("%s: not a resumable checkpoint: it holds a model but no training state (nn train --save "
-                        "writes one while it runs; a finished --val-split run ends holding its best weights only)",
-                        path);
-    }
-    *buf = nn_xmalloc(strlen(saved) + 1);
-    strcpy(*buf, saved);
-    nn_st_free(&st);
-    int n = 1;
-    for (char *p = *buf; *p; p++) n += *p == '\x1f';
-    char **v = nn_xmalloc((size_t)(n + argc + 1) * sizeof *v);
-    int k = 0;
-    v[k++] = argv[0];
-    if (**buf) {
-        v[k++] = *buf;
-        for (char *p = *buf; *p; p++)
-            if (*p == '\x1f') {
-                *p = 0;
-                v[k++] = p + 1;
-            }
-    }
-    for (int i = 1; i < argc; i++) v[k++] = argv[i];
-    v[k] = NULL;
-    *out = v;
-    return k;
-}
-
 
 /* For the kill-and-resume tests: NN_TEST_RAISE=STEP:SIGNAL makes the run
  * send itself SIGNAL after optimiser step STEP, a point in the run that no
@@ -466,13 +359,13 @@ static int train_with(train_opts *o) {
     if (o->arch) {
         snprintf(o->spec, sizeof o->spec, "%s", o->arch);
     } else {
-        o->mlp.n_hidden = o->linear ? 0 : o->n_hidden;
-        memcpy(o->mlp.hidden, o->hidden, sizeof o->hidden);
-        o->mlp.classes = NN_DATA_CLASSES;
-        nn_mlp_spec(&o->mlp, o->spec, sizeof o->spec);
+        nn_mlp_config mlp = {.n_hidden = o->model == MODEL_LINEAR ? 0 : o->hidden.n, .act = (nn_act)o->act,
+                             .layer_norm = o->norm == 1, .dropout = o->dropout, .input_dropout = o->input_dropout,
+                             .classes = NN_DATA_CLASSES};
+        memcpy(mlp.hidden, o->hidden.w, sizeof o->hidden.w);
+        nn_mlp_spec(&mlp, o->spec, sizeof o->spec);
     }
     o->cfg.spec = o->spec;
-    if (o->augment) o->cfg.augment = o->aug;
     nn_model plan;
     if (nn_model_plan(&plan, o->spec, (int[]){1, data.train.rows, data.train.cols}, NN_DATA_CLASSES) != 0) {
         nn_train_data_free(&data);
@@ -496,7 +389,7 @@ static int train_with(train_opts *o) {
                100.0 * o->cfg.augment.scale);
     printf("\n");
     nn_model_summary(&plan, stdout);
-    if (o->cfg.resume_path) printf("resuming from %s\n", o->cfg.resume_path);
+    if (o->resume) printf("resuming from %s\n", o->resume);
     fflush(stdout);
 
     /* Ctrl-C: finish the step, write a checkpoint, stop. */
@@ -535,32 +428,13 @@ static int train_with(train_opts *o) {
 }
 
 int cmd_train(int argc, char **argv) {
-    train_opts o;
-    defaults(&o);
-    int status = parse_args(argc, argv, &o);
+    static train_opts o; /* holds a resumed file's settings: kept off the stack */
+    flag table[N_FLAGS];
+    int status = parse_args(argc, argv, &o, table);
     if (status >= 0) return status;
-    if (!o.cfg.resume_path) {
-        char *args = join_args(argc, argv);
-        o.cfg.args = args;
-        status = train_with(&o);
-        free(args);
-        return status;
+    if (o.resume) {
+        o.cfg.resume_path = o.resume;
+        if (!o.cfg.save_path) o.cfg.save_path = o.resume;
     }
-    /* Resuming: the saved run's flags, then this command's on top. */
-    const char *resume = o.cfg.resume_path;
-    char *resume_buf = NULL, **resume_args = NULL;
-    int n = resume_argv(resume, argc, argv, &resume_args, &resume_buf);
-    if (n < 0) return runtime_error();
-    defaults(&o);
-    status = parse_args(n, resume_args, &o);
-    if (status < 0) {
-        char *args = join_args(n, resume_args);
-        o.cfg.args = args;
-        if (!o.cfg.save_path) o.cfg.save_path = resume;
-        status = train_with(&o);
-        free(args);
-    }
-    free(resume_args);
-    free(resume_buf);
-    return status;
+    return train_with(&o);
 }

@@ -56,7 +56,20 @@ static void test_sigint_mid_epoch_then_resume(void) {
     int rc = run_and_signal(tmp("int.safetensors"), STEPS_PER_EPOCH + 90, SIGINT);
     CHECKF(rc == 130, "interrupted run exited %d: %s", rc, err_text);
     CHECKF(one_line_error("interrupted at epoch 2, step 90; checkpoint saved"), "%s", err_text);
-    rc = nn("train --resume %s", tmp("int.safetensors"));
+    /* The file holds every setting: one that contradicts it is named, and
+     * the checkpoint is left as it was. */
+    rc = nn("train --resume %s --lr 0.5", tmp("int.safetensors"));
+    CHECKF(rc == 1 && one_line_error("was trained with learning rate 0.001; this run asks for 0.5"), "exited %d: %s",
+           rc, err_text);
+    rc = nn("train --resume %s --opt adam", tmp("int.safetensors"));
+    CHECKF(rc == 1 && one_line_error("was trained with optimiser adamw; this run asks for adam"), "exited %d: %s",
+           rc, err_text);
+    rc = nn("train --resume %s --train-limit 11999", tmp("int.safetensors"));
+    CHECKF(rc == 1 && one_line_error("training images"), "exited %d: %s", rc, err_text);
+    rc = nn("train --resume %s --hidden 64", tmp("int.safetensors"));
+    CHECKF(rc == 1 && one_line_error("holds the model"), "exited %d: %s", rc, err_text);
+    /* Settings given with the file's own values are fine. */
+    rc = nn("train --resume %s --epochs 3 --lr 0.001 --opt adamw", tmp("int.safetensors"));
     CHECKF(rc == 0, "resume exited %d: %s", rc, err_text);
     CHECK(strstr(out_text, "resuming from") != NULL);
     CHECK(strstr(out_text, "epoch  2/3") != NULL && strstr(out_text, "epoch  1/3") == NULL);

@@ -40,11 +40,11 @@ typedef struct nn_train_config {
     const char *label;  /* progress-bar prefix, e.g. "epoch" or "adamw 2/8" */
     /* Resuming: a checkpoint written by an earlier run with the same config
      * (its model, optimiser state, position, generators and history are
-     * restored, and the run continues bit for bit). NULL = a fresh run. */
+     * restored, and the run continues bit for bit). The settings above are
+     * stored in every checkpoint field by field: nn_train_settings_read
+     * gives them back, and a setting that differs from the file's is an error
+     * naming it. NULL = a fresh run. */
     const char *resume_path;
-    /* Stored in checkpoints as "nn.train.args" so `nn train --resume` can
-     * rebuild the same config (the caller's own encoding). */
-    const char *args;
     /* When set to non-zero (e.g. by a SIGINT handler) the run stops after the
      * current step, writes a resumable checkpoint to save_path if there is
      * one, and returns -1 with an error saying so. May be NULL. */
@@ -66,7 +66,25 @@ typedef struct nn_train_data {
     nn_dataset train, val, test;
     bool has_val;
     float mean, std;
+    /* Where it came from (nn_train_data_load's arguments), kept in checkpoints. */
+    const char *dir;
+    int train_limit;
+    float val_split;
 } nn_train_data;
+
+/* What a checkpoint written by nn_train says about the run that wrote it. */
+typedef struct nn_train_settings {
+    nn_train_config cfg;     /* the stored settings; paths, callbacks, log and label are NULL */
+    char spec[NN_SPEC_MAX];  /* cfg.spec points here */
+    char data_dir[1024];     /* the data's folder as the run named it */
+    int train_limit;         /* 0 = all the training images */
+    float val_split;
+} nn_train_settings;
+
+/* Reads them from a resumable checkpoint; -1 with the error for a file that
+ * is not one (a finished --val-split run's, another program's, an older
+ * release's). */
+int nn_train_settings_read(const char *path, nn_train_settings *s);
 
 struct nn_history { /* the run's epochs so far */
     int n;                  /* epochs run */

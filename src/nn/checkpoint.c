@@ -12,7 +12,7 @@
 #include "nn/model.h"
 #include "nn/safetensors.h"
 
-#define MAX_META 40
+#define MAX_META 64
 #define MAX_EXTRA_TENSORS 8
 
 static const char *arch_name(const nn_model *m) {

@@ -61,7 +61,7 @@ static int history_parse(const char *s, nn_history *h, int max_epochs) {
     return 0;
 }
 
-int train_state_save(const char *path, const nn_train_config *cfg, const nn_model *model, const nn_optim *opt,
+int train_state_save(const char *path, const nn_train_config *cfg, const nn_train_data *data, const nn_model *model, const nn_optim *opt,
                      const train_state *st, const nn_history *hist, bool has_val, const float *best,
                      const float *raw) {
     char epoch[16], batch[24], step[24], optim_steps[24], loss_sum[40], seen[24], correct[24], secs[40],
@@ -82,13 +82,16 @@ int train_state_save(const char *path, const nn_train_config *cfg, const nn_mode
     snprintf(best_epoch, sizeof best_epoch, "%d", hist->best_epoch);
     snprintf(seed, sizeof seed, "%" PRIu64, cfg->seed);
     char *history = history_str(hist, has_val);
-    const char *keys[] = {"nn.train.epoch", "nn.train.batch", "nn.train.step", "nn.train.optim_steps",
+    train_config_strings conf;
+    train_config_meta(cfg, data, &conf);
+    const char *keys[TRAIN_CONFIG_MAX_FIELDS + 16] = {"nn.train.epoch", "nn.train.batch", "nn.train.step", "nn.train.optim_steps",
                           "nn.train.loss_sum", "nn.train.seen", "nn.train.correct", "nn.train.seconds",
                           "nn.train.loader_rng", "nn.train.dropout_rng", "nn.train.augment_rng", "nn.train.best", "nn.train.since_best",
-                          "nn.train.best_epoch", "nn.train.history", "nn.seed", "nn.optimizer", "nn.train.args"};
-    const char *values[] = {epoch, batch, step, optim_steps, loss_sum, seen, correct, secs, loader_rng,
-                            dropout_rng, augment_rng, best_score, since_best, best_epoch, history, seed,
-                            nn_optim_name(cfg->opt.kind), cfg->args ? cfg->args : ""};
+                          "nn.train.best_epoch", "nn.train.history", "nn.seed"};
+    const char *values[TRAIN_CONFIG_MAX_FIELDS + 16] = {epoch, batch, step, optim_steps, loss_sum, seen, correct, secs, loader_rng,
+                            dropout_rng, augment_rng, best_score, since_best, best_epoch, history, seed};
+    int n_keys = 16;
+    for (int i = 0; i < conf.n; i++, n_keys++) keys[n_keys] = conf.keys[i], values[n_keys] = conf.values[i];
     int64_t count = (int64_t)model->params.count, best_count = count + (int64_t)model->state.count;
     nn_st_entry state[4];
     int n_state = 0;
@@ -96,7 +99,7 @@ int train_state_save(const char *path, const nn_train_config *cfg, const nn_mode
     if (opt->v) state[n_state++] = (nn_st_entry){.name = "train.optim_v", .ndim = 1, .shape = &count, .data = opt->v};
     if (best) state[n_state++] = (nn_st_entry){.name = "train.best", .ndim = 1, .shape = &best_count, .data = best};
     if (raw) state[n_state++] = (nn_st_entry){.name = "train.raw", .ndim = 1, .shape = &count, .data = raw};
-    int rc = nn_model_save(model, path, state, n_state, keys, values, (int)(sizeof keys / sizeof *keys));
+    int rc = nn_model_save(model, path, state, n_state, keys, values, n_keys);
     free(history);
     return rc;
 }
@@ -171,10 +174,6 @@ int train_state_load_optim(const char *path, const nn_safetensors *file, nn_opti
                            size_t best_count, float *raw) {
     long steps;
     if (meta_long(file, path, "nn.train.optim_steps", 0, 1L << 50, &steps)) return -1;
-    const char *kind = nn_st_meta(file, "nn.optimizer");
-    if (!kind || strcmp(kind, nn_optim_name(opt->cfg.kind)) != 0)
-        return nn_error("%s: saved with optimiser '%s', resuming with '%s'", path, kind ? kind : "?",
-                        nn_optim_name(opt->cfg.kind));
     int64_t count = (int64_t)opt->params->count;
     if (opt->m && nn_st_read_f32(file, "train.optim_m", opt->m, 1, &count) != 0) return -1;
     if (opt->v && nn_st_read_f32(file, "train.optim_v", opt->v, 1, &count) != 0) return -1;

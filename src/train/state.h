@@ -26,7 +26,7 @@ typedef struct train_state {
  * parameters then running statistics, nn_train's snapshot).
  * With weight averaging the model holds the average and raw the weights
  * being trained (else raw is NULL). */
-int train_state_save(const char *path, const nn_train_config *cfg, const nn_model *model, const nn_optim *opt,
+int train_state_save(const char *path, const nn_train_config *cfg, const nn_train_data *data, const nn_model *model, const nn_optim *opt,
                      const train_state *st, const nn_history *hist, bool has_val, const float *best,
                      const float *raw);
 /* Restores them from a checkpoint written by train_state_save; the model is
@@ -39,5 +39,18 @@ int train_state_load(const char *path, nn_model *model, train_state *st, nn_hist
  * NULL). */
 int train_state_load_optim(const char *path, const nn_safetensors *file, nn_optim *opt, float *best,
                            size_t best_count, float *raw);
+
+/* The run's settings as checkpoint metadata (config.c): keys[i] = values[i]
+ * for i < n, pointing into the buffers (and into data->dir). */
+#define TRAIN_CONFIG_MAX_FIELDS 32
+typedef struct train_config_strings {
+    const char *keys[TRAIN_CONFIG_MAX_FIELDS], *values[TRAIN_CONFIG_MAX_FIELDS];
+    char key_buf[TRAIN_CONFIG_MAX_FIELDS][40], value_buf[TRAIN_CONFIG_MAX_FIELDS][48];
+    int n;
+} train_config_strings;
+int train_config_meta(const nn_train_config *cfg, const nn_train_data *data, train_config_strings *out);
+/* 0 when the checkpoint at path was written with cfg's settings and data's
+ * source; else -1 with an error naming the first setting that differs. */
+int train_config_check(const char *path, const nn_train_config *cfg, const nn_train_data *data);
 
 #endif

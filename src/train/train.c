@@ -159,7 +159,7 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
             nn_history_free(hist);
             return NN_TRAIN_FAILED;
         }
-        if (check_resumed_spec(cfg, model, in_shape) != 0) {
+        if (check_resumed_spec(cfg, model, in_shape) != 0 || train_config_check(cfg->resume_path, cfg, data) != 0) {
             nn_st_free(&resumed);
             nn_model_free(model);
             nn_loader_free(&loader);
@@ -231,7 +231,7 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
                 failure = NN_TRAIN_INTERRUPTED;
                 if (!cfg->save_path)
                     rc = nn_error("interrupted at epoch %d, step %ld (no --save, so no checkpoint)", st.epoch, st.batch);
-                else if (train_state_save(cfg->save_path, cfg, model, &opt, &st, hist, data->has_val, best_params,
+                else if (train_state_save(cfg->save_path, cfg, data, model, &opt, &st, hist, data->has_val, best_params,
                                           ema.avg) == 0)
                     rc = nn_error("interrupted at epoch %d, step %ld; checkpoint saved: resume with "
                                   "nn train --resume %s", st.epoch, st.batch, cfg->save_path);
@@ -314,7 +314,7 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
         next.loss_sum = next.train_seconds = 0.0;
         next.loader_rng = loader.rng;
         if (rc == 0 && cfg->save_path &&
-            train_state_save(cfg->save_path, cfg, model, &opt, &next, hist, data->has_val, best_params, ema.avg) != 0)
+            train_state_save(cfg->save_path, cfg, data, model, &opt, &next, hist, data->has_val, best_params, ema.avg) != 0)
             rc = -1;
         /* After the checkpoint, so a callback that fails (a plot that cannot
          * be written) still leaves this epoch saved. */
@@ -350,6 +350,9 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
 int nn_train_data_load(nn_train_data *d, const char *dir, int train_limit, float val_split) {
     memset(d, 0, sizeof *d);
     if (nn_dataset_load(dir, "train", &d->train) != 0) return -1;
+    d->dir = dir;
+    d->train_limit = train_limit > 0 ? train_limit : 0;
+    d->val_split = val_split > 0.0f ? val_split : 0.0f;
     if (nn_dataset_load(dir, "t10k", &d->test) != 0) {
         nn_dataset_free(&d->train);
         return -1;
