@@ -30,9 +30,9 @@ CPPFLAGS += -D_DEFAULT_SOURCE
 # default pthread build's threads fight them for the cores (2x slower here).
 BLAS_DIR ?= $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp)
 BLAS_LIBS = $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(comma)-rpath$(comma)$(BLAS_DIR)) -lopenblas
-# What libnn itself links; the CLI adds LAPACK (nn linreg's least squares).
+# What libnn itself links (LAPACK for linear regression comes with OpenBLAS).
 LIB_LIBS  = $(BLAS_LIBS) -lcjson -lpng -lz -lm
-LDLIBS   += $(LIB_LIBS) -llapacke $(APP_LIBS)
+LDLIBS   += $(LIB_LIBS) $(APP_LIBS)
 LDFLAGS  += -fopenmp
 DATASET  ?= mnist
 
@@ -54,6 +54,8 @@ APP_SRC  := $(sort $(wildcard app/*/*.c))
 APP_LIBS :=
 APP_GEN_SRC :=
 -include $(sort $(wildcard app/*/module.mk))
+# A module's rules come first in the file; `make` alone still means `all`.
+.DEFAULT_GOAL := all
 CLI_SRC  := $(sort $(wildcard cli/*.c))
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)

@@ -15,6 +15,7 @@
 #include "nn/model.h"
 #include "nn/optim.h"
 #include "nn/train.h"
+#include "nn/linreg.h"
 #include "nn/report.h"
 
 #endif

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "nn/csv.h"
 #include "nn/error.h"
+#include "nn/linreg.h"
 
 #define STACKLOSS "tests/fixtures/linreg/stackloss.csv"
 
@@ -193,7 +194,7 @@ static void test_csv_stackloss_by_name_and_index(void) {
 static void test_unscaled_csv_diverges_and_says_so(void) {
     run_result r = run("--csv", STACKLOSS, "--y", "STACKLOSS", NULL);
     CHECK(r.rc == 1);
-    CHECKF(strstr(r.err, "nn: error: loss diverged at step ") && strstr(r.err, "try a smaller --lr, or --standardize"),
+    CHECKF(strstr(r.err, "nn: error: loss diverged at step ") && strstr(r.err, "try a smaller learning rate, or standardised features"),
            "stderr: %s", r.err);
     run_free(&r);
 }
@@ -201,7 +202,7 @@ static void test_unscaled_csv_diverges_and_says_so(void) {
 static void test_divergence_with_huge_lr(void) {
     run_result r = run("--lr", "100", NULL);
     CHECK(r.rc == 1);
-    CHECKF(strstr(r.err, "nn: error: loss diverged at step ") && strstr(r.err, "(try a smaller --lr)"), "stderr: %s",
+    CHECKF(strstr(r.err, "nn: error: loss diverged at step ") && strstr(r.err, "(try a smaller learning rate)"), "stderr: %s",
            r.err);
     CHECK(strstr(r.out, "max |difference|") == NULL);
     run_free(&r);
@@ -420,7 +421,45 @@ static void test_csv_malformed(void) {
     nn_csv_free(&t);
 }
 
-TEST_MAIN(TEST(test_default_run_agrees_with_least_squares), TEST(test_same_seed_same_output),
+/* The library without the command: a noiseless line y = 2 x0 - 3 x1 + 0.5
+ * is recovered exactly by least squares, and closely by Adam. */
+static void test_library_recovers_a_known_line(void) {
+    nn_linreg_data ds = {.n = 50, .d = 2};
+    ds.x = malloc(100 * sizeof(double));
+    ds.y = malloc(50 * sizeof(double));
+    for (int i = 0; i < 50; i++) {
+        ds.x[2 * i] = (i % 7) - 3.0;
+        ds.x[2 * i + 1] = ((i * 5) % 11) / 4.0 - 1.0;
+        ds.y[i] = 2 * ds.x[2 * i] - 3 * ds.x[2 * i + 1] + 0.5;
+    }
+    nn_linreg_fit ls = {0}, gd = {0};
+    nn_lstsq_info info;
+    CHECK(nn_linreg_least_squares(&ds, &ls, &info) == 0);
+    CHECK(info.rank == 3 && info.cols == 3);
+    CHECK_NEAR(ls.w[0], 2.0, 1e-9);
+    CHECK_NEAR(ls.w[1], -3.0, 1e-9);
+    CHECK_NEAR(ls.b, 0.5, 1e-9);
+    nn_linreg_evaluate(&ds, &ls);
+    CHECK_NEAR(ls.r2, 1.0, 1e-12);
+    nn_linreg_gd_config cfg = {.opt = NN_OPT_ADAM, .lr = 0.05, .steps = 3000, .seed = 1};
+    double *loss = NULL;
+    CHECKF(nn_linreg_gd(&ds, &cfg, &gd, &loss) == 0, "%s", nn_last_error());
+    CHECK(loss && loss[2999] < 1e-6 && loss[2999] < loss[0]);
+    CHECK(gd.w && fabs(gd.w[0] - 2.0) < 1e-3 && fabs(gd.w[1] + 3.0) < 1e-3 && fabs(gd.b - 0.5) < 1e-3);
+    /* A learning rate far too big is refused with the reason. */
+    nn_linreg_fit bad = {0};
+    cfg = (nn_linreg_gd_config){.opt = NN_OPT_SGD, .lr = 100, .steps = 100, .seed = 1};
+    CHECK(nn_linreg_gd(&ds, &cfg, &bad, NULL) == -1 && strstr(nn_last_error(), "diverged") && bad.w == NULL);
+    free(ds.x);
+    free(ds.y);
+    nn_linreg_data none;
+    CHECK(nn_linreg_synthetic(&none, 0, 1, 0.1, 1) == -1 && none.x == NULL);
+    free(loss);
+    nn_linreg_fit_free(&ls);
+    nn_linreg_fit_free(&gd);
+}
+
+TEST_MAIN(TEST(test_library_recovers_a_known_line), TEST(test_default_run_agrees_with_least_squares), TEST(test_same_seed_same_output),
           TEST(test_csv_stackloss_by_name_and_index), TEST(test_unscaled_csv_diverges_and_says_so),
           TEST(test_divergence_with_huge_lr), TEST(test_every_optimiser_runs), TEST(test_minibatch),
           TEST(test_bad_csv_inputs), TEST(test_singular_design_warns_and_still_reports), TEST(test_usage_errors),
