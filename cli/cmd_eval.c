@@ -1,36 +1,30 @@
 /* nn eval: a checkpoint's test accuracy, per-class accuracy and confusion
  * matrix; on request, pictures of its most confident mistakes and of its first
  * conv layer's kernels. */
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "flags.h"
 #include "nn/error.h"
 #include "nn/train.h"
 #include "plot/plot.h"
 
-static const char *const eval_help =
+static const char *const usage_text =
     "usage: nn eval --model FILE.safetensors [--dataset mnist|fashion-mnist] [--data DIR]\n"
     "               [--errors FILE.png|.svg [--errors-count N]] [--filters FILE.png|.svg]\n"
     "\n"
     "Loads a checkpoint written by 'nn train' and evaluates it on the test set\n"
     "(t10k files): overall accuracy and loss, per-class accuracy, confusion matrix.\n"
-    "\n"
-    "  --model FILE            the checkpoint (required)\n"
-    "  --dataset NAME          mnist or fashion-mnist, from data/<name> (mnist)\n"
-    "  --data DIR              folder with the IDX files instead\n"
-    "  --errors FILE           draw the test images the model gets wrong with the most\n"
-    "                          confidence, captioned true -> predicted (probability),\n"
-    "                          and list them (.png or .svg)\n"
-    "  --errors-count N        how many of them, 1 to 1024 (36)\n"
-    "  --filters FILE          draw the kernels of the first conv layer (.png or .svg)\n"
-    "  --threads N             OpenMP and OpenBLAS threads (all cores)\n"
-    "  -h, --help              this help\n";
+    "\n";
 
-enum { OPT_ERRORS = 256, OPT_ERRORS_COUNT, OPT_FILTERS };
+static int parse_picture(const char *value, void *target) {
+    if (!nn_is_picture_path(value)) return nn_error("'%s' must end in .png or .svg", value);
+    *(const char **)target = value;
+    return 0;
+}
 
 static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                             "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
@@ -61,53 +55,31 @@ static int report_mistakes(const char *path, int count, nn_model *model, nn_ctx 
 }
 
 int cmd_eval(int argc, char **argv) {
-    static const struct option options[] = {
-        {"model", required_argument, 0, 'm'},
-        {"dataset", required_argument, 0, 'd'},
-        {"data", required_argument, 0, 'D'},
-        {"threads", required_argument, 0, 't'},
-        {"errors", required_argument, 0, OPT_ERRORS},
-        {"errors-count", required_argument, 0, OPT_ERRORS_COUNT},
-        {"filters", required_argument, 0, OPT_FILTERS},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
     const char *model_path = NULL, *dataset = "mnist", *data_dir = NULL, *errors_path = NULL, *filters_path = NULL;
-    long threads = 0, errors_count = 36;
-    bool count_given = false;
-    optind = 0;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
-        switch (c) {
-        case 'h': fputs(eval_help, stdout); return 0;
-        case 'm': model_path = optarg; break;
-        case 'd': dataset = optarg; break;
-        case 'D': data_dir = optarg; break;
-        case 't':
-            if (parse_int_flag("eval", "--threads", optarg, 1, 256, &threads)) return EXIT_USAGE;
-            break;
-        case OPT_ERRORS: errors_path = optarg; break;
-        case OPT_ERRORS_COUNT:
-            if (parse_int_flag("eval", "--errors-count", optarg, 1, NN_GRID_MAX_IMAGES, &errors_count))
-                return EXIT_USAGE;
-            count_given = true;
-            break;
-        case OPT_FILTERS: filters_path = optarg; break;
-        case ':': return usage_error("eval", "%s needs a value", argv[optind - 1]);
-        default: return usage_error("eval", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc) return usage_error("eval", "unexpected argument '%s'", argv[optind]);
+    int threads = 0, errors_count = 36;
+    flag table[] = {
+        {"model", FLAG_STRING, &model_path, .metavar = "FILE", .def = "required", .help = "the checkpoint"},
+        {"dataset", FLAG_STRING, &dataset, .metavar = "NAME", .help = "mnist or fashion-mnist, from data/<name>"},
+        {"data", FLAG_STRING, &data_dir, .metavar = "DIR", .help = "folder with the IDX files instead"},
+        {"errors", FLAG_CUSTOM, &errors_path, .parse = parse_picture, .metavar = "FILE", .def = "",
+         .help = "draw the test images the model gets wrong with the most\n"
+                 "confidence, captioned true -> predicted (probability),\n"
+                 "and list them (.png or .svg)"},
+        {"errors-count", FLAG_INT, &errors_count, 1, NN_GRID_MAX_IMAGES, .metavar = "N",
+         .help = "how many of them, 1 to 1024"},
+        {"filters", FLAG_CUSTOM, &filters_path, .parse = parse_picture, .metavar = "FILE", .def = "",
+         .help = "draw the kernels of the first conv layer (.png or .svg)"},
+        {"threads", FLAG_INT, &threads, 1, 256, .metavar = "N", .def = "all cores", .help = "OpenMP and OpenBLAS threads"},
+        FLAG_END,
+    };
+    int status = flags_parse("eval", table, argc, argv, usage_text, NULL, NULL);
+    if (status >= 0) return status;
+    bool count_given = flag_given(table, "errors-count");
     if (!model_path) return usage_error("eval", "--model FILE is required");
-    if (errors_path && !nn_is_picture_path(errors_path))
-        return usage_error("eval", "--errors: '%s' must end in .png or .svg", errors_path);
-    if (filters_path && !nn_is_picture_path(filters_path))
-        return usage_error("eval", "--filters: '%s' must end in .png or .svg", filters_path);
     if (count_given && !errors_path) return usage_error("eval", "--errors-count needs --errors FILE");
     const char *dir = dataset_dir("eval", dataset, data_dir);
     if (!dir) return EXIT_USAGE;
-    set_threads((int)threads);
+    set_threads(threads);
 
     nn_model model;
     if (nn_model_load(&model, model_path) != 0) return runtime_error();
@@ -138,7 +110,7 @@ int cmd_eval(int argc, char **argv) {
         nn_confusion_print(stdout, &conf, names);
         nn_confusion_free(&conf);
         if (errors_path &&
-            report_mistakes(errors_path, (int)errors_count, &model, ctx, &test, model_path, dir, names) != 0)
+            report_mistakes(errors_path, errors_count, &model, ctx, &test, model_path, dir, names) != 0)
             rc = runtime_error();
         if (rc == 0 && filters_path) printf("\nkernels of the first conv layer drawn in %s\n", filters_path);
         nn_ctx_free(ctx);

@@ -78,6 +78,25 @@ static void test_usage_errors(void) {
         CHECKF(rc == 2, "train %s exited %d", bad[i], rc);
         CHECKF(strstr(err_text, "nn train: ") == err_text, "train %s: stderr %s", bad[i], err_text);
     }
+    /* Each usage error says what is actually wrong. */
+    const struct {
+        const char *args, *why;
+    } said[] = {
+        {"train --lr", "--lr needs a value"},
+        {"train --lr --epochs 3", "--lr needs a value"},
+        {"train --epoch 3", "unknown option '--epoch' (did you mean --epochs?)"},
+        {"train --augment=yes", "--augment takes no value"},
+        {"train --act swish", "--act: unknown value 'swish' (one of: relu,gelu,sigmoid,tanh)"},
+        {"train --epochs 0", "--epochs: '0' is not an integer in [1, 100000]"},
+        {"train --plot out.gif", "--plot: 'out.gif' must end in .png or .svg"},
+        {"train extra", "unexpected argument 'extra'"},
+        {"eval --model", "--model needs a value"},
+        {"linreg --stpes 5", "did you mean --steps?"},
+    };
+    for (size_t i = 0; i < sizeof said / sizeof *said; i++) {
+        int rc = nn("%s", said[i].args);
+        CHECKF(rc == 2 && strstr(err_text, said[i].why), "nn %s exited %d: %s", said[i].args, rc, err_text);
+    }
     for (const char **c = (const char *[]){"train", "eval", "predict", "linreg", NULL}; *c; c++) {
         CHECKF(nn("%s --help", *c) == 0 && strstr(out_text, "usage: nn ") != NULL, "%s --help", *c);
         CHECKF(nn("%s --no-such-flag", *c) == 2, "%s accepted an unknown flag", *c);
