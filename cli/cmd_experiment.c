@@ -10,7 +10,6 @@
  * table uses the exact train accuracy instead, evaluated on the whole
  * training set in evaluation mode after the last epoch. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,12 +20,14 @@
 #include <time.h>
 
 #include "commands.h"
+#include "flags.h"
 #include "nn/error.h"
+#include "nn/study.h"
 #include "nn/train.h"
 #include "plot/plot.h"
 
 #define CMD "experiment"
-#define MAX_SEEDS 100
+#define MAX_SEEDS NN_STUDY_MAX_SEEDS
 
 /* ---- The configurations ------------------------------------------------------ */
 
@@ -100,7 +101,7 @@ static const exp_config configs[] = {
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-static const char *const help_text =
+static const char *const usage_text =
     "usage: nn experiment [OPTIONS]\n"
     "\n"
     "Trains several configurations the same way (same data, epochs, batch size,\n"
@@ -113,47 +114,11 @@ static const char *const help_text =
     "Progress (run i/N, configuration, epoch, ETA) goes to stderr; the table to stdout.\n"
     "\n"
     "configurations (MLPs with the same hidden widths unless a layer stack is\n"
-    "named, cross-entropy, cosine learning-rate schedule without warm-up):\n"
-    "%s"
-    "\n"
-    "options:\n"
-    "  --configs LIST      comma-separated names from the list above (the first eight)\n"
-    "  --seeds K           train each configuration with seeds S..S+K-1 (" STR(DEF_SEEDS) ")\n"
-    "  --seed S            first seed (1)\n"
-    "  --epochs N          epochs per run (" STR(DEF_EPOCHS) "; " STR(OVERFIT_EPOCHS) " with --overfit)\n"
-    "  --hidden LIST       hidden widths (" STR(DEF_HIDDEN) "," STR(DEF_HIDDEN) ")\n"
-    "  --batch-size N      mini-batch size (" STR(DEF_BATCH) ")\n"
-    "  --train-limit N     train on the first N training images (all; " STR(OVERFIT_LIMIT) " with --overfit)\n"
-    "  --overfit           the over-fitting study: " STR(OVERFIT_LIMIT) " training images and " STR(OVERFIT_EPOCHS)
-    " epochs,\n"
-    "                      so the baseline memorises its training set; shows which\n"
-    "                      techniques close the train-test gap (out: runs/overfit)\n"
-    "  --target PCT        test accuracy (%%) for the 'epochs to' column (" STR(DEF_TARGET) "; " STR(OVERFIT_TARGET)
-    " with --overfit)\n"
-    "  --threads N         OpenMP and OpenBLAS threads (all cores)\n"
-    "  --dataset mnist|fashion-mnist   which data (mnist), from data/<dataset>\n"
-    "  --data DIR          folder with the four IDX files instead\n"
-    "  --out DIR           output folder, created if missing (runs/experiment)\n"
-    "  -h, --help          this help\n"
-    "\n"
-    "The default study (8 configurations x " STR(DEF_SEEDS) " seeds, " STR(DEF_EPOCHS) " epochs, all 60,000 training\n"
+    "named, cross-entropy, cosine learning-rate schedule without warm-up):\n";
+
+static const char *const epilogue =
+    "\nThe default study (8 configurations x " STR(DEF_SEEDS) " seeds, " STR(DEF_EPOCHS) " epochs, all 60,000 training\n"
     "images) takes about 8 minutes on two cores, --overfit about 3.\n";
-
-enum {
-    OPT_CONFIGS = 256, OPT_SEEDS, OPT_SEED, OPT_EPOCHS, OPT_HIDDEN, OPT_BATCH, OPT_LIMIT, OPT_OVERFIT, OPT_TARGET,
-    OPT_THREADS, OPT_DATASET, OPT_DATA, OPT_OUT,
-};
-
-static const struct option long_options[] = {
-    {"configs", required_argument, 0, OPT_CONFIGS}, {"seeds", required_argument, 0, OPT_SEEDS},
-    {"seed", required_argument, 0, OPT_SEED},       {"epochs", required_argument, 0, OPT_EPOCHS},
-    {"hidden", required_argument, 0, OPT_HIDDEN},   {"batch-size", required_argument, 0, OPT_BATCH},
-    {"train-limit", required_argument, 0, OPT_LIMIT}, {"overfit", no_argument, 0, OPT_OVERFIT},
-    {"target", required_argument, 0, OPT_TARGET},   {"threads", required_argument, 0, OPT_THREADS},
-    {"dataset", required_argument, 0, OPT_DATASET}, {"data", required_argument, 0, OPT_DATA},
-    {"out", required_argument, 0, OPT_OUT},         {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
-};
 
 typedef struct exp_opts {
     int selected[N_CONFIGS]; /* indices into configs[] */
@@ -162,19 +127,10 @@ typedef struct exp_opts {
     long seed;
     int hidden[NN_MLP_MAX_HIDDEN];
     int n_hidden;
-    bool overfit, epochs_set, limit_set, target_set;
+    bool overfit;
     double target; /* percent */
     const char *dataset, *data_dir, *out;
 } exp_opts;
-
-static void print_help(void) {
-    char list[2048];
-    size_t len = 0;
-    for (int i = 0; i < N_CONFIGS; i++)
-        len += (size_t)snprintf(list + len, sizeof list - len, "  %-16s %s%s\n", configs[i].name, configs[i].what,
-                                configs[i].standard ? "" : " (extra)");
-    printf(help_text, list);
-}
 
 static int find_config(const char *name, size_t len) {
     for (int i = 0; i < N_CONFIGS; i++)
@@ -183,7 +139,8 @@ static int find_config(const char *name, size_t len) {
 }
 
 /* "baseline,adamw" -> selected indices, in the order given. */
-static int parse_configs(const char *s, exp_opts *o) {
+static int parse_configs(const char *s, void *target) {
+    exp_opts *o = target;
     o->n_selected = 0;
     const char *p = s;
     for (;;) {
@@ -195,15 +152,30 @@ static int parse_configs(const char *s, exp_opts *o) {
             size_t n = 0;
             for (int i = 0; i < N_CONFIGS; i++)
                 n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", i ? ", " : "", configs[i].name);
-            return usage_error(CMD, "--configs: unknown configuration '%.*s' (one of: %s)", (int)len, p, names);
+            return nn_error("unknown configuration '%.*s' (one of: %s)", (int)len, p, names);
         }
         for (int i = 0; i < o->n_selected; i++)
-            if (o->selected[i] == k)
-                return usage_error(CMD, "--configs: '%s' is listed twice", configs[k].name);
+            if (o->selected[i] == k) return nn_error("'%s' is listed twice", configs[k].name);
         o->selected[o->n_selected++] = k;
         if (!comma) break;
         p = comma + 1;
     }
+    return 0;
+}
+
+static int parse_hidden(const char *value, void *target) {
+    exp_opts *o = target;
+    int n = parse_widths(value, o->hidden, NN_MLP_MAX_HIDDEN);
+    if (n < 1)
+        return nn_error("'%s' is not a list of widths like 256,256 (1 to %d widths, each 1..65536)", value,
+                        NN_MLP_MAX_HIDDEN);
+    o->n_hidden = n;
+    return 0;
+}
+
+static int parse_folder(const char *value, void *target) {
+    if (!*value) return nn_error("empty folder name");
+    *(const char **)target = value;
     return 0;
 }
 
@@ -220,82 +192,47 @@ static int parse_args(int argc, char **argv, exp_opts *o) {
     o->n_hidden = 2;
     o->target = DEF_TARGET;
     o->dataset = "mnist";
-    optind = 0;
-    opterr = 0;
-    int c;
-    long iv;
-    while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
-        switch (c) {
-        case 'h': print_help(); return 0;
-        case OPT_CONFIGS:
-            if (parse_configs(optarg, o) != 0) return EXIT_USAGE;
-            break;
-        case OPT_SEEDS:
-            if (parse_int_flag(CMD, "--seeds", optarg, 1, MAX_SEEDS, &iv)) return EXIT_USAGE;
-            o->seeds = (int)iv;
-            break;
-        case OPT_SEED:
-            if (parse_int_flag(CMD, "--seed", optarg, 0, 0x7fffffffL - MAX_SEEDS, &iv)) return EXIT_USAGE;
-            o->seed = iv;
-            break;
-        case OPT_EPOCHS:
-            if (parse_int_flag(CMD, "--epochs", optarg, 1, 100000, &iv)) return EXIT_USAGE;
-            o->epochs = (int)iv;
-            o->epochs_set = true;
-            break;
-        case OPT_HIDDEN:
-            if ((o->n_hidden = parse_widths(optarg, o->hidden, NN_MLP_MAX_HIDDEN)) < 1)
-                return usage_error(CMD, "--hidden: '%s' is not a list of widths like 256,256 (1 to %d widths, each "
-                                   "1..65536)", optarg, NN_MLP_MAX_HIDDEN);
-            break;
-        case OPT_BATCH:
-            if (parse_int_flag(CMD, "--batch-size", optarg, 1, 65536, &iv)) return EXIT_USAGE;
-            o->batch_size = (int)iv;
-            break;
-        case OPT_LIMIT:
-            if (parse_int_flag(CMD, "--train-limit", optarg, 1, 100000000, &iv)) return EXIT_USAGE;
-            o->train_limit = (int)iv;
-            o->limit_set = true;
-            break;
-        case OPT_OVERFIT: o->overfit = true; break;
-        case OPT_TARGET: {
-            double v;
-            if (parse_float_flag(CMD, "--target", optarg, 0.01, 100.0, &v)) return EXIT_USAGE;
-            o->target = v;
-            o->target_set = true;
-            break;
-        }
-        case OPT_THREADS:
-            if (parse_int_flag(CMD, "--threads", optarg, 1, 256, &iv)) return EXIT_USAGE;
-            o->threads = (int)iv;
-            break;
-        case OPT_DATASET: o->dataset = optarg; break;
-        case OPT_DATA:
-            if (!*optarg) return usage_error(CMD, "--data: empty folder name");
-            o->data_dir = optarg;
-            break;
-        case OPT_OUT:
-            if (!*optarg) return usage_error(CMD, "--out: empty folder name");
-            o->out = optarg;
-            break;
-        case ':': return usage_error(CMD, "%s needs a value", argv[optind - 1]);
-        default:
-            /* getopt_long reports a missing value as '?' when opterr is 0 and
-             * optstring does not start with ':'. */
-            if (optind > 0 && optind <= argc && argv[optind - 1][0] == '-' && argv[optind - 1][1] == '-') {
-                const char *name = argv[optind - 1] + 2;
-                for (const struct option *lo = long_options; lo->name; lo++)
-                    if (strcmp(lo->name, name) == 0 && lo->has_arg == required_argument)
-                        return usage_error(CMD, "%s needs a value", argv[optind - 1]);
-            }
-            return usage_error(CMD, "unknown option '%s'", optind > 0 && optind <= argc ? argv[optind - 1] : "?");
-        }
-    }
-    if (optind < argc) return usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+    flag table[] = {
+        FLAG_SECTION("options:"),
+        {"configs", FLAG_CUSTOM, o, .parse = parse_configs, .metavar = "LIST", .def = "the first eight",
+         .help = "comma-separated names from the list above"},
+        {"seeds", FLAG_INT, &o->seeds, 1, MAX_SEEDS, .metavar = "K", .help = "train each configuration with seeds S..S+K-1"},
+        {"seed", FLAG_LONG, &o->seed, 0, 0x7fffffffL - MAX_SEEDS, .metavar = "S", .help = "first seed"},
+        {"epochs", FLAG_INT, &o->epochs, 1, 100000, .metavar = "N",
+         .def = STR(DEF_EPOCHS) "; " STR(OVERFIT_EPOCHS) " with --overfit", .help = "epochs per run"},
+        {"hidden", FLAG_CUSTOM, o, .parse = parse_hidden, .metavar = "LIST", .def = STR(DEF_HIDDEN) "," STR(DEF_HIDDEN),
+         .help = "hidden widths"},
+        {"batch-size", FLAG_INT, &o->batch_size, 1, 65536, .metavar = "N", .help = "mini-batch size"},
+        {"train-limit", FLAG_INT, &o->train_limit, 1, 100000000, .metavar = "N",
+         .def = "all; " STR(OVERFIT_LIMIT) " with --overfit", .help = "train on the first N training images"},
+        {"overfit", FLAG_SWITCH, &o->overfit,
+         .help = "the over-fitting study: " STR(OVERFIT_LIMIT) " training images and " STR(OVERFIT_EPOCHS) " epochs,\n"
+                 "so the baseline memorises its training set; shows which\n"
+                 "techniques close the train-test gap (out: runs/overfit)"},
+        {"target", FLAG_DOUBLE, &o->target, 0.01, 100, .metavar = "PCT",
+         .def = STR(DEF_TARGET) "; " STR(OVERFIT_TARGET) " with --overfit",
+         .help = "test accuracy (%) for the 'epochs to' column"},
+        {"threads", FLAG_INT, &o->threads, 1, 256, .metavar = "N", .def = "all cores", .help = "OpenMP and OpenBLAS threads"},
+        {"dataset", FLAG_STRING, &o->dataset, .metavar = "mnist|fashion-mnist", .help = "which data, from data/<dataset>"},
+        {"data", FLAG_CUSTOM, &o->data_dir, .parse = parse_folder, .metavar = "DIR", .def = "",
+         .help = "folder with the four IDX files instead"},
+        {"out", FLAG_CUSTOM, &o->out, .parse = parse_folder, .metavar = "DIR", .def = "runs/experiment",
+         .help = "output folder, created if missing"},
+        FLAG_END,
+    };
+    /* The usage text lists the configurations. */
+    char usage[4096];
+    size_t len = (size_t)snprintf(usage, sizeof usage, "%s", usage_text);
+    for (int i = 0; i < N_CONFIGS && len < sizeof usage; i++)
+        len += (size_t)snprintf(usage + len, sizeof usage - len, "  %-16s %s%s\n", configs[i].name, configs[i].what,
+                                configs[i].standard ? "" : " (extra)");
+    if (len < sizeof usage) snprintf(usage + len, sizeof usage - len, "\n");
+    int rc = flags_parse(CMD, table, argc, argv, usage, epilogue, NULL);
+    if (rc >= 0) return rc;
     if (o->overfit) {
-        if (!o->limit_set) o->train_limit = OVERFIT_LIMIT;
-        if (!o->epochs_set) o->epochs = OVERFIT_EPOCHS;
-        if (!o->target_set) o->target = OVERFIT_TARGET;
+        if (!flag_given(table, "train-limit")) o->train_limit = OVERFIT_LIMIT;
+        if (!flag_given(table, "epochs")) o->epochs = OVERFIT_EPOCHS;
+        if (!flag_given(table, "target")) o->target = OVERFIT_TARGET;
     }
     if (!o->out) o->out = o->overfit ? "runs/overfit" : "runs/experiment";
     return -1;
@@ -339,81 +276,6 @@ static int eta_epoch(void *user, const nn_history *h) {
 
 /* ---- Results ------------------------------------------------------------------ */
 
-/* One finished run: its per-epoch history and the exact final train accuracy. */
-typedef struct run_result {
-    int config, seed;
-    bool done, diverged;
-    int n; /* epochs completed */
-    double *train_acc, *test_acc, *train_loss, *test_loss, *lr, *seconds;
-    double final_train_acc; /* evaluation mode, whole training set; NaN if diverged */
-    double wall_seconds;
-} run_result;
-
-/* Mean and sample standard deviation of the finite values (NaN when none; std
- * NaN with fewer than two). Returns how many were used. */
-static int mean_std(const double *v, int n, double *mean, double *std) {
-    double s = 0.0, ss = 0.0;
-    int k = 0;
-    for (int i = 0; i < n; i++)
-        if (isfinite(v[i])) s += v[i], k++;
-    *mean = k ? s / k : NAN;
-    for (int i = 0; i < n; i++)
-        if (isfinite(v[i])) ss += (v[i] - *mean) * (v[i] - *mean);
-    *std = k > 1 ? sqrt(ss / (k - 1)) : NAN;
-    return k;
-}
-
-typedef struct summary {
-    int runs, ok;         /* finished runs, runs that did not diverge */
-    double final_acc[2];  /* mean, std: fractions */
-    double best_acc[2];
-    double best_epoch;    /* mean */
-    double train_acc;     /* mean final train accuracy (evaluation mode) */
-    double gap[2];        /* train - test, fractions */
-    double to_target;     /* mean epochs to the target over the runs that reached it */
-    int reached;          /* runs that reached the target */
-    double seconds[2];
-} summary;
-
-static void summarise(const run_result *runs, int n_runs, int config, double target, summary *s) {
-    double fa[MAX_SEEDS], ba[MAX_SEEDS], be[MAX_SEEDS], ta[MAX_SEEDS], gap[MAX_SEEDS], tt[MAX_SEEDS], sec[MAX_SEEDS];
-    int k = 0, reached = 0;
-    memset(s, 0, sizeof *s);
-    for (int r = 0; r < n_runs; r++) {
-        const run_result *rr = &runs[r];
-        if (rr->config != config || !rr->done) continue;
-        sec[k] = rr->wall_seconds;
-        tt[k] = NAN;
-        if (rr->diverged || rr->n == 0) {
-            fa[k] = ba[k] = be[k] = ta[k] = gap[k] = NAN;
-        } else {
-            fa[k] = rr->test_acc[rr->n - 1];
-            int best = 0;
-            for (int e = 0; e < rr->n; e++) {
-                if (rr->test_acc[e] > rr->test_acc[best]) best = e;
-                if (!isfinite(tt[k]) && rr->test_acc[e] >= target) tt[k] = e + 1;
-            }
-            ba[k] = rr->test_acc[best];
-            be[k] = best + 1;
-            ta[k] = rr->final_train_acc;
-            gap[k] = ta[k] - fa[k];
-            if (isfinite(tt[k])) reached++;
-            s->ok++;
-        }
-        k++;
-    }
-    s->runs = k;
-    mean_std(fa, k, &s->final_acc[0], &s->final_acc[1]);
-    mean_std(ba, k, &s->best_acc[0], &s->best_acc[1]);
-    double unused;
-    mean_std(be, k, &s->best_epoch, &unused);
-    mean_std(ta, k, &s->train_acc, &unused);
-    mean_std(gap, k, &s->gap[0], &s->gap[1]);
-    mean_std(tt, k, &s->to_target, &unused);
-    s->reached = reached;
-    mean_std(sec, k, &s->seconds[0], &s->seconds[1]);
-}
-
 /* A growing text buffer for the files written at the end of each run. */
 typedef struct text {
     char *p;
@@ -455,7 +317,7 @@ typedef struct study {
     int n_train, n_test; /* images */
     char arch[128];      /* "MLP 784-256-256-10", "MLP 784-256-256-10 and CNNs" */
     char command[1024];  /* the command line, for results.md */
-    run_result *runs;
+    nn_study_run *runs;
     int n_runs;
     char *paths[6];      /* results.csv, results.md, test_accuracy.png, gap.png, runs.csv, epochs.csv */
 } study;
@@ -478,8 +340,8 @@ static int write_results_csv(const study *st) {
             "epochs_to_target_mean,runs_reaching_target,seconds_mean,seconds_std\n");
     for (int i = 0; i < st->o->n_selected; i++) {
         int c = st->o->selected[i];
-        summary s;
-        summarise(st->runs, st->n_runs, c, st->o->target / 100.0, &s);
+        nn_study_summary s;
+        nn_study_summarise(st->runs, st->n_runs, c, st->o->target / 100.0, &s);
         if (s.runs == 0) continue;
         put(&t, "%s,\"%s\",%d,%d", configs[c].name, configs[c].what, s.runs, s.runs - s.ok);
         put_num(&t, s.final_acc[0], "%.6f");
@@ -506,7 +368,7 @@ static int write_runs_csv(const study *st) {
             "epochs_to_target,seconds\n");
     put(&e, "config,seed,epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds\n");
     for (int r = 0; r < st->n_runs; r++) {
-        const run_result *rr = &st->runs[r];
+        const nn_study_run *rr = &st->runs[r];
         if (!rr->done) continue;
         int best = 0, to_target = 0;
         for (int k = 0; k < rr->n; k++) {
@@ -551,8 +413,8 @@ static int write_results_md(const study *st, bool print_stdout) {
     put(&t, "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < o->n_selected; i++) {
         int c = o->selected[i];
-        summary s;
-        summarise(st->runs, st->n_runs, c, o->target / 100.0, &s);
+        nn_study_summary s;
+        nn_study_summarise(st->runs, st->n_runs, c, o->target / 100.0, &s);
         if (s.runs == 0) continue;
         put(&t, "| %s | %s", configs[c].name, configs[c].what);
         if (s.ok < s.runs) put(&t, " (%d of %d runs diverged)", s.runs - s.ok, s.runs);
@@ -592,7 +454,7 @@ static int mean_curve(const study *st, int config, bool gap, double *y) {
         double s = 0.0;
         int k = 0;
         for (int r = 0; r < st->n_runs; r++) {
-            const run_result *rr = &st->runs[r];
+            const nn_study_run *rr = &st->runs[r];
             if (rr->config != config || !rr->done || e >= rr->n) continue;
             s += 100.0 * (gap ? rr->train_acc[e] - rr->test_acc[e] : rr->test_acc[e]);
             k++;
@@ -696,7 +558,7 @@ static int make_dirs(const char *path) {
     return 0;
 }
 
-static void run_free(run_result *r) {
+static void run_free(nn_study_run *r) {
     free(r->train_acc);
     memset(r, 0, sizeof *r);
 }
@@ -770,7 +632,7 @@ int cmd_experiment(int argc, char **argv) {
     for (int i = 0, r = 0; i < o.n_selected && rc == 0; i++) {
         const exp_config *ec = &configs[o.selected[i]];
         for (int s = 0; s < o.seeds && rc == 0; s++, r++) {
-            run_result *rr = &st.runs[r];
+            nn_study_run *rr = &st.runs[r];
             rr->config = o.selected[i];
             rr->seed = (int)(o.seed + s);
             char label[64];

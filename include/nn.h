@@ -16,6 +16,7 @@
 #include "nn/optim.h"
 #include "nn/train.h"
 #include "nn/linreg.h"
+#include "nn/study.h"
 #include "nn/report.h"
 
 #endif
