@@ -20,12 +20,6 @@ static const char *const usage_text =
     "(t10k files): overall accuracy and loss, per-class accuracy, confusion matrix.\n"
     "\n";
 
-static int parse_picture(const char *value, void *target) {
-    if (!nn_is_picture_path(value)) return nn_error("'%s' must end in .png or .svg", value);
-    *(const char **)target = value;
-    return 0;
-}
-
 static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                             "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
@@ -61,13 +55,13 @@ int cmd_eval(int argc, char **argv) {
         {"model", FLAG_STRING, &model_path, .metavar = "FILE", .def = "required", .help = "the checkpoint"},
         {"dataset", FLAG_STRING, &dataset, .metavar = "NAME", .help = "mnist or fashion-mnist, from data/<name>"},
         {"data", FLAG_STRING, &data_dir, .metavar = "DIR", .help = "folder with the IDX files instead"},
-        {"errors", FLAG_CUSTOM, &errors_path, .parse = parse_picture, .metavar = "FILE", .def = "",
+        {"errors", FLAG_CUSTOM, &errors_path, .parse = flag_picture, .metavar = "FILE", .def = "",
          .help = "draw the test images the model gets wrong with the most\n"
                  "confidence, captioned true -> predicted (probability),\n"
                  "and list them (.png or .svg)"},
         {"errors-count", FLAG_INT, &errors_count, 1, NN_GRID_MAX_IMAGES, .metavar = "N",
          .help = "how many of them, 1 to 1024"},
-        {"filters", FLAG_CUSTOM, &filters_path, .parse = parse_picture, .metavar = "FILE", .def = "",
+        {"filters", FLAG_CUSTOM, &filters_path, .parse = flag_picture, .metavar = "FILE", .def = "",
          .help = "draw the kernels of the first conv layer (.png or .svg)"},
         {"threads", FLAG_INT, &threads, 1, 256, .metavar = "N", .def = "all cores", .help = "OpenMP and OpenBLAS threads"},
         FLAG_END,

@@ -32,12 +32,6 @@ static const char *const usage_text =
     "\n";
 static const char *const epilogue = "\nResults go to stdout, progress and warnings to stderr.\n";
 
-static int parse_picture(const char *value, void *target) {
-    if (!nn_is_picture_path(value)) return nn_error("'%s' must end in .png or .svg", value);
-    *(const char **)target = value;
-    return 0;
-}
-
 #define N_FLAGS 24
 
 static void make_table(linreg_args *a, flag *t) {
@@ -67,7 +61,7 @@ static void make_table(linreg_args *a, flag *t) {
         {"seed", FLAG_LONG, &a->seed, 0, 2147483647, .metavar = "S",
          .help = "seed of the synthetic data, initial weights and shuffling"},
         FLAG_SECTION("\noutput:"),
-        {"plot", FLAG_CUSTOM, &a->plot, .parse = parse_picture, .metavar = "FILE", .def = "",
+        {"plot", FLAG_CUSTOM, &a->plot, .parse = flag_picture, .metavar = "FILE", .def = "",
          .help = ".png or .svg: the points and the fitted line (one feature)\n"
                  "or predicted against actual (several), and the loss per step"},
         {"graph", FLAG_STRING, &a->gd.graph_path, .metavar = "FILE",

@@ -76,12 +76,6 @@ static int parse_hidden(const char *value, void *target) {
     return 0;
 }
 
-static int parse_picture(const char *value, void *target) {
-    if (!nn_is_picture_path(value)) return nn_error("'%s' must end in .png or .svg", value);
-    *(const char **)target = value;
-    return 0;
-}
-
 #define N_FLAGS 64
 
 /* The one declaration of nn train's flags. */
@@ -156,7 +150,7 @@ static void make_table(train_opts *o, flag *t) {
         {"dataset", FLAG_STRING, &o->dataset, .metavar = "mnist|fashion-mnist", .help = "which data, from data/<dataset>"},
         {"data", FLAG_STRING, &o->data_dir, .metavar = "DIR", .help = "folder with the four IDX files instead"},
         {"metrics", FLAG_STRING, &o->cfg.metrics_path, .metavar = "FILE.csv", .help = "per-epoch metrics"},
-        {"plot", FLAG_CUSTOM, &o->plot_path, .parse = parse_picture, .metavar = "FILE.png|.svg", .def = "",
+        {"plot", FLAG_CUSTOM, &o->plot_path, .parse = flag_picture, .metavar = "FILE.png|.svg", .def = "",
          .help = "train vs test accuracy and loss per epoch"},
         {"graph", FLAG_STRING, &o->cfg.graph_path, .metavar = "FILE.dot",
          .help = "the computation graph of one training step (Graphviz; render\n"
@@ -370,11 +364,6 @@ static int train_with(train_opts *o) {
     if (nn_model_plan(&plan, o->spec, (int[]){1, data.train.rows, data.train.cols}, NN_DATA_CLASSES) != 0) {
         nn_train_data_free(&data);
         return usage_error("train", "%s: %s", o->arch ? o->arch_from : "model", nn_last_error());
-    }
-    /* A step schedule decays 10x after each third of the run. */
-    if (o->cfg.sched.kind == NN_SCHED_STEP) {
-        long steps = (long)o->cfg.epochs * ((data.train.n + o->cfg.batch_size - 1) / o->cfg.batch_size);
-        o->cfg.sched.step_size = steps / 3 > 0 ? steps / 3 : 1;
     }
     o->cfg.log = stdout;
     o->cfg.label = "epoch";

@@ -8,6 +8,13 @@
 
 #include "commands.h"
 #include "nn/error.h"
+#include "plot/plot.h"
+
+int flag_picture(const char *value, void *target) {
+    if (!nn_is_picture_path(value)) return nn_error("'%s' must end in .png or .svg", value);
+    *(const char **)target = value;
+    return 0;
+}
 
 const char *flag_display(const flag *f) {
     static char buf[64];

@@ -63,6 +63,9 @@ void flags_help(FILE *out, const flag *table);
 /* Whether the flag `name` was given (false for a name not in the table). */
 bool flag_given(const flag *table, const char *name);
 
+/* A FLAG_CUSTOM parser for a picture's path: it must end in .png or .svg. */
+int flag_picture(const char *value, void *target);
+
 /* The flag's name as the user wrote it ("--epochs"), for messages. */
 const char *flag_display(const flag *f);
 

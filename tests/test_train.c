@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "nn/error.h"
 #include "nn/train.h"
 
 #define SIDE 10
@@ -161,8 +162,24 @@ static void test_interrupted_then_resumed(void) {
     nn_history_free(&h);
     nn_model_free(&part);
 
-    nn_train_config cr = c;
+    /* The checkpoint holds the settings field by field ... */
+    static nn_train_settings saved;
+    CHECKF(nn_train_settings_read(ci.save_path, &saved) == 0, "%s", nn_last_error());
+    CHECK(saved.cfg.opt.kind == NN_OPT_ADAM && saved.cfg.sched.base_lr == 1e-2f && saved.cfg.batch_size == 50 &&
+          saved.cfg.epochs == 3 && saved.cfg.seed == 4 && saved.cfg.opt.beta2 == c.opt.beta2);
+    CHECK(strcmp(saved.spec, "flatten dropout(0.2) linear(16) relu linear(10)") == 0 && saved.cfg.spec == saved.spec);
+    /* ... and a resume that asks for another one is refused, naming it. */
+    nn_train_config cr = saved.cfg;
     cr.resume_path = ci.save_path;
+    cr.sched.base_lr = 2e-2f;
+    CHECK(nn_train(&cr, &d, &resumed, &h) == NN_TRAIN_FAILED);
+    CHECKF(strstr(nn_last_error(), "learning rate 0.01; this run asks for 0.02"), "%s", nn_last_error());
+    cr.sched.base_lr = 1e-2f;
+    cr.batch_size = 25;
+    CHECK(nn_train(&cr, &d, &resumed, &h) == NN_TRAIN_FAILED);
+    CHECKF(strstr(nn_last_error(), "batch size 50; this run asks for 25"), "%s", nn_last_error());
+    /* The settings read back resume the run bit for bit. */
+    cr.batch_size = 50;
     CHECK(nn_train(&cr, &d, &resumed, &h) == NN_TRAIN_FINISHED);
     CHECK(h.n == 3);
     CHECK(resumed.params.count == full.params.count &&
@@ -182,5 +199,36 @@ static void test_interrupted_then_resumed(void) {
     nn_train_data_free(&d);
 }
 
-TEST_MAIN(TEST(test_finished_with_callbacks), TEST(test_stopped_early), TEST(test_diverged), TEST(test_failed),
+static int failing_epoch(void *user, const nn_history *h) {
+    (void)user;
+    return h->n == 2 ? nn_error("the callback gives up after epoch 2") : 0;
+}
+
+/* A callback that fails stops the run; a step schedule without a step size
+ * decays 10x after each third of the run (here: each epoch). */
+static void test_callback_failure_and_step_schedule(void) {
+    nn_train_data d = data(false);
+    nn_train_config c = config();
+    c.on_epoch = failing_epoch;
+    nn_model m;
+    nn_history h;
+    CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_FAILED && h.n == 2);
+    CHECKF(strstr(nn_last_error(), "gives up after epoch 2"), "%s", nn_last_error());
+    nn_history_free(&h);
+    nn_model_free(&m);
+    c = config();
+    c.sched.kind = NN_SCHED_STEP;
+    c.sched.gamma = 0.1f;
+    CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_FINISHED && h.n == 3);
+    /* The lr logged is the epoch's last step's: updates 11, 23, 35 (0-based)
+     * of 36, with step size 12. */
+    CHECK_NEAR(h.epochs[0].lr, 0.1, 1e-7);
+    CHECK_NEAR(h.epochs[1].lr, 0.01, 1e-8);
+    CHECK_NEAR(h.epochs[2].lr, 0.001, 1e-9);
+    nn_history_free(&h);
+    nn_model_free(&m);
+    nn_train_data_free(&d);
+}
+
+TEST_MAIN(TEST(test_finished_with_callbacks), TEST(test_callback_failure_and_step_schedule), TEST(test_stopped_early), TEST(test_diverged), TEST(test_failed),
           TEST(test_interrupted_then_resumed))

@@ -26,7 +26,8 @@ typedef struct nn_train_config {
     nn_loss_kind loss; /* mse: mean squared error of softmax(logits) against one-hot targets */
     float label_smoothing;
     nn_optim_config opt;
-    nn_schedule sched; /* base_lr is the learning rate; total_steps is filled in */
+    nn_schedule sched; /* base_lr is the learning rate; total_steps is filled in, and
+                        * a step schedule's step_size when it is 0 (a third of the run) */
     float clip;        /* max global gradient norm; 0 = no clipping */
     float ema;         /* decay of the weights' moving average that is evaluated
                         * and saved instead of the raw weights; 0 = off */

@@ -206,6 +206,9 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
     float black = (float)((0.0 - data->mean) / (data->std > 0.0f ? data->std : 1.0f)); /* a 0 pixel, normalised */
     nn_schedule sched = cfg->sched;
     sched.total_steps = (long)cfg->epochs * nn_loader_num_batches(&loader);
+    /* A step schedule without a step size decays after each third of the run. */
+    if (sched.kind == NN_SCHED_STEP && sched.step_size <= 0)
+        sched.step_size = sched.total_steps / 3 > 0 ? sched.total_steps / 3 : 1;
     nn_ctx *ctx = nn_ctx_new(0);
     int *labels = nn_xmalloc((size_t)B * sizeof(int));
     nn_metrics_file *metrics = NULL;
