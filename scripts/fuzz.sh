@@ -22,12 +22,10 @@ targets=("$@")
 CC=${CC:-clang}
 out=build-fuzz
 san=("-fsanitize=address,undefined" "-fno-sanitize-recover=undefined")
-read -ra plplot_cflags <<<"$(pkg-config --cflags plplot 2>/dev/null || true)"
-read -ra plplot_libs <<<"$(pkg-config --libs plplot 2>/dev/null || true)"
 cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer "${san[@]}" -Wall -Wno-unknown-pragmas -D_DEFAULT_SOURCE
-        -Iinclude -Isrc "${plplot_cflags[@]}")
+        -Iinclude -Isrc)
 blas=/usr/lib/x86_64-linux-gnu/openblas-openmp
-libs=("-L$blas" "-Wl,-rpath,$blas" -lopenblas -llapacke -lcjson -lpng -lz "${plplot_libs[@]}" -lm)
+libs=("-L$blas" "-Wl,-rpath,$blas" -lopenblas -lcjson -lpng -lz -lm)
 read -ra extra_flags <<<"${FUZZ_FLAGS:-}"
 
 # The parts of the library the parsers and the model loader use, instrumented,
