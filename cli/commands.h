@@ -12,6 +12,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_experiment(int argc, char **argv);
 int cmd_linreg(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #define EXIT_USAGE 2
 

@@ -15,6 +15,8 @@ static const struct {
     {"predict", cmd_predict, "classify your own PNG/PGM digit images with a checkpoint"},
     {"experiment", cmd_experiment, "train several configurations the same way and compare them"},
     {"linreg", cmd_linreg, "linear regression by gradient descent, checked against least squares"},
+    {"serve", cmd_serve, "a web page to draw a digit on and watch the model read it; POST /predict"},
+    {"export", cmd_export, "write a checkpoint as an ONNX file, to run the model in other runtimes"},
 };
 
 static void usage(FILE *f) {

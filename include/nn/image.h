@@ -32,6 +32,11 @@ typedef struct nn_image {
  * Returns 0, or -1 with a one-line error naming the file ("PATH: not a PNG or
  * PGM image", "PATH: truncated PGM: ...") and `img` zeroed. */
 int nn_image_load(const char *path, nn_image *img);
+/* The same from `len` bytes in memory (an upload, say), refusing images of
+ * more than max_pixels pixels (0 or anything above NN_IMAGE_MAX_PIXELS means
+ * NN_IMAGE_MAX_PIXELS) from their header, before any pixel is decoded. The
+ * error names no file: "not a PNG or PGM image", "bad PNG: ...". */
+int nn_image_decode(const void *data, size_t len, size_t max_pixels, nn_image *img);
 void nn_image_free(nn_image *img);
 
 /* MNIST-style preprocessing, the way MNIST itself was made: separate the ink

@@ -1,8 +1,9 @@
-/* Loading PNG and PGM images as grayscale floats in [0,1].
+/* Decoding PNG and PGM images as grayscale floats in [0,1].
  *
- * The whole file is read into memory first (bounded by NN_IMAGE_MAX_FILE_BYTES),
- * so both decoders see exactly how many bytes exist and can report truncation
- * instead of reading past the end. */
+ * Both decoders work on a buffer in memory (a file is read whole first,
+ * bounded by NN_IMAGE_MAX_FILE_BYTES), so they see exactly how many bytes
+ * exist and can report truncation instead of reading past the end. Their
+ * messages name no file; nn_image_load puts the path in front. */
 #include "nn/image.h"
 
 #include <png.h>
@@ -20,26 +21,23 @@ static float luminance(float r, float g, float b) {
     return 0.299f * r + 0.587f * g + 0.114f * b;
 }
 
-static int check_size(const char *path, unsigned long w, unsigned long h) {
-    if (w == 0 || h == 0) return nn_error("%s: image has zero size (%lux%lu)", path, w, h);
+static int check_size(unsigned long w, unsigned long h, size_t max_pixels) {
+    if (w == 0 || h == 0) return nn_error("image has zero size (%lux%lu)", w, h);
     /* Both factors are below 2^32 here, so the product fits in 64 bits. */
-    if ((uint64_t)w * h > NN_IMAGE_MAX_PIXELS)
-        return nn_error("%s: image too large (%lux%lu pixels, limit %zu)", path, w, h,
-                        NN_IMAGE_MAX_PIXELS);
+    if ((uint64_t)w * h > max_pixels)
+        return nn_error("image too large (%lux%lu pixels, limit %zu)", w, h, max_pixels);
     return 0;
 }
 
 /* ---- PNG ---------------------------------------------------------------- */
 
 typedef struct {
-    const char *path;
     const unsigned char *data;
     size_t len, pos;
 } png_source;
 
 static void png_on_error(png_structp png, png_const_charp msg) {
-    png_source *src = png_get_error_ptr(png);
-    nn_error("%s: bad PNG: %s", src->path, msg);
+    nn_error("bad PNG: %s", msg);
     png_longjmp(png, 1);
 }
 
@@ -53,14 +51,14 @@ static void png_read_memory(png_structp png, png_bytep dst, size_t n) {
     src->pos += n;
 }
 
-static int decode_png(const char *path, const unsigned char *data, size_t len, nn_image *img) {
-    png_source src = {path, data, len, 0};
+static int decode_png(const unsigned char *data, size_t len, size_t max_pixels, nn_image *img) {
+    png_source src = {data, len, 0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
-    if (!png) return nn_error("%s: cannot initialise libpng", path);
+    if (!png) return nn_error("cannot initialise libpng");
     png_infop info = png_create_info_struct(png);
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
-        return nn_error("%s: cannot initialise libpng", path);
+        return nn_error("cannot initialise libpng");
     }
     /* Written after setjmp and needed after a longjmp, hence volatile. */
     png_bytep volatile rgba = NULL;
@@ -76,7 +74,7 @@ static int decode_png(const char *path, const unsigned char *data, size_t len, n
     png_set_read_fn(png, &src, png_read_memory);
     png_read_info(png, info);
     png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-    if (check_size(path, w, h) != 0) png_longjmp(png, 1);
+    if (check_size(w, h, max_pixels) != 0) png_longjmp(png, 1);
     /* Deflate compresses at most 1032:1, so a file too short to hold the
      * declared pixels even at that ratio is refused before the buffers for
      * them are allocated (w*h <= 2^26 and 4 channels of 16 bits fit in 64). */
@@ -138,47 +136,46 @@ static void skip_blank(const unsigned char *d, size_t len, size_t *pos) {
 }
 
 /* Reads one unsigned decimal number in [1, max] after optional blanks. */
-static int read_number(const char *path, const char *what, const unsigned char *d, size_t len,
+static int read_number(const char *what, const unsigned char *d, size_t len,
                        size_t *pos, unsigned long max, unsigned long *out) {
     skip_blank(d, len, pos);
-    if (*pos >= len) return nn_error("%s: truncated PGM: missing %s", path, what);
-    if (d[*pos] < '0' || d[*pos] > '9') return nn_error("%s: bad PGM: %s is not a number", path, what);
+    if (*pos >= len) return nn_error("truncated PGM: missing %s", what);
+    if (d[*pos] < '0' || d[*pos] > '9') return nn_error("bad PGM: %s is not a number", what);
     unsigned long v = 0;
     while (*pos < len && d[*pos] >= '0' && d[*pos] <= '9') {
         v = v * 10 + (unsigned long)(d[*pos] - '0');
-        if (v > max) return nn_error("%s: bad PGM: %s is out of range (limit %lu)", path, what, max);
+        if (v > max) return nn_error("bad PGM: %s is out of range (limit %lu)", what, max);
         (*pos)++;
     }
     if (*pos < len && !is_space(d[*pos]) && d[*pos] != '#')
-        return nn_error("%s: bad PGM: %s is not a number", path, what);
-    if (v == 0) return nn_error("%s: bad PGM: %s is 0", path, what);
+        return nn_error("bad PGM: %s is not a number", what);
+    if (v == 0) return nn_error("bad PGM: %s is 0", what);
     *out = v;
     return 0;
 }
 
-static int decode_pgm(const char *path, const unsigned char *d, size_t len, nn_image *img) {
+static int decode_pgm(const unsigned char *d, size_t len, size_t max_pixels, nn_image *img) {
     int binary = d[1] == '5';
     size_t pos = 2;
     unsigned long w, h, maxval;
     /* A side may be as long as the whole pixel budget (a one-row strip). */
-    if (read_number(path, "width", d, len, &pos, NN_IMAGE_MAX_PIXELS, &w) != 0 ||
-        read_number(path, "height", d, len, &pos, NN_IMAGE_MAX_PIXELS, &h) != 0 ||
-        read_number(path, "maxval", d, len, &pos, 65535, &maxval) != 0 || check_size(path, w, h) != 0)
+    if (read_number("width", d, len, &pos, NN_IMAGE_MAX_PIXELS, &w) != 0 ||
+        read_number("height", d, len, &pos, NN_IMAGE_MAX_PIXELS, &h) != 0 ||
+        read_number("maxval", d, len, &pos, 65535, &maxval) != 0 || check_size(w, h, max_pixels) != 0)
         return -1;
     size_t n = (size_t)w * h;
 
     if (binary) {
         /* Exactly one whitespace byte separates the header from the samples. */
-        if (pos >= len || !is_space(d[pos])) return nn_error("%s: truncated PGM: no pixel data", path);
+        if (pos >= len || !is_space(d[pos])) return nn_error("truncated PGM: no pixel data");
         pos++;
         size_t bytes_per = maxval > 255 ? 2 : 1;
         if (len - pos < n * bytes_per)
-            return nn_error("%s: truncated PGM: expected %zu bytes of pixel data, found %zu", path,
-                            n * bytes_per, len - pos);
+            return nn_error("truncated PGM: expected %zu bytes of pixel data, found %zu", n * bytes_per,
+                            len - pos);
     } else if ((len - pos) / 2 < n) {
         /* Each ASCII sample takes at least a separator and a digit. */
-        return nn_error("%s: truncated PGM: room for at most %zu of %zu samples", path,
-                        (len - pos) / 2, n);
+        return nn_error("truncated PGM: room for at most %zu of %zu samples", (len - pos) / 2, n);
     }
 
     float *pixels = nn_xmalloc(n * sizeof *pixels);
@@ -191,11 +188,11 @@ static int decode_pgm(const char *path, const unsigned char *d, size_t len, nn_i
             skip_blank(d, len, &pos);
             if (pos >= len) {
                 free(pixels);
-                return nn_error("%s: truncated PGM: expected %zu samples, found %zu", path, n, i);
+                return nn_error("truncated PGM: expected %zu samples, found %zu", n, i);
             }
             if (d[pos] < '0' || d[pos] > '9') {
                 free(pixels);
-                return nn_error("%s: bad PGM: sample %zu is not a number", path, i);
+                return nn_error("bad PGM: sample %zu is not a number", i);
             }
             v = 0;
             while (pos < len && d[pos] >= '0' && d[pos] <= '9' && v <= maxval)
@@ -203,7 +200,7 @@ static int decode_pgm(const char *path, const unsigned char *d, size_t len, nn_i
         }
         if (v > maxval) {
             free(pixels);
-            return nn_error("%s: bad PGM: sample %zu exceeds maxval %lu", path, i, maxval);
+            return nn_error("bad PGM: sample %zu exceeds maxval %lu", i, maxval);
         }
         pixels[i] = (float)v / (float)maxval;
     }
@@ -215,24 +212,33 @@ static int decode_pgm(const char *path, const unsigned char *d, size_t len, nn_i
 
 /* ---- entry points ------------------------------------------------------- */
 
+int nn_image_decode(const void *data, size_t len, size_t max_pixels, nn_image *img) {
+    memset(img, 0, sizeof *img);
+    const unsigned char *d = data;
+    if (max_pixels == 0 || max_pixels > NN_IMAGE_MAX_PIXELS) max_pixels = NN_IMAGE_MAX_PIXELS;
+    if (len == 0) return nn_error("empty file");
+    /* A short prefix of the PNG magic goes to the PNG decoder, which reports
+     * truncation. */
+    if (memcmp(d, png_magic, len < 8 ? len : 8) == 0) return decode_png(d, len, max_pixels, img);
+    if (len >= 3 && d[0] == 'P' && (d[1] == '5' || d[1] == '2') && (is_space(d[2]) || d[2] == '#'))
+        return decode_pgm(d, len, max_pixels, img);
+    return nn_error("not a PNG or PGM image");
+}
+
 int nn_image_load(const char *path, nn_image *img) {
     memset(img, 0, sizeof *img);
     size_t len;
     unsigned char *data = nn_read_file(path, &len, NN_IMAGE_MAX_FILE_BYTES);
     if (!data) return -1;
-    int rc;
-    if (len == 0) {
-        rc = nn_error("%s: empty file", path);
-    } else if (memcmp(data, png_magic, len < 8 ? len : 8) == 0) {
-        rc = decode_png(path, data, len, img); /* a short prefix of the magic reports truncation */
-    } else if (len >= 3 && data[0] == 'P' && (data[1] == '5' || data[1] == '2') &&
-               (is_space(data[2]) || data[2] == '#')) {
-        rc = decode_pgm(path, data, len, img);
-    } else {
-        rc = nn_error("%s: not a PNG or PGM image", path);
-    }
+    int rc = nn_image_decode(data, len, 0, img);
     free(data);
-    return rc;
+    if (rc != 0) {
+        /* Copy first: the message buffer is also nn_error's destination. */
+        char why[512];
+        snprintf(why, sizeof why, "%s", nn_last_error());
+        return nn_error("%s: %s", path, why);
+    }
+    return 0;
 }
 
 void nn_image_free(nn_image *img) {

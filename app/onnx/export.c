@@ -1,0 +1,351 @@
+/* nn_model -> ONNX ModelProto through the protobuf-c code generated from
+ * onnx.proto (app/onnx/module.mk). Each layer becomes the ONNX operator with
+ * nn's exact semantics (docs/onnx.md): the same padding, strides, floor-mode
+ * pooling, epsilons and slopes. The graph is built in memory with every
+ * allocation recorded in one list, packed once and written atomically. */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "export.h"
+#include "nn/error.h"
+#include "nn/version.h"
+#include "onnx/onnx.pb-c.h"
+
+/* Initializers point at the model's floats as raw_data, which ONNX defines
+ * as little-endian. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "onnx export writes tensors' memory as ONNX raw_data, which is little-endian"
+#endif
+
+#define MAX_NODE_INPUTS 5
+#define MAX_NODE_ATTRS 4
+
+typedef struct graph {
+    void **owned; /* every allocation below, freed together */
+    size_t n_owned, cap_owned;
+    Onnx__NodeProto **nodes;
+    size_t n_nodes, cap_nodes;
+    Onnx__TensorProto **inits;
+    size_t n_inits, cap_inits;
+    const char *sqrt2, *one, *half; /* GELU's constants, added once */
+} graph;
+
+#define PUSH(arr, n, cap, item)                                                    \
+    do {                                                                           \
+        if ((n) == (cap)) {                                                        \
+            (cap) = (cap) ? 2 * (cap) : 16;                                        \
+            (arr) = nn_xrealloc((arr), (cap) * sizeof *(arr));                     \
+        }                                                                          \
+        (arr)[(n)++] = (item);                                                     \
+    } while (0)
+
+static void *alloc(graph *g, size_t size) {
+    void *p = nn_xcalloc(1, size);
+    PUSH(g->owned, g->n_owned, g->cap_owned, p);
+    return p;
+}
+
+static char *str(graph *g, const char *fmt, ...) NN_PRINTF(2, 3);
+static char *str(graph *g, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = alloc(g, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static void graph_free(graph *g) {
+    for (size_t i = 0; i < g->n_owned; i++) free(g->owned[i]);
+    free(g->owned);
+    free(g->nodes);
+    free(g->inits);
+}
+
+/* ---- initializers and nodes ---- */
+
+/* A float32 initializer over n floats at data, which must outlive the graph
+ * (the model's own tensors, or memory owned by g). Returns its name. */
+static const char *initializer(graph *g, const char *name, int ndim, const int *shape, const float *data) {
+    Onnx__TensorProto *t = alloc(g, sizeof *t);
+    onnx__tensor_proto__init(t);
+    t->name = str(g, "%s", name);
+    t->has_data_type = 1;
+    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    t->n_dims = (size_t)ndim;
+    t->dims = alloc(g, (ndim ? (size_t)ndim : 1) * sizeof *t->dims);
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) {
+        t->dims[d] = shape[d];
+        n *= (size_t)shape[d];
+    }
+    t->has_raw_data = 1;
+    t->raw_data.len = n * sizeof(float);
+    t->raw_data.data = (uint8_t *)data;
+    PUSH(g->inits, g->n_inits, g->cap_inits, t);
+    return t->name;
+}
+
+static const char *tensor_initializer(graph *g, const nn_tensor *t) {
+    return initializer(g, t->name, t->ndim, t->shape, t->data);
+}
+
+static const char *scalar(graph *g, const char *name, float v) {
+    float *p = alloc(g, sizeof *p);
+    *p = v;
+    return initializer(g, name, 0, NULL, p);
+}
+
+/* A node computing out = op(in...); attributes are added to what it returns. */
+static Onnx__NodeProto *node(graph *g, const char *op, const char *out, int n_in, const char *const *in) {
+    Onnx__NodeProto *n = alloc(g, sizeof *n);
+    onnx__node_proto__init(n);
+    n->op_type = str(g, "%s", op);
+    n->name = str(g, "%s", out);
+    n->n_input = (size_t)n_in;
+    n->input = alloc(g, MAX_NODE_INPUTS * sizeof *n->input);
+    for (int i = 0; i < n_in; i++) n->input[i] = str(g, "%s", in[i]);
+    n->n_output = 1;
+    n->output = alloc(g, sizeof *n->output);
+    n->output[0] = str(g, "%s", out);
+    n->attribute = alloc(g, MAX_NODE_ATTRS * sizeof *n->attribute);
+    PUSH(g->nodes, g->n_nodes, g->cap_nodes, n);
+    return n;
+}
+
+static const char *unary(graph *g, const char *op, const char *out, const char *x) {
+    return node(g, op, out, 1, (const char *[]){x})->output[0];
+}
+
+static const char *binary(graph *g, const char *op, const char *out, const char *a, const char *b) {
+    return node(g, op, out, 2, (const char *[]){a, b})->output[0];
+}
+
+static Onnx__AttributeProto *attr(graph *g, Onnx__NodeProto *n, const char *name, Onnx__AttributeProto__AttributeType type) {
+    Onnx__AttributeProto *a = alloc(g, sizeof *a);
+    onnx__attribute_proto__init(a);
+    a->name = str(g, "%s", name);
+    a->has_type = 1;
+    a->type = type;
+    n->attribute[n->n_attribute++] = a;
+    return a;
+}
+
+static void attr_int(graph *g, Onnx__NodeProto *n, const char *name, int64_t v) {
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    a->has_i = 1;
+    a->i = v;
+}
+
+static void attr_float(graph *g, Onnx__NodeProto *n, const char *name, float v) {
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    a->has_f = 1;
+    a->f = v;
+}
+
+/* An INTS attribute of count copies of v (kernel_shape [k, k], pads [p, p, p, p]). */
+static void attr_ints(graph *g, Onnx__NodeProto *n, const char *name, int count, int64_t v) {
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    a->n_ints = (size_t)count;
+    a->ints = alloc(g, (size_t)count * sizeof *a->ints);
+    for (int i = 0; i < count; i++) a->ints[i] = v;
+}
+
+/* ---- layers ---- */
+
+/* GELU as nn computes it (the exact form, not the tanh approximation):
+ *   y = x * 0.5 * (1 + erf(x / sqrt 2)) */
+static const char *gelu(graph *g, const char *x, const char *out) {
+    if (!g->sqrt2) {
+        g->sqrt2 = scalar(g, "gelu.sqrt2", 1.41421356237309504880f);
+        g->one = scalar(g, "gelu.one", 1.0f);
+        g->half = scalar(g, "gelu.half", 0.5f);
+    }
+    const char *u = binary(g, "Div", str(g, "%s.scaled", out), x, g->sqrt2);
+    const char *e = unary(g, "Erf", str(g, "%s.erf", out), u);
+    const char *p = binary(g, "Add", str(g, "%s.cdf2", out), e, g->one);
+    const char *xp = binary(g, "Mul", str(g, "%s.xcdf2", out), x, p);
+    return binary(g, "Mul", out, xp, g->half);
+}
+
+static const char *window_node(graph *g, const char *op, const char *out, const char *x, const nn_layer *l) {
+    Onnx__NodeProto *n = node(g, op, out, 1, (const char *[]){x});
+    attr_ints(g, n, "kernel_shape", 2, l->kernel);
+    attr_ints(g, n, "strides", 2, l->stride);
+    return out;
+}
+
+/* Adds the nodes of layer i reading x; *y is the value it gives (x itself
+ * for dropout, which is the identity at inference). */
+static int emit_layer(graph *g, const nn_model *m, int i, const char *x, const char **y) {
+    const nn_layer *l = &m->layers[i];
+    const char *out = str(g, "layer%d_%s", i + 1, nn_layer_kind_name(l->kind));
+    Onnx__NodeProto *n;
+    switch (l->kind) {
+    case NN_LAYER_LINEAR: /* y = x W^T + b, W [out, in] as PyTorch stores it */
+        n = node(g, "Gemm", out, 3,
+                 (const char *[]){x, tensor_initializer(g, l->weight), tensor_initializer(g, l->bias)});
+        attr_int(g, n, "transB", 1);
+        *y = out;
+        return 0;
+    case NN_LAYER_CONV:
+        n = node(g, "Conv", out, 3,
+                 (const char *[]){x, tensor_initializer(g, l->weight), tensor_initializer(g, l->bias)});
+        attr_ints(g, n, "kernel_shape", 2, l->kernel);
+        attr_ints(g, n, "strides", 2, l->stride);
+        attr_ints(g, n, "pads", 4, l->padding); /* [top, left, bottom, right] */
+        *y = out;
+        return 0;
+    case NN_LAYER_MAXPOOL: *y = window_node(g, "MaxPool", out, x, l); return 0;
+    case NN_LAYER_AVGPOOL: *y = window_node(g, "AveragePool", out, x, l); return 0;
+    case NN_LAYER_BATCHNORM: /* [N, C] after a linear, [N, C, H, W] after a conv: both are ONNX's layout */
+        n = node(g, "BatchNormalization", out, 5,
+                 (const char *[]){x, tensor_initializer(g, l->weight), tensor_initializer(g, l->bias),
+                                  tensor_initializer(g, l->running_mean), tensor_initializer(g, l->running_var)});
+        attr_float(g, n, "epsilon", NN_BATCH_NORM_EPS);
+        *y = out;
+        return 0;
+    case NN_LAYER_LAYERNORM:
+        n = node(g, "LayerNormalization", out, 3,
+                 (const char *[]){x, tensor_initializer(g, l->weight), tensor_initializer(g, l->bias)});
+        attr_int(g, n, "axis", -1);
+        attr_float(g, n, "epsilon", NN_LAYER_NORM_EPS);
+        *y = out;
+        return 0;
+    case NN_LAYER_RELU: *y = unary(g, "Relu", out, x); return 0;
+    case NN_LAYER_LEAKYRELU:
+        n = node(g, "LeakyRelu", out, 1, (const char *[]){x});
+        attr_float(g, n, "alpha", l->p);
+        *y = out;
+        return 0;
+    case NN_LAYER_GELU: *y = gelu(g, x, out); return 0;
+    case NN_LAYER_SIGMOID: *y = unary(g, "Sigmoid", out, x); return 0;
+    case NN_LAYER_TANH: *y = unary(g, "Tanh", out, x); return 0;
+    case NN_LAYER_DROPOUT: *y = x; return 0;
+    case NN_LAYER_FLATTEN: /* [N, ...] -> [N, prod(...)], as nn_flatten keeps the batch */
+        n = node(g, "Flatten", out, 1, (const char *[]){x});
+        attr_int(g, n, "axis", 1);
+        *y = out;
+        return 0;
+    }
+    /* No default above: the compiler names a kind added to nn_layer_kind but not here. */
+    char text[96];
+    return nn_error("layer %d, %s: has no ONNX form in nn export", i + 1, nn_layer_str(l, text, sizeof text));
+}
+
+/* A float32 tensor value of shape [N, dims...], N symbolic. */
+static Onnx__ValueInfoProto *value_info(graph *g, const char *name, int ndim, const int *dims) {
+    Onnx__TensorShapeProto *shape = alloc(g, sizeof *shape);
+    onnx__tensor_shape_proto__init(shape);
+    shape->n_dim = (size_t)ndim + 1;
+    shape->dim = alloc(g, shape->n_dim * sizeof *shape->dim);
+    for (size_t d = 0; d < shape->n_dim; d++) {
+        Onnx__TensorShapeProto__Dimension *dim = alloc(g, sizeof *dim);
+        onnx__tensor_shape_proto__dimension__init(dim);
+        if (d == 0) {
+            dim->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            dim->dim_param = str(g, "N");
+        } else {
+            dim->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            dim->dim_value = dims[d - 1];
+        }
+        shape->dim[d] = dim;
+    }
+    Onnx__TypeProto__Tensor *tensor = alloc(g, sizeof *tensor);
+    onnx__type_proto__tensor__init(tensor);
+    tensor->has_elem_type = 1;
+    tensor->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tensor->shape = shape;
+    Onnx__TypeProto *type = alloc(g, sizeof *type);
+    onnx__type_proto__init(type);
+    type->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    type->tensor_type = tensor;
+    Onnx__ValueInfoProto *v = alloc(g, sizeof *v);
+    onnx__value_info_proto__init(v);
+    v->name = str(g, "%s", name);
+    v->type = type;
+    return v;
+}
+
+int onnx_export(const nn_model *m, const char *path, onnx_export_info *info) {
+    graph g = {0};
+    int rc = -1;
+    uint8_t *buf = NULL;
+
+    /* Raw pixels in [0, 1] in, normalised as nn_model_predict does. */
+    const char *x = binary(&g, "Sub", "image_centred", "image", scalar(&g, "input_mean", m->input_mean));
+    x = binary(&g, "Div", "image_normalised", x, scalar(&g, "input_std", m->input_std));
+    for (int i = 0; i < m->n_layers; i++)
+        if (emit_layer(&g, m, i, x, &x) != 0) goto done;
+    /* The last node gives the current value (dropout adds none): it becomes the output. */
+    Onnx__NodeProto *last = g.nodes[g.n_nodes - 1];
+    if (strcmp(last->output[0], x) != 0) {
+        nn_error("onnx export: the graph's last node does not give its output %s", x);
+        goto done;
+    }
+    last->output[0] = str(&g, "logits");
+
+    char spec[NN_SPEC_MAX];
+    nn_model_spec(m, spec, sizeof spec);
+    Onnx__GraphProto graph_proto = ONNX__GRAPH_PROTO__INIT;
+    graph_proto.name = str(&g, "nn");
+    graph_proto.doc_string = str(&g, "nn model %s; image: raw pixels in [0, 1], normalised in the graph "
+                                     "((x - %.9g) / %.9g)", spec, m->input_mean, m->input_std);
+    graph_proto.n_node = g.n_nodes;
+    graph_proto.node = g.nodes;
+    graph_proto.n_initializer = g.n_inits;
+    graph_proto.initializer = g.inits;
+    Onnx__ValueInfoProto *input = value_info(&g, "image", 3, m->in_shape);
+    Onnx__ValueInfoProto *output = value_info(&g, "logits", 1, &m->classes);
+    graph_proto.n_input = graph_proto.n_output = 1;
+    graph_proto.input = &input;
+    graph_proto.output = &output;
+
+    Onnx__OperatorSetIdProto opset = ONNX__OPERATOR_SET_ID_PROTO__INIT;
+    Onnx__OperatorSetIdProto *opsets[] = {&opset};
+    opset.domain = str(&g, "%s", ""); /* the default domain, ai.onnx */
+    opset.has_version = 1;
+    opset.version = ONNX_EXPORT_OPSET;
+    Onnx__StringStringEntryProto meta = ONNX__STRING_STRING_ENTRY_PROTO__INIT;
+    Onnx__StringStringEntryProto *metas[] = {&meta};
+    meta.key = str(&g, "nn.spec");
+    meta.value = str(&g, "%s", spec);
+
+    Onnx__ModelProto model = ONNX__MODEL_PROTO__INIT;
+    model.has_ir_version = 1;
+    model.ir_version = ONNX__VERSION__IR_VERSION; /* the IR of the onnx.proto this was built from */
+    model.n_opset_import = 1;
+    model.opset_import = opsets;
+    model.producer_name = str(&g, "nn");
+    model.producer_version = str(&g, "%s", nn_version());
+    model.graph = &graph_proto;
+    model.n_metadata_props = 1;
+    model.metadata_props = metas;
+
+    size_t size = onnx__model_proto__get_packed_size(&model);
+    /* Protobuf readers refuse messages of 2 GiB and more. */
+    if (size > INT32_MAX) {
+        nn_error("%s: the model's %zu bytes exceed the 2 GiB an ONNX file can hold", path, size);
+        goto done;
+    }
+    buf = nn_xmalloc(size ? size : 1);
+    if (onnx__model_proto__pack(&model, buf) != size) {
+        nn_error("%s: protobuf-c packed a different size than it measured", path);
+        goto done;
+    }
+    if (nn_write_file_atomic(path, buf, size) != 0) goto done;
+    if (info)
+        *info = (onnx_export_info){.nodes = (int)g.n_nodes, .initializers = (int)g.n_inits,
+                                   .ir_version = ONNX__VERSION__IR_VERSION, .opset = ONNX_EXPORT_OPSET, .bytes = size};
+    rc = 0;
+done:
+    free(buf);
+    graph_free(&g);
+    return rc;
+}

@@ -1,0 +1,33 @@
+/* nn export --onnx: a model as an ONNX graph that other runtimes can run.
+ *
+ * The graph takes `image`, float32 [N, C, H, W] (N symbolic; MNIST models are
+ * [N, 1, 28, 28]) of raw pixels in [0, 1], applies the model's input
+ * normalisation (x - input_mean) / input_std, runs every layer in evaluation
+ * mode (BatchNorm with its running statistics, no dropout) and gives
+ * `logits`, [N, classes]. Weights are initializers under their checkpoint
+ * names (fc1.weight, conv1.bias, bn1.running_mean, ...). docs/onnx.md lists
+ * the operator each layer becomes. */
+#ifndef NN_APP_ONNX_EXPORT_H
+#define NN_APP_ONNX_EXPORT_H
+
+#include <stddef.h>
+
+#include "nn/model.h"
+
+/* The operator set the graph imports. 17 is the first with
+ * LayerNormalization; ONNX 1.12 (Debian 12) checks up to it. */
+#define ONNX_EXPORT_OPSET 17
+
+typedef struct onnx_export_info {
+    int nodes, initializers;
+    long ir_version, opset;
+    size_t bytes; /* of the file written */
+} onnx_export_info;
+
+/* Writes m to path as an ONNX ModelProto, atomically (a temporary file
+ * renamed over path). Returns 0 and fills *info (may be NULL), or -1 with
+ * the error set: a layer that has no ONNX form (named), a model too large for
+ * one protobuf, or the file (named with the reason). */
+int onnx_export(const nn_model *m, const char *path, onnx_export_info *info);
+
+#endif

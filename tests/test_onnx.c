@@ -1,0 +1,388 @@
+/* nn export --onnx, checked by a real runtime and by ONNX's own checker.
+ *
+ * For each model the test exports the checkpoint with the nn binary, runs
+ * the first 1000 MNIST test images (raw pixels in [0, 1]) through
+ * onnxruntime (tests/onnx_run.mjs with the onnxruntime-node npm package) and
+ * compares the logits with nn's own, computed here through the library in
+ * evaluation mode: max |diff| <= 1e-4. It also runs ONNX's checker with
+ * full_check (shape inference in strict mode) on the file. Models: an MLP
+ * with LayerNorm, GELU and dropout and the default MLP (784-1024-1024-10,
+ * ReLU), trained by nn; a CNN with BatchNorm trained by nn; a model built here with every layer kind and the
+ * non-default arguments and made-up running statistics. Then the command's
+ * errors: usage, missing and corrupt checkpoints, unwritable outputs.
+ * Without node and onnxruntime-node (scripts/node_deps.sh), Debian's
+ * python3-onnx or data/mnist, those tests say skipped with the reason.
+ * Runs the binary named by $NN (default build/nn). */
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "run_nn.h"
+#include "nn/core.h"
+#include "nn/data.h"
+#include "nn/model.h"
+#include "nn/rng.h"
+
+#define PYTHON "/usr/bin/python3"
+#define N_IMAGES 1000
+#define TOLERANCE 1e-4
+
+static const char *const cnn_spec = "conv(8,3,padding=1) batchnorm relu maxpool(2) conv(16,3) batchnorm relu "
+                                    "avgpool(2) flatten linear(32) batchnorm leakyrelu dropout(0.2) linear(10)";
+static const char *const every_spec = "conv(6,5,stride=2,padding=2) batchnorm tanh maxpool(3,stride=2) conv(4,2) "
+                                      "sigmoid avgpool(2,stride=1) flatten linear(24) layernorm leakyrelu(0.2) "
+                                      "dropout(0.3) linear(16) batchnorm gelu linear(12) relu linear(10)";
+
+/* Runs a shell command with stdout into out_path (or discarded) and stderr in
+ * err_text; returns the exit status (128+N for signal N). */
+static int shell(const char *out_path, const char *fmt, ...) {
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    char err_path[256];
+    snprintf(err_path, sizeof err_path, "%s", tmp("shell.err"));
+    snprintf(cmd, sizeof cmd, "%s >%s 2>%s </dev/null", args, out_path ? out_path : "/dev/null", err_path);
+    int status = system(cmd);
+    slurp(err_path, err_text, sizeof err_text);
+    if (!WIFEXITED(status)) return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+/* Whether onnxruntime can run here; if not, marks the test skipped and says
+ * why and what installs it. */
+static bool have_onnxruntime(void) {
+    if (!have_mnist()) return false;
+    static int cached = -1;
+    static char why[200];
+    if (cached < 0) {
+        if (shell(NULL, "command -v node") != 0) {
+            snprintf(why, sizeof why, "node is not installed (apt-get install -y nodejs npm)");
+            cached = 0;
+        } else {
+            const char *modules = getenv("NN_NODE_MODULES") ? getenv("NN_NODE_MODULES") : "./build-node/node_modules";
+            snprintf(why, sizeof why, "onnxruntime-node is not in %s (scripts/node_deps.sh installs it)", modules);
+            cached = shell(NULL, "node -e \"require('%s/onnxruntime-node')\"", modules) == 0;
+        }
+    }
+    if (!cached) SKIP("%s; onnxruntime not run", why);
+    return cached;
+}
+
+static bool have_onnx_checker(void) {
+    static int cached = -1;
+    if (cached < 0) cached = shell(NULL, PYTHON " -c 'import onnx'") == 0;
+    if (!cached) SKIP("%s -c 'import onnx' fails (apt-get install -y python3-onnx); ONNX checker not run", PYTHON);
+    return cached;
+}
+
+static const nn_dataset *test_set(void) {
+    static nn_dataset test;
+    static bool loaded;
+    if (!loaded) {
+        CHECKF(nn_dataset_load("data/mnist", "t10k", &test) == 0, "%s", nn_last_error());
+        loaded = true;
+    }
+    return &test;
+}
+
+/* The pixels of the first N_IMAGES test images in [0, 1], the graph's input. */
+static float *pixels(void) {
+    const nn_dataset *test = test_set();
+    size_t n = (size_t)N_IMAGES * test->rows * test->cols;
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = test->images[i] / 255.0f;
+    return p;
+}
+
+/* nn's logits of the pixels [N_IMAGES * classes], through the library in
+ * evaluation mode with the model's normalisation; NULL if it cannot load. */
+static float *nn_logits(const char *ckpt, const float *px, int *classes) {
+    nn_model m;
+    if (nn_model_load(&m, ckpt) != 0) {
+        fprintf(stderr, "  nn_model_load(%s): %s\n", ckpt, nn_last_error());
+        return NULL;
+    }
+    int c = m.in_shape[0], h = m.in_shape[1], w = m.in_shape[2];
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_set_training(ctx, false);
+    nn_set_grad_enabled(ctx, false);
+    nn_tensor *x = nn_input(ctx, "x", 4, (int[]){N_IMAGES, c, h, w});
+    for (size_t i = 0; i < x->size; i++) x->data[i] = (px[i] - m.input_mean) / m.input_std;
+    nn_tensor *y = nn_model_forward(&m, ctx, x, NULL);
+    float *out = malloc(y->size * sizeof *out);
+    memcpy(out, y->data, y->size * sizeof *out);
+    *classes = m.classes;
+    nn_ctx_free(ctx);
+    nn_model_free(&m);
+    return out;
+}
+
+/* Exports ckpt to out with the nn binary; 0 on success. */
+static int export(const char *ckpt, const char *out) {
+    int rc = nn("export --model %s --onnx %s", ckpt, out);
+    CHECKF(rc == 0, "export %s exited %d: %s", ckpt, rc, err_text);
+    if (rc == 0) printf("  %s", out_text); /* the file's size and node count */
+    return rc;
+}
+
+/* Runs the ONNX file in onnxruntime in batches of `batch` and compares its
+ * logits with nn's; prints and returns the largest difference (-1 when it
+ * could not compare). */
+static double onnxruntime_diff(const char *ckpt, const char *onnx, int batch) {
+    float *px = pixels();
+    int classes = 0;
+    float *expected = nn_logits(ckpt, px, &classes);
+    double worst = -1;
+    char images[256], logits[256];
+    snprintf(images, sizeof images, "%s", tmp("images.f32"));
+    snprintf(logits, sizeof logits, "%s", tmp("logits.txt"));
+    FILE *f = fopen(images, "wb");
+    size_t n_px = (size_t)N_IMAGES * 28 * 28;
+    CHECK(f && fwrite(px, sizeof *px, n_px, f) == n_px);
+    if (f) CHECK(fclose(f) == 0);
+    int rc = expected ? shell(logits, "node tests/onnx_run.mjs %s %s %d %d", onnx, images, N_IMAGES, batch) : -1;
+    CHECKF(rc == 0, "onnx_run.mjs exited %d: %s", rc, err_text);
+    f = rc == 0 ? fopen(logits, "r") : NULL;
+    if (rc == 0) CHECKF(f, "%s: %s", logits, strerror(errno));
+    if (f) {
+        char header[256] = "", want[256];
+        snprintf(want, sizeof want, "image float32 [N,1,28,28] -> logits float32 [N,%d]\n", classes);
+        CHECKF(fgets(header, sizeof header, f) && strcmp(header, want) == 0, "the session reports: %s", header);
+        worst = 0;
+        int agree = 0, read = 0;
+        for (int i = 0; i < N_IMAGES; i++) {
+            int best_nn = 0, best_ort = 0;
+            float row[64];
+            for (int k = 0; k < classes && fscanf(f, "%f", &row[k]) == 1; k++, read++) {
+                double d = fabs((double)row[k] - expected[(size_t)i * classes + k]);
+                if (!(d <= worst)) worst = d; /* NaN sticks */
+                if (row[k] > row[best_ort]) best_ort = k;
+                if (expected[(size_t)i * classes + k] > expected[(size_t)i * classes + best_nn]) best_nn = k;
+            }
+            agree += best_nn == best_ort;
+        }
+        CHECKF(read == N_IMAGES * classes, "read %d logits of %d", read, N_IMAGES * classes);
+        CHECK(fscanf(f, "%*s") == EOF);
+        fclose(f);
+        double largest = 0;
+        for (int i = 0; i < N_IMAGES * classes; i++) largest = fmax(largest, fabs(expected[i]));
+        printf("  %s in onnxruntime, batches of %d: max |logit diff| %.3g (largest |logit| %.3g), %d/%d predictions "
+               "the same\n", onnx, batch, worst, largest, agree, N_IMAGES);
+        CHECKF(worst <= TOLERANCE, "max |diff| %g > %g", worst, TOLERANCE);
+        /* Logits far above the tolerance, so the comparison means something. */
+        CHECKF(largest > 1.0, "largest |logit| %g", largest);
+    }
+    free(expected);
+    free(px);
+    return worst;
+}
+
+static void check_model(const char *onnx) {
+    int rc = shell(NULL, PYTHON " -c 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)' %s",
+                   onnx);
+    CHECKF(rc == 0, "onnx.checker rejects %s: %s", onnx, err_text);
+}
+
+/* Trains a model with the nn binary once per run and exports it; returns the
+ * checkpoint's path (its ONNX file is PATH.onnx), or NULL. */
+static const char *trained(char path[256], const char *name, const char *args) {
+    char onnx[300];
+    snprintf(path, 256, "%s", tmp(name)); /* tmp's buffers are reused */
+    snprintf(onnx, sizeof onnx, "%s.onnx", path);
+    if (access(onnx, R_OK) == 0) return path;
+    int rc = nn("train --train-limit 3000 --epochs 1 --seed 2 %s --save %s", args, path);
+    CHECKF(rc == 0, "train %s exited %d: %s", args, rc, err_text);
+    return rc == 0 && export(path, onnx) == 0 ? path : NULL;
+}
+
+static const char *mlp(void) {
+    static char path[256];
+    return trained(path, "mlp.safetensors", "--hidden 64,32 --norm layer --act gelu --dropout 0.1 --input-dropout 0.1");
+}
+
+/* The default model of nn train: 784-1024-1024-10 with ReLU. */
+static const char *default_mlp(void) {
+    static char path[256];
+    return trained(path, "default.safetensors", "");
+}
+
+static const char *cnn(void) {
+    static char path[256];
+    char args[512];
+    snprintf(args, sizeof args, "--arch '%s'", cnn_spec);
+    return trained(path, "cnn.safetensors", args);
+}
+
+/* Every layer kind and every non-default argument, with random weights and
+ * made-up running statistics (a fresh BatchNorm's mean 0 / variance 1 would
+ * hide a mix-up of the two), and a normalisation other than the identity. */
+static const char *every(void) {
+    static char path[256];
+    snprintf(path, sizeof path, "%s", tmp("every.safetensors"));
+    if (access(path, R_OK) == 0) return path;
+    int failures = check_failures_;
+    nn_model m;
+    nn_rng rng;
+    nn_rng_seed(&rng, 7, 0);
+    CHECKF(nn_model_init(&m, every_spec, (int[]){1, 28, 28}, 10, &rng) == 0, "%s", nn_last_error());
+    if (check_failures_ != failures) return NULL;
+    m.input_mean = 0.1307f;
+    m.input_std = 0.3081f;
+    for (int i = 0; i < m.n_layers; i++) {
+        nn_layer *l = &m.layers[i];
+        /* Scaled up so that every layer matters and the logits are far above
+         * the tolerance. */
+        if (l->kind == NN_LAYER_LINEAR || l->kind == NN_LAYER_CONV)
+            for (size_t k = 0; k < l->weight->size; k++) l->weight->data[k] *= i == m.n_layers - 1 ? 6.0f : 3.0f;
+        if (l->kind != NN_LAYER_BATCHNORM && l->kind != NN_LAYER_LAYERNORM) continue;
+        for (size_t k = 0; k < l->weight->size; k++) {
+            l->weight->data[k] = 0.5f + nn_rng_uniform(&rng);
+            l->bias->data[k] = nn_rng_uniform(&rng) - 0.5f;
+        }
+        if (l->kind != NN_LAYER_BATCHNORM) continue;
+        for (size_t k = 0; k < l->running_mean->size; k++) {
+            l->running_mean->data[k] = 0.4f * (nn_rng_uniform(&rng) - 0.5f);
+            l->running_var->data[k] = 0.2f + 2.0f * nn_rng_uniform(&rng);
+        }
+        l->num_batches_tracked->data[0] = 17.0f;
+    }
+    CHECKF(nn_model_save(&m, path, NULL, 0, NULL, NULL, 0) == 0, "%s", nn_last_error());
+    nn_model_free(&m);
+    char onnx[300];
+    snprintf(onnx, sizeof onnx, "%s.onnx", path);
+    return check_failures_ != failures || export(path, onnx) != 0 ? NULL : path;
+}
+
+static const char *onnx_of(const char *ckpt) {
+    static char buf[300];
+    snprintf(buf, sizeof buf, "%s.onnx", ckpt);
+    return buf;
+}
+
+static void test_mlp_onnxruntime(void) {
+    if (!have_onnxruntime()) return;
+    const char *ckpt = mlp();
+    if (!ckpt) return;
+    onnxruntime_diff(ckpt, onnx_of(ckpt), N_IMAGES);
+    /* The batch dimension is symbolic: batches of 7, the last one of 6. */
+    onnxruntime_diff(ckpt, onnx_of(ckpt), 7);
+}
+
+static void test_default_mlp_onnxruntime(void) {
+    if (!have_onnxruntime()) return;
+    const char *ckpt = default_mlp();
+    if (ckpt) onnxruntime_diff(ckpt, onnx_of(ckpt), N_IMAGES);
+}
+
+static void test_cnn_onnxruntime(void) {
+    if (!have_onnxruntime()) return;
+    const char *ckpt = cnn();
+    if (ckpt) onnxruntime_diff(ckpt, onnx_of(ckpt), N_IMAGES);
+}
+
+static void test_every_layer_onnxruntime(void) {
+    if (!have_onnxruntime()) return;
+    const char *ckpt = every();
+    if (ckpt) onnxruntime_diff(ckpt, onnx_of(ckpt), N_IMAGES);
+}
+
+static void test_onnx_checker(void) {
+    if (!have_mnist() || !have_onnx_checker()) return;
+    const char *ckpts[] = {mlp(), default_mlp(), cnn(), every()};
+    for (int i = 0; i < 4; i++)
+        if (ckpts[i]) check_model(onnx_of(ckpts[i]));
+}
+
+/* An error: exit status 1 and one line "nn: error: ..." naming what. */
+static bool one_line(int rc, const char *must_contain) {
+    const char *nl = strchr(err_text, '\n');
+    return rc == 1 && one_line_error(must_contain) && nl && nl[1] == 0;
+}
+
+static bool usage(int rc, const char *must_contain) {
+    return rc == 2 && strncmp(err_text, "nn export: ", 11) == 0 && strstr(err_text, must_contain);
+}
+
+static long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* No temporary file left next to where out was to be written. */
+static bool no_leftovers(const char *dir) {
+    return shell(NULL, "ls -A %s | grep -q '\\.tmp\\.'", dir) != 0;
+}
+
+static void test_errors(void) {
+    int rc = nn("export --help");
+    CHECKF(rc == 0 && strstr(out_text, "usage: nn export") && strstr(out_text, "--onnx"), "--help: %d %s", rc, out_text);
+    rc = nn("export");
+    CHECKF(usage(rc, "--model FILE is required"), "no flags: %d %s", rc, err_text);
+    rc = nn("export --model x.safetensors");
+    CHECKF(usage(rc, "--onnx OUT.onnx is required"), "no --onnx: %d %s", rc, err_text);
+    rc = nn("export --model x.safetensors --onnx");
+    CHECKF(usage(rc, "--onnx needs a value"), "--onnx without value: %d %s", rc, err_text);
+    rc = nn("export --model x.safetensors --onnx ''");
+    CHECKF(usage(rc, "empty"), "empty --onnx: %d %s", rc, err_text);
+    rc = nn("export --model x.safetensors --onnx y.onnx --format tf");
+    CHECKF(usage(rc, "unknown option '--format'"), "unknown option: %d %s", rc, err_text);
+    rc = nn("export --model x.safetensors --onnx y.onnx stray");
+    CHECKF(usage(rc, "unexpected argument 'stray'"), "stray argument: %d %s", rc, err_text);
+
+    /* Checkpoints that are missing, not safetensors, or truncated. */
+    char out[256], good[256], big[256]; /* tmp's buffers are reused */
+    snprintf(out, sizeof out, "%s", tmp("out.onnx"));
+    rc = nn("export --model %s --onnx %s", tmp("nope.safetensors"), out);
+    CHECKF(one_line(rc, "nope.safetensors"), "missing checkpoint: %d %s", rc, err_text);
+    rc = nn("export --model Makefile --onnx %s", out);
+    CHECKF(one_line(rc, "Makefile"), "Makefile as checkpoint: %d %s", rc, err_text);
+    CHECK(access(out, F_OK) != 0);
+
+    /* A small real checkpoint, then the same cut short. */
+    nn_model m;
+    nn_rng rng;
+    nn_rng_seed(&rng, 1, 0);
+    CHECKF(nn_model_init(&m, "flatten linear(10)", (int[]){1, 28, 28}, 10, &rng) == 0, "%s", nn_last_error());
+    snprintf(good, sizeof good, "%s", tmp("good.safetensors"));
+    CHECKF(nn_model_save(&m, good, NULL, 0, NULL, NULL, 0) == 0, "%s", nn_last_error());
+    nn_model_free(&m);
+    CHECK(shell(NULL, "head -c %ld %s > %s", file_size(good) / 2, good, tmp("cut.safetensors")) == 0);
+    rc = nn("export --model %s --onnx %s", tmp("cut.safetensors"), out);
+    CHECKF(one_line(rc, "cut.safetensors"), "truncated checkpoint: %d %s", rc, err_text);
+
+    /* Outputs that cannot be written: a missing folder, a folder that is a
+     * file, a folder itself; nothing is left behind. */
+    rc = nn("export --model %s --onnx %s", good, tmp("no-such-dir/out.onnx"));
+    CHECKF(one_line(rc, "no-such-dir/out.onnx"), "missing folder: %d %s", rc, err_text);
+    rc = nn("export --model %s --onnx %s", good, tmp("good.safetensors/out.onnx"));
+    CHECKF(one_line(rc, "good.safetensors/out.onnx: Not a directory"), "file as folder: %d %s", rc, err_text);
+    CHECK(mkdir(tmp("a-dir"), 0755) == 0);
+    rc = nn("export --model %s --onnx %s", good, tmp("a-dir"));
+    CHECKF(one_line(rc, "a-dir: Is a directory"), "folder as output: %d %s", rc, err_text);
+    CHECK(no_leftovers(tmpdir));
+
+    /* A write that fails half-way (the file-size limit) leaves the previous
+     * file whole under the final name. */
+    rc = nn("export --model %s --onnx %s", good, out);
+    CHECKF(rc == 0, "export: %d %s", rc, err_text);
+    long before = file_size(out);
+    CHECK(before > 4096);
+    CHECK(shell(NULL, "cp %s %s", out, tmp("out.before")) == 0);
+    CHECKF(nn_model_init(&m, "flatten linear(256) relu linear(10)", (int[]){1, 28, 28}, 10, &rng) == 0, "%s",
+           nn_last_error());
+    snprintf(big, sizeof big, "%s", tmp("big.safetensors"));
+    CHECKF(nn_model_save(&m, big, NULL, 0, NULL, NULL, 0) == 0, "%s", nn_last_error());
+    nn_model_free(&m);
+    rc = nn_limited("trap '' XFSZ; ulimit -f 64;", "export --model %s --onnx %s", big, out);
+    CHECKF(one_line(rc, "File too large"), "over the size limit: %d %s", rc, err_text);
+    CHECK(file_size(out) == before);
+    CHECK(shell(NULL, "cmp -s %s %s", out, tmp("out.before")) == 0);
+    CHECK(no_leftovers(tmpdir));
+}
+
+TEST_MAIN(TEST(test_mlp_onnxruntime), TEST(test_default_mlp_onnxruntime), TEST(test_cnn_onnxruntime), TEST(test_every_layer_onnxruntime),
+          TEST(test_onnx_checker), TEST(test_errors))
