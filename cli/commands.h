@@ -22,11 +22,6 @@ int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(pri
 /* Prints "nn: error: <last library error>" to stderr; returns 1. */
 int runtime_error(void);
 
-/* Flag value parsers: 0 on success, else a usage error was printed and the
- * caller should return 2. */
-int parse_int_flag(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
-int parse_float_flag(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out);
-
 /* "1024,512" -> widths (each 1..65536, at most max of them; "" or "none" = 0
  * widths); returns the count, or -1 if malformed. */
 int parse_widths(const char *s, int *out, int max);

@@ -1,6 +1,5 @@
 /* Helpers shared by the subcommands: error reporting, flag parsing, threads. */
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,30 +25,6 @@ int runtime_error(void) {
     fflush(stdout);
     fprintf(stderr, "nn: error: %s\n", nn_last_error());
     return 1;
-}
-
-int parse_int_flag(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        usage_error(cmd, "%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-int parse_float_flag(const char *cmd, const char *flag, const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
-        usage_error(cmd, "%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 int parse_widths(const char *s, int *out, int max) {
