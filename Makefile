@@ -133,6 +133,8 @@ leakcheck: data
 		--arch 'conv(4,3) batchnorm relu maxpool(2) flatten dropout(0.1) linear(10)' >/dev/null
 	$(VALGRIND) build-vg/nn eval --model build-vg/leakcheck-cnn.safetensors --errors build-vg/errors.png \
 		--filters build-vg/filters.png >/dev/null
+	$(VALGRIND) build-vg/nn train --resume build-vg/leakcheck.safetensors >/dev/null
+	$(VALGRIND) build-vg/nn linreg --features 2 --steps 200 --plot build-vg/linreg.png >/dev/null 2>&1
 
 data:
 	@scripts/fetch_data.sh $(DATASET)
@@ -141,7 +143,7 @@ run: $(BUILD)/nn data
 	$(BUILD)/nn train --plot accuracy.png --metrics metrics.csv --save model.safetensors
 
 bench: all data
-	@scripts/bench.sh
+	@BUILD=$(BUILD) scripts/bench.sh
 
 # Regenerates the PyTorch reference values (needs Debian's python3-torch).
 fixtures:
