@@ -137,216 +137,275 @@ static int check_resumed_spec(const nn_train_config *cfg, const nn_model *model,
     return 0;
 }
 
+/* Everything a run holds while it trains. */
+typedef struct run {
+    const nn_train_config *cfg;
+    const nn_train_data *data;
+    nn_model *model;
+    nn_history *hist;
+    nn_loader loader;
+    train_state st;
+    nn_optim opt;
+    nn_schedule sched;
+    /* With weight averaging, the average is what is evaluated, kept as best
+     * and saved; ema.avg then holds the raw weights (see nn_ema_swap). */
+    nn_ema ema;
+    bool holds_average;
+    float *best_params; /* with a validation set: the best epoch's parameters and state */
+    float *augment_scratch; /* augmentation distorts the batch in place */
+    float black;            /* a 0 pixel, normalised: what augmentation fills in */
+    nn_ctx *ctx;
+    int *labels;
+    nn_metrics_file *metrics;
+    nn_train_status failure; /* what a failed step means */
+} run;
+
+/* A fresh model from the seed, or the model, position, optimiser state and
+ * averages of the checkpoint being resumed (which must match the run's
+ * settings). The loader, state and history are set up first. */
+static int run_start(run *r) {
+    const nn_train_config *cfg = r->cfg;
+    const nn_dataset *train = &r->data->train;
+    const int in_shape[3] = {1, train->rows, train->cols};
+    nn_safetensors resumed;
+    if (cfg->resume_path) {
+        if (train_state_load(cfg->resume_path, r->model, &r->st, r->hist, cfg->epochs, &resumed) != 0) return -1;
+        if (check_resumed_spec(cfg, r->model, in_shape) != 0 || train_config_check(cfg->resume_path, cfg, r->data) != 0) {
+            nn_st_free(&resumed);
+            nn_model_free(r->model);
+            return -1;
+        }
+    } else {
+        nn_rng init_rng;
+        nn_rng_seed(&init_rng, cfg->seed, 1);
+        if (nn_model_init(r->model, cfg->spec, in_shape, NN_DATA_CLASSES, &init_rng) != 0) return -1;
+        r->model->input_mean = r->data->mean;
+        r->model->input_std = r->data->std;
+    }
+    size_t best_count = r->model->params.count + r->model->state.count;
+    nn_optim_init(&r->opt, &r->model->params, &cfg->opt);
+    if (cfg->ema > 0.0f) nn_ema_init(&r->ema, &r->model->params, cfg->ema);
+    if (r->data->has_val) {
+        r->best_params = nn_xmalloc(best_count * sizeof(float));
+        snapshot(r->model, r->best_params);
+    }
+    int rc = 0;
+    if (cfg->resume_path) {
+        /* The file's model tensors are the average; train.raw goes into
+         * ema.avg, and the swap puts each where training expects it. */
+        rc = train_state_load_optim(cfg->resume_path, &resumed, &r->opt, r->best_params, best_count, r->ema.avg);
+        nn_st_free(&resumed);
+        r->ema.updates = r->st.step;
+        r->holds_average = true;
+    }
+    return rc;
+}
+
+/* Ctrl-C (cfg->stop): a checkpoint at the exact step, then the error saying so. */
+static int interrupt(run *r, double t0) {
+    const nn_train_config *cfg = r->cfg;
+    r->st.train_seconds = nn_seconds() - t0;
+    hold_average(&r->ema, r->model, &r->holds_average, true);
+    r->failure = NN_TRAIN_INTERRUPTED;
+    if (!cfg->save_path)
+        return nn_error("interrupted at epoch %d, step %ld (no --save, so no checkpoint)", r->st.epoch, r->st.batch);
+    if (train_state_save(cfg->save_path, cfg, r->data, r->model, &r->opt, &r->st, r->hist, r->data->has_val,
+                         r->best_params, r->ema.avg) != 0) {
+        r->failure = NN_TRAIN_FAILED; /* the checkpoint could not be written */
+        return -1;
+    }
+    return nn_error("interrupted at epoch %d, step %ld; checkpoint saved: resume with nn train --resume %s",
+                    r->st.epoch, r->st.batch, cfg->save_path);
+}
+
+/* One pass over the training set, from where the state says it stands: for
+ * each batch, augment, forward, loss, backward, clip, step, average. On
+ * return *lr is the last step's learning rate and *t0 when the epoch's
+ * training began (less the time already spent before an interruption). */
+static int train_epoch(run *r, double *lr, double *t0) {
+    const nn_train_config *cfg = r->cfg;
+    const nn_dataset *train = &r->data->train;
+    train_state *st = &r->st;
+    int B = cfg->batch_size, C = r->model->classes;
+    nn_progress bar = {0};
+    char label[64];
+    snprintf(label, sizeof label, "%s %d/%d", cfg->label ? cfg->label : "epoch", st->epoch, cfg->epochs);
+    nn_progress_begin(&bar, label, nn_loader_num_batches(&r->loader));
+    hold_average(&r->ema, r->model, &r->holds_average, false); /* train the raw weights */
+    /* The order of an epoch comes from the generator as it was when the
+     * epoch began; a resumed run re-derives it and skips what was done. */
+    r->loader.rng = st->loader_rng;
+    nn_loader_start_epoch(&r->loader);
+    r->loader.pos = (int)(st->batch * B);
+    *t0 = nn_seconds() - st->train_seconds;
+    *lr = nn_schedule_lr(&r->sched, st->step > 0 ? st->step - 1 : 0);
+    int rc = 0;
+    for (;;) {
+        if (cfg->stop && *cfg->stop) {
+            rc = interrupt(r, *t0);
+            break;
+        }
+        nn_ctx_reset(r->ctx);
+        nn_tensor *x = image_batch(r->ctx, train, B);
+        int n = nn_loader_next(&r->loader, x->data, r->labels);
+        if (n == 0) break;
+        shrink_batch(x, n);
+        if (r->augment_scratch)
+            nn_augment_batch(&cfg->augment, x->data, n, train->rows, train->cols, r->black, &st->augment_rng,
+                             r->augment_scratch);
+        nn_tensor *logits = nn_model_forward(r->model, r->ctx, x, &st->dropout_rng);
+        nn_tensor *loss = batch_loss(r->ctx, cfg->loss, logits, r->labels, cfg->label_smoothing);
+        if (!isfinite(loss->data[0])) {
+            bool kept = cfg->save_path && r->hist->n > 0;
+            rc = nn_error("loss became %s at epoch %d, step %ld; stopping (try a smaller --lr)%s%s",
+                          isnan(loss->data[0]) ? "NaN" : "infinite", st->epoch, st->batch + 1,
+                          kept ? "; the last good checkpoint is " : "", kept ? cfg->save_path : "");
+            r->failure = NN_TRAIN_DIVERGED;
+            break;
+        }
+        nn_params_zero_grad(&r->model->params);
+        nn_backward(r->ctx, loss);
+        if (cfg->graph_path && st->step == 0 && nn_graph_save_dot(r->ctx, cfg->graph_path) != 0) {
+            rc = -1;
+            break;
+        }
+        if (cfg->clip > 0.0f) nn_clip_grad_norm(&r->model->params, cfg->clip);
+        *lr = nn_schedule_lr(&r->sched, st->step++);
+        nn_optim_step(&r->opt, (float)*lr);
+        if (r->ema.avg) nn_ema_update(&r->ema, &r->model->params);
+        st->loss_sum += (double)loss->data[0] * n;
+        for (int i = 0; i < n; i++) st->correct += argmax(logits->data + (size_t)i * C, C) == r->labels[i];
+        st->seen += n;
+        st->batch++;
+        double elapsed = nn_seconds() - *t0;
+        nn_progress_update(&bar, st->batch, loss->data[0], elapsed > 0 ? st->seen / elapsed : 0.0);
+        if (cfg->on_step) cfg->on_step(cfg->user, st->step);
+    }
+    nn_progress_end(&bar);
+    return rc;
+}
+
+/* The epoch's row of the history: training sums, then the (averaged) model
+ * on the test set and the validation set. Returns the score the best epoch
+ * is chosen by: validation accuracy when there is a validation set. */
+static double evaluate_epoch(run *r, double lr, double t0) {
+    double train_seconds = nn_seconds() - t0;
+    nn_history *h = r->hist;
+    hold_average(&r->ema, r->model, &r->holds_average, true); /* evaluate and save the average */
+    nn_epoch_metrics *m = &h->epochs[h->n];
+    m->epoch = r->st.epoch;
+    m->train_loss = r->st.loss_sum / r->st.seen;
+    m->train_acc = (double)r->st.correct / r->st.seen;
+    m->test_acc = nn_evaluate(r->model, r->ctx, &r->data->test, r->cfg->loss, &m->test_loss, NULL);
+    m->lr = lr;
+    m->images_per_sec = r->st.seen / train_seconds;
+    double score = m->test_acc;
+    if (r->data->has_val) {
+        h->val_acc[h->n] = nn_evaluate(r->model, r->ctx, &r->data->val, r->cfg->loss, &h->val_loss[h->n], NULL);
+        score = h->val_acc[h->n];
+    }
+    m->seconds = nn_seconds() - t0;
+    h->n++;
+    return score;
+}
+
+/* Best-epoch tracking: a better score keeps these weights aside. */
+static void track_best(run *r, double score) {
+    if (score > r->st.best) {
+        r->st.best = score;
+        r->hist->best_epoch = r->st.epoch;
+        r->st.since_best = 0;
+        if (r->best_params) snapshot(r->model, r->best_params);
+    } else {
+        r->st.since_best++;
+    }
+}
+
+/* The epoch's outputs: log line, metrics row, a resumable checkpoint of the
+ * position after it, then the callback. */
+static int finish_epoch(run *r) {
+    const nn_train_config *cfg = r->cfg;
+    nn_history *h = r->hist;
+    if (cfg->log) log_epoch(cfg, h, r->data->has_val);
+    double extra[2] = {h->val_loss[h->n - 1], h->val_acc[h->n - 1]};
+    if (r->metrics && nn_metrics_write(r->metrics, &h->epochs[h->n - 1], extra) != 0) return -1;
+    /* The position after this epoch: the next one starts from here. */
+    train_state next = r->st;
+    next.epoch = r->st.epoch + 1;
+    next.batch = next.seen = next.correct = 0;
+    next.loss_sum = next.train_seconds = 0.0;
+    next.loader_rng = r->loader.rng;
+    if (cfg->save_path && train_state_save(cfg->save_path, cfg, r->data, r->model, &r->opt, &next, h,
+                                           r->data->has_val, r->best_params, r->ema.avg) != 0)
+        return -1;
+    /* After the checkpoint, so a callback that fails (a plot that cannot be
+     * written) still leaves this epoch saved. */
+    if (cfg->on_epoch && cfg->on_epoch(cfg->user, h) != 0) return -1;
+    r->st = next;
+    r->st.epoch--; /* the loop's increment */
+    return 0;
+}
+
 nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist) {
     const nn_dataset *train = &data->train;
     int B = cfg->batch_size;
-    const int in_shape[3] = {1, train->rows, train->cols};
+    run r = {.cfg = cfg, .data = data, .model = model, .hist = hist, .failure = NN_TRAIN_FAILED};
     memset(hist, 0, sizeof *hist);
     hist->has_val = data->has_val;
     hist->epochs = nn_xcalloc((size_t)cfg->epochs, sizeof *hist->epochs);
     hist->val_loss = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
     hist->val_acc = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
-
-    nn_loader loader;
-    nn_loader_init(&loader, train, B, 1, cfg->seed, data->mean, data->std);
-    train_state st = {.epoch = 1, .loader_rng = loader.rng, .best = -1.0};
-    nn_rng_seed(&st.dropout_rng, cfg->seed, 2);
-    nn_rng_seed(&st.augment_rng, cfg->seed, 3);
-    nn_safetensors resumed;
-    if (cfg->resume_path) {
-        if (train_state_load(cfg->resume_path, model, &st, hist, cfg->epochs, &resumed) != 0) {
-            nn_loader_free(&loader);
-            nn_history_free(hist);
-            return NN_TRAIN_FAILED;
-        }
-        if (check_resumed_spec(cfg, model, in_shape) != 0 || train_config_check(cfg->resume_path, cfg, data) != 0) {
-            nn_st_free(&resumed);
-            nn_model_free(model);
-            nn_loader_free(&loader);
-            nn_history_free(hist);
-            return NN_TRAIN_FAILED;
-        }
-    } else {
-        nn_rng init_rng;
-        nn_rng_seed(&init_rng, cfg->seed, 1);
-        if (nn_model_init(model, cfg->spec, in_shape, NN_DATA_CLASSES, &init_rng) != 0) {
-            nn_loader_free(&loader);
-            nn_history_free(hist);
-            return NN_TRAIN_FAILED;
-        }
-        model->input_mean = data->mean;
-        model->input_std = data->std;
+    nn_loader_init(&r.loader, train, B, 1, cfg->seed, data->mean, data->std);
+    r.st = (train_state){.epoch = 1, .loader_rng = r.loader.rng, .best = -1.0};
+    nn_rng_seed(&r.st.dropout_rng, cfg->seed, 2);
+    nn_rng_seed(&r.st.augment_rng, cfg->seed, 3);
+    if (run_start(&r) != 0) {
+        nn_loader_free(&r.loader);
+        nn_history_free(hist);
+        return NN_TRAIN_FAILED;
     }
-    size_t best_count = model->params.count + model->state.count;
-    nn_optim opt;
-    nn_optim_init(&opt, &model->params, &cfg->opt);
-    /* With weight averaging, the average is what is evaluated, kept as best
-     * and saved; ema.avg then holds the raw weights (see nn_ema_swap). */
-    nn_ema ema = {0};
-    bool holds_average = false;
-    if (cfg->ema > 0.0f) nn_ema_init(&ema, &model->params, cfg->ema);
-    /* With a validation set, the best weights are kept aside for the end. */
-    float *best_params = data->has_val ? nn_xmalloc(best_count * sizeof(float)) : NULL;
-    if (best_params) snapshot(model, best_params);
-    int rc = 0;
-    if (cfg->resume_path) {
-        /* The file's model tensors are the average; train.raw goes into
-         * ema.avg, and the swap puts each where training expects it. */
-        rc = train_state_load_optim(cfg->resume_path, &resumed, &opt, best_params, best_count, ema.avg);
-        nn_st_free(&resumed);
-        ema.updates = st.step;
-        holds_average = true;
-    }
-    int C = model->classes;
-    nn_train_status failure = NN_TRAIN_FAILED; /* what a non-zero rc means */
-    /* Augmentation distorts the batch in place; its scratch is made once. */
-    bool augment = !nn_augment_is_identity(&cfg->augment);
-    float *augment_scratch =
-        augment ? nn_xmalloc(nn_augment_scratch_floats(B, train->rows, train->cols) * sizeof(float)) : NULL;
-    float black = (float)((0.0 - data->mean) / (data->std > 0.0f ? data->std : 1.0f)); /* a 0 pixel, normalised */
-    nn_schedule sched = cfg->sched;
-    sched.total_steps = (long)cfg->epochs * nn_loader_num_batches(&loader);
+    if (!nn_augment_is_identity(&cfg->augment))
+        r.augment_scratch = nn_xmalloc(nn_augment_scratch_floats(B, train->rows, train->cols) * sizeof(float));
+    r.black = (float)((0.0 - data->mean) / (data->std > 0.0f ? data->std : 1.0f));
+    r.sched = cfg->sched;
+    r.sched.total_steps = (long)cfg->epochs * nn_loader_num_batches(&r.loader);
     /* A step schedule without a step size decays after each third of the run. */
-    if (sched.kind == NN_SCHED_STEP && sched.step_size <= 0)
-        sched.step_size = sched.total_steps / 3 > 0 ? sched.total_steps / 3 : 1;
-    nn_ctx *ctx = nn_ctx_new(0);
-    int *labels = nn_xmalloc((size_t)B * sizeof(int));
-    nn_metrics_file *metrics = NULL;
-    if (rc == 0 && cfg->metrics_path && !(metrics = open_metrics(cfg, hist, data->has_val))) rc = -1;
+    if (r.sched.kind == NN_SCHED_STEP && r.sched.step_size <= 0)
+        r.sched.step_size = r.sched.total_steps / 3 > 0 ? r.sched.total_steps / 3 : 1;
+    r.ctx = nn_ctx_new(0);
+    r.labels = nn_xmalloc((size_t)B * sizeof(int));
+    int rc = 0;
+    if (cfg->metrics_path && !(r.metrics = open_metrics(cfg, hist, data->has_val))) rc = -1;
 
-    for (; rc == 0 && st.epoch <= cfg->epochs; st.epoch++) {
-        nn_progress bar = {0};
-        char label[64];
-        snprintf(label, sizeof label, "%s %d/%d", cfg->label ? cfg->label : "epoch", st.epoch, cfg->epochs);
-        nn_progress_begin(&bar, label, nn_loader_num_batches(&loader));
-        hold_average(&ema, model, &holds_average, false); /* train the raw weights */
-        /* The order of an epoch comes from the generator as it was when the
-         * epoch began; a resumed run re-derives it and skips what was done. */
-        loader.rng = st.loader_rng;
-        nn_loader_start_epoch(&loader);
-        loader.pos = (int)(st.batch * B);
-        double t0 = nn_seconds() - st.train_seconds, lr = nn_schedule_lr(&sched, st.step > 0 ? st.step - 1 : 0);
-        for (;;) {
-            if (cfg->stop && *cfg->stop) {
-                nn_progress_end(&bar);
-                st.train_seconds = nn_seconds() - t0;
-                hold_average(&ema, model, &holds_average, true);
-                failure = NN_TRAIN_INTERRUPTED;
-                if (!cfg->save_path)
-                    rc = nn_error("interrupted at epoch %d, step %ld (no --save, so no checkpoint)", st.epoch, st.batch);
-                else if (train_state_save(cfg->save_path, cfg, data, model, &opt, &st, hist, data->has_val, best_params,
-                                          ema.avg) == 0)
-                    rc = nn_error("interrupted at epoch %d, step %ld; checkpoint saved: resume with "
-                                  "nn train --resume %s", st.epoch, st.batch, cfg->save_path);
-                else
-                    rc = -1, failure = NN_TRAIN_FAILED; /* the checkpoint could not be written */
-                break;
-            }
-            nn_ctx_reset(ctx);
-            nn_tensor *x = image_batch(ctx, train, B);
-            int n = nn_loader_next(&loader, x->data, labels);
-            if (n == 0) break;
-            shrink_batch(x, n);
-            if (augment)
-                nn_augment_batch(&cfg->augment, x->data, n, train->rows, train->cols, black, &st.augment_rng,
-                                 augment_scratch);
-            nn_tensor *logits = nn_model_forward(model, ctx, x, &st.dropout_rng);
-            nn_tensor *loss = batch_loss(ctx, cfg->loss, logits, labels, cfg->label_smoothing);
-            if (!isfinite(loss->data[0])) {
-                nn_progress_end(&bar);
-                bool kept = cfg->save_path && hist->n > 0;
-                rc = nn_error("loss became %s at epoch %d, step %ld; stopping (try a smaller --lr)%s%s",
-                              isnan(loss->data[0]) ? "NaN" : "infinite", st.epoch, st.batch + 1,
-                              kept ? "; the last good checkpoint is " : "", kept ? cfg->save_path : "");
-                failure = NN_TRAIN_DIVERGED;
-                break;
-            }
-            nn_params_zero_grad(&model->params);
-            nn_backward(ctx, loss);
-            if (cfg->graph_path && st.step == 0 && nn_graph_save_dot(ctx, cfg->graph_path) != 0) {
-                nn_progress_end(&bar);
-                rc = -1;
-                break;
-            }
-            if (cfg->clip > 0.0f) nn_clip_grad_norm(&model->params, cfg->clip);
-            lr = nn_schedule_lr(&sched, st.step++);
-            nn_optim_step(&opt, (float)lr);
-            if (ema.avg) nn_ema_update(&ema, &model->params);
-            st.loss_sum += (double)loss->data[0] * n;
-            for (int i = 0; i < n; i++) st.correct += argmax(logits->data + (size_t)i * C, C) == labels[i];
-            st.seen += n;
-            st.batch++;
-            double elapsed = nn_seconds() - t0;
-            nn_progress_update(&bar, st.batch, loss->data[0], elapsed > 0 ? st.seen / elapsed : 0.0);
-            if (cfg->on_step) cfg->on_step(cfg->user, st.step);
-        }
-        if (rc != 0) break;
-        nn_progress_end(&bar);
-        double train_seconds = nn_seconds() - t0;
-        hold_average(&ema, model, &holds_average, true); /* evaluate and save the average */
-        nn_epoch_metrics *m = &hist->epochs[hist->n];
-        m->epoch = st.epoch;
-        m->train_loss = st.loss_sum / st.seen;
-        m->train_acc = (double)st.correct / st.seen;
-        m->test_acc = nn_evaluate(model, ctx, &data->test, cfg->loss, &m->test_loss, NULL);
-        m->lr = lr;
-        m->images_per_sec = st.seen / train_seconds;
-        double score = m->test_acc;
-        if (data->has_val) {
-            hist->val_acc[hist->n] = nn_evaluate(model, ctx, &data->val, cfg->loss, &hist->val_loss[hist->n], NULL);
-            score = hist->val_acc[hist->n];
-        }
-        m->seconds = nn_seconds() - t0;
-        hist->n++;
-        if (cfg->log) log_epoch(cfg, hist, data->has_val);
-        double extra[2] = {hist->val_loss[hist->n - 1], hist->val_acc[hist->n - 1]};
-        if (metrics && nn_metrics_write(metrics, m, extra) != 0) rc = -1;
-        if (score > st.best) {
-            st.best = score;
-            hist->best_epoch = st.epoch;
-            st.since_best = 0;
-            if (best_params) snapshot(model, best_params);
-        } else {
-            st.since_best++;
-        }
-        bool early_stop = cfg->early_stop > 0 && data->has_val && st.since_best >= cfg->early_stop;
-        /* The position after this epoch: the next one starts from here. */
-        train_state next = st;
-        next.epoch = st.epoch + 1;
-        next.batch = next.seen = next.correct = 0;
-        next.loss_sum = next.train_seconds = 0.0;
-        next.loader_rng = loader.rng;
-        if (rc == 0 && cfg->save_path &&
-            train_state_save(cfg->save_path, cfg, data, model, &opt, &next, hist, data->has_val, best_params, ema.avg) != 0)
-            rc = -1;
-        /* After the checkpoint, so a callback that fails (a plot that cannot
-         * be written) still leaves this epoch saved. */
-        if (rc == 0 && cfg->on_epoch && cfg->on_epoch(cfg->user, hist) != 0) rc = -1;
-        st = next;
-        st.epoch--; /* the loop's increment */
+    for (; rc == 0 && r.st.epoch <= cfg->epochs; r.st.epoch++) {
+        double lr, t0;
+        if ((rc = train_epoch(&r, &lr, &t0)) != 0) break;
+        track_best(&r, evaluate_epoch(&r, lr, t0));
+        bool early_stop = cfg->early_stop > 0 && data->has_val && r.st.since_best >= cfg->early_stop;
+        if ((rc = finish_epoch(&r)) != 0) break;
         if (early_stop) {
             hist->stopped_early = true;
             if (cfg->log)
                 fprintf(cfg->log, "early stop: no validation improvement for %d epochs (best: epoch %d, %.2f%%)\n",
-                        cfg->early_stop, hist->best_epoch, 100 * st.best);
+                        cfg->early_stop, hist->best_epoch, 100 * r.st.best);
             break;
         }
     }
-    hold_average(&ema, model, &holds_average, true);
+    hold_average(&r.ema, model, &r.holds_average, true);
     /* A run with a validation set ends on its best weights. */
-    if (rc == 0 && best_params) {
-        restore(model, best_params);
+    if (rc == 0 && r.best_params) {
+        restore(model, r.best_params);
         if (cfg->save_path && nn_model_save(model, cfg->save_path, NULL, 0, NULL, NULL, 0) != 0) rc = -1;
     }
-    if (metrics && nn_metrics_close(metrics) != 0 && rc == 0) rc = -1;
-    free(best_params);
-    free(augment_scratch);
-    nn_ema_free(&ema);
-    free(labels);
-    nn_ctx_free(ctx);
-    nn_optim_free(&opt);
-    nn_loader_free(&loader);
-    if (rc != 0) return failure;
+    if (r.metrics && nn_metrics_close(r.metrics) != 0 && rc == 0) rc = -1;
+    free(r.best_params);
+    free(r.augment_scratch);
+    nn_ema_free(&r.ema);
+    free(r.labels);
+    nn_ctx_free(r.ctx);
+    nn_optim_free(&r.opt);
+    nn_loader_free(&r.loader);
+    if (rc != 0) return r.failure;
     return hist->stopped_early ? NN_TRAIN_STOPPED_EARLY : NN_TRAIN_FINISHED;
 }
 
