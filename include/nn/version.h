@@ -5,14 +5,14 @@
 
 #include "nn/api.h"
 
-#define NN_VERSION_MAJOR 0
-#define NN_VERSION_MINOR 2
+#define NN_VERSION_MAJOR 1
+#define NN_VERSION_MINOR 0
 #define NN_VERSION_PATCH 0
-#define NN_VERSION_STRING "0.2.0"
+#define NN_VERSION_STRING "1.0.0"
 
 NN_BEGIN_DECLS
 
-/* The version of the library the program runs with, e.g. "0.2.0" (the
+/* The version of the library the program runs with, e.g. "1.0.0" (the
  * header's NN_VERSION_STRING is the one it was compiled against). */
 const char *nn_version(void);
 

@@ -140,7 +140,7 @@ int nn_train_settings_read(const char *path, nn_train_settings *s) {
                       "writes one while it runs; a finished --val-split run ends holding its best weights only)",
                       path);
     } else if (!nn_st_meta(&st, "nn.config.lr")) {
-        rc = nn_error("%s: written by an nn before 0.3, which kept no settings field by field: it cannot be resumed",
+        rc = nn_error("%s: written by an nn before 1.0, which kept no settings field by field: it cannot be resumed",
                       path);
     }
     for (int i = 0; rc == 0 && i < N_FIELDS; i++) {
