@@ -47,7 +47,7 @@ typedef struct train_opts {
     const char *arch;      /* --arch, a CNN preset's or a resumed file's spec; NULL = the MLP flags */
     const char *arch_from; /* which: "--arch", "--preset cnn" or "the checkpoint" */
     char spec[NN_SPEC_MAX]; /* the model the run trains */
-    int model, act, norm, loss, opt, schedule, preset;
+    int model, act, norm, loss, opt, schedule, preset, precision;
     widths hidden;
     float dropout, input_dropout;
     double lr, momentum, wd;
@@ -129,6 +129,10 @@ static void make_table(train_opts *o, flag *t) {
          .help = "seeds initialisation, shuffling, augmentation and dropout"},
         {"threads", FLAG_INT, &o->threads, 1, 256, .metavar = "N", .def = "all cores",
          .help = "OpenMP and OpenBLAS threads"},
+        {"precision", FLAG_CHOICE, &o->precision, .choices = "fp32|bf16",
+         .help = "the linear layers' products: bf16 rounds both operands to\n"
+                 "bfloat16 and sums in fp32 (needs AVX512_BF16; without it,\n"
+                 "fp32 with a note); weights and optimiser stay fp32"},
         {"train-limit", FLAG_INT, &o->train_limit, 1, 100000000, .metavar = "N", .def = "",
          .help = "train on the first N training images only"},
         {"val-split", FLAG_DOUBLE, &o->val_split, 0, 0.9, .metavar = "F", .def = "",
@@ -259,6 +263,7 @@ static void from_settings(train_opts *o, const nn_train_settings *s) {
     o->augment = !nn_augment_is_identity(&s->cfg.augment);
     if (!o->augment) o->aug = NN_AUGMENT_DEFAULT;
     o->seed = (long)s->cfg.seed;
+    o->precision = s->cfg.precision;
     o->train_limit = s->train_limit;
     o->val_split = s->val_split;
     o->data_dir = s->data_dir;
@@ -295,6 +300,11 @@ static int finish(train_opts *o, const flag *table) {
     o->cfg.sched.base_lr = (float)o->lr;
     o->cfg.sched.step_size = 0;
     o->cfg.seed = (uint64_t)o->seed;
+    o->cfg.precision = (nn_precision)o->precision;
+    if (o->cfg.precision != NN_PRECISION_FP32 && !nn_precision_supported(o->cfg.precision)) {
+        fprintf(stderr, "nn train: this CPU has no AVX512_BF16 instructions: training in fp32\n");
+        o->cfg.precision = NN_PRECISION_FP32;
+    }
     if (flag_given(table, "aug-shift") || flag_given(table, "aug-rotate") || flag_given(table, "aug-scale"))
         o->augment = true;
     o->cfg.augment = o->augment && !o->no_augment ? o->aug : (nn_augment){0};
@@ -373,6 +383,7 @@ static int train_with(train_opts *o) {
     printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu%s", data.test.n,
            nn_optim_name(o->cfg.opt.kind), o->lr, nn_schedule_name(o->cfg.sched.kind), o->cfg.batch_size,
            o->cfg.epochs, (unsigned long long)o->cfg.seed, o->cfg.ema > 0 ? ", weight average" : "");
+    if (o->cfg.precision == NN_PRECISION_BF16) printf(", bf16 products");
     if (!nn_augment_is_identity(&o->cfg.augment))
         printf(", augmentation (shift %g px, rotation %g deg, zoom %g%%)", o->cfg.augment.shift, o->cfg.augment.rotate,
                100.0 * o->cfg.augment.scale);

@@ -7,6 +7,7 @@
 #include "nn/error.h"
 #include "nn/rng.h"
 #include "nn/core.h"
+#include "nn/precision.h"
 #include "nn/data.h"
 #include "nn/augment.h"
 #include "nn/image.h"

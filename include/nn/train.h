@@ -12,6 +12,7 @@
 #include "nn/data.h"
 #include "nn/model.h"
 #include "nn/optim.h"
+#include "nn/precision.h"
 #include "nn/report.h"
 #include "nn/api.h"
 
@@ -34,6 +35,8 @@ typedef struct nn_train_config {
     nn_augment augment; /* random distortions of the training images; zero = none */
     int batch_size, epochs;
     uint64_t seed;
+    nn_precision precision; /* of the linear layers' products (nn/precision.h); the
+                             * process's setting for the run, put back after it */
     int early_stop; /* stop after this many epochs without validation improvement; 0 = off */
     const char *save_path, *metrics_path; /* each may be NULL */
     const char *graph_path; /* Graphviz DOT of the first step's graph; may be NULL */

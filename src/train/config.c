@@ -11,7 +11,7 @@
 
 #include "train/state.h"
 
-typedef enum { F_INT, F_LONG, F_FLOAT, F_U64, F_LOSS, F_OPTIM, F_SCHED } field_type;
+typedef enum { F_INT, F_LONG, F_FLOAT, F_U64, F_LOSS, F_OPTIM, F_SCHED, F_PRECISION } field_type;
 
 typedef struct field {
     const char *key;  /* after "nn.config." */
@@ -45,6 +45,7 @@ static const field fields[] = {
     {"epochs", "number of epochs", F_INT, AT(epochs)},
     {"seed", "seed", F_U64, AT(seed)},
     {"early_stop", "early-stopping patience", F_INT, AT(early_stop)},
+    {"precision", "precision", F_PRECISION, AT(precision)},
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof *fields))
 #define VALUE_MAX 48
@@ -64,6 +65,7 @@ static void format(const nn_train_config *cfg, const field *f, char *buf, size_t
     case F_LOSS: snprintf(buf, cap, "%s", loss_names[*(const nn_loss_kind *)p == NN_LOSS_MSE]); break;
     case F_OPTIM: snprintf(buf, cap, "%s", nn_optim_name(*(const nn_optim_kind *)p)); break;
     case F_SCHED: snprintf(buf, cap, "%s", nn_schedule_name(*(const nn_schedule_kind *)p)); break;
+    case F_PRECISION: snprintf(buf, cap, "%s", nn_precision_name(*(const nn_precision *)p)); break;
     }
 }
 
@@ -105,6 +107,10 @@ static int parse(nn_train_config *cfg, const field *f, const char *s) {
         return 0;
     case F_OPTIM: return nn_optim_parse(s, (nn_optim_kind *)p);
     case F_SCHED: return nn_schedule_parse(s, (nn_schedule_kind *)p);
+    case F_PRECISION:
+        if (strcmp(s, "fp32") && strcmp(s, "bf16")) return -1;
+        *(nn_precision *)p = strcmp(s, "bf16") == 0 ? NN_PRECISION_BF16 : NN_PRECISION_FP32;
+        return 0;
     }
     return -1;
 }
@@ -147,6 +153,7 @@ int nn_train_settings_read(const char *path, nn_train_settings *s) {
         char key[64];
         snprintf(key, sizeof key, "nn.config.%s", fields[i].key);
         const char *v = nn_st_meta(&st, key);
+        if (!v && fields[i].type == F_PRECISION) continue; /* written before bf16: fp32 */
         if (!v || parse(&s->cfg, &fields[i], v) != 0)
             rc = nn_error("%s: metadata '%s' is %s", path, key, v ? "malformed" : "missing");
     }

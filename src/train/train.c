@@ -351,6 +351,8 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
     int B = cfg->batch_size;
     run r = {.cfg = cfg, .data = data, .model = model, .hist = hist, .failure = NN_TRAIN_FAILED};
     memset(hist, 0, sizeof *hist);
+    nn_precision outer = nn_get_precision();
+    if (nn_set_precision(cfg->precision) != 0) return NN_TRAIN_FAILED;
     hist->has_val = data->has_val;
     hist->epochs = nn_xcalloc((size_t)cfg->epochs, sizeof *hist->epochs);
     hist->val_loss = nn_xcalloc((size_t)cfg->epochs, sizeof(double));
@@ -362,6 +364,7 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
     if (run_start(&r) != 0) {
         nn_loader_free(&r.loader);
         nn_history_free(hist);
+        nn_set_precision(outer);
         return NN_TRAIN_FAILED;
     }
     if (!nn_augment_is_identity(&cfg->augment))
@@ -405,6 +408,7 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
     nn_ctx_free(r.ctx);
     nn_optim_free(&r.opt);
     nn_loader_free(&r.loader);
+    nn_set_precision(outer);
     if (rc != 0) return r.failure;
     return hist->stopped_early ? NN_TRAIN_STOPPED_EARLY : NN_TRAIN_FINISHED;
 }

@@ -1,0 +1,523 @@
+/* bf16 precision: the fp32 -> bf16 conversion against an independent
+ * round-to-nearest-even (frexp + nearbyint in double), the portable GEMM
+ * against fp64 products within bf16's error bound on odd shapes and every
+ * transpose, the AVX512_BF16 kernel bit for bit against the portable one
+ * (skipped where the CPU lacks the instructions), the fallback when it does,
+ * and the linear layer's gradients under bf16 against exact fp64 ones and
+ * finite differences of the fp32 layer. */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "check.h"
+#include "core/cpu.h"
+#include "core/precision.h"
+#include "nn/core.h"
+#include "ops/gemm_bf16.h"
+
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint32_t bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* The value bf16 rounding should give, computed another way: 8 significant
+ * bits with the C library's ties-to-even nearbyint; above the largest bf16,
+ * infinity; fp32 denormals become signed zeros (what vcvtne2ps2bf16 does). */
+static double reference_bf16(float x) {
+    if (isnan(x) || isinf(x)) return x;
+    if (fabsf(x) < FLT_MIN) return copysign(0.0, x);
+    int e;
+    double m = frexp(x, &e); /* x = m 2^e, 0.5 <= |m| < 1 */
+    double r = ldexp(nearbyint(ldexp(m, 8)), e - 8);
+    return fabs(r) > 0x1.fep127 ? copysign(INFINITY, x) : r;
+}
+
+static bool same_value(double got, double want) {
+    if (isnan(want)) return isnan(got);
+    return got == want && signbit(got) == signbit(want);
+}
+
+static void test_conversion_cases(void) {
+    static const struct {
+        uint32_t in;
+        uint16_t out;
+    } cases[] = {
+        {0x3f800000, 0x3f80}, /* 1 */
+        {0x3f808000, 0x3f80}, /* 1 + 2^-8: a tie, 1 is even */
+        {0x3f818000, 0x3f82}, /* 1 + 3 2^-8: a tie, rounds up to the even 1 + 2^-6 */
+        {0x3f808001, 0x3f81}, /* just above the tie */
+        {0x3f807fff, 0x3f80}, /* just below it */
+        {0xbf808000, 0xbf80}, /* -(1 + 2^-8) */
+        {0xbf818000, 0xbf82},
+        {0x3fffffff, 0x4000}, /* rounding carries into the exponent */
+        {0x7f7f7fff, 0x7f7f}, /* the largest bf16 */
+        {0x7f7f8000, 0x7f80}, /* tie at the top: rounds to infinity */
+        {0x7f7fffff, 0x7f80}, /* FLT_MAX */
+        {0xff7fffff, 0xff80},
+        {0x7f800000, 0x7f80}, /* inf */
+        {0xff800000, 0xff80}, /* -inf */
+        {0x7fc00000, 0x7fc0}, /* quiet NaN */
+        {0x7f800001, 0x7fc0}, /* signalling NaN whose payload is only in the low half: still NaN */
+        {0xff800001, 0xffc0},
+        {0x7fa12345, 0x7fe1}, /* payload kept, quiet bit set */
+        {0x00000000, 0x0000},
+        {0x80000000, 0x8000},
+        {0x00000001, 0x0000}, /* denormals flush to a signed zero */
+        {0x807fffff, 0x8000},
+        {0x00800000, 0x0080}, /* FLT_MIN stays */
+        {0x00ffffff, 0x0100},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint16_t got = nn_bf16_from_float(from_bits(cases[i].in));
+        CHECKF(got == cases[i].out, "%08x -> %04x, expected %04x", cases[i].in, got, cases[i].out);
+    }
+}
+
+/* Every upper half with the lower halves that decide rounding (0, just
+ * below, at and above the tie, all ones), and a million random patterns. */
+static void test_conversion_against_reference(void) {
+    static const uint32_t lows[] = {0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xc000, 0xffff};
+    int bad = 0;
+    for (uint32_t hi = 0; hi < 0x10000; hi++)
+        for (size_t l = 0; l < sizeof lows / sizeof lows[0]; l++) {
+            float x = from_bits(hi << 16 | lows[l]);
+            if (!same_value(nn_bf16_to_float(nn_bf16_from_float(x)), reference_bf16(x)) && bad++ < 5)
+                fprintf(stderr, "  %08x: got %04x\n", bits(x), nn_bf16_from_float(x));
+        }
+    nn_rng rng;
+    nn_rng_seed(&rng, 5, 1);
+    for (int i = 0; i < 1000000; i++) {
+        float x = from_bits(nn_rng_u32(&rng));
+        if (!same_value(nn_bf16_to_float(nn_bf16_from_float(x)), reference_bf16(x)) && bad++ < 5)
+            fprintf(stderr, "  %08x: got %04x\n", bits(x), nn_bf16_from_float(x));
+    }
+    CHECKF(bad == 0, "%d conversions differ from round-to-nearest-even", bad);
+    /* bf16 -> fp32 -> bf16 is the identity on every normal, zero or infinite bf16. */
+    int round_trip = 0;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        bool denormal = (h & 0x7f80) == 0 && (h & 0x7f) != 0, nan = (h & 0x7f80) == 0x7f80 && (h & 0x7f) != 0;
+        if (!denormal && !nan) round_trip += nn_bf16_from_float(nn_bf16_to_float((uint16_t)h)) != h;
+    }
+    CHECK(round_trip == 0);
+}
+
+/* ---- GEMM ------------------------------------------------------------------- */
+
+typedef struct problem {
+    int M, N, K;
+    bool ta, tb, accumulate;
+    int lda, ldb, ldc; /* larger than needed: strides are honoured */
+    float *a, *b, *c0; /* c0: C before the call */
+} problem;
+
+static void fill(float *v, size_t n, nn_rng *rng, float scale) {
+    for (size_t i = 0; i < n; i++) v[i] = scale * (2.0f * nn_rng_uniform(rng) - 1.0f);
+}
+
+static problem make_problem(int M, int N, int K, bool ta, bool tb, bool accumulate, nn_rng *rng) {
+    problem p = {.M = M, .N = N, .K = K, .ta = ta, .tb = tb, .accumulate = accumulate};
+    p.lda = (ta ? M : K) + 3, p.ldb = (tb ? K : N) + 5, p.ldc = N + 2;
+    size_t a_size = (size_t)(ta ? K : M) * p.lda, b_size = (size_t)(tb ? N : K) * p.ldb;
+    p.a = nn_xmalloc((a_size + 1) * sizeof(float));
+    p.b = nn_xmalloc((b_size + 1) * sizeof(float));
+    p.c0 = nn_xmalloc((size_t)M * p.ldc * sizeof(float));
+    fill(p.a, a_size, rng, 1.0f);
+    fill(p.b, b_size, rng, 1.0f);
+    fill(p.c0, (size_t)M * p.ldc, rng, 4.0f);
+    return p;
+}
+
+static void free_problem(problem *p) { free(p->a), free(p->b), free(p->c0); }
+
+static float op_a(const problem *p, int i, int k) { return p->ta ? p->a[(size_t)k * p->lda + i] : p->a[(size_t)i * p->lda + k]; }
+static float op_b(const problem *p, int k, int j) { return p->tb ? p->b[(size_t)j * p->ldb + k] : p->b[(size_t)k * p->ldb + j]; }
+
+typedef void (*gemm_fn)(bool, bool, int, int, int, const float *, int, const float *, int, bool, float *, int, void *);
+
+/* Runs one kernel on a copy of C; returns the new C (caller frees). */
+static float *run(gemm_fn gemm, const problem *p) {
+    float *c = nn_xmalloc((size_t)p->M * p->ldc * sizeof(float));
+    memcpy(c, p->c0, (size_t)p->M * p->ldc * sizeof(float));
+    void *scratch = aligned_alloc(64, (nn_gemm_bf16_scratch_bytes(p->M, p->N, p->K) + 63) / 64 * 64 + 64);
+    gemm(p->ta, p->tb, p->M, p->N, p->K, p->a, p->lda, p->b, p->ldb, p->accumulate, c, p->ldc, scratch);
+    free(scratch);
+    return c;
+}
+
+static const int shapes[][3] = {
+    {1, 1, 1},    {1, 1, 2},   {2, 3, 1},    {3, 5, 7},    {12, 32, 64}, {13, 33, 65},
+    {11, 31, 63}, {25, 65, 3}, {7, 1, 300},  {1, 40, 129}, {24, 64, 2},  {37, 70, 33},
+};
+
+/* Error bound of one entry against the fp64 product of the fp32 inputs:
+ * each input is off by at most 2^-8 relative (so a product by 2^-7 + 2^-16),
+ * plus K fp32 roundings of the running sum. */
+static void test_portable_against_fp64(void) {
+    nn_rng rng;
+    nn_rng_seed(&rng, 11, 1);
+    int failures = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 8; t++) {
+            problem p = make_problem(shapes[s][0], shapes[s][1], shapes[s][2], t & 1, t & 2, t & 4, &rng);
+            float *c = run(nn_gemm_bf16_portable, &p);
+            for (int i = 0; i < p.M; i++) {
+                for (int j = 0; j < p.N; j++) {
+                    double exact = p.accumulate ? p.c0[(size_t)i * p.ldc + j] : 0.0, rounded = exact, mag = fabs(exact);
+                    for (int k = 0; k < p.K; k++) {
+                        float a = op_a(&p, i, k), b = op_b(&p, k, j);
+                        exact += (double)a * b;
+                        rounded += reference_bf16(a) * reference_bf16(b);
+                        mag += fabs((double)a * b);
+                    }
+                    double got = c[(size_t)i * p.ldc + j], acc_err = (p.K + 1) * 0x1p-24 * mag * 1.01;
+                    /* against the bf16-rounded inputs only the fp32 sums err */
+                    if (fabs(got - rounded) > acc_err + 1e-30 && failures++ < 5)
+                        fprintf(stderr, "  %dx%dx%d t%d [%d,%d]: %.9g vs %.9g (rounded inputs)\n", p.M, p.N, p.K, t,
+                                i, j, got, rounded);
+                    if (fabs(got - exact) > (0x1p-7 + 0x1p-16) * mag + acc_err + 1e-30 && failures++ < 5)
+                        fprintf(stderr, "  %dx%dx%d t%d [%d,%d]: %.9g vs %.9g\n", p.M, p.N, p.K, t, i, j, got, exact);
+                }
+                for (int j = p.N; j < p.ldc; j++) /* the row's padding is not touched */
+                    failures += bits(c[(size_t)i * p.ldc + j]) != bits(p.c0[(size_t)i * p.ldc + j]);
+            }
+            free(c);
+            free_problem(&p);
+        }
+    CHECKF(failures == 0, "%d entries outside the bound", failures);
+}
+
+/* bf16 with a product of exact values: small integers times powers of two
+ * are exact in bf16 and their sums exact in fp32, so C must equal the
+ * integer arithmetic result exactly. Catches a swapped or dropped operand
+ * that the error bound might forgive on random data. */
+static void test_portable_exact_values(void) {
+    enum { M = 5, N = 6, K = 9 };
+    float a[M * K], b[K * N], c[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = (float)((i * 7) % 11 - 5);
+    for (int i = 0; i < K * N; i++) b[i] = (float)((i * 5) % 13 - 6) * 0.25f;
+    void *scratch = aligned_alloc(64, (nn_gemm_bf16_scratch_bytes(M, N, K) + 63) / 64 * 64);
+    nn_gemm_bf16_portable(false, false, M, N, K, a, K, b, N, false, c, N, scratch);
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double want = 0;
+            for (int k = 0; k < K; k++) want += (double)a[i * K + k] * b[k * N + j];
+            bad += c[i * N + j] != want;
+        }
+    CHECK(bad == 0);
+    free(scratch);
+}
+
+/* The hardware's own special case, which the portable kernel copies: a
+ * denormal running sum flushes to zero; adding it to C is plain IEEE. */
+static void test_portable_denormals(void) {
+    float a[2] = {1e-20f, 1.0f}, b[2] = {1e-20f, 0.0f}, c[1] = {1e-40f};
+    void *scratch = aligned_alloc(64, (nn_gemm_bf16_scratch_bytes(1, 1, 2) + 63) / 64 * 64);
+    nn_gemm_bf16_portable(false, false, 1, 1, 2, a, 2, b, 1, true, c, 1, scratch);
+    CHECK(bits(c[0]) == bits(1e-40f)); /* the product ~1e-40 flushed, C kept */
+    c[0] = 0.0f;
+    nn_gemm_bf16_portable(false, false, 1, 1, 2, a, 2, b, 1, true, c, 1, scratch);
+    CHECK(bits(c[0]) == 0);
+    float d[1] = {-1e-40f}, one[1] = {1.0f}, big[1] = {3.0f};
+    nn_gemm_bf16_portable(false, false, 1, 1, 1, big, 1, one, 1, true, d, 1, scratch);
+    CHECK(d[0] == 3.0f);
+    free(scratch);
+}
+
+static bool have_simd(void) {
+#if NN_HAVE_AVX512_BF16_KERNEL
+    if (nn_cpu_has_avx512_bf16()) return true;
+    SKIP("this CPU has no AVX512_BF16 (grep avx512_bf16 /proc/cpuinfo)");
+#else
+    SKIP("built without the AVX512_BF16 kernel (needs x86-64 and GCC 10+ or clang 9+)");
+#endif
+    return false;
+}
+
+#if NN_HAVE_AVX512_BF16_KERNEL
+static int compare_bits(const problem *p, const float *x, const float *y, const char *what) {
+    int bad = 0;
+    for (int i = 0; i < p->M; i++)
+        for (int j = 0; j < p->ldc; j++) {
+            size_t at = (size_t)i * p->ldc + j;
+            bool nan = isnan(x[at]) && isnan(y[at]);
+            if (!nan && bits(x[at]) != bits(y[at]) && bad++ < 3)
+                fprintf(stderr, "  %s %dx%dx%d ta%d tb%d acc%d [%d,%d]: %08x vs %08x\n", what, p->M, p->N, p->K,
+                        p->ta, p->tb, p->accumulate, i, j, bits(x[at]), bits(y[at]));
+        }
+    return bad;
+}
+#endif
+
+/* The SIMD kernel gives the portable kernel's bits: odd shapes (tails of
+ * the 12 x 32 tile, K odd, K = 1), all transposes, both modes, sizes big
+ * enough to run on several threads, and data with a wide exponent range so
+ * that flushed denormals and rounding ties occur. */
+static void test_simd_matches_portable(void) {
+    if (!have_simd()) return;
+#if NN_HAVE_AVX512_BF16_KERNEL
+    nn_rng rng;
+    nn_rng_seed(&rng, 13, 1);
+    static const int big[][3] = {{256, 1024, 784}, {1024, 784, 256}, {256, 784, 1024}, {100, 10, 1024}, {129, 97, 255}};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0] + sizeof big / sizeof big[0]; s++)
+        for (int t = 0; t < 8; t++) {
+            const int *sh = s < sizeof shapes / sizeof shapes[0] ? shapes[s] : big[s - sizeof shapes / sizeof shapes[0]];
+            if (s >= sizeof shapes / sizeof shapes[0] && (t & 4)) continue; /* big: overwrite mode only */
+            problem p = make_problem(sh[0], sh[1], sh[2], t & 1, t & 2, t & 4, &rng);
+            if (s % 3 == 1) { /* tiny values: most products and sums are denormal, so flushed */
+                size_t na = (size_t)(p.ta ? p.K : p.M) * p.lda, nb = (size_t)(p.tb ? p.N : p.K) * p.ldb;
+                for (size_t i = 0; i < na; i++) p.a[i] = ldexpf(p.a[i], -64);
+                for (size_t i = 0; i < nb; i++) p.b[i] = ldexpf(p.b[i], -64);
+                for (size_t i = 0; i < (size_t)p.M * p.ldc; i++) p.c0[i] = ldexpf(p.c0[i], -128);
+            }
+            if (s % 3 == 2) { /* a wide exponent range: products underflow, C holds denormals */
+                size_t na = (size_t)(p.ta ? p.K : p.M) * p.lda, nb = (size_t)(p.tb ? p.N : p.K) * p.ldb;
+                for (size_t i = 0; i < na; i++) p.a[i] = ldexpf(p.a[i], (int)(nn_rng_u32(&rng) % 140) - 70);
+                for (size_t i = 0; i < nb; i++) p.b[i] = ldexpf(p.b[i], (int)(nn_rng_u32(&rng) % 140) - 70);
+                for (size_t i = 0; i < (size_t)p.M * p.ldc; i += 7) p.c0[i] = 1e-39f;
+            }
+            float *x = run(nn_gemm_bf16_portable, &p), *y = run(nn_gemm_bf16_avx512, &p);
+            bad += compare_bits(&p, x, y, "simd");
+            free(x), free(y);
+            free_problem(&p);
+        }
+    CHECKF(bad == 0, "%d entries differ", bad);
+#endif
+}
+
+/* The SIMD conversion (vcvtne2ps2bf16 in the packing) on the special values:
+ * with K = 1 and B = 1, C is the rounded A exactly (up to the sign of zero). */
+static void test_simd_conversion(void) {
+    if (!have_simd()) return;
+#if NN_HAVE_AVX512_BF16_KERNEL
+    enum { M = 4096 };
+    nn_rng rng;
+    nn_rng_seed(&rng, 17, 1);
+    static const uint32_t special[] = {0x3f808000, 0x3f818000, 0x3f808001, 0x7f7f8000, 0x7f7fffff, 0x7f800001,
+                                       0xff800001, 0x00000001, 0x807fffff, 0x00ffffff, 0x7fc00000, 0xff800000};
+    float *a = nn_xmalloc(M * sizeof(float)), *c = nn_xmalloc(M * sizeof(float)), one = 1.0f;
+    for (int i = 0; i < M; i++)
+        a[i] = i < (int)(sizeof special / sizeof special[0]) ? from_bits(special[i]) : from_bits(nn_rng_u32(&rng));
+    void *scratch = aligned_alloc(64, (nn_gemm_bf16_scratch_bytes(M, 1, 1) + 63) / 64 * 64);
+    int bad = 0;
+    for (int trans = 0; trans < 2; trans++) { /* both packing paths */
+        nn_gemm_bf16_avx512(trans, false, M, 1, 1, a, trans ? M : 1, &one, 1, false, c, 1, scratch);
+        for (int i = 0; i < M; i++) {
+            double want = reference_bf16(a[i]);
+            if (!(isnan(want) ? isnan(c[i]) : c[i] == want) && bad++ < 5)
+                fprintf(stderr, "  %08x -> %08x\n", bits(a[i]), bits(c[i]));
+        }
+    }
+    CHECKF(bad == 0, "%d conversions differ", bad);
+    free(a), free(c), free(scratch);
+#endif
+}
+
+/* Without the instructions: nn_set_precision refuses with one line that
+ * says why, the precision stays fp32, and nn_gemm_bf16 runs the portable
+ * kernel. */
+static void test_fallback_without_instructions(void) {
+    nn_cpu_pretend_no_bf16(true);
+    CHECK(nn_get_precision() == NN_PRECISION_FP32);
+    CHECK(!nn_precision_supported(NN_PRECISION_BF16));
+    CHECK(nn_set_precision(NN_PRECISION_BF16) == -1);
+    CHECK(strstr(nn_last_error(), "AVX512_BF16") != NULL && strchr(nn_last_error(), '\n') == NULL);
+    CHECK(nn_get_precision() == NN_PRECISION_FP32);
+    nn_rng rng;
+    nn_rng_seed(&rng, 19, 1);
+    problem p = make_problem(40, 50, 60, false, true, true, &rng);
+    float *x = run(nn_gemm_bf16_portable, &p), *y = run(nn_gemm_bf16, &p);
+    CHECK(memcmp(x, y, (size_t)p.M * p.ldc * sizeof(float)) == 0);
+    free(x), free(y);
+    free_problem(&p);
+    nn_cpu_pretend_no_bf16(false);
+    CHECK(nn_set_precision(NN_PRECISION_FP32) == 0);
+    CHECK(strcmp(nn_precision_name(NN_PRECISION_BF16), "bf16") == 0);
+    if (nn_precision_supported(NN_PRECISION_BF16)) {
+        CHECK(nn_set_precision(NN_PRECISION_BF16) == 0 && nn_get_precision() == NN_PRECISION_BF16);
+        nn_set_precision(NN_PRECISION_FP32);
+    }
+}
+
+/* ---- the linear layer ----------------------------------------------------------- */
+
+enum { LB = 9, LIN = 37, LOUT = 19 };
+
+typedef struct layer {
+    nn_params params;
+    nn_tensor *x, *w, *b;
+    float r[LB * LOUT]; /* L = sum(y * R) */
+} layer;
+
+static void layer_init(layer *l) {
+    nn_rng rng;
+    nn_rng_seed(&rng, 23, 1);
+    nn_params_init(&l->params);
+    l->x = nn_params_add(&l->params, "x", 2, (int[]){LB, LIN}, false);
+    l->w = nn_params_add(&l->params, "w", 2, (int[]){LOUT, LIN}, true);
+    l->b = nn_params_add(&l->params, "b", 1, (int[]){LOUT}, false);
+    fill(l->x->data, l->x->size, &rng, 1.0f);
+    fill(l->w->data, l->w->size, &rng, 0.5f);
+    fill(l->b->data, l->b->size, &rng, 0.5f);
+    fill(l->r, LB * LOUT, &rng, 1.0f);
+}
+
+/* Forward, and backward when grad (adding to the gradients); returns L. */
+static double layer_loss_accumulating(layer *l, nn_ctx *ctx, bool grad, float *y_out) {
+    nn_tensor *y = nn_linear(ctx, l->x, l->w, l->b);
+    nn_tensor *r = nn_input(ctx, "R", 2, (int[]){LB, LOUT});
+    memcpy(r->data, l->r, sizeof l->r);
+    nn_tensor *loss = nn_sum(ctx, nn_mul(ctx, y, r));
+    if (y_out) memcpy(y_out, y->data, sizeof(float) * LB * LOUT);
+    if (grad) nn_backward(ctx, loss);
+    return loss->data[0];
+}
+
+/* Forward (and backward when grad, after zeroing the gradients) in the
+ * current precision; returns L. */
+static double layer_loss(layer *l, nn_ctx *ctx, bool grad, float *y_out) {
+    nn_ctx_reset(ctx);
+    nn_params_zero_grad(&l->params);
+    return layer_loss_accumulating(l, ctx, grad, y_out);
+}
+
+/* Under bf16 (forced, so this runs on any CPU): the forward output and the
+ * three gradients against exact fp64 values within bf16's bound, and
+ * against central differences of the fp32 layer with a loose tolerance. */
+static void test_linear_gradients_bf16(void) {
+    layer l;
+    layer_init(&l);
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_precision_force(NN_PRECISION_BF16);
+    float y[LB * LOUT];
+    layer_loss(&l, ctx, true, y);
+    nn_precision_force(NN_PRECISION_FP32);
+    const float *x = l.x->data, *w = l.w->data;
+    double bound = 0x1p-7 + 0x1p-16 + (LIN + LB + 2) * 0x1p-24 * 1.01;
+    int bad = 0;
+    for (int i = 0; i < LB; i++)
+        for (int o = 0; o < LOUT; o++) { /* y = x W^T + b */
+            double exact = l.b->data[o], mag = fabs(exact);
+            for (int k = 0; k < LIN; k++) exact += (double)x[i * LIN + k] * w[o * LIN + k], mag += fabs(x[i * LIN + k] * w[o * LIN + k]);
+            bad += fabs(y[i * LOUT + o] - exact) > bound * mag;
+        }
+    for (int i = 0; i < LB; i++)
+        for (int k = 0; k < LIN; k++) { /* dx = R W */
+            double exact = 0, mag = 0;
+            for (int o = 0; o < LOUT; o++) exact += (double)l.r[i * LOUT + o] * w[o * LIN + k], mag += fabs(l.r[i * LOUT + o] * w[o * LIN + k]);
+            bad += fabs(l.x->grad[i * LIN + k] - exact) > bound * mag;
+        }
+    for (int o = 0; o < LOUT; o++)
+        for (int k = 0; k < LIN; k++) { /* dW = R^T x */
+            double exact = 0, mag = 0;
+            for (int i = 0; i < LB; i++) exact += (double)l.r[i * LOUT + o] * x[i * LIN + k], mag += fabs(l.r[i * LOUT + o] * x[i * LIN + k]);
+            bad += fabs(l.w->grad[o * LIN + k] - exact) > bound * mag;
+        }
+    for (int o = 0; o < LOUT; o++) { /* db = sum over the batch of R: fp32 either way */
+        double exact = 0;
+        for (int i = 0; i < LB; i++) exact += l.r[i * LOUT + o];
+        bad += fabs(l.b->grad[o] - exact) > 1e-5;
+    }
+    CHECKF(bad == 0, "%d entries outside bf16's bound", bad);
+
+    /* Central differences of the fp32 layer (step 1e-2 in double-checked
+     * fp32: L is linear in each input, so only fp32 rounding enters). */
+    nn_tensor *ins[] = {l.x, l.w};
+    float saved[2][LOUT * LIN]; /* the bf16 gradients; the evaluations below zero them */
+    memcpy(saved[0], l.x->grad, l.x->size * sizeof(float));
+    memcpy(saved[1], l.w->grad, l.w->size * sizeof(float));
+    int fd_bad = 0;
+    double max_grad = 0;
+    for (int t = 0; t < 2; t++) {
+        for (size_t e = 0; e < ins[t]->size; e++) {
+            float keep = ins[t]->data[e];
+            const float h = 1e-2f;
+            ins[t]->data[e] = keep + h;
+            double up = layer_loss(&l, ctx, false, NULL);
+            ins[t]->data[e] = keep - h;
+            double down = layer_loss(&l, ctx, false, NULL);
+            ins[t]->data[e] = keep;
+            double fd = (up - down) / (2 * h);
+            max_grad = fmax(max_grad, fabs(fd));
+            if (fabs(saved[t][e] - fd) > 0.02 * fabs(fd) + 0.02 && fd_bad++ < 3)
+                fprintf(stderr, "  input %d element %zu: bf16 %.6g, differences %.6g\n", t, e, saved[t][e], fd);
+        }
+    }
+    CHECK(fd_bad == 0);
+    CHECK(max_grad > 0.1); /* the check is not vacuous */
+    nn_ctx_free(ctx);
+    nn_params_free(&l.params);
+}
+
+/* fp32 precision is cblas_sgemm untouched, and a backward uses the
+ * precision its forward ran in even if the setting changed in between. */
+static void test_linear_fp32_unchanged(void) {
+    layer l;
+    layer_init(&l);
+    nn_ctx *ctx = nn_ctx_new(0);
+    float y[LB * LOUT], want[LB * LOUT];
+    for (int i = 0; i < LB; i++) memcpy(want + i * LOUT, l.b->data, LOUT * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, LB, LOUT, LIN, 1.0f, l.x->data, LIN, l.w->data, LIN, 1.0f,
+                want, LOUT);
+    layer_loss(&l, ctx, false, y);
+    CHECK(memcmp(y, want, sizeof y) == 0);
+
+    nn_precision_force(NN_PRECISION_BF16);
+    layer_loss(&l, ctx, true, NULL);
+    float bf16_grad[LOUT * LIN];
+    memcpy(bf16_grad, l.w->grad, sizeof bf16_grad);
+    nn_ctx_reset(ctx);
+    nn_params_zero_grad(&l.params);
+    nn_tensor *yt = nn_linear(ctx, l.x, l.w, l.b);
+    nn_tensor *r = nn_input(ctx, "R", 2, (int[]){LB, LOUT});
+    memcpy(r->data, l.r, sizeof l.r);
+    nn_tensor *loss = nn_sum(ctx, nn_mul(ctx, yt, r));
+    nn_precision_force(NN_PRECISION_FP32); /* after the forward, before the backward */
+    nn_backward(ctx, loss);
+    CHECK(memcmp(l.w->grad, bf16_grad, sizeof bf16_grad) == 0);
+    /* and the bf16 gradient differs from fp32's (the switch did something) */
+    layer_loss(&l, ctx, true, NULL);
+    CHECK(memcmp(l.w->grad, bf16_grad, sizeof bf16_grad) != 0);
+    nn_ctx_free(ctx);
+    nn_params_free(&l.params);
+}
+
+/* A second backward adds to the gradients (the products accumulate into
+ * them, as cblas_sgemm with beta = 1 does): twice the first, up to fp32
+ * rounding of the sums. */
+static void test_linear_bf16_accumulates(void) {
+    layer l;
+    layer_init(&l);
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_precision_force(NN_PRECISION_BF16);
+    layer_loss(&l, ctx, true, NULL);
+    float once[LB * LIN + LOUT * LIN];
+    memcpy(once, l.x->grad, l.x->size * sizeof(float));
+    memcpy(once + l.x->size, l.w->grad, l.w->size * sizeof(float));
+    nn_ctx_reset(ctx);
+    layer_loss_accumulating(&l, ctx, true, NULL);
+    nn_precision_force(NN_PRECISION_FP32);
+    int bad = 0;
+    for (size_t i = 0; i < l.x->size + l.w->size; i++) {
+        float twice = i < l.x->size ? l.x->grad[i] : l.w->grad[i - l.x->size];
+        bad += fabsf(twice - 2 * once[i]) > 1e-5f * (1 + fabsf(once[i]));
+    }
+    CHECKF(bad == 0, "%d gradients are not twice the first", bad);
+    nn_ctx_free(ctx);
+    nn_params_free(&l.params);
+}
+
+TEST_MAIN(TEST(test_conversion_cases), TEST(test_conversion_against_reference), TEST(test_portable_against_fp64),
+          TEST(test_portable_exact_values), TEST(test_portable_denormals), TEST(test_simd_matches_portable),
+          TEST(test_simd_conversion), TEST(test_fallback_without_instructions), TEST(test_linear_gradients_bf16),
+          TEST(test_linear_bf16_accumulates), TEST(test_linear_fp32_unchanged))
