@@ -205,6 +205,11 @@ static const struct {
     /* Each weight-gradient element sums 500 products of O(1) terms (|dW| up
      * to 53): torch's own float32 error there is 4e-5 against float64. */
     {"conv2d_batch20", 1e-4},
+    /* Weight gradients of 40 (50) products of O(1) terms: torch's float32
+     * result is 3.9e-6 (2.6e-6) from float64's at its worst element, more
+     * than ATOL + RTOL |dW| allows there (w.grad[62] = -0.137). */
+    {"conv2d", 1e-5},
+    {"conv2d_nobias", 1e-5},
 };
 
 static double case_atol(const op_case *c) {
