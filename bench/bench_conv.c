@@ -1,199 +1,185 @@
-/* Micro-benchmark of the conv2d op on the two convolutions of the Keras MNIST
- * convnet (conv(32,3) relu maxpool(2) conv(64,3) relu maxpool(2) ...) at
- * batch 128: nn_conv2d (per-image im2col and single-threaded sgemm in an
- * OpenMP loop over images) against the other design, one im2col over the
- * whole batch and one large threaded sgemm per product, written out here.
- * Both run forward and forward + backward (the first layer's input has no
- * gradient, as in a network); the results are checked against each other.
- * Prints one "key value" line per measurement, the median of the runs.
+/* CNN training-speed benchmark (nn's side; bench/torch_cnn.py is PyTorch's):
+ * the two reference CNNs of issue 12 and the layers of --preset cnn, batch
+ * 128, Adam lr 1e-3, MNIST, no augmentation, through nn_train itself. Each
+ * configuration trains one warm-up epoch and then timed epochs of STEPS
+ * steps each (the first STEPS * 128 training images); the median epoch is
+ * reported, with the work done per second against this machine's sgemm
+ * peak (measured in the same run, 2 threads and 1), the evaluation time of
+ * the 10,000 test images and the peak RSS of the configuration's process.
+ * Prints one "key value" line per measurement.
  *
- *   build/bench/bench_conv [RUNS]      (default 20) */
+ *   build/bench/bench_conv [STEPS [EPOCHS]] [CONFIG...]
+ *       STEPS per timed epoch (default 200), EPOCHS timed (default 3),
+ *       CONFIG: keras, examples, preset (default keras examples)
+ *
+ * The FLOPs counted are those of the matrix-product layers: 2 MACs per
+ * multiply-add forward, and three products in training (forward, weight
+ * gradient, input gradient) except that the first layer's input needs no
+ * gradient. Layers that only move or compare data count nothing. */
 #include <cblas.h>
-#include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bench_util.h"
-#include "nn/core.h"
-#include "nn/report.h"
+#include "nn/train.h"
 
+#define BATCH 128
 
-typedef struct layer {
-    const char *name;
-    int B, C, H, W, O, k;
-    bool input_grad;
-} layer;
+typedef struct config {
+    const char *name, *spec;
+} config;
 
-/* ---- the whole-batch design: col [K, B*L], y^T [O, B*L] = W col --------------- */
+static const config configs[] = {
+    {"keras", "conv(32,3) relu maxpool(2) conv(64,3) relu maxpool(2) flatten dropout(0.5) linear(10)"},
+    {"examples",
+     "conv(32,3) relu conv(64,3) relu maxpool(2) dropout(0.25) flatten linear(128) relu dropout(0.5) linear(10)"},
+    {"preset",
+     "conv(32,3) batchnorm relu conv(32,3) batchnorm relu maxpool(2) conv(64,3) batchnorm relu conv(64,3) "
+     "batchnorm relu maxpool(2) flatten linear(128) batchnorm relu dropout(0.3) linear(10)"},
+};
+#define N_CONFIGS (int)(sizeof configs / sizeof configs[0])
 
-typedef struct batch_conv {
-    int B, C, H, W, O, k, OH, OW, K, L;
-    float *col, *yt, *dyt; /* [K, B*L], [O, B*L], [O, B*L] */
-} batch_conv;
-
-/* Stride 1, no padding (the Keras layers): col[(c,i,j), n*L + oh*OW + ow]. */
-static void batch_forward(batch_conv *bc, const float *x, const float *w, const float *b, float *y) {
-    size_t BL = (size_t)bc->B * bc->L;
-#pragma omp parallel for
-    for (int n = 0; n < bc->B; n++)
-        for (int c = 0; c < bc->C; c++)
-            for (int i = 0; i < bc->k; i++)
-                for (int j = 0; j < bc->k; j++) {
-                    float *row = bc->col + ((size_t)(c * bc->k + i) * bc->k + j) * BL + (size_t)n * bc->L;
-                    const float *xc = x + ((size_t)n * bc->C + c) * bc->H * bc->W;
-                    for (int oh = 0; oh < bc->OH; oh++)
-                        memcpy(row + oh * bc->OW, xc + (oh + i) * bc->W + j, (size_t)bc->OW * sizeof(float));
-                }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bc->O, (int)BL, bc->K, 1.0f, w, bc->K, bc->col, (int)BL,
-                0.0f, bc->yt, (int)BL);
-#pragma omp parallel for
-    for (int n = 0; n < bc->B; n++)
-        for (int o = 0; o < bc->O; o++) {
-            const float *src = bc->yt + (size_t)o * BL + (size_t)n * bc->L;
-            float *dst = y + ((size_t)n * bc->O + o) * bc->L;
-            for (int l = 0; l < bc->L; l++) dst[l] = src[l] + b[o];
-        }
-}
-
-static void batch_backward(batch_conv *bc, const float *dy, const float *w, float *dx, float *dw, float *db) {
-    size_t BL = (size_t)bc->B * bc->L;
-#pragma omp parallel for
-    for (int n = 0; n < bc->B; n++)
-        for (int o = 0; o < bc->O; o++)
-            memcpy(bc->dyt + (size_t)o * BL + (size_t)n * bc->L, dy + ((size_t)n * bc->O + o) * bc->L,
-                   (size_t)bc->L * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bc->O, bc->K, (int)BL, 1.0f, bc->dyt, (int)BL, bc->col,
-                (int)BL, 1.0f, dw, bc->K);
-    for (int o = 0; o < bc->O; o++) {
-        float sum = 0.0f;
-        for (size_t l = 0; l < BL; l++) sum += bc->dyt[(size_t)o * BL + l];
-        db[o] += sum;
+/* Best-of-5 GFLOP/s of a 1024^3 C = A B^T on `threads` threads. */
+static double sgemm_peak(int threads) {
+    enum { N = 1024 };
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+    float *a = nn_xmalloc((size_t)N * N * sizeof(float)), *b = nn_xmalloc((size_t)N * N * sizeof(float)),
+          *c = nn_xmalloc((size_t)N * N * sizeof(float));
+    for (size_t i = 0; i < (size_t)N * N; i++) a[i] = (float)(i % 7) * 1e-3f, b[i] = (float)(i % 5) * 1e-3f;
+    double best = 0.0;
+    for (int r = 0; r < 6; r++) {
+        double t = nn_seconds();
+        for (int i = 0; i < 10; i++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
+        double g = 2.0 * N * N * N * 10 / (nn_seconds() - t) / 1e9;
+        if (r > 0 && g > best) best = g; /* r = 0 warms up */
     }
-    if (!dx) return;
-    /* dcol = W^T dy^T overwrites col, which the weight gradient has used. */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bc->K, (int)BL, bc->O, 1.0f, w, bc->K, bc->dyt, (int)BL,
-                0.0f, bc->col, (int)BL);
-#pragma omp parallel for
-    for (int n = 0; n < bc->B; n++)
-        for (int c = 0; c < bc->C; c++)
-            for (int i = 0; i < bc->k; i++)
-                for (int j = 0; j < bc->k; j++) {
-                    const float *row = bc->col + ((size_t)(c * bc->k + i) * bc->k + j) * BL + (size_t)n * bc->L;
-                    float *dxc = dx + ((size_t)n * bc->C + c) * bc->H * bc->W;
-                    for (int oh = 0; oh < bc->OH; oh++)
-                        for (int ow = 0; ow < bc->OW; ow++) dxc[(oh + i) * bc->W + j + ow] += row[oh * bc->OW + ow];
-                }
+    free(a), free(b), free(c);
+    return best;
 }
 
-/* ---- the measurement ------------------------------------------------------------ */
-
-static void fill(float *v, size_t n, nn_rng *rng, float scale) {
-    for (size_t i = 0; i < n; i++) v[i] = scale * (2.0f * nn_rng_uniform(rng) - 1.0f);
+/* Training FLOPs per image of the model's conv and linear layers (see the top). */
+static double train_flops_per_image(const nn_model *m, double *forward) {
+    double train = 0.0;
+    *forward = 0.0;
+    bool first = true;
+    for (int i = 0; i < m->n_layers; i++) {
+        const nn_layer *l = &m->layers[i];
+        double mac;
+        if (l->kind == NN_LAYER_CONV)
+            mac = (double)l->out * l->in_shape[0] * l->kernel * l->kernel * l->out_shape[1] * l->out_shape[2];
+        else if (l->kind == NN_LAYER_LINEAR)
+            mac = (double)l->out * l->in_shape[0];
+        else
+            continue;
+        *forward += 2.0 * mac;
+        train += 2.0 * mac * (first ? 2 : 3);
+        first = false;
+    }
+    return train;
 }
 
-/* max |a - b| / max |b| */
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double d = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i])), scale = fmax(scale, fabs(b[i]));
-    return scale > 0 ? d / scale : d;
-}
+static int steps_arg = 200, epochs_arg = 3;
 
-static void bench_layer(const layer *ly, int runs) {
-    nn_rng rng;
-    nn_rng_seed(&rng, 7, 1);
-    nn_params params;
-    nn_params_init(&params);
-    int xshape[] = {ly->B, ly->C, ly->H, ly->W};
-    nn_tensor *xp = ly->input_grad ? nn_params_add(&params, "x", 4, xshape, false) : NULL;
-    nn_tensor *w = nn_params_add(&params, "w", 4, (int[]){ly->O, ly->C, ly->k, ly->k}, true);
-    nn_tensor *b = nn_params_add(&params, "b", 1, (int[]){ly->O}, false);
-    size_t x_size = (size_t)ly->B * ly->C * ly->H * ly->W;
-    float *x_data = nn_xmalloc(x_size * sizeof(float));
-    fill(x_data, x_size, &rng, 1.0f);
-    if (xp) memcpy(xp->data, x_data, x_size * sizeof(float));
-    fill(w->data, w->size, &rng, 0.3f);
-    fill(b->data, b->size, &rng, 0.1f);
+static int run_config(const config *c) {
+    nn_train_data data;
+    if (nn_train_data_load(&data, "data/mnist", steps_arg * BATCH, 0.0f) != 0) {
+        fprintf(stderr, "bench_conv: %s (run make data)\n", nn_last_error());
+        return 1;
+    }
+    nn_train_config cfg = {.spec = c->spec, .loss = NN_LOSS_CE, .batch_size = BATCH, .seed = 1,
+                           .epochs = epochs_arg + 1, .label = c->name};
+    cfg.opt = nn_optim_defaults(NN_OPT_ADAM);
+    cfg.sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 1e-3f};
+    nn_model model;
+    nn_history h;
+    if (nn_train(&cfg, &data, &model, &h) < 0) {
+        fprintf(stderr, "bench_conv: %s: %s\n", c->name, nn_last_error());
+        return 1;
+    }
+    double ips[64];
+    int n = 0;
+    for (int e = 1; e < h.n && n < 64; e++) ips[n++] = h.epochs[e].images_per_sec;
+    double fastest = 0.0;
+    for (int e = 0; e < n; e++) fastest = ips[e] > fastest ? ips[e] : fastest;
+    double images_per_sec = median(ips, n), forward;
+    double flops = train_flops_per_image(&model, &forward);
 
-    batch_conv bc = {.B = ly->B, .C = ly->C, .H = ly->H, .W = ly->W, .O = ly->O, .k = ly->k,
-                     .OH = ly->H - ly->k + 1, .OW = ly->W - ly->k + 1};
-    bc.K = ly->C * ly->k * ly->k;
-    bc.L = bc.OH * bc.OW;
-    size_t y_size = (size_t)ly->B * ly->O * bc.L, BL = (size_t)ly->B * bc.L;
-    bc.col = nn_xmalloc((size_t)bc.K * BL * sizeof(float));
-    bc.yt = nn_xmalloc((size_t)ly->O * BL * sizeof(float));
-    bc.dyt = nn_xmalloc((size_t)ly->O * BL * sizeof(float));
-    float *y2 = nn_xmalloc(y_size * sizeof(float)), *dy = nn_xmalloc(y_size * sizeof(float));
-    float *dx2 = nn_xcalloc(x_size, sizeof(float)), *dw2 = nn_xcalloc(w->size, sizeof(float)),
-          *db2 = nn_xcalloc(b->size, sizeof(float));
-    for (size_t i = 0; i < y_size; i++) dy[i] = 1.0f; /* d sum(y) / dy, as nn_sum gives */
-
-    double *t[4];
-    for (int m = 0; m < 4; m++) t[m] = nn_xmalloc((size_t)runs * sizeof(double));
     nn_ctx *ctx = nn_ctx_new(0);
-    for (int r = -2; r < runs; r++) { /* two warm-up runs */
-        nn_params_zero_grad(&params);
-        memset(dw2, 0, w->size * sizeof(float));
-        memset(db2, 0, b->size * sizeof(float));
-        if (xp) memset(dx2, 0, x_size * sizeof(float));
-
-        nn_ctx_reset(ctx);
-        nn_set_grad_enabled(ctx, false);
-        nn_tensor *x = xp;
-        if (!x) {
-            x = nn_input(ctx, "x", 4, xshape);
-            memcpy(x->data, x_data, x_size * sizeof(float));
-        }
-        double t0 = nn_seconds();
-        nn_conv2d(ctx, x, w, b, 1, 0);
-        double t1 = nn_seconds();
-        nn_ctx_reset(ctx);
-        nn_set_grad_enabled(ctx, true);
-        if (!xp) {
-            x = nn_input(ctx, "x", 4, xshape);
-            memcpy(x->data, x_data, x_size * sizeof(float));
-        }
-        nn_tensor *y = nn_conv2d(ctx, x, w, b, 1, 0);
-        nn_tensor *loss = nn_sum(ctx, y);
-        double t2 = nn_seconds();
-        nn_backward(ctx, loss);
-        double t3 = nn_seconds();
-        batch_forward(&bc, x_data, w->data, b->data, y2);
-        double t4 = nn_seconds();
-        batch_backward(&bc, dy, w->data, xp ? dx2 : NULL, dw2, db2);
-        double t5 = nn_seconds();
-        if (r == 0) {
-            double d = fmax(rel_diff(y->data, y2, y_size), rel_diff(w->grad, dw2, w->size));
-            d = fmax(d, rel_diff(b->grad, db2, b->size));
-            if (xp) d = fmax(d, rel_diff(xp->grad, dx2, x_size));
-            printf("%s.designs_max_rel_diff %.2g\n", ly->name, d);
-        }
-        if (r >= 0) t[0][r] = t1 - t0, t[1][r] = t3 - t2, t[2][r] = t4 - t3, t[3][r] = t5 - t4;
+    double eval_s[3], acc = 0.0;
+    for (int r = 0; r < 3; r++) {
+        double t = nn_seconds();
+        acc = nn_evaluate(&model, ctx, &data.test, NN_LOSS_CE, NULL, NULL);
+        eval_s[r] = nn_seconds() - t;
     }
-    static const char *const designs[] = {"per_image", "whole_batch"};
-    for (int d = 0; d < 2; d++) {
-        double fwd = median(t[2 * d], runs), bwd = median(t[2 * d + 1], runs);
-        printf("%s.%s.forward_ms %.2f\n", ly->name, designs[d], 1e3 * fwd);
-        printf("%s.%s.backward_ms %.2f\n", ly->name, designs[d], 1e3 * bwd);
-        printf("%s.%s.images_per_sec %.0f\n", ly->name, designs[d], ly->B / (fwd + bwd));
-    }
+    printf("%s.images_per_sec %.0f\n", c->name, images_per_sec);
+    printf("%s.fastest_images_per_sec %.0f\n", c->name, fastest);
+    printf("%s.step_ms %.2f\n", c->name, 1e3 * BATCH / images_per_sec);
+    printf("%s.forward_mflop_per_image %.2f\n", c->name, forward / 1e6);
+    printf("%s.train_mflop_per_image %.2f\n", c->name, flops / 1e6);
+    printf("%s.gflops %.1f\n", c->name, flops * images_per_sec / 1e9);
+    printf("%s.eval_seconds %.4f\n", c->name, median(eval_s, 3));
+    printf("%s.test_acc %.4f\n", c->name, acc);
+    fflush(stdout);
     nn_ctx_free(ctx);
-    for (int m = 0; m < 4; m++) free(t[m]);
-    free(bc.col), free(bc.yt), free(bc.dyt), free(y2), free(dy), free(dx2), free(dw2), free(db2), free(x_data);
-    nn_params_free(&params);
+    nn_history_free(&h);
+    nn_model_free(&model);
+    nn_train_data_free(&data);
+    return 0;
 }
+
+/* Runs fn(arg) in a child process, so that its peak RSS is its own and the
+ * parent never starts OpenMP threads (a child forked after that would run
+ * on one thread); 0 if it exited 0, with its resource usage in *ru. */
+static int in_child(int (*fn)(const void *), const void *arg, struct rusage *ru) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) _exit(fn(arg));
+    int status;
+    if (pid < 0 || wait4(pid, &status, 0, ru) < 0 || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+}
+
+static int peak_child(const void *threads) {
+    int n = *(const int *)threads;
+    printf("sgemm.peak_gflops%s %.1f\n", n == 1 ? "_1thread" : "", sgemm_peak(n));
+    fflush(stdout); /* the child leaves by _exit */
+    return 0;
+}
+
+static int config_child(const void *c) { return run_config(c); }
 
 int main(int argc, char **argv) {
-    int runs = argc > 1 ? atoi(argv[1]) : 20;
-    if (runs < 1) {
-        fprintf(stderr, "usage: bench_conv [RUNS]\n");
-        return 2;
+    int a = 1;
+    if (a < argc && atoi(argv[a]) > 0) steps_arg = atoi(argv[a++]);
+    if (a < argc && atoi(argv[a]) > 0) epochs_arg = atoi(argv[a++]);
+    const config *run[N_CONFIGS];
+    int n_run = 0;
+    for (; a < argc; a++) {
+        int k = 0;
+        while (k < N_CONFIGS && strcmp(argv[a], configs[k].name) != 0) k++;
+        if (k == N_CONFIGS || n_run == N_CONFIGS) {
+            fprintf(stderr, "usage: bench_conv [STEPS [EPOCHS]] [keras|examples|preset...]\n");
+            return 2;
+        }
+        run[n_run++] = &configs[k];
     }
-    static const layer layers[] = {
-        {"conv1_1x28x28_32", 128, 1, 28, 28, 32, 3, false},
-        {"conv2_32x13x13_64", 128, 32, 13, 13, 64, 3, true},
-    };
-    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) bench_layer(&layers[i], runs);
+    if (n_run == 0) run[n_run++] = &configs[0], run[n_run++] = &configs[1];
+    struct rusage ru;
+    for (int threads = 2; threads >= 1; threads--)
+        if (in_child(peak_child, &threads, &ru) != 0) return 1;
+    for (int c = 0; c < n_run; c++) {
+        if (in_child(config_child, run[c], &ru) != 0) {
+            fprintf(stderr, "bench_conv: configuration %s failed\n", run[c]->name);
+            return 1;
+        }
+        printf("%s.peak_rss_mb %.0f\n", run[c]->name, ru.ru_maxrss / 1024.0);
+    }
     return 0;
 }

@@ -71,6 +71,17 @@ void *nn_arena_alloc(nn_ctx *ctx, size_t bytes) {
     return p;
 }
 
+nn_arena_mark nn_arena_get_mark(const nn_ctx *ctx) {
+    return (nn_arena_mark){.block = ctx->n_blocks - 1, .used = ctx->blocks[ctx->n_blocks - 1].used};
+}
+
+/* Blocks chained on since the mark stay (emptied) and keep taking the
+ * allocations; the next reset merges them as usual. */
+void nn_arena_release(nn_ctx *ctx, nn_arena_mark mark) {
+    ctx->blocks[mark.block].used = mark.used;
+    for (int i = mark.block + 1; i < ctx->n_blocks; i++) ctx->blocks[i].used = 0;
+}
+
 size_t nn_arena_used(const nn_ctx *ctx) {
     size_t used = 0;
     for (int i = 0; i < ctx->n_blocks; i++) used += ctx->blocks[i].used;

@@ -29,6 +29,8 @@ typedef enum nn_op {
     NN_OP_DROPOUT,
     NN_OP_LAYER_NORM,
     NN_OP_CONV2D,
+    NN_OP_CONV2D_RELU,
+    NN_OP_CONV2D_RELU_MAXPOOL,
     NN_OP_MAX_POOL2D,
     NN_OP_AVG_POOL2D,
     NN_OP_BATCH_NORM,
@@ -75,6 +77,16 @@ struct nn_ctx {
     bool training;
     bool backward_done;
 };
+
+/* A point in the arena to come back to: everything allocated after it is
+ * released at once (the forward in evaluation mode runs a large batch in
+ * chunks this way). Tensors from after the mark must not be used again. */
+typedef struct nn_arena_mark {
+    int block;
+    size_t used;
+} nn_arena_mark;
+nn_arena_mark nn_arena_get_mark(const nn_ctx *ctx);
+void nn_arena_release(nn_ctx *ctx, nn_arena_mark mark);
 
 /* Creates an op's output in the arena. Its gradient buffer (zeroed) exists
  * when gradients are being recorded and some input carries a gradient. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "nn/model.h"
+#include "ops/ops.h"
 
 /* Bounds that keep a few bytes of spec from asking for gigabytes. */
 #define MAX_PARAMS_FLOATS (1L << 28)
@@ -214,16 +215,30 @@ void nn_model_free(nn_model *m) {
     nn_params_free(&m->state);
 }
 
-nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    nn_tensor *h = x;
-    if (h->ndim == 2) /* [B, C*H*W] rows, as a flat loader gives them */
-        h = nn_reshape(ctx, h, 4, (int[]){h->shape[0], m->in_shape[0], m->in_shape[1], m->in_shape[2]});
+/* How many of the layers after conv layer i run fused with it: 1 for a ReLU,
+ * 2 for a ReLU and a 2x2 max pooling of stride 2 (ops/conv.c), else 0. */
+static int conv_fusion(const nn_model *m, int i) {
+    const nn_layer *l = m->layers;
+    if (i + 1 >= m->n_layers || l[i + 1].kind != NN_LAYER_RELU) return 0;
+    if (i + 2 < m->n_layers && l[i + 2].kind == NN_LAYER_MAXPOOL && l[i + 2].kernel == 2 && l[i + 2].stride == 2)
+        return 2;
+    return 1;
+}
+
+/* The layer loop over one batch. */
+static nn_tensor *forward_layers(nn_model *m, nn_ctx *ctx, nn_tensor *h, nn_rng *dropout_rng) {
     bool training = nn_training(ctx);
     for (int i = 0; i < m->n_layers; i++) {
         nn_layer *l = &m->layers[i];
         switch (l->kind) {
         case NN_LAYER_LINEAR: h = nn_linear(ctx, h, l->weight, l->bias); break;
-        case NN_LAYER_CONV: h = nn_conv2d(ctx, h, l->weight, l->bias, l->stride, l->padding); break;
+        case NN_LAYER_CONV: {
+            int fused = conv_fusion(m, i);
+            if (fused) h = nn_conv2d_relu(ctx, h, l->weight, l->bias, l->stride, l->padding, fused == 2);
+            else h = nn_conv2d(ctx, h, l->weight, l->bias, l->stride, l->padding);
+            i += fused;
+            break;
+        }
         case NN_LAYER_MAXPOOL: h = nn_max_pool2d(ctx, h, l->kernel, l->stride); break;
         case NN_LAYER_AVGPOOL: h = nn_avg_pool2d(ctx, h, l->kernel, l->stride); break;
         case NN_LAYER_BATCHNORM:
@@ -242,6 +257,34 @@ nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *drop
         }
     }
     return h;
+}
+
+/* Evaluation touches no gradients and every image is independent: a large
+ * batch runs FORWARD_CHUNK images at a time, each chunk's activations
+ * released after its logits are copied out, so memory does not grow with
+ * the batch. */
+#define FORWARD_CHUNK 128
+
+nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    nn_tensor *h = x;
+    if (h->ndim == 2) /* [B, C*H*W] rows, as a flat loader gives them */
+        h = nn_reshape(ctx, h, 4, (int[]){h->shape[0], m->in_shape[0], m->in_shape[1], m->in_shape[2]});
+    int B = h->shape[0];
+    if (nn_grad_enabled(ctx) || nn_training(ctx) || B <= FORWARD_CHUNK) return forward_layers(m, ctx, h, dropout_rng);
+    nn_tensor *out = nn_op_output(ctx, 2, (int[]){B, m->classes}, NULL, 0);
+    size_t per_image = h->size / (size_t)B;
+    for (int i = 0; i < B; i += FORWARD_CHUNK) {
+        nn_arena_mark mark = nn_arena_get_mark(ctx);
+        nn_tensor *chunk = nn_arena_alloc(ctx, sizeof *chunk);
+        *chunk = *h;
+        chunk->shape[0] = B - i < FORWARD_CHUNK ? B - i : FORWARD_CHUNK;
+        chunk->data = h->data + (size_t)i * per_image;
+        chunk->size = (size_t)chunk->shape[0] * per_image;
+        nn_tensor *y = forward_layers(m, ctx, chunk, dropout_rng);
+        memcpy(out->data + (size_t)i * m->classes, y->data, y->size * sizeof(float));
+        nn_arena_release(ctx, mark);
+    }
+    return out;
 }
 
 int nn_model_predict(nn_model *m, nn_ctx *ctx, const float *pixels, float *probs) {

@@ -31,6 +31,12 @@ void nn_max_pool2d_backward(nn_node *n);
 void nn_avg_pool2d_backward(nn_node *n);
 void nn_batch_norm_backward(nn_node *n);
 
+/* Fused forms of layer sequences, for the model's forward loop (same results
+ * as the separate ops, without the tensors between them). */
+/* relu(conv2d(x, w, b)), and with maxpool, max_pool2d(that, 2, 2). */
+nn_tensor *nn_conv2d_relu(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int padding,
+                          bool maxpool);
+
 /* Aborts with both shapes in the message unless a and b have the same shape. */
 void nn_check_same_shape(const char *op, const nn_tensor *a, const nn_tensor *b);
 
