@@ -1,28 +1,62 @@
 #!/usr/bin/env bash
-# make bench: nn's training benchmark and, when Debian's python3-torch is
-# installed, PyTorch's on the same configurations in the same run; then one
-# side-by-side table. EPOCHS (default 3) timed epochs per configuration and
-# round, ROUNDS (default 2) rounds.
+# make bench: nn's training benchmarks and, when Debian's python3-torch is
+# installed, PyTorch's on the same configurations in the same run, PyTorch at
+# each of its settings (bench/torch_bench.py); then the tables of
+# docs/PERFORMANCE.md (bench/report.py). EPOCHS (default 3) timed epochs per
+# MLP configuration and round, ROUNDS (default 2) rounds; BUILD (default
+# build) is where the benchmark binaries are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${EPOCHS:-3}
+rounds=${ROUNDS:-2}
+build=${BUILD:-build}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-rounds=${ROUNDS:-2}
 have_torch=0
 /usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=1
 [ $have_torch = 1 ] || echo "bench: python3-torch is not installed; PyTorch side skipped" >&2
+
+# One MLP configuration: nn in fp32 and in bf16 (bench_train skips bf16,
+# with a line, where the CPU lacks AVX512_BF16), then PyTorch at every
+# setting, starting at a different one each round. nn runs the OpenBLAS
+# kernels OpenBLAS picks for the CPU, whatever OPENBLAS_CORETYPE says (an
+# environment that forces older kernels would handicap nn's fp32 side);
+# PyTorch runs both ways.
+mlp_turn() {
+  local config=$1
+  echo "bench: round $round/$rounds, $config: nn fp32 and bf16, $epochs timed epochs (plus one warm-up)..." >&2
+  env -u OPENBLAS_CORETYPE "$build/bench/bench_train" "$epochs" "$config" "$config-bf16" | tee -a "$out"
+  if [ $have_torch = 1 ]; then
+    echo "bench: round $round/$rounds, $config: PyTorch at each of its settings..." >&2
+    /usr/bin/python3 bench/torch_bench.py --rotate $((round - 1)) "$epochs" "$config" | tee -a "$out"
+  fi
+}
+
 # nn and PyTorch take turns, configuration by configuration, for ROUNDS
 # rounds: this machine's speed drifts with its neighbours' load, and turns
-# spread the drift over both sides instead of one. The report takes medians.
+# spread the drift over both sides instead of one. The report takes medians
+# and compares each round with itself.
 for round in $(seq "$rounds"); do
+  echo "bench.round $round" >> "$out"
   for config in basic advanced; do
-    echo "bench: round $round/$rounds, $config: nn, $epochs timed epochs (plus one warm-up)..." >&2
-    build/bench/bench_train "$epochs" "$config" | tee -a "$out"
+    mlp_turn "$config"
+  done
+done
+# The CNNs (bench/bench_conv.c, bench/torch_cnn.py): CNN_EPOCHS (default 2)
+# timed runs of CNN_STEPS (default 200) steps each, after a warm-up, per
+# configuration and round; nn and PyTorch (every setting) take turns.
+cnn_steps=${CNN_STEPS:-200}
+cnn_epochs=${CNN_EPOCHS:-2}
+for round in $(seq "$rounds"); do
+  echo "bench.round $round" >> "$out"
+  for config in keras examples; do
+    echo "bench: round $round/$rounds, $config CNN: nn, $cnn_epochs x $cnn_steps steps (plus a warm-up)..." >&2
+    "$build/bench/bench_conv" "$cnn_steps" "$cnn_epochs" "$config" | tee -a "$out"
     if [ $have_torch = 1 ]; then
-      echo "bench: round $round/$rounds, $config: PyTorch..." >&2
-      /usr/bin/python3 bench/torch_bench.py "$epochs" "$config" | tee -a "$out"
+      echo "bench: round $round/$rounds, $config CNN: PyTorch at each of its settings..." >&2
+      /usr/bin/python3 bench/torch_cnn.py --steps "$cnn_steps" --runs "$cnn_epochs" --rotate $((round - 1)) "$config" |
+        tee -a "$out"
     fi
   done
 done
-python3 bench/report.py "$out"
+/usr/bin/python3 bench/report.py "$out"
