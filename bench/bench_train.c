@@ -124,6 +124,7 @@ static int configure(const char *name, nn_train_config *cfg, char *spec, size_t 
     nn_mlp_config *m = &mlp;
     m->act = NN_ACT_RELU;
     cfg->loss = NN_LOSS_CE;
+    cfg->precision = *bf16 ? NN_PRECISION_BF16 : NN_PRECISION_FP32;
     cfg->batch_size = 256;
     cfg->seed = 1;
     if (basic) {
