@@ -4,8 +4,9 @@
  * L = sum(conv(x, w, b) * R) on shapes chosen to reach each algorithm, with
  * partial tiles, channel counts that are not multiples of 16, padding, and
  * batches above and below the 16 parts of a batch. Then the fused forms
- * (conv + ReLU, conv + ReLU + 2x2 max pooling) against the separate ops,
- * bit for bit, and every result against itself on 1 and 2 threads.
+ * (conv + ReLU, conv + ReLU + 2x2 max pooling, conv + batch norm + ReLU
+ * [+ pooling]) against the separate ops, bit for bit, and every result
+ * against itself on 1, 2 and 3 threads.
  *
  * Tolerances, as max |nn - exact| / max |exact| per tensor: 1e-6 for the
  * direct and im2col sums (float32 is 6e-8 relative; sums of up to ~1,000
@@ -264,5 +265,82 @@ static void test_fused_without_gradients(void) {
     teardown(&r);
 }
 
+/* ---- conv + batch norm + ReLU (+ pooling) ----------------------------------------- */
+
+/* Everything one step of conv -> batch norm -> ReLU [-> max pool 2] gives,
+ * through the four ops or the one (fused), in training or evaluation. */
+static float *bn_step(run *r, const conv_case *c, bool pool, bool training, bool fused, size_t *n_out) {
+    nn_rng rng;
+    nn_rng_seed(&rng, 5, (uint64_t)(c - cases));
+    nn_params bn;
+    nn_params_init(&bn);
+    nn_tensor *gamma = nn_params_add(&bn, "bn.weight", 1, (int[]){c->O}, false);
+    nn_tensor *beta = nn_params_add(&bn, "bn.bias", 1, (int[]){c->O}, false);
+    float mean[64], var[64];
+    for (int o = 0; o < c->O; o++) {
+        gamma->data[o] = 1.0f + 0.3f * nn_rng_normal(&rng), beta->data[o] = 0.2f * nn_rng_normal(&rng);
+        mean[o] = 0.1f * nn_rng_normal(&rng), var[o] = 1.0f + 0.3f * nn_rng_uniform(&rng);
+    }
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_set_training(ctx, training);
+    nn_params_zero_grad(&r->params);
+    nn_params_zero_grad(&bn);
+    nn_tensor *y;
+    if (fused) {
+        y = nn_conv2d_bn_relu(ctx, r->x, r->w, r->b, c->S, c->P, gamma, beta, mean, var, 0.1f, 1e-5f, pool);
+    } else {
+        y = nn_relu(ctx, nn_batch_norm(ctx, nn_conv2d(ctx, r->x, r->w, r->b, c->S, c->P), gamma, beta, mean, var,
+                                       0.1f, 1e-5f));
+        if (pool) y = nn_max_pool2d(ctx, y, 2, 2);
+    }
+    nn_backward(ctx, weighted_sum(ctx, y, r->R));
+    /* y, dx, dw, db, dgamma, dbeta, running mean and variance, one after the other */
+    size_t sizes[] = {y->size, r->x->size, r->w->size, r->b ? r->b->size : 0, (size_t)c->O, (size_t)c->O,
+                      (size_t)c->O, (size_t)c->O};
+    const float *parts[] = {y->data, r->x->grad, r->w->grad, r->b ? r->b->grad : NULL, gamma->grad, beta->grad, mean,
+                            var};
+    size_t total = 0;
+    for (int k = 0; k < 8; k++) total += sizes[k];
+    float *out = nn_xmalloc(total * sizeof(float)), *at = out;
+    for (int k = 0; k < 8; k++) {
+        if (sizes[k]) memcpy(at, parts[k], sizes[k] * sizeof(float));
+        at += sizes[k];
+    }
+    nn_ctx_free(ctx);
+    nn_params_free(&bn);
+    *n_out = total;
+    return out;
+}
+
+static void test_conv_bn_relu(void) {
+    int threads = omp_get_max_threads();
+    for (int k = 0; k < N_CASES; k++) {
+        const conv_case *c = &cases[k];
+        conv_geom g = geom(c);
+        run r;
+        setup(&r, c, &g);
+        for (int pool = 0; pool <= 1; pool++)
+            for (int training = 0; training <= 1; training++) {
+                if (pool && (g.OH < 2 || g.OW < 2)) continue;
+                size_t na, nb;
+                float *a = bn_step(&r, c, pool, training, false, &na), *b = bn_step(&r, c, pool, training, true, &nb);
+                CHECKF(na == nb && memcmp(a, b, na * sizeof(float)) == 0,
+                       "%s: conv+batchnorm+relu%s (%s) differs from the separate ops", c->name, pool ? "+maxpool" : "",
+                       training ? "training" : "evaluation");
+                CHECKF(nonzero(b + nb - 4 * c->O, (size_t)c->O), "%s: all-zero batch norm gradient", c->name);
+                free(b);
+                for (int t = 1; t <= 3 && training; t += 2) { /* 1 and 3 threads against the default */
+                    omp_set_num_threads(t);
+                    b = bn_step(&r, c, pool, true, true, &nb);
+                    omp_set_num_threads(threads);
+                    CHECKF(memcmp(a, b, na * sizeof(float)) == 0, "%s: %d threads differ", c->name, t);
+                    free(b);
+                }
+                free(a);
+            }
+        teardown(&r);
+    }
+}
+
 TEST_MAIN(TEST(test_against_float64), TEST(test_fused_matches_separate_ops), TEST(test_thread_count_does_not_matter),
-          TEST(test_fused_without_gradients))
+          TEST(test_fused_without_gradients), TEST(test_conv_bn_relu))

@@ -33,6 +33,7 @@ nn_ctx *nn_ctx_new(size_t arena_bytes) {
 
 void nn_ctx_free(nn_ctx *ctx) {
     if (!ctx) return;
+    free(ctx->scratch);
     for (int i = 0; i < ctx->n_blocks; i++) free(ctx->blocks[i].mem);
     free(ctx->nodes);
     free(ctx);
@@ -71,15 +72,34 @@ void *nn_arena_alloc(nn_ctx *ctx, size_t bytes) {
     return p;
 }
 
+void *nn_ctx_scratch(nn_ctx *ctx, size_t bytes) {
+    if (bytes > ctx->scratch_cap) {
+        size_t cap = (bytes + NN_ARENA_ALIGN - 1) / NN_ARENA_ALIGN * NN_ARENA_ALIGN;
+        free(ctx->scratch);
+        ctx->scratch = aligned_alloc(NN_ARENA_ALIGN, cap);
+        if (!ctx->scratch) nn_fatal("out of memory: scratch of %zu bytes", cap);
+        ctx->scratch_cap = cap;
+    }
+    return ctx->scratch;
+}
+
 nn_arena_mark nn_arena_get_mark(const nn_ctx *ctx) {
     return (nn_arena_mark){.block = ctx->n_blocks - 1, .used = ctx->blocks[ctx->n_blocks - 1].used};
 }
 
-/* Blocks chained on since the mark stay (emptied) and keep taking the
- * allocations; the next reset merges them as usual. */
+/* Blocks chained on since the mark are replaced by one of their combined
+ * size (as a reset does), so what follows the mark again fits in one block
+ * and the pages of the old ones are not kept. */
 void nn_arena_release(nn_ctx *ctx, nn_arena_mark mark) {
     ctx->blocks[mark.block].used = mark.used;
-    for (int i = mark.block + 1; i < ctx->n_blocks; i++) ctx->blocks[i].used = 0;
+    if (ctx->n_blocks == mark.block + 1) return;
+    size_t total = 0;
+    for (int i = mark.block + 1; i < ctx->n_blocks; i++) {
+        total += ctx->blocks[i].cap;
+        free(ctx->blocks[i].mem);
+    }
+    block_init(&ctx->blocks[mark.block + 1], total);
+    ctx->n_blocks = mark.block + 2;
 }
 
 size_t nn_arena_used(const nn_ctx *ctx) {

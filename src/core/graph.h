@@ -31,13 +31,17 @@ typedef enum nn_op {
     NN_OP_CONV2D,
     NN_OP_CONV2D_RELU,
     NN_OP_CONV2D_RELU_MAXPOOL,
+    NN_OP_CONV2D_BN_RELU,
+    NN_OP_CONV2D_BN_RELU_MAXPOOL,
     NN_OP_MAX_POOL2D,
     NN_OP_AVG_POOL2D,
     NN_OP_BATCH_NORM,
+    NN_OP_BATCH_NORM_RELU,
+    NN_OP_BATCH_NORM_RELU_MAXPOOL,
     NN_OP_COUNT
 } nn_op;
 
-#define NN_NODE_MAX_INPUTS 3
+#define NN_NODE_MAX_INPUTS 5
 
 /* One recorded op: its inputs, its output, and what its backward needs. */
 typedef struct nn_node {
@@ -76,7 +80,16 @@ struct nn_ctx {
     bool grad_enabled;
     bool training;
     bool backward_done;
+    void *scratch; /* nn_ctx_scratch's buffer */
+    size_t scratch_cap;
 };
+
+/* Working memory an op needs only while its forward or its backward runs
+ * (the per-thread buffers of convolution, say): one buffer for the whole
+ * context, grown to the largest request and kept across resets, so ops
+ * share it instead of each taking its own from the arena. Valid until the
+ * next call; contents are not kept. */
+void *nn_ctx_scratch(nn_ctx *ctx, size_t bytes);
 
 /* A point in the arena to come back to: everything allocated after it is
  * released at once (the forward in evaluation mode runs a large batch in

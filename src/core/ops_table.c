@@ -27,7 +27,11 @@ const nn_op_info nn_op_table[NN_OP_COUNT] = {
     [NN_OP_CONV2D] = {"conv2d", nn_conv2d_backward},
     [NN_OP_CONV2D_RELU] = {"conv2d+relu", nn_conv2d_backward},
     [NN_OP_CONV2D_RELU_MAXPOOL] = {"conv2d+relu+max_pool2d", nn_conv2d_backward},
+    [NN_OP_CONV2D_BN_RELU] = {"conv2d+batch_norm+relu", nn_conv2d_backward},
+    [NN_OP_CONV2D_BN_RELU_MAXPOOL] = {"conv2d+batch_norm+relu+max_pool2d", nn_conv2d_backward},
     [NN_OP_MAX_POOL2D] = {"max_pool2d", nn_max_pool2d_backward},
     [NN_OP_AVG_POOL2D] = {"avg_pool2d", nn_avg_pool2d_backward},
     [NN_OP_BATCH_NORM] = {"batch_norm", nn_batch_norm_backward},
+    [NN_OP_BATCH_NORM_RELU] = {"batch_norm+relu", nn_batch_norm_relu_backward},
+    [NN_OP_BATCH_NORM_RELU_MAXPOOL] = {"batch_norm+relu+max_pool2d", nn_batch_norm_relu_backward},
 };

@@ -215,9 +215,11 @@ void nn_model_free(nn_model *m) {
     nn_params_free(&m->state);
 }
 
-/* How many of the layers after conv layer i run fused with it: 1 for a ReLU,
- * 2 for a ReLU and a 2x2 max pooling of stride 2 (ops/conv.c), else 0. */
-static int conv_fusion(const nn_model *m, int i) {
+/* How many of the layers after layer i (a conv or a batch norm) run fused
+ * with it: 1 for a ReLU, 2 for a ReLU and a 2x2 max pooling of stride 2
+ * (ops/conv.c, ops/batchnorm.c), else 0. A conv followed by a batch norm
+ * and a ReLU runs with both. */
+static int relu_fusion(const nn_model *m, int i) {
     const nn_layer *l = m->layers;
     if (i + 1 >= m->n_layers || l[i + 1].kind != NN_LAYER_RELU) return 0;
     if (i + 2 < m->n_layers && l[i + 2].kind == NN_LAYER_MAXPOOL && l[i + 2].kernel == 2 && l[i + 2].stride == 2)
@@ -233,19 +235,37 @@ static nn_tensor *forward_layers(nn_model *m, nn_ctx *ctx, nn_tensor *h, nn_rng 
         switch (l->kind) {
         case NN_LAYER_LINEAR: h = nn_linear(ctx, h, l->weight, l->bias); break;
         case NN_LAYER_CONV: {
-            int fused = conv_fusion(m, i);
-            if (fused) h = nn_conv2d_relu(ctx, h, l->weight, l->bias, l->stride, l->padding, fused == 2);
-            else h = nn_conv2d(ctx, h, l->weight, l->bias, l->stride, l->padding);
-            i += fused;
+            nn_layer *bn = i + 1 < m->n_layers && m->layers[i + 1].kind == NN_LAYER_BATCHNORM ? l + 1 : NULL;
+            int fused = bn ? relu_fusion(m, i + 1) : relu_fusion(m, i);
+            if (bn && fused) { /* conv batchnorm relu [maxpool(2)] */
+                h = nn_conv2d_bn_relu(ctx, h, l->weight, l->bias, l->stride, l->padding, bn->weight, bn->bias,
+                                      bn->running_mean->data, bn->running_var->data, NN_BATCH_NORM_MOMENTUM,
+                                      NN_BATCH_NORM_EPS, fused == 2);
+                if (training) bn->num_batches_tracked->data[0] += 1.0f;
+                i += 1 + fused;
+            } else if (!bn && fused) {
+                h = nn_conv2d_relu(ctx, h, l->weight, l->bias, l->stride, l->padding, fused == 2);
+                i += fused;
+            } else {
+                h = nn_conv2d(ctx, h, l->weight, l->bias, l->stride, l->padding);
+            }
             break;
         }
         case NN_LAYER_MAXPOOL: h = nn_max_pool2d(ctx, h, l->kernel, l->stride); break;
         case NN_LAYER_AVGPOOL: h = nn_avg_pool2d(ctx, h, l->kernel, l->stride); break;
-        case NN_LAYER_BATCHNORM:
-            h = nn_batch_norm(ctx, h, l->weight, l->bias, l->running_mean->data, l->running_var->data,
-                              NN_BATCH_NORM_MOMENTUM, NN_BATCH_NORM_EPS);
+        case NN_LAYER_BATCHNORM: {
+            int fused = relu_fusion(m, i);
+            if (fused && h->ndim == 2) fused = 1; /* pooling needs an image */
+            if (fused)
+                h = nn_batch_norm_relu(ctx, h, l->weight, l->bias, l->running_mean->data, l->running_var->data,
+                                       NN_BATCH_NORM_MOMENTUM, NN_BATCH_NORM_EPS, fused == 2);
+            else
+                h = nn_batch_norm(ctx, h, l->weight, l->bias, l->running_mean->data, l->running_var->data,
+                                  NN_BATCH_NORM_MOMENTUM, NN_BATCH_NORM_EPS);
             if (training) l->num_batches_tracked->data[0] += 1.0f;
+            i += fused;
             break;
+        }
         case NN_LAYER_LAYERNORM: h = nn_layer_norm(ctx, h, l->weight, l->bias, NN_LAYER_NORM_EPS); break;
         case NN_LAYER_RELU: h = nn_relu(ctx, h); break;
         case NN_LAYER_LEAKYRELU: h = nn_leaky_relu(ctx, h, l->p); break;

@@ -14,19 +14,30 @@
  * The batch is split into a fixed number of parts that threads take in
  * turn; each part sums its own weight and bias gradients and the parts are
  * added in order, so results have the same bits for any thread count. Each
- * thread's scratch (im2col columns, Winograd tiles, z of a chunk) comes from
- * the arena with the op. */
+ * thread's scratch (im2col columns, Winograd tiles, z of a chunk) is the
+ * context's shared scratch (nn_ctx_scratch): nothing in it outlives a call. */
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "ops/batchnorm_relu.h"
 #include "ops/conv_internal.h"
 #include "ops/vec16.h"
 
 #define CONV_PARTS 16
 #define REDUCE_BLOCK 1024 /* weight-gradient elements a thread sums over the parts at a time */
 
-typedef enum conv_epilogue { EPI_NONE, EPI_RELU, EPI_RELU_POOL } conv_epilogue;
+/* EPI_BN: batch_norm + ReLU (+ pooling) after the convolution (bn_relu):
+ * z is kept (batch norm's backward needs it) but has no gradient buffer;
+ * the backward makes dz a chunk at a time. */
+typedef enum conv_epilogue { EPI_NONE, EPI_RELU, EPI_RELU_POOL, EPI_BN } conv_epilogue;
+
+/* The batch norm of EPI_BN: its parameters and running statistics. */
+typedef struct conv_bn {
+    nn_tensor *w, *b;
+    float *running_mean, *running_var, momentum, eps;
+    bool pool;
+} conv_bn;
 
 /* What the backward needs besides the inputs, allocated by the forward. */
 typedef struct conv_saved {
@@ -34,11 +45,16 @@ typedef struct conv_saved {
     conv_algo algo;
     conv_epilogue epi;
     int threads, parts, chunk;
-    size_t algo_floats, thread_floats; /* scratch per thread: the algorithm's, and with z */
-    float *scratch;                    /* threads x thread_floats */
+    size_t algo_floats, thread_floats; /* scratch per thread: the algorithm's, and with z (and Winograd's dU) */
+    nn_ctx *ctx;                       /* whose scratch holds threads x thread_floats */
     float *u;                          /* Winograd-domain weights [36, C, O] (NULL otherwise) */
     uint8_t *winner;                   /* pooling: 0..3 per output, the window's first maximum */
-    float *dw_parts;                   /* parts x dw_size (NULL without a weight gradient) */
+    nn_tensor *bias;                   /* the convolution's (or NULL) */
+    nn_tensor *bn_w, *bn_b;            /* EPI_BN: the batch norm's parameters, */
+    bn_relu *bn;                       /* its saved state */
+    float *z;                          /* and the convolution's output [B, O, OH, OW] */
+    float *dw_parts;                   /* parts x dw_size: [O, K], or [C, 3, 3, O] for Winograd
+                                        * (NULL without a weight gradient) */
     float *db_parts;                   /* parts x [O] (NULL without a bias gradient) */
     size_t dw_size;
 } conv_saved;
@@ -79,30 +95,6 @@ static void algo_backward(const conv_saved *s, const float *w, const float *x, c
 
 static inline float relu(float v) { return v > 0.0f ? v : 0.0f; }
 
-/* One row of 2x2 windows over rows r0, r1 of z (each read 32 floats at a
- * time, past its end: z has room): the maximum of ReLU(z + b), and which of
- * the four (row-major) is the first to reach it. y and winner get whole
- * vectors (their buffers have room too). */
-static void pool_row(const float *r0, const float *r1, float bias, int PW, float *y, uint8_t *winner) {
-    v16 b = (v16){0} + bias;
-    for (int pw = 0; pw < PW; pw += VL) {
-        v16 a0 = v16_load(r0 + 2 * pw), a1 = v16_load(r0 + 2 * pw + VL);
-        v16 b0 = v16_load(r1 + 2 * pw), b1 = v16_load(r1 + 2 * pw + VL);
-        v16 v[4] = {v16_relu(v16_even(a0, a1) + b), v16_relu(v16_odd(a0, a1) + b), v16_relu(v16_even(b0, b1) + b),
-                    v16_relu(v16_odd(b0, b1) + b)};
-        v16 m = v[0];
-        i16 k = {0};
-        for (int q = 1; q < 4; q++) {
-            i16 take = v[q] > m;
-            m = v16_select(take, v[q], m);
-            k = i16_select(take, (i16){0} + q, k);
-        }
-        v16_store(y + pw, m);
-        u8x16 kb = __builtin_convertvector(k, u8x16);
-        memcpy(winner + pw, &kb, sizeof kb);
-    }
-}
-
 /* Per-thread room for one pooled plane at a time, with a vector's slack:
  * y (forward) or dy (backward) as floats, and the winners as bytes. */
 static size_t plane_floats(const conv_geom *g) { return (size_t)(g->OH / 2) * (g->OW / 2) + 2 * VL; }
@@ -118,7 +110,7 @@ static void epilogue(const conv_saved *s, const float *bias, float *z, int n, fl
     for (int c = 0; c < n * g->O; c++) { /* c: one (image, channel) plane */
         float bo = bias ? bias[c % g->O] : 0.0f;
         float *restrict zp = z + (size_t)c * g->L;
-        if (s->epi == EPI_NONE) {
+        if (s->epi == EPI_NONE || s->epi == EPI_BN) {
             for (int l = 0; l < g->L; l++) zp[l] += bo;
         } else if (s->epi == EPI_RELU) {
             float *restrict yc = y + (size_t)c * g->L;
@@ -126,7 +118,7 @@ static void epilogue(const conv_saved *s, const float *bias, float *z, int n, fl
         } else {
             for (int ph = 0; ph < PH; ph++) {
                 const float *r0 = zp + (size_t)2 * ph * g->OW;
-                pool_row(r0, r0 + g->OW, bo, PW, yp + ph * PW, wp + ph * PW);
+                nn_relu_pool2_row(r0, r0 + g->OW, 1.0f, bo, PW, yp + ph * PW, wp + ph * PW);
             }
             memcpy(y + c * P, yp, P * sizeof(float));
             if (winner) memcpy(winner + c * P, wp, P);
@@ -169,29 +161,12 @@ static const float *epilogue_backward(const conv_saved *s, const nn_tensor *y, i
     float *dyp = plane;
     uint8_t *wp = (uint8_t *)(plane + pf);
     const uint8_t *win = s->winner + (size_t)i0 * g->O * out_plane;
-    /* Rows are written whole vectors at a time, in order, each one's zero
-     * tail overwritten by what comes next (or landing in dz's room). */
     if (g->OH % 2 || g->OW % 2) memset(dz, 0, (size_t)n * g->O * g->L * sizeof(float)); /* uncovered edges */
     for (int c = 0; c < n * g->O; c++) {
         /* the window's gradient: dy where the pooled ReLU output is positive */
         for (size_t e = 0; e < out_plane; e++) dyp[e] = yv[c * out_plane + e] > 0.0f ? dy[c * out_plane + e] : 0.0f;
         memcpy(wp, win + c * out_plane, out_plane);
-        for (int ph = 0; ph < PH; ph++) {
-            float *r0 = dz + (size_t)c * g->L + (size_t)2 * ph * g->OW, *r1 = r0 + g->OW;
-            for (int row = 0; row < 2; row++)
-                for (int pw = 0; pw < PW; pw += VL) {
-                    int at = ph * PW + pw, len = PW - pw < VL ? PW - pw : VL;
-                    u8x16 kb;
-                    memcpy(&kb, wp + at, sizeof kb);
-                    i16 k = __builtin_convertvector(kb, i16), lane = {0, 1, 2, 3, 4, 5, 6, 7,
-                                                                      8, 9, 10, 11, 12, 13, 14, 15};
-                    v16 zero = {0}, d = v16_select(lane < len, v16_load(dyp + at), zero);
-                    v16 left = v16_select(k == 2 * row, d, zero), right = v16_select(k == 2 * row + 1, d, zero);
-                    float *r = row ? r1 : r0;
-                    v16_store(r + 2 * pw, v16_interleave_lo(left, right));
-                    v16_store(r + 2 * pw + VL, v16_interleave_hi(left, right));
-                }
-        }
+        nn_relu_pool2_scatter(dyp, wp, PH, PW, g->OW, dz + (size_t)c * g->L);
         /* summed at full resolution, in the order the separate ops sum it */
         if (db) db[c % g->O] += sum_of(dz + (size_t)c * g->L, g->L);
     }
@@ -199,10 +174,14 @@ static const float *epilogue_backward(const conv_saved *s, const nn_tensor *y, i
 }
 
 static nn_tensor *conv_op(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int padding,
-                          conv_epilogue epi) {
-    static const char *const names[] = {"conv2d", "conv2d_relu", "conv2d_relu_maxpool"};
-    static const nn_op ops[] = {NN_OP_CONV2D, NN_OP_CONV2D_RELU, NN_OP_CONV2D_RELU_MAXPOOL};
-    const char *name = names[epi];
+                          conv_epilogue epi, const conv_bn *bn) {
+    bool pool = epi == EPI_RELU_POOL || (epi == EPI_BN && bn->pool);
+    static const char *const names[] = {"conv2d", "conv2d_relu", "conv2d_relu_maxpool", "conv2d_batch_norm_relu",
+                                        "conv2d_batch_norm_relu_maxpool"};
+    static const nn_op ops[] = {NN_OP_CONV2D, NN_OP_CONV2D_RELU, NN_OP_CONV2D_RELU_MAXPOOL, NN_OP_CONV2D_BN_RELU,
+                                NN_OP_CONV2D_BN_RELU_MAXPOOL};
+    int kind = epi == EPI_BN ? 3 + pool : (int)epi;
+    const char *name = names[kind];
     char sx[64], sw[64], sb[64];
     nn_check_live(ctx, x, name);
     nn_check_live(ctx, w, name);
@@ -224,32 +203,45 @@ static nn_tensor *conv_op(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b,
     g.OW = (g.W + 2 * g.P - g.KW) / g.S + 1;
     g.K = g.C * g.KH * g.KW;
     g.L = g.OH * g.OW;
-    NN_CHECK(epi != EPI_RELU_POOL || (g.OH >= 2 && g.OW >= 2), "%s: output %dx%d is smaller than the 2x2 window",
-             name, g.OH, g.OW);
+    NN_CHECK(!pool || (g.OH >= 2 && g.OW >= 2), "%s: output %dx%d is smaller than the 2x2 window", name, g.OH, g.OW);
 
-    nn_tensor *in[] = {x, w, b};
-    int n_in = b ? 3 : 2;
+    /* the inputs: x, w[, b], or x, w, the batch norm's w and b[, b] */
+    nn_tensor *in[5] = {x, w};
+    int n_in = 2;
+    if (epi == EPI_BN) in[n_in++] = bn->w, in[n_in++] = bn->b;
+    if (b) in[n_in++] = b;
     int out_shape[] = {g.B, g.O, g.OH, g.OW};
-    if (epi == EPI_RELU_POOL) out_shape[2] = g.OH / 2, out_shape[3] = g.OW / 2;
+    if (pool) out_shape[2] = g.OH / 2, out_shape[3] = g.OW / 2;
     nn_tensor *y = nn_op_output(ctx, 4, out_shape, in, n_in);
+    bool recording = ctx->grad_enabled && y->grad;
 
-    conv_saved s = {.g = g, .algo = conv_choose_algo(&g), .epi = epi};
+    conv_saved s = {.g = g, .algo = conv_choose_algo(&g), .epi = epi, .bias = b, .ctx = ctx};
     s.parts = g.B < CONV_PARTS ? g.B : CONV_PARTS;
     s.threads = omp_get_max_threads() < s.parts ? omp_get_max_threads() : s.parts;
     s.chunk = s.algo == CONV_WINOGRAD ? conv_winograd_chunk(&g) : 1;
     s.algo_floats = algo_scratch(&g, s.algo, s.chunk);
+    size_t bn_floats = 0;
+    if (epi == EPI_BN) {
+        s.bn_w = bn->w, s.bn_b = bn->b;
+        s.z = nn_arena_alloc(ctx, (size_t)g.B * g.O * g.L * sizeof(float));
+        nn_tensor z = {.data = s.z, .ndim = 4, .shape = {g.B, g.O, g.OH, g.OW}, .size = (size_t)g.B * g.O * g.L,
+                       .role = NN_ACTIVATION, .node = -1, .step = ctx->step};
+        s.bn = nn_arena_alloc(ctx, sizeof *s.bn);
+        bn_relu_init(s.bn, ctx, name, &z, bn->w, bn->b, bn->running_mean, bn->running_var, bn->pool, recording);
+        bn_floats = bn_relu_plane_floats(s.bn); /* the backward's planes of g */
+    }
     /* z (or dz) of a chunk, with room for pooling's whole-vector rows; the planes' room */
     size_t z_floats = (size_t)s.chunk * g.O * g.L + 2 * VL;
-    s.thread_floats = (s.algo_floats + z_floats + 2 * plane_floats(&g) + 15) / 16 * 16;
-    s.scratch = nn_arena_alloc(ctx, (size_t)s.threads * s.thread_floats * sizeof(float));
+    size_t du_floats = s.algo == CONV_WINOGRAD ? (size_t)WINO_POINTS * g.C * g.O : 0; /* a part's dU */
+    s.thread_floats = (s.algo_floats + z_floats + 2 * plane_floats(&g) + du_floats + bn_floats + 15) / 16 * 16;
+    float *scratch_all = nn_ctx_scratch(ctx, (size_t)s.threads * s.thread_floats * sizeof(float));
     if (s.algo == CONV_WINOGRAD) s.u = nn_arena_alloc(ctx, (size_t)WINO_POINTS * g.C * g.O * sizeof(float));
-    bool recording = ctx->grad_enabled && y->grad;
     if (recording && epi == EPI_RELU_POOL) s.winner = nn_arena_alloc(ctx, y->size);
 
     size_t x_size = (size_t)g.C * g.H * g.W, out_plane = (size_t)out_shape[2] * out_shape[3];
 #pragma omp parallel num_threads(s.threads)
     {
-        float *scratch = s.scratch + (size_t)omp_get_thread_num() * s.thread_floats, *zbuf = scratch + s.algo_floats;
+        float *scratch = scratch_all + (size_t)omp_get_thread_num() * s.thread_floats, *zbuf = scratch + s.algo_floats;
         float *plane = zbuf + z_floats;
         if (s.u) {
 #pragma omp for schedule(static)
@@ -261,18 +253,20 @@ static nn_tensor *conv_op(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b,
             for (int i = first; i < end; i += s.chunk) {
                 int n = end - i < s.chunk ? end - i : s.chunk;
                 float *yi = y->data + (size_t)i * g.O * out_plane;
-                float *z = epi == EPI_NONE ? yi : zbuf;
+                float *z = epi == EPI_NONE ? yi : epi == EPI_BN ? s.z + (size_t)i * g.O * g.L : zbuf;
                 algo_forward(&s, w->data, x->data + i * x_size, n, z, scratch);
                 epilogue(&s, b ? b->data : NULL, z, n, yi, s.winner ? s.winner + (size_t)i * g.O * out_plane : NULL,
                          plane);
             }
         }
     }
-    nn_node *node = nn_record(ctx, ops[epi], y, in, n_in);
+    if (epi == EPI_BN)
+        bn_relu_forward(s.bn, s.z, bn->w, bn->b, bn->running_mean, bn->running_var, bn->momentum, bn->eps, y->data);
+    nn_node *node = nn_record(ctx, ops[kind], y, in, n_in);
     if (node) {
         conv_saved *saved = nn_arena_alloc(ctx, sizeof *saved);
         *saved = s;
-        saved->dw_size = s.algo == CONV_WINOGRAD ? (size_t)WINO_POINTS * g.C * g.O : (size_t)g.O * g.K;
+        saved->dw_size = (size_t)g.O * g.K;
         if (w->grad) saved->dw_parts = nn_arena_alloc(ctx, (size_t)s.parts * saved->dw_size * sizeof(float));
         if (b && b->grad) saved->db_parts = nn_arena_alloc(ctx, (size_t)s.parts * g.O * sizeof(float));
         node->saved = saved;
@@ -283,53 +277,79 @@ static nn_tensor *conv_op(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b,
 }
 
 nn_tensor *nn_conv2d(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int padding) {
-    return conv_op(ctx, x, w, b, stride, padding, EPI_NONE);
+    return conv_op(ctx, x, w, b, stride, padding, EPI_NONE, NULL);
 }
 
 nn_tensor *nn_conv2d_relu(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int padding,
                           bool maxpool) {
-    return conv_op(ctx, x, w, b, stride, padding, maxpool ? EPI_RELU_POOL : EPI_RELU);
+    return conv_op(ctx, x, w, b, stride, padding, maxpool ? EPI_RELU_POOL : EPI_RELU, NULL);
+}
+
+nn_tensor *nn_conv2d_bn_relu(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int padding,
+                             nn_tensor *bn_w, nn_tensor *bn_b, float *running_mean, float *running_var, float momentum,
+                             float eps, bool maxpool) {
+    conv_bn bn = {.w = bn_w, .b = bn_b, .running_mean = running_mean, .running_var = running_var,
+                  .momentum = momentum, .eps = eps, .pool = maxpool};
+    return conv_op(ctx, x, w, b, stride, padding, EPI_BN, &bn);
 }
 
 void nn_conv2d_backward(nn_node *n) {
-    nn_tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL, *y = n->out;
+    nn_tensor *x = n->in[0], *w = n->in[1], *y = n->out;
     const conv_saved *s = n->saved;
+    nn_tensor *b = s->bias;
     const conv_geom *g = &s->g;
     size_t x_size = (size_t)g->C * g->H * g->W;
+    bool wino = s->algo == CONV_WINOGRAD;
+    /* EPI_BN: the batch norm's sums (and its parameters' gradients) first;
+     * each chunk's dz then comes from them. */
+    if (s->epi == EPI_BN) bn_relu_gradient_sums(s->bn, s->z, y->data, y->grad, s->bn_w, s->bn_b, s->bn->coef);
+    float *scratch_all = nn_ctx_scratch(s->ctx, (size_t)s->threads * s->thread_floats * sizeof(float));
 #pragma omp parallel num_threads(s->threads)
     {
-        float *scratch = s->scratch + (size_t)omp_get_thread_num() * s->thread_floats, *zbuf = scratch + s->algo_floats;
+        float *scratch = scratch_all + (size_t)omp_get_thread_num() * s->thread_floats, *zbuf = scratch + s->algo_floats;
         float *plane = zbuf + (size_t)s->chunk * g->O * g->L + 2 * VL;
+        float *du = plane + 2 * plane_floats(g); /* Winograd: the part's gradient before its transform */
+        float *bn_planes = du + (wino ? (size_t)WINO_POINTS * g->C * g->O : 0);
 #pragma omp for schedule(static)
         for (int p = 0; p < s->parts; p++) {
-            float *dw = s->dw_parts ? s->dw_parts + (size_t)p * s->dw_size : NULL;
+            float *dw_part = s->dw_parts ? s->dw_parts + (size_t)p * s->dw_size : NULL;
+            float *dw = dw_part && wino ? du : dw_part;
             float *db = s->db_parts ? s->db_parts + (size_t)p * g->O : NULL;
             int first = (int)((long)p * g->B / s->parts), end = (int)((long)(p + 1) * g->B / s->parts);
             if (db) memset(db, 0, (size_t)g->O * sizeof(float));
             for (int i = first; i < end; i += s->chunk) {
                 int cn = end - i < s->chunk ? end - i : s->chunk;
-                const float *dz = epilogue_backward(s, y, i, cn, zbuf, db, plane);
+                const float *dz;
+                if (s->epi == EPI_BN) {
+                    bn_relu_input_grad(s->bn, s->z, y->data, y->grad, s->bn->coef, i, cn, zbuf, false, bn_planes);
+                    if (db)
+                        for (int c = 0; c < cn * g->O; c++) db[c % g->O] += sum_of(zbuf + (size_t)c * g->L, g->L);
+                    dz = zbuf;
+                } else {
+                    dz = epilogue_backward(s, y, i, cn, zbuf, db, plane);
+                }
                 float *dx = x->grad ? x->grad + i * x_size : NULL;
                 if (dw || dx) algo_backward(s, w->data, x->data + i * x_size, dz, cn, dw, i > first, dx, scratch);
             }
+            if (dw_part && wino) conv_winograd_weight_grad(g, du, dw_part);
         }
-        /* The parts, added in order of the batch. */
+        /* The parts, added in order of the batch: into w->grad, or for
+         * Winograd ([C, 3, 3, O]) into part 0 and from there into w->grad. */
         if (s->dw_parts) {
-            /* Winograd sums into part 0 (and transforms that); element by
-             * element the parts add in order either way. */
-            float *sum = s->algo == CONV_WINOGRAD ? s->dw_parts : w->grad;
+            float *sum = wino ? s->dw_parts : w->grad;
             size_t blocks = (s->dw_size + REDUCE_BLOCK - 1) / REDUCE_BLOCK;
 #pragma omp for schedule(static)
             for (size_t k = 0; k < blocks; k++) {
                 size_t lo = k * REDUCE_BLOCK, hi = lo + REDUCE_BLOCK < s->dw_size ? lo + REDUCE_BLOCK : s->dw_size;
-                for (int p = s->algo == CONV_WINOGRAD ? 1 : 0; p < s->parts; p++) {
+                for (int p = wino ? 1 : 0; p < s->parts; p++) {
                     const float *restrict part = s->dw_parts + (size_t)p * s->dw_size;
                     for (size_t e = lo; e < hi; e++) sum[e] += part[e];
                 }
             }
-            if (s->algo == CONV_WINOGRAD) {
+            if (wino) {
 #pragma omp for schedule(static)
-                for (int o = 0; o < g->O; o++) conv_winograd_weight_grad(g, s->dw_parts, o, w->grad);
+                for (int o = 0; o < g->O; o++)
+                    for (int e = 0; e < g->K; e++) w->grad[(size_t)o * g->K + e] += sum[(size_t)e * g->O + o];
             }
         }
         if (s->db_parts) {

@@ -48,12 +48,12 @@ void conv_direct_backward(const conv_geom *g, const float *w, const float *x, co
 void conv_winograd_backward(const conv_geom *g, const float *u, const float *x, const float *dz, int n, float *dw,
                             bool accumulate, float *dx, float *scratch);
 
-/* Winograd's weight transform and its adjoint, for output channel o (the
- * channels split over threads): u [36, C, O] from w [O, C, 3, 3], and
- * dw [O, C, 3, 3] += the gradient whose Winograd-domain form is du. */
+/* Winograd's weight transform, for output channel o (the channels split
+ * over threads): u [36, C, O] from w [O, C, 3, 3]; and its adjoint: the
+ * gradient dw [C, 3, 3, O] (written) whose Winograd-domain form is du. */
 #define WINO_POINTS 36
 void conv_winograd_weights(const conv_geom *g, const float *w, int o, float *u);
-void conv_winograd_weight_grad(const conv_geom *g, const float *du, int o, float *dw);
+void conv_winograd_weight_grad(const conv_geom *g, const float *du, float *dw);
 /* How many images a chunk should hold for the products to be large enough. */
 int conv_winograd_chunk(const conv_geom *g);
 

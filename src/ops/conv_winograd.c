@@ -128,24 +128,25 @@ void conv_winograd_weights(const conv_geom *g, const float *w, int o, float *u) 
     }
 }
 
-void conv_winograd_weight_grad(const conv_geom *g, const float *du, int o, float *dw) {
-    size_t plane = (size_t)g->C * g->O;
-    for (int c = 0; c < g->C; c++) {
-        double t[3][6]; /* G^T du */
-        for (int i = 0; i < 3; i++)
-            for (int b = 0; b < 6; b++) {
-                double s = 0.0;
-                for (int a = 0; a < 6; a++) s += G[a][i] * du[(a * 6 + b) * plane + (size_t)c * g->O + o];
-                t[i][b] = s;
-            }
-        float *k = dw + ((size_t)o * g->C + c) * 9;
-        for (int i = 0; i < 3; i++)
-            for (int j = 0; j < 3; j++) {
-                double s = 0.0;
-                for (int b = 0; b < 6; b++) s += t[i][b] * G[b][j];
-                k[i * 3 + j] += (float)s;
-            }
-    }
+/* out[0..3) = G^T in[6] (stride s): the weight transform's adjoint along one axis. */
+static inline void gt6(v16 *out, int so, const v16 *in, int s) {
+    v16 d1 = in[s] + in[2 * s], d2 = in[2 * s] - in[s], s34 = in[3 * s] + in[4 * s], d34 = in[3 * s] - in[4 * s];
+    out[0] = in[0] * (1.0f / 4) - d1 * (1.0f / 6) + s34 * (1.0f / 24);
+    out[so] = d2 * (1.0f / 6) + d34 * (1.0f / 12);
+    out[2 * so] = (s34 - d1) * (1.0f / 6) + in[5 * s];
+}
+
+void conv_winograd_weight_grad(const conv_geom *g, const float *du, float *dw) {
+    size_t point = (size_t)g->C * g->O;
+    for (int c = 0; c < g->C; c++)
+        for (int o = 0; o < g->O; o += VL) {
+            int n = g->O - o < VL ? g->O - o : VL;
+            v16 d[36], t[18], k[9];
+            for (int xi = 0; xi < 36; xi++) d[xi] = v16_load_n(du + xi * point + (size_t)c * g->O + o, n);
+            for (int b = 0; b < 6; b++) gt6(t + b, 6, d + b, 6);     /* along h: t[i][b] */
+            for (int i = 0; i < 3; i++) gt6(k + i * 3, 1, t + i * 6, 1); /* along w: k[i][j] */
+            for (int e = 0; e < 9; e++) v16_store_n(dw + ((size_t)c * 9 + e) * g->O + o, k[e], n);
+        }
 }
 
 /* ---- layout changes: 16 channels x 16 positions through registers ---------------- */

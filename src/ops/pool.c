@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/vec16.h"
 
 #define POOL_BLOCK 32 /* outputs of a row handled together by max pooling */
 
@@ -143,4 +144,50 @@ void nn_avg_pool2d_backward(nn_node *n) {
                     for (int j = 0; j < k; j++) win[i * W + j] += g;
             }
     }
+}
+
+/* ---- 2x2, stride-2 max pooling of ReLU(z * scale + shift), for the fused ops ---- */
+
+/* Each 16 outputs of a row pair: the even and odd columns of both rows as
+ * vectors, the first maximum in row-major order (a strict > keeps the
+ * earlier of equal values, as max_pool2d over ReLU outputs does). */
+void nn_relu_pool2_row(const float *r0, const float *r1, float scale, float shift, int PW, float *y, uint8_t *winner) {
+    v16 a = (v16){0} + scale, b = (v16){0} + shift;
+    for (int pw = 0; pw < PW; pw += VL) {
+        v16 a0 = v16_load(r0 + 2 * pw), a1 = v16_load(r0 + 2 * pw + VL);
+        v16 b0 = v16_load(r1 + 2 * pw), b1 = v16_load(r1 + 2 * pw + VL);
+        v16 v[4] = {v16_relu(v16_even(a0, a1) * a + b), v16_relu(v16_odd(a0, a1) * a + b),
+                    v16_relu(v16_even(b0, b1) * a + b), v16_relu(v16_odd(b0, b1) * a + b)};
+        v16 m = v[0];
+        i16 k = {0};
+        for (int q = 1; q < 4; q++) {
+            i16 take = v[q] > m;
+            m = v16_select(take, v[q], m);
+            k = i16_select(take, (i16){0} + q, k);
+        }
+        v16_store(y + pw, m);
+        u8x16 kb = __builtin_convertvector(k, u8x16);
+        memcpy(winner + pw, &kb, sizeof kb);
+    }
+}
+
+/* dz at the winners, 0 elsewhere: row pair by row pair, each row whole
+ * vectors at a time and in order, so each row's zero tail is overwritten by
+ * the next row (or lands in dz's room). */
+void nn_relu_pool2_scatter(const float *g, const uint8_t *winner, int PH, int PW, int OW, float *dz) {
+    const i16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    for (int ph = 0; ph < PH; ph++)
+        for (int row = 0; row < 2; row++) {
+            float *r = dz + (size_t)(2 * ph + row) * OW;
+            for (int pw = 0; pw < PW; pw += VL) {
+                int at = ph * PW + pw, len = PW - pw < VL ? PW - pw : VL;
+                u8x16 kb;
+                memcpy(&kb, winner + at, sizeof kb);
+                i16 k = __builtin_convertvector(kb, i16);
+                v16 zero = {0}, d = v16_select(lane < len, v16_load(g + at), zero);
+                v16 left = v16_select(k == 2 * row, d, zero), right = v16_select(k == 2 * row + 1, d, zero);
+                v16_store(r + 2 * pw, v16_interleave_lo(left, right));
+                v16_store(r + 2 * pw + VL, v16_interleave_hi(left, right));
+            }
+        }
 }
