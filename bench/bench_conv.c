@@ -12,10 +12,12 @@
  *       STEPS per timed epoch (default 200), EPOCHS timed (default 3),
  *       CONFIG: keras, examples, preset (default keras examples)
  *
- * The FLOPs counted are those of the matrix-product layers: 2 MACs per
- * multiply-add forward, and three products in training (forward, weight
- * gradient, input gradient) except that the first layer's input needs no
- * gradient. Layers that only move or compare data count nothing. */
+ * The FLOPs counted are those of the matrix-product layers: 2 per
+ * multiply-add of the direct computation forward, and three products in
+ * training (forward, weight gradient, input gradient) except that the first
+ * layer's input needs no gradient. Layers that only move or compare data
+ * count nothing. "done" counts the multiply-adds nn really does instead
+ * (Winograd's are fewer; its transforms are not counted). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -27,8 +29,11 @@
 
 #include "bench_util.h"
 #include "nn/train.h"
+#include "ops/conv_internal.h" /* which layers run as Winograd */
 
 #define BATCH 128
+
+char *openblas_get_corename(void);
 
 typedef struct config {
     const char *name, *spec;
@@ -64,22 +69,33 @@ static double sgemm_peak(int threads) {
     return best;
 }
 
-/* Training FLOPs per image of the model's conv and linear layers (see the top). */
-static double train_flops_per_image(const nn_model *m, double *forward) {
+/* Training FLOPs per image of the model's conv and linear layers (see the
+ * top), and in *done those nn really does: a 3x3 convolution that runs as
+ * Winograd F(4x4, 3x3) multiplies 36 points per 4x4 output tile (partial
+ * tiles included) instead of 9 taps per output. */
+static double train_flops_per_image(const nn_model *m, double *forward, double *done) {
     double train = 0.0;
-    *forward = 0.0;
+    *forward = *done = 0.0;
     bool first = true;
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = &m->layers[i];
-        double mac;
-        if (l->kind == NN_LAYER_CONV)
-            mac = (double)l->out * l->in_shape[0] * l->kernel * l->kernel * l->out_shape[1] * l->out_shape[2];
-        else if (l->kind == NN_LAYER_LINEAR)
-            mac = (double)l->out * l->in_shape[0];
-        else
+        double mac, real;
+        if (l->kind == NN_LAYER_CONV) {
+            int C = l->in_shape[0], OH = l->out_shape[1], OW = l->out_shape[2];
+            mac = real = (double)l->out * C * l->kernel * l->kernel * OH * OW;
+            conv_geom g = {.B = BATCH, .C = C, .H = l->in_shape[1], .W = l->in_shape[2], .O = l->out, .KH = l->kernel,
+                           .KW = l->kernel, .S = l->stride, .P = l->padding, .OH = OH, .OW = OW};
+            g.K = C * l->kernel * l->kernel;
+            g.L = OH * OW;
+            if (conv_choose_algo(&g) == CONV_WINOGRAD) real = 36.0 * ((OH + 3) / 4) * ((OW + 3) / 4) * C * l->out;
+        } else if (l->kind == NN_LAYER_LINEAR) {
+            mac = real = (double)l->out * l->in_shape[0];
+        } else {
             continue;
+        }
         *forward += 2.0 * mac;
         train += 2.0 * mac * (first ? 2 : 3);
+        *done += 2.0 * real * (first ? 2 : 3);
         first = false;
     }
     return train;
@@ -108,8 +124,8 @@ static int run_config(const config *c) {
     for (int e = 1; e < h.n && n < 64; e++) ips[n++] = h.epochs[e].images_per_sec;
     double fastest = 0.0;
     for (int e = 0; e < n; e++) fastest = ips[e] > fastest ? ips[e] : fastest;
-    double images_per_sec = median(ips, n), forward;
-    double flops = train_flops_per_image(&model, &forward);
+    double images_per_sec = median(ips, n), forward, done;
+    double flops = train_flops_per_image(&model, &forward, &done);
 
     nn_ctx *ctx = nn_ctx_new(0);
     double eval_s[3], acc = 0.0;
@@ -124,6 +140,8 @@ static int run_config(const config *c) {
     printf("%s.forward_mflop_per_image %.2f\n", c->name, forward / 1e6);
     printf("%s.train_mflop_per_image %.2f\n", c->name, flops / 1e6);
     printf("%s.gflops %.1f\n", c->name, flops * images_per_sec / 1e9);
+    printf("%s.done_mflop_per_image %.2f\n", c->name, done / 1e6);
+    printf("%s.done_gflops %.1f\n", c->name, done * images_per_sec / 1e9);
     printf("%s.eval_seconds %.4f\n", c->name, median(eval_s, 3));
     printf("%s.test_acc %.4f\n", c->name, acc);
     fflush(stdout);
@@ -149,6 +167,7 @@ static int in_child(int (*fn)(const void *), const void *arg, struct rusage *ru)
 static int peak_child(const void *threads) {
     int n = *(const int *)threads;
     printf("sgemm.peak_gflops%s %.1f\n", n == 1 ? "_1thread" : "", sgemm_peak(n));
+    if (n == 1) printf("sgemm.kernels %s\n", openblas_get_corename()); /* OPENBLAS_CORETYPE or OpenBLAS's own pick */
     fflush(stdout); /* the child leaves by _exit */
     return 0;
 }

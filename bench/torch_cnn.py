@@ -5,11 +5,15 @@ training steps each (the median run and the fastest are reported), and the
 evaluation of the 10,000 test images (batches of 1000, as nn evaluates).
 
 PyTorch runs at every setting a user could pick, each in its own process
-(the BLAS build and the OpenMP wait policy are fixed when a process starts):
-torch.set_num_threads 1 and 2, OMP_WAIT_POLICY active and passive, and
-Debian's two OpenBLAS builds chosen with LD_LIBRARY_PATH (convolutions go to
-oneDNN, the linear layers to BLAS). The best setting is marked. --rotate K
-starts at the K-th setting, so that rounds spread the machine's drift.
+(the BLAS build, the OpenMP wait policy and OpenBLAS's kernels are fixed
+when a process starts), named as in bench/torch_bench.py,
+BLAS_tTHREADS[_WAIT][_CORETYPE]: Debian's two OpenBLAS builds chosen with
+LD_LIBRARY_PATH (convolutions go to oneDNN, the linear layers to BLAS),
+torch.set_num_threads 1 and 2, with 2 threads OMP_WAIT_POLICY active and
+passive, and OpenBLAS's kernels: its own choice for the CPU, and the ones
+OPENBLAS_CORETYPE names where the environment sets it. The best setting is
+marked. --rotate K starts at the K-th setting, so that rounds spread the
+machine's drift; TORCH_SETTINGS="name ..." runs only those.
 
 usage: torch_cnn.py [--steps N] [--runs R] [--rotate K] CONFIG...   (keras, examples, preset)
 Prints "torch.<config>.<setting>.<key> <value>" per setting, then
@@ -68,6 +72,14 @@ def blas_loaded():
     return ",".join(name for name, path in BLAS_DIRS.items() if path in maps) or "none"
 
 
+def blas_kernels():
+    """The kernels OpenBLAS chose (or was told to use), e.g. Haswell."""
+    import ctypes
+    lib = ctypes.CDLL("libopenblas.so.0")  # the copy already loaded
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    return lib.openblas_get_corename().decode()
+
+
 def child(config, threads, steps, runs):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
@@ -116,25 +128,44 @@ def child(config, threads, steps, runs):
     print(f"eval_seconds {statistics.median(evals):.4f}")
     print(f"peak_rss_mb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
     print(f"blas {blas_loaded()}")
+    print(f"kernels {blas_kernels()}")
 
 
 def settings():
-    return [(f"{blas}_t{threads}_{wait}", blas, threads, wait)
-            for blas in BLAS_DIRS for threads in (1, 2) for wait in ("active", "passive")]
+    """(name, environment, threads) of every setting."""
+    forced = os.environ.get("OPENBLAS_CORETYPE", "")
+    for kernels in ("", forced) if forced else ("",):
+        for blas, path in BLAS_DIRS.items():
+            for threads, wait in ((1, None), (2, "active"), (2, "passive")):
+                env = {"LD_LIBRARY_PATH": path}
+                if wait:
+                    env["OMP_WAIT_POLICY"] = wait.upper()
+                if kernels:
+                    env["OPENBLAS_CORETYPE"] = kernels
+                name = f"{blas}_t{threads}" + (f"_{wait}" if wait else "") + (f"_{kernels.lower()}" if kernels else "")
+                yield name, env, threads
 
 
-KEYS = ("images_per_sec", "fastest_images_per_sec", "eval_seconds", "peak_rss_mb")
+KEYS = ("images_per_sec", "fastest_images_per_sec", "eval_seconds", "peak_rss_mb", "kernels")
 
 
 def driver(configs, steps, runs, rotate):
     print(f"torch.version {torch.__version__}")
-    order = settings()
+    order = list(settings())
+    if os.environ.get("TORCH_SETTINGS"):
+        wanted = os.environ["TORCH_SETTINGS"].split()
+        unknown = set(wanted) - {name for name, _, _ in order}
+        if unknown:
+            raise SystemExit(f"torch_cnn.py: unknown settings {sorted(unknown)}; known: {[n for n, _, _ in order]}")
+        order = [s for s in order if s[0] in wanted]
     order = order[rotate % len(order):] + order[: rotate % len(order)]
     for config in configs:
         network(config)  # an unknown name fails before the runs
         results = {}
-        for name, blas, threads, wait in order:
-            env = dict(os.environ, LD_LIBRARY_PATH=BLAS_DIRS[blas], OMP_WAIT_POLICY=wait.upper())
+        for name, setting_env, threads in order:
+            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")}
+            env.update(setting_env)  # OPENBLAS_CORETYPE only where the setting names it
+            blas = name.split("_")[0]
             out = subprocess.run([sys.executable, __file__, "--child", config, str(threads), str(steps), str(runs)],
                                  env=env, capture_output=True, text=True)
             if out.returncode != 0:
@@ -142,6 +173,8 @@ def driver(configs, steps, runs, rotate):
             r = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
             if r["blas"] != blas:
                 raise SystemExit(f"torch_cnn.py: {name} loaded OpenBLAS {r['blas']}, not {blas}")
+            if setting_env.get("OPENBLAS_CORETYPE", r["kernels"]) != r["kernels"]:
+                raise SystemExit(f"torch_cnn.py: {name} runs OpenBLAS's {r['kernels']} kernels")
             results[name] = r
             for key in KEYS:
                 print(f"torch.{config}.{name}.{key} {r[key]}")

@@ -44,14 +44,15 @@ for round in $(seq "$rounds"); do
 done
 # The CNNs (bench/bench_conv.c, bench/torch_cnn.py): CNN_EPOCHS (default 2)
 # timed runs of CNN_STEPS (default 200) steps each, after a warm-up, per
-# configuration and round; nn and PyTorch (every setting) take turns.
+# configuration and round; nn (OpenBLAS's own kernels, as above) and PyTorch
+# (every setting) take turns.
 cnn_steps=${CNN_STEPS:-200}
 cnn_epochs=${CNN_EPOCHS:-2}
 for round in $(seq "$rounds"); do
   echo "bench.round $round" >> "$out"
   for config in keras examples; do
     echo "bench: round $round/$rounds, $config CNN: nn, $cnn_epochs x $cnn_steps steps (plus a warm-up)..." >&2
-    "$build/bench/bench_conv" "$cnn_steps" "$cnn_epochs" "$config" | tee -a "$out"
+    env -u OPENBLAS_CORETYPE "$build/bench/bench_conv" "$cnn_steps" "$cnn_epochs" "$config" | tee -a "$out"
     if [ $have_torch = 1 ]; then
       echo "bench: round $round/$rounds, $config CNN: PyTorch at each of its settings..." >&2
       /usr/bin/python3 bench/torch_cnn.py --steps "$cnn_steps" --runs "$cnn_epochs" --rotate $((round - 1)) "$config" |
