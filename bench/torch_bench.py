@@ -1,23 +1,8 @@
 """The PyTorch side of `make bench` for the MLPs: the configurations of
 bench/bench_train.c (784-1024-1024-10, batch 256, MNIST), timed the same way
 (one warm-up epoch, then the median of EPOCHS epochs), at every setting a
-user could pick, each in its own process (the BLAS build and the OpenMP wait
-policy are fixed when a process starts):
-
-  - Debian's two OpenBLAS builds, chosen for this process alone with
-    LD_LIBRARY_PATH (PyTorch's linear layers call BLAS sgemm; the OpenMP
-    build follows torch.set_num_threads, the pthread build always runs its
-    own threads on every core) and checked in /proc/self/maps,
-  - torch.set_num_threads 1 and 2,
-  - with 2 threads, OMP_WAIT_POLICY active and passive (libgomp's spinning
-    or sleeping threads: PyTorch's own pool, and the OpenMP OpenBLAS's;
-    with 1 thread no OpenMP team ever runs, so the policy does not apply),
-  - OpenBLAS's kernels: the ones it picks for this CPU (OPENBLAS_CORETYPE
-    removed from the environment), and, when the environment sets
-    OPENBLAS_CORETYPE, the ones it names (e.g. Haswell: AVX2 only).
-
-Settings are named like bench/torch_cnn.py's, BLAS_tTHREADS[_WAIT][_CORETYPE]:
-openmp_t1, pthread_t2_passive, openmp_t2_active_haswell, ...
+user could pick (bench/torch_settings.py: the OpenBLAS build, threads, the
+OpenMP wait policy, the OpenBLAS kernels), each in its own process.
 TORCH_SETTINGS="name name ..." runs only those.
 
 usage: torch_bench.py [--rotate N] EPOCHS [CONFIG...]    (CONFIG: basic, advanced)
@@ -25,10 +10,8 @@ Prints "torch.<config>.<setting>.<key> <value>" lines for every setting,
 then "torch.<config>.best <setting>" and the best setting's values as
 "torch.<config>.<key> <value>". --rotate N starts the settings at the N-th
 (so that over rounds no setting always runs first). Needs python3-torch."""
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -36,11 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch_settings import blas_kernels, blas_loaded, chosen_settings, run_settings
+
 BATCH = 256
-BLAS_DIRS = {
-    "openmp": "/usr/lib/x86_64-linux-gnu/openblas-openmp",
-    "pthread": "/usr/lib/x86_64-linux-gnu/openblas-pthread",
-}
 KEYS = ("epoch_seconds", "images_per_sec", "fastest_images_per_sec", "eval_seconds", "peak_rss_mb", "kernels")
 
 
@@ -60,21 +41,6 @@ def model_for(config):
 def load_idx(path, offset):
     with open(path, "rb") as f:
         return np.frombuffer(f.read(), dtype=np.uint8, offset=offset)
-
-
-def blas_loaded():
-    """Which OpenBLAS build this process really mapped."""
-    with open("/proc/self/maps") as f:
-        maps = f.read()
-    return ",".join(name for name, path in BLAS_DIRS.items() if path in maps) or "none"
-
-
-def blas_kernels():
-    """The kernels OpenBLAS chose (or was told to use), e.g. Haswell."""
-    import ctypes
-    lib = ctypes.CDLL("libopenblas.so.0")  # the copy already loaded
-    lib.openblas_get_corename.restype = ctypes.c_char_p
-    return lib.openblas_get_corename().decode()
 
 
 def train_epoch(net, opt, x, y, generator):
@@ -123,56 +89,12 @@ def child(config, threads, epochs):
     print(f"kernels {blas_kernels()}")
 
 
-def settings():
-    """(name, environment, threads) of every setting."""
-    forced = os.environ.get("OPENBLAS_CORETYPE", "")
-    for kernels in ("", forced) if forced else ("",):
-        for blas, path in BLAS_DIRS.items():
-            for threads, wait in ((1, None), (2, "active"), (2, "passive")):
-                env = {"LD_LIBRARY_PATH": path}
-                if wait:
-                    env["OMP_WAIT_POLICY"] = wait.upper()
-                if kernels:
-                    env["OPENBLAS_CORETYPE"] = kernels
-                name = f"{blas}_t{threads}" + (f"_{wait}" if wait else "") + (f"_{kernels.lower()}" if kernels else "")
-                yield name, env, threads
-
-
 def driver(epochs, configs, rotate):
     print(f"torch.version {torch.__version__}")
-    order = list(settings())
-    if os.environ.get("TORCH_SETTINGS"):
-        wanted = os.environ["TORCH_SETTINGS"].split()
-        unknown = set(wanted) - {name for name, _, _ in order}
-        if unknown:
-            raise SystemExit(f"torch_bench.py: unknown settings {sorted(unknown)}; known: {[n for n, _, _ in order]}")
-        order = [s for s in order if s[0] in wanted]
-    order = order[rotate % len(order):] + order[: rotate % len(order)]
+    order = chosen_settings("torch_bench.py", rotate)
     for config in configs:
         model_for(config)  # an unknown name fails before the runs
-        results = {}
-        for name, setting_env, threads in order:
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")}
-            env.update(setting_env)  # OPENBLAS_CORETYPE only where the setting names it
-            blas = name.split("_")[0]
-            out = subprocess.run([sys.executable, __file__, "--child", config, str(threads), str(epochs)],
-                                 env=env, capture_output=True, text=True)
-            if out.returncode != 0:
-                raise SystemExit(f"torch_bench.py: {config} at {name} failed:\n{out.stderr}")
-            r = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
-            if r["blas"] != blas:
-                raise SystemExit(f"torch_bench.py: {name} loaded OpenBLAS {r['blas']}, not {blas}")
-            if setting_env.get("OPENBLAS_CORETYPE", r["kernels"]) != r["kernels"]:
-                raise SystemExit(f"torch_bench.py: {name} runs OpenBLAS's {r['kernels']} kernels")
-            results[name] = r
-            for key in KEYS:
-                print(f"torch.{config}.{name}.{key} {r[key]}")
-            sys.stdout.flush()
-        best = max(results, key=lambda n: float(results[n]["images_per_sec"]))
-        print(f"torch.{config}.best {best}")
-        for key in KEYS:
-            print(f"torch.{config}.{key} {results[best][key]}")
-        sys.stdout.flush()
+        run_settings("torch_bench.py", __file__, config, [epochs], KEYS, order)
 
 
 def main():

@@ -4,24 +4,18 @@ tensors in memory, timed the same way: a warm-up, then RUNS runs of STEPS
 training steps each (the median run and the fastest are reported), and the
 evaluation of the 10,000 test images (batches of 1000, as nn evaluates).
 
-PyTorch runs at every setting a user could pick, each in its own process
-(the BLAS build, the OpenMP wait policy and OpenBLAS's kernels are fixed
-when a process starts), named as in bench/torch_bench.py,
-BLAS_tTHREADS[_WAIT][_CORETYPE]: Debian's two OpenBLAS builds chosen with
-LD_LIBRARY_PATH (convolutions go to oneDNN, the linear layers to BLAS),
-torch.set_num_threads 1 and 2, with 2 threads OMP_WAIT_POLICY active and
-passive, and OpenBLAS's kernels: its own choice for the CPU, and the ones
-OPENBLAS_CORETYPE names where the environment sets it. The best setting is
-marked. --rotate K starts at the K-th setting, so that rounds spread the
-machine's drift; TORCH_SETTINGS="name ..." runs only those.
+PyTorch runs at every setting a user could pick (bench/torch_settings.py:
+the OpenBLAS build, threads, the OpenMP wait policy, the OpenBLAS kernels;
+convolutions go to oneDNN, the linear layers to BLAS), each in its own
+process. The best setting is marked. --rotate K starts at the K-th setting,
+so that rounds spread the machine's drift; TORCH_SETTINGS="name ..." runs
+only those.
 
 usage: torch_cnn.py [--steps N] [--runs R] [--rotate K] CONFIG...   (keras, examples, preset)
 Prints "torch.<config>.<setting>.<key> <value>" per setting, then
 "torch.<config>.best <setting>" and that setting's "torch.<config>.<key>"."""
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -29,12 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch_settings import blas_kernels, blas_loaded, chosen_settings, run_settings
+
 BATCH = 128
 WARMUP_STEPS = 50
-BLAS_DIRS = {
-    "openmp": "/usr/lib/x86_64-linux-gnu/openblas-openmp",
-    "pthread": "/usr/lib/x86_64-linux-gnu/openblas-pthread",
-}
 
 
 def conv_block(c_in, c_out, bn):
@@ -63,21 +55,6 @@ def network(config):
 def load_idx(path, offset, shape):
     with open(path, "rb") as f:
         return np.frombuffer(f.read(), dtype=np.uint8, offset=offset).reshape(shape)
-
-
-def blas_loaded():
-    """Which OpenBLAS build this process really mapped."""
-    with open("/proc/self/maps") as f:
-        maps = f.read()
-    return ",".join(name for name, path in BLAS_DIRS.items() if path in maps) or "none"
-
-
-def blas_kernels():
-    """The kernels OpenBLAS chose (or was told to use), e.g. Haswell."""
-    import ctypes
-    lib = ctypes.CDLL("libopenblas.so.0")  # the copy already loaded
-    lib.openblas_get_corename.restype = ctypes.c_char_p
-    return lib.openblas_get_corename().decode()
 
 
 def child(config, threads, steps, runs):
@@ -131,59 +108,15 @@ def child(config, threads, steps, runs):
     print(f"kernels {blas_kernels()}")
 
 
-def settings():
-    """(name, environment, threads) of every setting."""
-    forced = os.environ.get("OPENBLAS_CORETYPE", "")
-    for kernels in ("", forced) if forced else ("",):
-        for blas, path in BLAS_DIRS.items():
-            for threads, wait in ((1, None), (2, "active"), (2, "passive")):
-                env = {"LD_LIBRARY_PATH": path}
-                if wait:
-                    env["OMP_WAIT_POLICY"] = wait.upper()
-                if kernels:
-                    env["OPENBLAS_CORETYPE"] = kernels
-                name = f"{blas}_t{threads}" + (f"_{wait}" if wait else "") + (f"_{kernels.lower()}" if kernels else "")
-                yield name, env, threads
-
-
 KEYS = ("images_per_sec", "fastest_images_per_sec", "eval_seconds", "peak_rss_mb", "kernels")
 
 
 def driver(configs, steps, runs, rotate):
     print(f"torch.version {torch.__version__}")
-    order = list(settings())
-    if os.environ.get("TORCH_SETTINGS"):
-        wanted = os.environ["TORCH_SETTINGS"].split()
-        unknown = set(wanted) - {name for name, _, _ in order}
-        if unknown:
-            raise SystemExit(f"torch_cnn.py: unknown settings {sorted(unknown)}; known: {[n for n, _, _ in order]}")
-        order = [s for s in order if s[0] in wanted]
-    order = order[rotate % len(order):] + order[: rotate % len(order)]
+    order = chosen_settings("torch_cnn.py", rotate)
     for config in configs:
         network(config)  # an unknown name fails before the runs
-        results = {}
-        for name, setting_env, threads in order:
-            env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")}
-            env.update(setting_env)  # OPENBLAS_CORETYPE only where the setting names it
-            blas = name.split("_")[0]
-            out = subprocess.run([sys.executable, __file__, "--child", config, str(threads), str(steps), str(runs)],
-                                 env=env, capture_output=True, text=True)
-            if out.returncode != 0:
-                raise SystemExit(f"torch_cnn.py: {config} at {name} failed:\n{out.stderr}")
-            r = dict(line.split(" ", 1) for line in out.stdout.strip().splitlines())
-            if r["blas"] != blas:
-                raise SystemExit(f"torch_cnn.py: {name} loaded OpenBLAS {r['blas']}, not {blas}")
-            if setting_env.get("OPENBLAS_CORETYPE", r["kernels"]) != r["kernels"]:
-                raise SystemExit(f"torch_cnn.py: {name} runs OpenBLAS's {r['kernels']} kernels")
-            results[name] = r
-            for key in KEYS:
-                print(f"torch.{config}.{name}.{key} {r[key]}")
-            sys.stdout.flush()
-        best = max(results, key=lambda n: float(results[n]["images_per_sec"]))
-        print(f"torch.{config}.best {best}")
-        for key in KEYS:
-            print(f"torch.{config}.{key} {results[best][key]}")
-        sys.stdout.flush()
+        run_settings("torch_cnn.py", __file__, config, [steps, runs], KEYS, order)
 
 
 def main():
