@@ -37,7 +37,7 @@ mlp_turn() {
 # spread the drift over both sides instead of one. The report takes medians
 # and compares each round with itself.
 for round in $(seq "$rounds"); do
-  echo "bench.round $round" >> "$out"
+  echo "bench.round $round" | tee -a "$out" # in the printed record too, so that report.py can re-read it
   for config in basic advanced; do
     mlp_turn "$config"
   done
@@ -49,7 +49,7 @@ done
 cnn_steps=${CNN_STEPS:-200}
 cnn_epochs=${CNN_EPOCHS:-2}
 for round in $(seq "$rounds"); do
-  echo "bench.round $round" >> "$out"
+  echo "bench.round $round" | tee -a "$out" # in the printed record too, so that report.py can re-read it
   for config in keras examples; do
     echo "bench: round $round/$rounds, $config CNN: nn, $cnn_epochs x $cnn_steps steps (plus a warm-up)..." >&2
     env -u OPENBLAS_CORETYPE "$build/bench/bench_conv" "$cnn_steps" "$cnn_epochs" "$config" | tee -a "$out"
