@@ -212,6 +212,8 @@ void bn_relu_forward(bn_relu *r, const float *x, const nn_tensor *w, const nn_te
                 const float *r0 = xc + (size_t)2 * ph * r->W, *r1 = r0 + r->W;
                 if (ph == PH - 1) { /* a plane's last rows are read through a copy with room */
                     memcpy(rows, r0, 2 * (size_t)r->W * sizeof(float));
+                    /* the lanes read past the rows are discarded, but defined (valgrind) */
+                    memset(rows + 2 * (size_t)r->W, 0, 2 * VL * sizeof(float));
                     r0 = rows, r1 = rows + r->W;
                 }
                 nn_relu_pool2_row(r0, r1, scale, shift, PW, yp + ph * PW, wp + ph * PW);

@@ -107,6 +107,9 @@ static void epilogue(const conv_saved *s, const float *bias, float *z, int n, fl
     size_t P = (size_t)PH * PW;
     float *yp = plane;
     uint8_t *wp = (uint8_t *)(plane + plane_floats(g));
+    /* pooling reads the last plane's rows whole vectors at a time, into z's
+     * room: those lanes are discarded, but defined (valgrind) */
+    if (s->epi == EPI_RELU_POOL) memset(z + (size_t)n * g->O * g->L, 0, 2 * VL * sizeof(float));
     for (int c = 0; c < n * g->O; c++) { /* c: one (image, channel) plane */
         float bo = bias ? bias[c % g->O] : 0.0f;
         float *restrict zp = z + (size_t)c * g->L;
