@@ -210,7 +210,10 @@ void bn_relu_forward(bn_relu *r, const float *x, const nn_tensor *w, const nn_te
             int PH = r->H / 2, PW = r->W / 2;
             for (int ph = 0; ph < PH; ph++) {
                 const float *r0 = xc + (size_t)2 * ph * r->W, *r1 = r0 + r->W;
-                if (ph == PH - 1) { /* a plane's last rows are read through a copy with room */
+                /* rows are read 2 * VL floats at a time from r0 and r1; where
+                 * that would pass the end of x, through a copy with room */
+                size_t read_end = (size_t)(r1 - x) + 2 * (size_t)((PW + VL - 1) / VL) * VL;
+                if (read_end > (size_t)s.B * s.C * s.plane) {
                     memcpy(rows, r0, 2 * (size_t)r->W * sizeof(float));
                     /* the lanes read past the rows are discarded, but defined (valgrind) */
                     memset(rows + 2 * (size_t)r->W, 0, 2 * VL * sizeof(float));
