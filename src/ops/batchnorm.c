@@ -112,19 +112,27 @@ nn_tensor *nn_batch_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, 
     return y;
 }
 
+/* Adds one plane's sum of dy and of dy * x_hat to the running sums (the
+ * separate and the fused backward share it, so they give the same bits). */
+static inline void add_plane_sums(const float *dy, const float *xc, size_t n, float mu, float rstd, double *sum_dy,
+                                  double *sum_dy_xhat) {
+    double s = *sum_dy, t = *sum_dy_xhat;
+#pragma omp simd reduction(+ : s, t)
+    for (size_t k = 0; k < n; k++) {
+        s += dy[k];
+        t += (double)dy[k] * ((xc[k] - mu) * rstd);
+    }
+    *sum_dy = s, *sum_dy_xhat = t;
+}
+
 /* Channel c's backward given its dy: image i's plane at dy + i * dy_stride. */
 static void channel_backward(nn_tensor *x, nn_tensor *w, nn_tensor *b, const bn_shape *s, int c, const float *stats,
                              bool training, const float *dy_c, size_t dy_stride) {
     float mu = stats[2 * c], rstd = stats[2 * c + 1];
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int i = 0; i < s->B; i++) {
-        const float *xc = x->data + ((size_t)i * s->C + c) * s->plane, *dy = dy_c + i * dy_stride;
-#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
-        for (size_t k = 0; k < s->plane; k++) {
-            sum_dy += dy[k];
-            sum_dy_xhat += (double)dy[k] * ((xc[k] - mu) * rstd);
-        }
-    }
+    for (int i = 0; i < s->B; i++)
+        add_plane_sums(dy_c + i * dy_stride, x->data + ((size_t)i * s->C + c) * s->plane, s->plane, mu, rstd, &sum_dy,
+                       &sum_dy_xhat);
     if (w->grad) w->grad[c] += (float)sum_dy_xhat;
     if (b->grad) b->grad[c] += (float)sum_dy;
     if (!x->grad) return;
@@ -253,12 +261,7 @@ void bn_relu_gradient_sums(const bn_relu *r, const float *x, const float *y, con
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (int i = 0; i < r->B; i++) {
             g_plane(r, y, dy, (size_t)i * r->C + c, g, room);
-            const float *xc = x + ((size_t)i * r->C + c) * r->plane;
-#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
-            for (size_t k = 0; k < r->plane; k++) {
-                sum_dy += g[k];
-                sum_dy_xhat += (double)g[k] * ((xc[k] - mu) * rstd);
-            }
+            add_plane_sums(g, x + ((size_t)i * r->C + c) * r->plane, r->plane, mu, rstd, &sum_dy, &sum_dy_xhat);
         }
         if (w->grad) w->grad[c] += (float)sum_dy_xhat;
         if (b->grad) b->grad[c] += (float)sum_dy;
