@@ -114,4 +114,9 @@ void nn_check_live(const nn_ctx *ctx, const nn_tensor *t, const char *op);
  * pay for waking them. */
 #define NN_PARALLEL_MIN 32768
 
+/* Sets n floats to zero, on every thread when n is large: a megabyte-sized
+ * memset on one thread (the parameters' gradients each step) keeps the
+ * others waiting at the next barrier. */
+void nn_zero_floats(float *p, size_t n);
+
 #endif

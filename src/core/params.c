@@ -60,7 +60,7 @@ nn_tensor *nn_params_find(nn_params *p, const char *name) {
     return NULL;
 }
 
-void nn_params_zero_grad(nn_params *p) { memset(p->grad, 0, p->count * sizeof(float)); }
+void nn_params_zero_grad(nn_params *p) { nn_zero_floats(p->grad, p->count); }
 
 /* ---- initialisers ---- */
 

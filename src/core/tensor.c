@@ -57,6 +57,20 @@ void nn_check_live(const nn_ctx *ctx, const nn_tensor *t, const char *op) {
              t->name ? t->name : "?");
 }
 
+void nn_zero_floats(float *p, size_t n) {
+    enum { BLOCK = 16384 }; /* floats per task: 64 KiB */
+    if (n < 4 * (size_t)BLOCK) {
+        memset(p, 0, n * sizeof(float));
+        return;
+    }
+    long blocks = (long)((n + BLOCK - 1) / BLOCK);
+#pragma omp parallel for schedule(static)
+    for (long k = 0; k < blocks; k++) {
+        size_t at = (size_t)k * BLOCK, len = n - at < BLOCK ? n - at : BLOCK;
+        memset(p + at, 0, len * sizeof(float));
+    }
+}
+
 nn_tensor *nn_op_output(nn_ctx *ctx, int ndim, const int *shape, nn_tensor *const *inputs, int n_in) {
     nn_tensor *t = arena_tensor(ctx, ndim, shape, NN_ACTIVATION, NULL);
     bool needs_grad = false;
@@ -64,7 +78,7 @@ nn_tensor *nn_op_output(nn_ctx *ctx, int ndim, const int *shape, nn_tensor *cons
         if (inputs[i] && inputs[i]->grad) needs_grad = true;
     if (ctx->grad_enabled && needs_grad) {
         t->grad = nn_arena_alloc(ctx, t->size * sizeof(float));
-        memset(t->grad, 0, t->size * sizeof(float));
+        nn_zero_floats(t->grad, t->size);
     }
     return t;
 }
