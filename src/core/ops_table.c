@@ -34,4 +34,6 @@ const nn_op_info nn_op_table[NN_OP_COUNT] = {
     [NN_OP_BATCH_NORM] = {"batch_norm", nn_batch_norm_backward},
     [NN_OP_BATCH_NORM_RELU] = {"batch_norm+relu", nn_batch_norm_relu_backward},
     [NN_OP_BATCH_NORM_RELU_MAXPOOL] = {"batch_norm+relu+max_pool2d", nn_batch_norm_relu_backward},
+    [NN_OP_LAYER_NORM_GELU] = {"layer_norm+gelu", nn_layer_norm_gelu_backward},
+    [NN_OP_LAYER_NORM_GELU_DROPOUT] = {"layer_norm+gelu+dropout", nn_layer_norm_gelu_backward},
 };

@@ -266,7 +266,16 @@ static nn_tensor *forward_layers(nn_model *m, nn_ctx *ctx, nn_tensor *h, nn_rng 
             i += fused;
             break;
         }
-        case NN_LAYER_LAYERNORM: h = nn_layer_norm(ctx, h, l->weight, l->bias, NN_LAYER_NORM_EPS); break;
+        case NN_LAYER_LAYERNORM:
+            if (i + 1 < m->n_layers && l[1].kind == NN_LAYER_GELU) { /* layernorm gelu [dropout(p)] */
+                bool dropout = i + 2 < m->n_layers && l[2].kind == NN_LAYER_DROPOUT;
+                h = nn_layer_norm_gelu(ctx, h, l->weight, l->bias, NN_LAYER_NORM_EPS, dropout ? l[2].p : 0.0f,
+                                       dropout_rng);
+                i += 1 + dropout;
+            } else {
+                h = nn_layer_norm(ctx, h, l->weight, l->bias, NN_LAYER_NORM_EPS);
+            }
+            break;
         case NN_LAYER_RELU: h = nn_relu(ctx, h); break;
         case NN_LAYER_LEAKYRELU: h = nn_leaky_relu(ctx, h, l->p); break;
         case NN_LAYER_GELU: h = nn_gelu(ctx, h, false); break;

@@ -95,8 +95,6 @@ void nn_tanh_backward(nn_node *n) {
  *         dy/dx = (1 + tanh u) / 2 + x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2 */
 #define GELU_C 0.044715f
 #define SQRT_2_OVER_PI 0.7978845608028654f
-#define INV_SQRT_2 0.7071067811865476f
-#define INV_SQRT_2PI 0.3989422804014327f
 
 nn_tensor *nn_gelu(nn_ctx *ctx, nn_tensor *a, bool tanh_approx) {
     nn_tensor *y = unary_out(ctx, a, "gelu");
@@ -111,7 +109,7 @@ nn_tensor *nn_gelu(nn_ctx *ctx, nn_tensor *a, bool tanh_approx) {
         }
     } else {
 #pragma omp parallel for simd if (n > NN_PARALLEL_MIN)
-        for (size_t i = 0; i < n; i++) o[i] = 0.5f * x[i] * (1.0f + nn_erff(x[i] * INV_SQRT_2));
+        for (size_t i = 0; i < n; i++) o[i] = nn_gelu_from_erf(x[i], nn_erff(x[i] * NN_INV_SQRT_2));
     }
     nn_node *node = nn_record(ctx, NN_OP_GELU, y, &a, 1);
     if (node) node->flag = tanh_approx;
@@ -133,10 +131,6 @@ void nn_gelu_backward(nn_node *n) {
         }
     } else {
 #pragma omp parallel for simd if (len > NN_PARALLEL_MIN)
-        for (size_t i = 0; i < len; i++) {
-            float cdf = 0.5f * (1.0f + nn_erff(x[i] * INV_SQRT_2));
-            float pdf = INV_SQRT_2PI * nn_expf(-0.5f * x[i] * x[i]);
-            dx[i] += dy[i] * (cdf + x[i] * pdf);
-        }
+        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * nn_gelu_derivative(x[i], nn_erff(x[i] * NN_INV_SQRT_2));
     }
 }

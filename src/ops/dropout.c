@@ -12,6 +12,30 @@
 
 #define DROPOUT_CHUNK 16384
 
+/* The mask, and with x, out = x * mask * keep_scale in the same pass. */
+static void draw(uint8_t *mask, size_t n, float p, nn_rng *rng, const float *x, float keep_scale, float *out) {
+    /* Compare 24-bit integers: the same draw as nn_rng_uniform(rng) < p. */
+    uint32_t threshold = (uint32_t)(p * 16777216.0f);
+    size_t chunks = (n + DROPOUT_CHUNK - 1) / DROPOUT_CHUNK;
+    const nn_rng start = *rng;
+#pragma omp parallel for if (n > NN_PARALLEL_MIN)
+    for (size_t c = 0; c < chunks; c++) {
+        nn_rng r = start;
+        nn_rng_advance(&r, c * DROPOUT_CHUNK);
+        size_t end = (c + 1) * DROPOUT_CHUNK < n ? (c + 1) * DROPOUT_CHUNK : n;
+        if (x)
+            for (size_t i = c * DROPOUT_CHUNK; i < end; i++) {
+                mask[i] = (nn_rng_u32(&r) >> 8) >= threshold;
+                out[i] = mask[i] ? x[i] * keep_scale : 0.0f;
+            }
+        else
+            for (size_t i = c * DROPOUT_CHUNK; i < end; i++) mask[i] = (nn_rng_u32(&r) >> 8) >= threshold;
+    }
+    nn_rng_advance(rng, n);
+}
+
+void nn_dropout_mask(uint8_t *mask, size_t n, float p, nn_rng *rng) { draw(mask, n, p, rng, NULL, 0.0f, NULL); }
+
 nn_tensor *nn_dropout(nn_ctx *ctx, nn_tensor *a, float p, nn_rng *rng) {
     nn_check_live(ctx, a, "dropout");
     NN_CHECK(p >= 0.0f && p < 1.0f, "dropout: probability %g not in [0, 1)", p);
@@ -20,23 +44,7 @@ nn_tensor *nn_dropout(nn_ctx *ctx, nn_tensor *a, float p, nn_rng *rng) {
     nn_tensor *y = nn_op_output(ctx, a->ndim, a->shape, &a, 1);
     uint8_t *mask = nn_arena_alloc(ctx, a->size);
     float keep_scale = 1.0f / (1.0f - p);
-    /* Compare 24-bit integers: the same draw as nn_rng_uniform(rng) < p. */
-    uint32_t threshold = (uint32_t)(p * 16777216.0f);
-    size_t n = a->size, chunks = (n + DROPOUT_CHUNK - 1) / DROPOUT_CHUNK;
-    const float *x = a->data;
-    float *out = y->data;
-    const nn_rng start = *rng;
-#pragma omp parallel for if (n > NN_PARALLEL_MIN)
-    for (size_t c = 0; c < chunks; c++) {
-        nn_rng r = start;
-        nn_rng_advance(&r, c * DROPOUT_CHUNK);
-        size_t end = (c + 1) * DROPOUT_CHUNK < n ? (c + 1) * DROPOUT_CHUNK : n;
-        for (size_t i = c * DROPOUT_CHUNK; i < end; i++) {
-            mask[i] = (nn_rng_u32(&r) >> 8) >= threshold;
-            out[i] = mask[i] ? x[i] * keep_scale : 0.0f;
-        }
-    }
-    nn_rng_advance(rng, n);
+    draw(mask, a->size, p, rng, a->data, keep_scale, y->data);
     nn_node *node = nn_record(ctx, NN_OP_DROPOUT, y, &a, 1);
     if (node) {
         node->saved = mask;

@@ -42,4 +42,19 @@ static inline float nn_erff(float x) {
     return copysignf(y, x);
 }
 
+/* GELU (exact form) from e = erf(x / sqrt 2): the value x Phi(x), and the
+ * derivative Phi(x) + x phi(x), Phi(x) = (1 + e) / 2,
+ * phi(x) = exp(-x^2 / 2) / sqrt(2 pi). One definition for the GELU op and
+ * the fused layer norm + GELU, so that both give the same bits. */
+#define NN_INV_SQRT_2 0.7071067811865476f
+#define NN_INV_SQRT_2PI 0.3989422804014327f
+
+static inline float nn_gelu_from_erf(float x, float e) { return 0.5f * x * (1.0f + e); }
+
+static inline float nn_gelu_derivative(float x, float e) {
+    float cdf = 0.5f * (1.0f + e);
+    float pdf = NN_INV_SQRT_2PI * nn_expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+
 #endif

@@ -48,6 +48,15 @@ nn_tensor *nn_conv2d_bn_relu(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor 
 nn_tensor *nn_batch_norm_relu(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, float *running_mean,
                               float *running_var, float momentum, float eps, bool maxpool);
 void nn_batch_norm_relu_backward(nn_node *n);
+/* gelu(layer_norm(x, w, b, eps)) (exact GELU), then, in training mode with
+ * p > 0, dropout(that, p, rng), drawing rng's numbers as nn_dropout does. */
+nn_tensor *nn_layer_norm_gelu(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, float eps, float p,
+                              nn_rng *rng);
+void nn_layer_norm_gelu_backward(nn_node *n);
+
+/* Dropout's mask: mask[i] = 1 where element i is kept (probability 1 - p),
+ * from rng's next n numbers, which it advances past (ops/dropout.c). */
+void nn_dropout_mask(uint8_t *mask, size_t n, float p, nn_rng *rng);
 
 /* The fused ops' 2x2, stride-2 max pooling of max(z * scale + shift, 0)
  * (ops/pool.c). A row pair r0, r1 of z gives y[0..PW) and the window's
