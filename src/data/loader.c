@@ -58,6 +58,8 @@ int nn_loader_next(nn_loader *l, float *x, int *y) {
     int count = ds->n - l->pos < l->batch_size ? ds->n - l->pos : l->batch_size;
     size_t pixels = (size_t)ds->rows * (size_t)ds->cols;
     const float *lut = l->lut;
+    /* On all threads: the step's other thread would only wait for this one. */
+#pragma omp parallel for if ((size_t)count * pixels > 65536)
     for (int i = 0; i < count; i++) {
         int idx = l->order[l->pos + i];
         const uint8_t *restrict src = ds->images + (size_t)idx * pixels;
