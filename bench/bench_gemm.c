@@ -3,7 +3,8 @@
  * the 784-1024-1024-10 MLP at batch 256, and on 1024^3, at 1 and 2 threads.
  * Prints one "key value" line per measurement: the median GFLOP/s of RUNS
  * timed calls, and the bf16 result's largest difference from fp32 relative to
- * the largest |fp32| entry (bf16 rounding: ~1e-2 or less).
+ * the largest |fp32| entry (bf16 rounding: ~1e-2 or less); first, which bf16
+ * kernel runs (bf16.kernel amx, avx512_bf16 or portable).
  *
  *   build/bench/bench_gemm [RUNS]      (default 30) */
 #include <cblas.h>
@@ -68,6 +69,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     printf("cpu.avx512_bf16 %d\n", nn_cpu_has_avx512_bf16());
+    printf("cpu.amx_bf16 %d\n", nn_cpu_has_amx_bf16());
     /* The step's products as nn_linear calls them (B = 256). */
     static const shape shapes[] = {
         {"square_1024", false, true, 1024, 1024, 1024},
@@ -75,11 +77,21 @@ int main(int argc, char **argv) {
         {"fc2_forward", false, true, 256, 1024, 1024},  {"fc2_input_grad", false, false, 256, 1024, 1024},
         {"fc2_weight_grad", true, false, 1024, 1024, 256}, {"fc3_forward", false, true, 256, 10, 1024},
     };
+    /* nn_gemm_bf16 chooses by shape: one line if every shape here gets the
+     * same kernel, else one per shape */
+    size_t n_shapes = sizeof shapes / sizeof shapes[0], same = 1;
+    const char *kernel = nn_gemm_bf16_kernel(shapes[0].M, shapes[0].N, shapes[0].K);
+    while (same < n_shapes && strcmp(kernel, nn_gemm_bf16_kernel(shapes[same].M, shapes[same].N, shapes[same].K)) == 0)
+        same++;
+    if (same == n_shapes) printf("bf16.kernel %s\n", kernel);
+    else
+        for (size_t i = 0; i < n_shapes; i++)
+            printf("%s.bf16_kernel %s\n", shapes[i].name, nn_gemm_bf16_kernel(shapes[i].M, shapes[i].N, shapes[i].K));
     int max_threads = omp_get_max_threads();
     for (int threads = 1; threads <= max_threads && threads <= 2; threads++) {
         omp_set_num_threads(threads);
         openblas_set_num_threads(threads);
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bench_shape(&shapes[i], threads, runs);
+        for (size_t i = 0; i < n_shapes; i++) bench_shape(&shapes[i], threads, runs);
     }
     return 0;
 }

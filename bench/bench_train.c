@@ -206,6 +206,7 @@ static int peak_child(const char *unused) {
     bool bf16 = nn_precision_supported(NN_PRECISION_BF16);
     printf("sgemm.kernels %s\n", openblas_get_corename()); /* OPENBLAS_CORETYPE or OpenBLAS's own pick */
     printf("sgemm.peak_gflops %.1f\n", gemm_gflops(1024, 1024, 1024, false));
+    if (bf16) printf("bf16.kernel %s\n", nn_gemm_bf16_kernel(1024, 1024, 1024)); /* as bench_gemm says it */
     if (bf16) printf("bf16.peak_gflops %.1f\n", gemm_gflops(1024, 1024, 1024, true));
     omp_set_num_threads(1);
     openblas_set_num_threads(1);

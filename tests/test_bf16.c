@@ -2,12 +2,15 @@
  * round-to-nearest-even (frexp + nearbyint in double), the portable GEMM
  * against fp64 products within bf16's error bound on odd shapes and every
  * transpose, the AVX512_BF16 kernel bit for bit against the portable one
- * (skipped where the CPU lacks the instructions), the fallback when it does,
- * and the linear layer's gradients under bf16 against exact fp64 ones and
- * finite differences of the fp32 layer. */
+ * (skipped where the CPU lacks the instructions), the AMX-BF16 kernel within
+ * the same bound (its sums round differently) and exactly on exact sums,
+ * the same bits on 1, 2 and 3 threads, the fallbacks when the instructions
+ * are missing, and the linear layer's gradients under bf16 against exact
+ * fp64 ones and finite differences of the fp32 layer. */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -158,37 +161,52 @@ static const int shapes[][3] = {
     {11, 31, 63}, {25, 65, 3}, {7, 1, 300},  {1, 40, 129}, {24, 64, 2},  {37, 70, 33},
 };
 
+static int reported; /* lines about entries outside the bound, in all */
+
 /* Error bound of one entry against the fp64 product of the fp32 inputs:
  * each input is off by at most 2^-8 relative (so a product by 2^-7 + 2^-16),
- * plus K fp32 roundings of the running sum. */
+ * plus K fp32 roundings of the running sum. Against ref (another kernel's
+ * result, if not NULL), twice the roundings: each is that close to the
+ * product of the rounded inputs. Returns the entries outside, and those of
+ * C's row padding that changed. */
+static int outside_bound(const problem *p, const float *c, const float *ref, const char *what, int t) {
+    int failures = 0;
+    for (int i = 0; i < p->M; i++) {
+        for (int j = 0; j < p->N; j++) {
+            double exact = p->accumulate ? p->c0[(size_t)i * p->ldc + j] : 0.0, rounded = exact, mag = fabs(exact);
+            for (int k = 0; k < p->K; k++) {
+                float a = op_a(p, i, k), b = op_b(p, k, j);
+                exact += (double)a * b;
+                rounded += reference_bf16(a) * reference_bf16(b);
+                mag += fabs((double)a * b);
+            }
+            double got = c[(size_t)i * p->ldc + j], acc_err = (p->K + 1) * 0x1p-24 * mag * 1.01;
+            /* against the bf16-rounded inputs only the fp32 sums err */
+            bool off_rounded = fabs(got - rounded) > acc_err + 1e-30;
+            bool off_exact = fabs(got - exact) > (0x1p-7 + 0x1p-16) * mag + acc_err + 1e-30;
+            bool off_ref = ref && fabs(got - ref[(size_t)i * p->ldc + j]) > 2 * acc_err + 1e-30;
+            if (!off_rounded && !off_exact && !off_ref) continue;
+            failures++;
+            if (reported++ < 5)
+                fprintf(stderr, "  %s %dx%dx%d t%d [%d,%d]: %.9g; rounded inputs %.9g, exact %.9g, reference %.9g\n",
+                        what, p->M, p->N, p->K, t, i, j, got, rounded, exact, ref ? ref[(size_t)i * p->ldc + j] : NAN);
+        }
+        for (int j = p->N; j < p->ldc; j++) /* the row's padding is not touched */
+            failures += bits(c[(size_t)i * p->ldc + j]) != bits(p->c0[(size_t)i * p->ldc + j]);
+    }
+    return failures;
+}
+
 static void test_portable_against_fp64(void) {
     nn_rng rng;
     nn_rng_seed(&rng, 11, 1);
     int failures = 0;
+    reported = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 8; t++) {
             problem p = make_problem(shapes[s][0], shapes[s][1], shapes[s][2], t & 1, t & 2, t & 4, &rng);
             float *c = run(nn_gemm_bf16_portable, &p);
-            for (int i = 0; i < p.M; i++) {
-                for (int j = 0; j < p.N; j++) {
-                    double exact = p.accumulate ? p.c0[(size_t)i * p.ldc + j] : 0.0, rounded = exact, mag = fabs(exact);
-                    for (int k = 0; k < p.K; k++) {
-                        float a = op_a(&p, i, k), b = op_b(&p, k, j);
-                        exact += (double)a * b;
-                        rounded += reference_bf16(a) * reference_bf16(b);
-                        mag += fabs((double)a * b);
-                    }
-                    double got = c[(size_t)i * p.ldc + j], acc_err = (p.K + 1) * 0x1p-24 * mag * 1.01;
-                    /* against the bf16-rounded inputs only the fp32 sums err */
-                    if (fabs(got - rounded) > acc_err + 1e-30 && failures++ < 5)
-                        fprintf(stderr, "  %dx%dx%d t%d [%d,%d]: %.9g vs %.9g (rounded inputs)\n", p.M, p.N, p.K, t,
-                                i, j, got, rounded);
-                    if (fabs(got - exact) > (0x1p-7 + 0x1p-16) * mag + acc_err + 1e-30 && failures++ < 5)
-                        fprintf(stderr, "  %dx%dx%d t%d [%d,%d]: %.9g vs %.9g\n", p.M, p.N, p.K, t, i, j, got, exact);
-                }
-                for (int j = p.N; j < p.ldc; j++) /* the row's padding is not touched */
-                    failures += bits(c[(size_t)i * p.ldc + j]) != bits(p.c0[(size_t)i * p.ldc + j]);
-            }
+            failures += outside_bound(&p, c, NULL, "portable", t);
             free(c);
             free_problem(&p);
         }
@@ -323,11 +341,203 @@ static void test_simd_conversion(void) {
 #endif
 }
 
+/* ---- AMX-BF16 ---------------------------------------------------------------- */
+
+static bool have_amx(void) {
+#if NN_HAVE_AMX_BF16_KERNEL
+    if (nn_cpu_has_amx_bf16()) return true;
+    SKIP("%s", nn_cpu_amx_bf16_missing());
+#else
+    SKIP("built without the AMX-BF16 kernel (needs x86-64 and GCC 11+ or clang 12+)");
+#endif
+    return false;
+}
+
+#if NN_HAVE_AMX_BF16_KERNEL
+/* Both operands scaled by 2^e for a random e in [lo, lo + span): tiny
+ * values whose products and sums are denormal (so flushed), or a wide
+ * range in which some products underflow and C holds denormals (but no sum
+ * overflows). */
+static void scale_exponents(problem *p, nn_rng *rng, int lo, int span, float c_value) {
+    size_t na = (size_t)(p->ta ? p->K : p->M) * p->lda, nb = (size_t)(p->tb ? p->N : p->K) * p->ldb;
+    for (size_t i = 0; i < na; i++) p->a[i] = ldexpf(p->a[i], lo + (int)(nn_rng_u32(rng) % span));
+    for (size_t i = 0; i < nb; i++) p->b[i] = ldexpf(p->b[i], lo + (int)(nn_rng_u32(rng) % span));
+    for (size_t i = 0; i < (size_t)p->M * p->ldc; i += 7) p->c0[i] = c_value;
+}
+#endif
+
+/* The AMX kernel against fp64 and the portable kernel within bf16's bound,
+ * on every shape with M, N, K from {1, 15, 16, 17, 31, 33} (edges of its
+ * 16 x 16 tiles and 32 x 32 blocks, K around its chunk of 32), the shapes
+ * above, a few larger ones, all transposes, both modes, leading dimensions
+ * larger than the widths (make_problem), and exponent ranges that flush. */
+static void test_amx_against_fp64(void) {
+    if (!have_amx()) return;
+#if NN_HAVE_AMX_BF16_KERNEL
+    static const int edge[] = {1, 15, 16, 17, 31, 33};
+    static const int more[][3] = {{47, 50, 97}, {64, 64, 64}, {33, 100, 300}, {100, 10, 257}, {2, 70, 1025}};
+    enum { NE = sizeof edge / sizeof edge[0], NS = sizeof shapes / sizeof shapes[0] };
+    enum { NM = sizeof more / sizeof more[0] };
+    nn_rng rng;
+    nn_rng_seed(&rng, 29, 1);
+    int failures = 0;
+    reported = 0;
+    for (int s = 0; s < NE * NE * NE + NS + NM; s++) {
+        int sh[3];
+        if (s < NE * NE * NE) sh[0] = edge[s / (NE * NE)], sh[1] = edge[s / NE % NE], sh[2] = edge[s % NE];
+        else memcpy(sh, s < NE * NE * NE + NS ? shapes[s - NE * NE * NE] : more[s - NE * NE * NE - NS], sizeof sh);
+        for (int t = 0; t < 8; t++) {
+            problem p = make_problem(sh[0], sh[1], sh[2], t & 1, t & 2, t & 4, &rng);
+            if (s % 5 == 3) scale_exponents(&p, &rng, -64, 1, 0.0f);
+            if (s % 5 == 4) scale_exponents(&p, &rng, -70, 120, 1e-39f);
+            float *x = run(nn_gemm_bf16_portable, &p), *y = run(nn_gemm_bf16_amx, &p);
+            failures += outside_bound(&p, y, x, "amx", t);
+            free(x), free(y);
+            free_problem(&p);
+        }
+    }
+    CHECKF(failures == 0, "%d entries outside the bound", failures);
+#endif
+}
+
+/* Exact products (small integers times quarters, sums far below 2^24) must
+ * come out exactly, whatever the order of the sums: catches a swapped
+ * operand, a dropped pair, a wrong edge that the bound might forgive. K = 0
+ * too: C, or zeros. */
+static void test_amx_exact_values(void) {
+    if (!have_amx()) return;
+#if NN_HAVE_AMX_BF16_KERNEL
+    static const int sizes[][3] = {{1, 1, 1},     {16, 16, 32}, {33, 17, 65}, {17, 33, 31},
+                                   {31, 40, 1000}, {70, 65, 3},  {17, 33, 0}};
+    nn_rng rng;
+    nn_rng_seed(&rng, 31, 1);
+    int bad = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int t = 0; t < 8; t++) {
+            problem p = make_problem(sizes[s][0], sizes[s][1], sizes[s][2], t & 1, t & 2, t & 4, &rng);
+            size_t na = (size_t)(p.ta ? p.K : p.M) * p.lda, nb = (size_t)(p.tb ? p.N : p.K) * p.ldb;
+            for (size_t i = 0; i < na; i++) p.a[i] = (float)((int)(nn_rng_u32(&rng) % 11) - 5);
+            for (size_t i = 0; i < nb; i++) p.b[i] = (float)((int)(nn_rng_u32(&rng) % 13) - 6) * 0.25f;
+            for (size_t i = 0; i < (size_t)p.M * p.ldc; i++) p.c0[i] = (float)((int)(nn_rng_u32(&rng) % 9) - 4);
+            float *c = run(nn_gemm_bf16_amx, &p);
+            for (int i = 0; i < p.M; i++)
+                for (int j = 0; j < p.N; j++) {
+                    double want = p.accumulate ? p.c0[(size_t)i * p.ldc + j] : 0.0;
+                    for (int k = 0; k < p.K; k++) want += (double)op_a(&p, i, k) * op_b(&p, k, j);
+                    if (c[(size_t)i * p.ldc + j] != want && bad++ < 5)
+                        fprintf(stderr, "  %dx%dx%d t%d [%d,%d]: %.9g, expected %.9g\n", p.M, p.N, p.K, t, i, j,
+                                c[(size_t)i * p.ldc + j], want);
+                }
+            free(c);
+            free_problem(&p);
+        }
+    CHECKF(bad == 0, "%d entries differ", bad);
+#endif
+}
+
+/* Each C entry is one thread's, over a fixed order of k: the same bits on
+ * 1, 2 and 3 threads, on products big enough to be split (and with edges). */
+static void test_amx_threads_same_bits(void) {
+    if (!have_amx()) return;
+#if NN_HAVE_AMX_BF16_KERNEL
+    static const struct { int M, N, K, t; } big[] = {
+        {256, 1024, 784, 2}, {1024, 784, 256, 5}, {256, 1024, 1024, 4}, {301, 203, 333, 7}, {97, 513, 200, 3},
+    };
+    nn_rng rng;
+    nn_rng_seed(&rng, 37, 1);
+    int saved = omp_get_max_threads(), bad = 0;
+    for (size_t s = 0; s < sizeof big / sizeof big[0]; s++) {
+        problem p = make_problem(big[s].M, big[s].N, big[s].K, big[s].t & 1, big[s].t & 2, big[s].t & 4, &rng);
+        omp_set_num_threads(1);
+        float *one = run(nn_gemm_bf16_amx, &p);
+        for (int threads = 2; threads <= 3; threads++) {
+            omp_set_num_threads(threads);
+            float *many = run(nn_gemm_bf16_amx, &p);
+            bad += memcmp(one, many, (size_t)p.M * p.ldc * sizeof(float)) != 0;
+            free(many);
+        }
+        free(one);
+        free_problem(&p);
+    }
+    omp_set_num_threads(saved);
+    CHECKF(bad == 0, "%d products differ between thread counts", bad);
+#endif
+}
+
+/* The conversion in all four packing paths (A and B, each transposed or
+ * not), on the special values: with K = 1 and the other operand 1, C is
+ * the rounded value exactly (up to the sign of zero). */
+static void test_amx_conversion(void) {
+    if (!have_amx()) return;
+#if NN_HAVE_AMX_BF16_KERNEL
+    enum { L = 4099 };
+    nn_rng rng;
+    nn_rng_seed(&rng, 41, 1);
+    static const uint32_t special[] = {0x3f808000, 0x3f818000, 0x3f808001, 0x7f7f8000, 0x7f7fffff, 0x7f800001,
+                                       0xff800001, 0x00000001, 0x807fffff, 0x00ffffff, 0x7fc00000, 0xff800000};
+    float *v = nn_xmalloc(L * sizeof(float)), *c = nn_xmalloc(L * sizeof(float)), one = 1.0f;
+    for (int i = 0; i < L; i++)
+        v[i] = i < (int)(sizeof special / sizeof special[0]) ? from_bits(special[i]) : from_bits(nn_rng_u32(&rng));
+    void *scratch = aligned_alloc(64, (nn_gemm_bf16_scratch_bytes(L, L, 1) + 63) / 64 * 64);
+    int bad = 0;
+    for (int path = 0; path < 4; path++) {
+        bool trans = path & 1;
+        if (path < 2) nn_gemm_bf16_amx(trans, false, L, 1, 1, v, trans ? L : 1, &one, 1, false, c, 1, scratch);
+        else nn_gemm_bf16_amx(false, trans, 1, L, 1, &one, 1, v, trans ? 1 : L, false, c, L, scratch);
+        for (int i = 0; i < L; i++) {
+            double want = reference_bf16(v[i]);
+            if (!(isnan(want) ? isnan(c[i]) : c[i] == want) && bad++ < 5)
+                fprintf(stderr, "  path %d: %08x -> %08x\n", path, bits(v[i]), bits(c[i]));
+        }
+    }
+    CHECKF(bad == 0, "%d conversions differ", bad);
+    free(v), free(c), free(scratch);
+#endif
+}
+
+/* nn_gemm_bf16 runs the AMX kernel where there is one, but for K < 16;
+ * pretending there is none runs the AVX512_BF16 kernel (the portable
+ * kernel's bits), and pretending there is no AVX512_BF16 turns AMX off too. */
+static void test_amx_dispatch(void) {
+    nn_cpu_pretend_no_bf16(true);
+    CHECK(!nn_cpu_has_amx_bf16() && nn_cpu_amx_bf16_missing() != NULL);
+    CHECK(strcmp(nn_gemm_bf16_kernel(256, 1024, 1024), "portable") == 0);
+    nn_cpu_pretend_no_bf16(false);
+    if (!have_amx()) return;
+#if NN_HAVE_AMX_BF16_KERNEL
+    CHECK(nn_cpu_amx_bf16_missing() == NULL);
+    CHECK(strcmp(nn_gemm_bf16_kernel(256, 1024, 16), "amx") == 0);
+    CHECK(strcmp(nn_gemm_bf16_kernel(256, 1024, 10), "avx512_bf16") == 0);
+    nn_rng rng;
+    nn_rng_seed(&rng, 43, 1);
+    problem p = make_problem(45, 70, 100, true, false, true, &rng);
+    problem small = make_problem(40, 300, 10, false, false, true, &rng);
+    float *amx = run(nn_gemm_bf16_amx, &p), *got = run(nn_gemm_bf16, &p);
+    CHECK(memcmp(amx, got, (size_t)p.M * p.ldc * sizeof(float)) == 0);
+    free(got);
+    float *small_ref = run(nn_gemm_bf16_portable, &small), *small_got = run(nn_gemm_bf16, &small);
+    CHECK(memcmp(small_ref, small_got, (size_t)small.M * small.ldc * sizeof(float)) == 0);
+    nn_cpu_pretend_no_amx(true);
+    CHECK(!nn_cpu_has_amx_bf16() && nn_cpu_has_avx512_bf16());
+    CHECK(strcmp(nn_gemm_bf16_kernel(256, 1024, 1024), "avx512_bf16") == 0);
+    float *ref = run(nn_gemm_bf16_portable, &p);
+    got = run(nn_gemm_bf16, &p);
+    CHECK(memcmp(ref, got, (size_t)p.M * p.ldc * sizeof(float)) == 0);
+    CHECK(memcmp(ref, amx, (size_t)p.M * p.ldc * sizeof(float)) != 0); /* the switch did something */
+    nn_cpu_pretend_no_amx(false);
+    CHECK(nn_cpu_has_amx_bf16());
+    free(amx), free(ref), free(got), free(small_ref), free(small_got);
+    free_problem(&p);
+    free_problem(&small);
+#endif
+}
+
 /* Without the instructions: nn_set_precision refuses with one line that
  * says why, the precision stays fp32, and nn_gemm_bf16 runs the portable
  * kernel. */
 static void test_fallback_without_instructions(void) {
     nn_cpu_pretend_no_bf16(true);
+    CHECK(!nn_cpu_has_amx_bf16());
     CHECK(nn_get_precision() == NN_PRECISION_FP32);
     CHECK(!nn_precision_supported(NN_PRECISION_BF16));
     CHECK(nn_set_precision(NN_PRECISION_BF16) == -1);
@@ -519,5 +729,7 @@ static void test_linear_bf16_accumulates(void) {
 
 TEST_MAIN(TEST(test_conversion_cases), TEST(test_conversion_against_reference), TEST(test_portable_against_fp64),
           TEST(test_portable_exact_values), TEST(test_portable_denormals), TEST(test_simd_matches_portable),
-          TEST(test_simd_conversion), TEST(test_fallback_without_instructions), TEST(test_linear_gradients_bf16),
+          TEST(test_simd_conversion), TEST(test_amx_against_fp64), TEST(test_amx_exact_values),
+          TEST(test_amx_threads_same_bits), TEST(test_amx_conversion), TEST(test_amx_dispatch),
+          TEST(test_fallback_without_instructions), TEST(test_linear_gradients_bf16),
           TEST(test_linear_bf16_accumulates), TEST(test_linear_fp32_unchanged))

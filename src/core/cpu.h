@@ -10,8 +10,23 @@
  * saving the zmm and mask registers. */
 bool nn_cpu_has_avx512_bf16(void);
 
-/* For tests of the fallback: while on, nn_cpu_has_avx512_bf16 says false
- * whatever the CPU has. */
+/* AMX-TILE and AMX-BF16 (tdpbf16ps) with the OS saving the tile state
+ * (XCR0) and, on Linux, this process allowed to use it: the first call asks
+ * for that once, for the whole process (arch_prctl ARCH_REQ_XCOMP_PERM);
+ * without it the first tile instruction faults. Implies
+ * nn_cpu_has_avx512_bf16 (the AMX kernel packs with AVX-512). */
+bool nn_cpu_has_amx_bf16(void);
+
+/* Why nn_cpu_has_amx_bf16 says false, in one line (for skips and
+ * benchmarks); NULL when it says true. */
+const char *nn_cpu_amx_bf16_missing(void);
+
+/* For tests of the fallback: while on, nn_cpu_has_avx512_bf16 (and so
+ * nn_cpu_has_amx_bf16) says false whatever the CPU has. */
 void nn_cpu_pretend_no_bf16(bool on);
+
+/* While on, nn_cpu_has_amx_bf16 says false: the AVX512_BF16 kernel runs on
+ * a CPU with AMX. */
+void nn_cpu_pretend_no_amx(bool on);
 
 #endif

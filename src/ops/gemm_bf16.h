@@ -7,13 +7,24 @@
  * leading dimension lda, B^T [N,K]). The fp32 operands are rounded to bf16
  * inside the call (nn_bf16_from_float); C stays fp32.
  *
- * The arithmetic is AVX512_BF16's vdpbf16ps, defined here exactly so that
- * the portable kernel and the SIMD one give the same bits: k is taken in
- * pairs (2p, 2p+1), an odd K padded with a zero, and from acc = 0, for each
- * pair in order
+ * The portable kernel defines the bits of AVX512_BF16's vdpbf16ps, which
+ * the AVX512_BF16 kernel gives exactly: k is taken in pairs (2p, 2p+1), an
+ * odd K padded with a zero, and from acc = 0, for each pair in order
  *     acc = fma(a[2p+1], b[2p+1], acc);  acc = fma(a[2p], b[2p], acc)
  * each fma rounded once to fp32 (nearest even) with denormal results
- * flushed to zero; then C = acc, or C = C + acc (one IEEE fp32 addition). */
+ * flushed to zero; then C = acc, or C = C + acc (one IEEE fp32 addition).
+ *
+ * The AMX kernel (tdpbf16ps, 16 pairs per instruction) does not give these
+ * bits, and no simple order does: measured on a Xeon with AMX, one pair's
+ * two products are added exactly and rounded once before being added to
+ * acc (rounded again), but with several pairs per instruction the results
+ * match neither the fma order above, nor pair by pair, nor a pairwise tree,
+ * nor all products summed exactly. Its results differ from the reference's
+ * by the fp32 rounding of the sums only (denormal results flushed too; bf16
+ * inputs are never denormal); C + acc is the same single addition. The
+ * tests hold it to the reference's bound against fp64, to exact results
+ * where every sum is exact in fp32, and to the same bits on any number of
+ * threads. */
 #ifndef NN_GEMM_BF16_H
 #define NN_GEMM_BF16_H
 
@@ -27,6 +38,13 @@
 #define NN_HAVE_AVX512_BF16_KERNEL 1
 #else
 #define NN_HAVE_AVX512_BF16_KERNEL 0
+#endif
+
+/* And the AMX-BF16 kernel (GCC 11+, clang 12+: the AMX intrinsics). */
+#if NN_HAVE_AVX512_BF16_KERNEL && (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11)
+#define NN_HAVE_AMX_BF16_KERNEL 1
+#else
+#define NN_HAVE_AMX_BF16_KERNEL 0
 #endif
 
 /* The SIMD kernel's register tile: MR rows of C by NR columns. */
@@ -53,9 +71,14 @@ static inline float nn_bf16_to_float(uint16_t h) {
  * both operands converted to bf16 and packed. */
 size_t nn_gemm_bf16_scratch_bytes(int M, int N, int K);
 
-/* The product with the best kernel this CPU runs. M, N >= 1, K >= 0. */
+/* The product with the best kernel this CPU runs for the shape. M, N >= 1,
+ * K >= 0. */
 void nn_gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, const float *a, int lda, const float *b, int ldb,
                   bool accumulate, float *c, int ldc, void *scratch);
+
+/* Which kernel nn_gemm_bf16 runs for this shape: "amx", "avx512_bf16" or
+ * "portable". */
+const char *nn_gemm_bf16_kernel(int M, int N, int K);
 
 /* The reference: plain loops, any CPU (fmaf), single-threaded. */
 void nn_gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, const float *a, int lda, const float *b,
@@ -66,6 +89,14 @@ void nn_gemm_bf16_portable(bool trans_a, bool trans_b, int M, int N, int K, cons
  * tiles. Only where nn_cpu_has_avx512_bf16(). */
 void nn_gemm_bf16_avx512(bool trans_a, bool trans_b, int M, int N, int K, const float *a, int lda, const float *b,
                          int ldb, bool accumulate, float *c, int ldc, void *scratch);
+#endif
+
+#if NN_HAVE_AMX_BF16_KERNEL
+/* Packed 16 x 32 tiles, 2 x 2 tiles of C per block of tdpbf16ps, OpenMP
+ * over the blocks. Only where nn_cpu_has_amx_bf16(). Not the portable
+ * kernel's bits (see the top of this file). */
+void nn_gemm_bf16_amx(bool trans_a, bool trans_b, int M, int N, int K, const float *a, int lda, const float *b,
+                      int ldb, bool accumulate, float *c, int ldc, void *scratch);
 #endif
 
 #endif
