@@ -3,8 +3,11 @@
  *
  *   fp32  cblas_sgemm (OpenBLAS), the default;
  *   bf16  both operands rounded to bfloat16 (round to nearest, ties to even),
- *         products accumulated in fp32 (AVX512_BF16's vdpbf16ps, twice the
- *         fp32 FMA rate).
+ *         products accumulated in fp32: Intel AMX's tdpbf16ps where the CPU
+ *         has AMX-BF16 (several times the fp32 rate), else AVX512_BF16's
+ *         vdpbf16ps (twice the fp32 FMA rate on AMD Zen 4; no faster than
+ *         fp32 on Intel, whose two fp32 FMA ports match it). The sums'
+ *         rounding differs between the two kernels.
  *
  * Weights, gradients, optimiser state and every other op stay fp32 either
  * way: bf16 only changes what the three products see. The setting is global
