@@ -40,6 +40,10 @@ static inline void row_stats(const float *xr, int N, float eps, float *mu, float
     *rstd = (float)(1.0 / sqrt(var + eps));
 }
 
+/* One normalised, scaled and shifted value: the plain op's output and the
+ * fused op's GELU input, written once so that both round alike. */
+static inline float ln_value(float x, float mu, float rstd, float w, float b) { return (x - mu) * rstd * w + b; }
+
 /* Columns per task of the weight and bias gradients: each task sums its
  * columns over all rows in row order, so the result does not depend on how
  * many threads share the work. */
@@ -97,7 +101,7 @@ nn_tensor *nn_layer_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, 
         float *yr = y->data + r * N;
         float mu, rstd;
         row_stats(xr, N, eps, &mu, &rstd);
-        for (int j = 0; j < N; j++) yr[j] = (xr[j] - mu) * rstd * w->data[j] + b->data[j];
+        for (int j = 0; j < N; j++) yr[j] = ln_value(xr[j], mu, rstd, w->data[j], b->data[j]);
         if (stats) {
             stats[2 * r] = mu;
             stats[2 * r + 1] = rstd;
@@ -131,7 +135,7 @@ static inline void gelu_row(const float *restrict xr, const float *restrict w, c
     if (dg) {
 #pragma omp simd
         for (int j = 0; j < N; j++) {
-            float z = (xr[j] - mu) * rstd * w[j] + b[j];
+            float z = ln_value(xr[j], mu, rstd, w[j], b[j]);
             float e = nn_erff(z * NN_INV_SQRT_2);
             yr[j] = nn_gelu_from_erf(z, e);
             dg[j] = nn_gelu_derivative(z, e);
@@ -139,7 +143,7 @@ static inline void gelu_row(const float *restrict xr, const float *restrict w, c
     } else {
 #pragma omp simd
         for (int j = 0; j < N; j++) {
-            float z = (xr[j] - mu) * rstd * w[j] + b[j];
+            float z = ln_value(xr[j], mu, rstd, w[j], b[j]);
             yr[j] = nn_gelu_from_erf(z, nn_erff(z * NN_INV_SQRT_2));
         }
     }
