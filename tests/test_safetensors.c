@@ -216,10 +216,141 @@ static void test_hand_assembled(void) {
     const char *meta = nn_st_meta(&st, "format");
     CHECK(meta && strcmp(meta, "pt") == 0);
 
-    /* F16 is parsed but not readable as floats. */
-    CHECK(nn_st_read_f32(&st, "a", v, 1, shape) == -1);
-    CHECKF(strstr(nn_last_error(), "tensor 'a' has dtype F16, expected F32"), "%s", nn_last_error());
+    /* F16 reads as floats too (exactly). */
+    const int64_t one[] = {1};
+    CHECKF(nn_st_read_f32(&st, "a", v, 1, one) == 0, "%s", nn_last_error());
+    CHECK(v[0] == 1.0f);
     nn_st_free(&st);
+}
+
+/* Parses a hand-assembled file that must be valid; returns 0 with *st set. */
+static int parse_ok(const char *json, const void *data, size_t dlen, nn_safetensors *st) {
+    size_t len;
+    unsigned char *buf = assemble(json, data, dlen, &len);
+    int rc = nn_st_parse(buf, len, "dt.safetensors", st);
+    CHECKF(rc == 0, "%s", nn_last_error());
+    free(buf);
+    return rc;
+}
+
+/* One tensor `t` of this dtype and shape [n] over the bytes given, read as
+ * floats into out: returns nn_st_read_f32's result. */
+static int read_one(const char *dtype, int64_t n, const void *bytes, size_t nbytes, float *out) {
+    char json[256];
+    snprintf(json, sizeof json, "{\"t\":{\"dtype\":\"%s\",\"shape\":[%lld],\"data_offsets\":[0,%zu]}}", dtype,
+             (long long)n, nbytes);
+    nn_safetensors st;
+    if (parse_ok(json, bytes, nbytes, &st) != 0) return -2;
+    int rc = nn_st_read_f32(&st, "t", out, 1, &n);
+    nn_st_free(&st);
+    return rc;
+}
+
+/* The other dtypes PyTorch writes: integer counts (BatchNorm's
+ * num_batches_tracked is int64 in a state_dict), little-endian and
+ * sign-extended, accepted when exact as float32; F16/BF16 exactly; F64
+ * rounded. Bytes are written out by hand, independently of the reader. */
+static void test_read_other_dtypes(void) {
+    /* A PyTorch-style file: an I64 scalar count next to F32 weights. */
+    const char *json = "{\"bn1.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                       "\"bn1.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[8,16]}}";
+    const unsigned char data[16] = {0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, /* 1.0f, 2.0f */
+                                    0xd2, 0x04, 0, 0, 0, 0, 0, 0};  /* 1234 */
+    nn_safetensors st;
+    if (parse_ok(json, data, sizeof data, &st) == 0) {
+        float count = -1, w[2];
+        const int64_t two[] = {2};
+        CHECKF(nn_st_read_f32(&st, "bn1.num_batches_tracked", &count, 0, NULL) == 0, "%s", nn_last_error());
+        CHECK(count == 1234.0f);
+        CHECK(nn_st_read_f32(&st, "bn1.weight", w, 1, two) == 0 && w[0] == 1.0f && w[1] == 2.0f);
+        /* The shape is still checked for an integer tensor. */
+        CHECK(nn_st_read_f32(&st, "bn1.num_batches_tracked", &count, 1, two) == -1);
+        CHECKF(strstr(nn_last_error(), "tensor 'bn1.num_batches_tracked' has shape [], expected [2]"), "%s",
+               nn_last_error());
+        nn_st_free(&st);
+    }
+
+    float v[8];
+    /* I64: negative values are two's complement, little-endian; +-2^24 is the exact limit. */
+    const unsigned char i64[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,  /* -1 */
+                                 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff,  /* -2^24 */
+                                 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,  /* 2^24 */
+                                 0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}; /* 258 */
+    CHECKF(read_one("I64", 4, i64, sizeof i64, v) == 0, "%s", nn_last_error());
+    CHECK(v[0] == -1.0f && v[1] == -16777216.0f && v[2] == 16777216.0f && v[3] == 258.0f);
+    const unsigned char i32[] = {0xf9, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0x00}; /* -7, 65536 */
+    CHECKF(read_one("I32", 2, i32, sizeof i32, v) == 0, "%s", nn_last_error());
+    CHECK(v[0] == -7.0f && v[1] == 65536.0f);
+    const unsigned char i16[] = {0x00, 0x80, 0xff, 0x7f, 0xfe, 0xff}; /* -32768, 32767, -2 */
+    CHECKF(read_one("I16", 3, i16, sizeof i16, v) == 0, "%s", nn_last_error());
+    CHECK(v[0] == -32768.0f && v[1] == 32767.0f && v[2] == -2.0f);
+    const unsigned char i8[] = {0x80, 0x7f, 0xff}; /* -128, 127, -1 */
+    CHECKF(read_one("I8", 3, i8, sizeof i8, v) == 0, "%s", nn_last_error());
+    CHECK(v[0] == -128.0f && v[1] == 127.0f && v[2] == -1.0f);
+    const unsigned char u8[] = {0x00, 0xff, 0x80}; /* unsigned: no sign extension */
+    CHECKF(read_one("U8", 3, u8, sizeof u8, v) == 0, "%s", nn_last_error());
+    CHECK(v[0] == 0.0f && v[1] == 255.0f && v[2] == 128.0f);
+    const unsigned char u16[] = {0xff, 0xff};
+    CHECK(read_one("U16", 1, u16, sizeof u16, v) == 0 && v[0] == 65535.0f);
+    const unsigned char u32[] = {0x00, 0x00, 0x00, 0x01}; /* 2^24 */
+    CHECK(read_one("U32", 1, u32, sizeof u32, v) == 0 && v[0] == 16777216.0f);
+    const unsigned char u64[] = {0x03, 0, 0, 0, 0, 0, 0, 0};
+    CHECK(read_one("U64", 1, u64, sizeof u64, v) == 0 && v[0] == 3.0f);
+
+    /* A value float32 cannot hold exactly: refused, naming tensor, value and index. */
+    const unsigned char big[] = {0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0}; /* 0, 2^24 + 1 */
+    CHECK(read_one("I64", 2, big, sizeof big, v) == -1);
+    CHECKF(strstr(nn_last_error(), "dt.safetensors: tensor 't' holds I64 value 16777217 at index 1, not exact as "
+                                   "float32 (|v| <= 2^24)"),
+           "%s", nn_last_error());
+    CHECK(strchr(nn_last_error(), '\n') == NULL);
+    const unsigned char neg_big[] = {0xff, 0xff, 0xff, 0xfe, 0xff, 0xff, 0xff, 0xff}; /* -2^24 - 1 */
+    CHECK(read_one("I64", 1, neg_big, sizeof neg_big, v) == -1);
+    CHECKF(strstr(nn_last_error(), "holds I64 value -16777217 at index 0"), "%s", nn_last_error());
+    const unsigned char min64[] = {0, 0, 0, 0, 0, 0, 0, 0x80}; /* INT64_MIN: no overflow in |v| */
+    CHECK(read_one("I64", 1, min64, sizeof min64, v) == -1);
+    CHECKF(strstr(nn_last_error(), "holds I64 value -9223372036854775808"), "%s", nn_last_error());
+    const unsigned char max_u64[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    CHECK(read_one("U64", 1, max_u64, sizeof max_u64, v) == -1);
+    CHECKF(strstr(nn_last_error(), "holds U64 value 18446744073709551615 at index 0"), "%s", nn_last_error());
+    const unsigned char max_i32[] = {0xff, 0xff, 0xff, 0x7f};
+    CHECK(read_one("I32", 1, max_i32, sizeof max_i32, v) == -1);
+    CHECKF(strstr(nn_last_error(), "holds I32 value 2147483647"), "%s", nn_last_error());
+    const unsigned char max_u32[] = {0xff, 0xff, 0xff, 0xff};
+    CHECK(read_one("U32", 1, max_u32, sizeof max_u32, v) == -1);
+    CHECKF(strstr(nn_last_error(), "holds U32 value 4294967295"), "%s", nn_last_error());
+
+    /* F16: normal, negative, largest, smallest subnormal (2^-24), infinity. */
+    const unsigned char f16[] = {0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x01, 0x00, 0x00, 0x7c, 0x00, 0x80};
+    CHECKF(read_one("F16", 6, f16, sizeof f16, v) == 0, "%s", nn_last_error());
+    CHECK(v[0] == 1.0f && v[1] == -2.0f && v[2] == 65504.0f && v[3] == ldexpf(1.0f, -24) && isinf(v[4]) && v[4] > 0);
+    CHECK(v[5] == 0.0f && signbit(v[5])); /* -0 */
+    /* BF16: the top 16 bits of a float. */
+    const unsigned char bf16[] = {0xc0, 0x3f, 0x49, 0xc0}; /* 1.5, -3.140625 */
+    CHECKF(read_one("BF16", 2, bf16, sizeof bf16, v) == 0, "%s", nn_last_error());
+    CHECK(v[0] == 1.5f && v[1] == -3.140625f);
+    /* F64: rounded to the nearest float; beyond float32's range refused. */
+    double d[3] = {0.1, -2.5, 1e-300};
+    unsigned char f64[24];
+    for (int i = 0; i < 3; i++) {
+        uint64_t u;
+        memcpy(&u, &d[i], 8);
+        for (int b = 0; b < 8; b++) f64[8 * i + b] = (unsigned char)(u >> (8 * b));
+    }
+    CHECKF(read_one("F64", 3, f64, sizeof f64, v) == 0, "%s", nn_last_error());
+    CHECK(v[0] == 0.1f && v[1] == -2.5f && v[2] == 0.0f);
+    const unsigned char f64_big[] = {0, 0, 0, 0, 0, 0, 0xf0, 0x47}; /* 2^128 */
+    CHECK(read_one("F64", 1, f64_big, sizeof f64_big, v) == -1);
+    CHECKF(strstr(nn_last_error(), "tensor 't' holds F64 value 3.4028236692093846e+38 at index 0, beyond float32's "
+                                   "range"),
+           "%s", nn_last_error());
+
+    /* BOOL and the F8 types are no numbers to read. */
+    const unsigned char one_byte[] = {1};
+    CHECK(read_one("BOOL", 1, one_byte, 1, v) == -1);
+    CHECKF(strstr(nn_last_error(), "tensor 't' has dtype BOOL, expected F32"), "%s", nn_last_error());
+    CHECK(read_one("F8_E4M3", 1, one_byte, 1, v) == -1);
+    CHECKF(strstr(nn_last_error(), "has dtype F8_E4M3, expected F32"), "%s", nn_last_error());
 }
 
 static void test_read_f32_errors(void) {
@@ -440,7 +571,8 @@ static void test_atomic_save_failures(void) {
     free(v);
 }
 
-TEST_MAIN(TEST(test_round_trip), TEST(test_writer_bytes), TEST(test_hand_assembled), TEST(test_read_f32_errors),
+TEST_MAIN(TEST(test_round_trip), TEST(test_writer_bytes), TEST(test_hand_assembled), TEST(test_read_other_dtypes),
+          TEST(test_read_f32_errors),
           TEST(test_malformed_framing), TEST(test_malformed_json), TEST(test_malformed_tensors),
           TEST(test_malformed_layout), TEST(test_malformed_metadata), TEST(test_save_rejects_bad_entries),
           TEST(test_atomic_save_failures))

@@ -10,8 +10,8 @@
  * Loading validates the whole file up front, so later accessors cannot read
  * outside the buffer. Like the reference implementation, the tensors must
  * cover the data section exactly: gaps, overlaps and trailing bytes are errors.
- * Every dtype of the format is parsed (sizes known); reading values into
- * floats is offered for F32 only. */
+ * Every dtype of the format is parsed (sizes known); nn_st_read_f32 reads
+ * F32, F16, BF16, F64 and the integer types into floats. */
 #ifndef NN_SAFETENSORS_H
 #define NN_SAFETENSORS_H
 
@@ -59,10 +59,18 @@ const nn_st_tensor *nn_st_find(const nn_safetensors *st, const char *name);
 /* The metadata value for `key`, or NULL if absent. */
 const char *nn_st_meta(const nn_safetensors *st, const char *key);
 
-/* Copies the F32 tensor `name` into dst after checking that it exists, is F32
+/* Copies the tensor `name` into dst as floats after checking that it exists
  * and has exactly the expected shape (ndim dims); a transposed weight is
- * refused even though its element count matches. Returns 0 or -1 with an error
- * naming the tensor and both shapes. */
+ * refused even though its element count matches (the error names the tensor
+ * and both shapes). The dtype may be
+ *   F32, or F16 and BF16 (every value is a float: exact);
+ *   F64, rounded to the nearest float (as PyTorch's .float()); a finite value
+ *     beyond float32's range is refused;
+ *   I8, I16, I32, I64, U8, U16, U32, U64: a count, such as PyTorch's int64
+ *     BatchNorm num_batches_tracked; every value must be exact as a float
+ *     (|v| <= 2^24), else the error names the tensor, the value and its index.
+ * BOOL and the F8 types are refused. Returns 0 or -1 with the error set (dst
+ * may then be partly written). */
 int nn_st_read_f32(const nn_safetensors *st, const char *name, float *dst, int ndim,
                    const int64_t *shape);
 

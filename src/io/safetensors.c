@@ -2,7 +2,10 @@
 #include "nn/safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,11 +351,47 @@ const char *nn_st_meta(const nn_safetensors *st, const char *key) {
     return NULL;
 }
 
+/* The largest integer magnitude float32 holds exactly, with every smaller one: 2^24. */
+#define F32_EXACT_INT ((int64_t)1 << 24)
+
+/* IEEE half precision to float: exact, every F16 value (subnormals, infinities,
+ * NaN) is a float. */
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    float f;
+    if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact in float */
+        f = ldexpf((float)mant, -24);
+        if (sign) f = -f;
+        return f;
+    }
+    uint32_t u = sign | (exp == 0x1F ? 0xFFu << 23 | mant << 13 : (exp + 127 - 15) << 23 | mant << 13);
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* One little-endian element of an integer dtype of esize bytes: its raw bits
+ * in *raw, and its value as a signed 64-bit number (an unsigned value above
+ * INT64_MAX becomes INT64_MAX, out of float32's exact range all the same). */
+static int64_t get_int(const unsigned char *p, size_t esize, bool is_signed, uint64_t *raw) {
+    uint64_t u = 0;
+    for (size_t b = esize; b-- > 0;) u = u << 8 | p[b];
+    *raw = u;
+    if (!is_signed) return u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)u;
+    if (esize < 8 && (u >> (8 * esize - 1)) & 1) u |= ~(uint64_t)0 << (8 * esize); /* sign-extend */
+    int64_t v;
+    memcpy(&v, &u, sizeof v); /* two's complement, without an implementation-defined conversion */
+    return v;
+}
+
 int nn_st_read_f32(const nn_safetensors *st, const char *name, float *dst, int ndim, const int64_t *shape) {
     const nn_st_tensor *t = nn_st_find(st, name);
     if (!t) return nn_error("%s: no tensor named '%s'", st->path, name);
-    if (strcmp(t->dtype, "F32") != 0)
-        return nn_error("%s: tensor '%s' has dtype %s, expected F32", st->path, name, t->dtype);
+    const char *dt = t->dtype;
+    bool is_int = (dt[0] == 'I' || dt[0] == 'U') && strcmp(dt, "BOOL") != 0;
+    if (!is_int && strcmp(dt, "F32") != 0 && strcmp(dt, "F16") != 0 && strcmp(dt, "BF16") != 0 &&
+        strcmp(dt, "F64") != 0)
+        return nn_error("%s: tensor '%s' has dtype %s, expected F32 (or F64, F16, BF16 or an integer type)",
+                        st->path, name, dt);
     int same = ndim == t->ndim;
     for (int i = 0; same && i < ndim; i++) same = shape[i] == t->shape[i];
     if (!same) {
@@ -362,7 +401,42 @@ int nn_st_read_f32(const nn_safetensors *st, const char *name, float *dst, int n
         return nn_error("%s: tensor '%s' has shape %s, expected %s", st->path, name, have, want);
     }
     const unsigned char *src = st->data + t->offset;
-    for (size_t i = 0; i < t->nbytes / 4; i++) dst[i] = get_f32le(src + 4 * i);
+    size_t esize = dtype_size(dt), n = t->nbytes / esize;
+    if (strcmp(dt, "F32") == 0) {
+        for (size_t i = 0; i < n; i++) dst[i] = get_f32le(src + 4 * i);
+    } else if (strcmp(dt, "F16") == 0) {
+        for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+    } else if (strcmp(dt, "BF16") == 0) { /* the top half of a float: exact */
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)src[2 * i] << 16 | (uint32_t)src[2 * i + 1] << 24;
+            memcpy(&dst[i], &u, sizeof u);
+        }
+    } else if (strcmp(dt, "F64") == 0) { /* rounded to nearest, as PyTorch's .float() */
+        for (size_t i = 0; i < n; i++) {
+            uint64_t u = get_le64(src + 8 * i);
+            double d;
+            memcpy(&d, &u, sizeof d);
+            if (isfinite(d) && fabs(d) > (double)FLT_MAX) /* no finite weight turns infinite */
+                return nn_error("%s: tensor '%s' holds F64 value %.17g at index %zu, beyond float32's range",
+                                st->path, name, d, i);
+            dst[i] = (float)d;
+        }
+    } else { /* a count (BatchNorm's num_batches_tracked is I64 in PyTorch): only exact values */
+        bool is_signed = dt[0] == 'I';
+        for (size_t i = 0; i < n; i++) {
+            uint64_t raw;
+            int64_t v = get_int(src + esize * i, esize, is_signed, &raw);
+            if (v > F32_EXACT_INT || v < -F32_EXACT_INT) {
+                char text[24];
+                if (is_signed) snprintf(text, sizeof text, "%" PRId64, v);
+                else snprintf(text, sizeof text, "%" PRIu64, raw);
+                return nn_error("%s: tensor '%s' holds %s value %s at index %zu, not exact as float32 "
+                                "(|v| <= 2^24)",
+                                st->path, name, dt, text, i);
+            }
+            dst[i] = (float)v;
+        }
+    }
     return 0;
 }
 
