@@ -25,6 +25,7 @@
 #include "nn/study.h"
 #include "nn/train.h"
 #include "plot/plot.h"
+#include "progress.h"
 
 #define CMD "experiment"
 #define MAX_SEEDS NN_STUDY_MAX_SEEDS
@@ -125,7 +126,7 @@ typedef struct exp_opts {
     int n_selected;
     int seeds, epochs, batch_size, train_limit, threads;
     long seed;
-    int hidden[NN_MLP_MAX_HIDDEN];
+    int hidden[MAX_HIDDEN];
     int n_hidden;
     bool overfit;
     double target; /* percent */
@@ -165,10 +166,10 @@ static int parse_configs(const char *s, void *target) {
 
 static int parse_hidden(const char *value, void *target) {
     exp_opts *o = target;
-    int n = parse_widths(value, o->hidden, NN_MLP_MAX_HIDDEN);
+    int n = parse_widths(value, o->hidden, MAX_HIDDEN);
     if (n < 1)
         return nn_error("'%s' is not a list of widths like 256,256 (1 to %d widths, each 1..65536)", value,
-                        NN_MLP_MAX_HIDDEN);
+                        MAX_HIDDEN);
     o->n_hidden = n;
     return 0;
 }
@@ -249,6 +250,7 @@ typedef struct eta_log {
     int epochs;        /* per run */
     double t0;
     long done, total;  /* epochs, over all runs */
+    progress_bar bar;
 } eta_log;
 
 /* "1h02m", "12m05s", "42s" */
@@ -262,16 +264,19 @@ static const char *fmt_duration(double s, char *buf, size_t cap) {
 
 static int eta_epoch(void *user, const nn_history *h) {
     eta_log *e = user;
-    const nn_epoch_metrics *m = &h->epochs[h->n - 1];
     e->done++;
     double elapsed = nn_seconds() - e->t0;
-    char a[32], b[32];
-    fprintf(e->out, "%s %2d/%d  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  %.1f s  [%s elapsed, ETA %s]\n",
-            e->label, m->epoch, e->epochs, m->train_loss, 100 * m->train_acc, m->test_loss, 100 * m->test_acc,
-            m->seconds, fmt_duration(elapsed, a, sizeof a),
-            fmt_duration(elapsed / (double)e->done * (double)(e->total - e->done), b, sizeof b));
-    fflush(e->out);
+    char a[32], b[32], tail[96];
+    snprintf(tail, sizeof tail, "  [%s elapsed, ETA %s]", fmt_duration(elapsed, a, sizeof a),
+             fmt_duration(elapsed / (double)e->done * (double)(e->total - e->done), b, sizeof b));
+    progress_end(&e->bar);
+    print_epoch_line(e->out, e->label, e->epochs, h, tail);
     return 0;
+}
+
+static void eta_progress(void *user, const nn_train_progress *p) {
+    eta_log *e = user;
+    progress_train(&e->bar, p);
 }
 
 /* ---- Results ------------------------------------------------------------------ */
@@ -603,12 +608,11 @@ int cmd_experiment(int argc, char **argv) {
     st.n_train = data.train.n;
     st.n_test = data.test.n;
 
-    nn_mlp_config model = {.n_hidden = o.n_hidden, .classes = NN_DATA_CLASSES};
-    memcpy(model.hidden, o.hidden, (size_t)o.n_hidden * sizeof(int));
+    nn_mlp_config model = {.n_hidden = o.n_hidden, .hidden = o.hidden, .classes = data.classes};
     size_t alen = (size_t)snprintf(st.arch, sizeof st.arch, "MLP %d", data.train.rows * data.train.cols);
     for (int i = 0; i < o.n_hidden; i++)
         alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "-%d", o.hidden[i]);
-    alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "-%d", NN_DATA_CLASSES);
+    alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "-%d", data.classes);
     for (int i = 0; i < o.n_selected; i++)
         if (configs[o.selected[i]].arch) {
             snprintf(st.arch + alen, sizeof st.arch - alen, " and CNNs");
@@ -643,8 +647,8 @@ int cmd_experiment(int argc, char **argv) {
             mc.layer_norm = ec->layer_norm;
             mc.dropout = ec->dropout;
             mc.input_dropout = ec->input_dropout;
-            char spec[NN_SPEC_MAX];
-            cfg.spec = ec->arch ? ec->arch : nn_mlp_spec(&mc, spec, sizeof spec);
+            char *mlp_spec = ec->arch ? NULL : nn_mlp_spec(&mc);
+            cfg.spec = ec->arch ? ec->arch : mlp_spec;
             if (ec->augment) cfg.augment = NN_AUGMENT_DEFAULT;
             cfg.ema = ec->ema;
             cfg.loss = NN_LOSS_CE;
@@ -657,6 +661,7 @@ int cmd_experiment(int argc, char **argv) {
             cfg.seed = (uint64_t)rr->seed;
             eta.label = label;
             cfg.on_epoch = eta_epoch;
+            cfg.on_progress = eta_progress;
             cfg.user = &eta;
             cfg.label = label;
             cfg.stop = &stop_requested;
@@ -664,6 +669,8 @@ int cmd_experiment(int argc, char **argv) {
             nn_history h;
             double t0 = nn_seconds();
             nn_train_status trc = nn_train(&cfg, &data, &m, &h);
+            progress_end(&eta.bar);
+            free(mlp_spec);
             rr->wall_seconds = nn_seconds() - t0;
             rr->done = true;
             rr->n = h.n;

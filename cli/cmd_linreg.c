@@ -73,10 +73,18 @@ static void make_table(linreg_args *a, flag *t) {
     memcpy(t, table, sizeof table);
 }
 
+/* About ten lines on stderr: the first update and every tenth of the run. */
+static void log_step(void *user, long step, long updates, double loss) {
+    (void)user;
+    long every = updates >= 10 ? updates / 10 : 1;
+    if (step == 1 || step % every == 0)
+        fprintf(stderr, "step %*ld/%ld  loss %.6g\n", (int)snprintf(NULL, 0, "%ld", updates), step, updates, loss);
+}
+
 /* Returns -1 to go on, else the exit status (0 after --help). */
 static int parse_args(int argc, char **argv, linreg_args *a) {
     *a = (linreg_args){.n = 200, .features = 1, .noise = 0.5, .seed = 1, .opt = NN_OPT_SGD,
-                       .gd = {.steps = 2000, .batch_size = 32, .lr = 0.1, .log = stderr}};
+                       .gd = {.steps = 2000, .batch_size = 32, .lr = 0.1, .on_step = log_step}};
     flag table[N_FLAGS];
     make_table(a, table);
     int rc = flags_parse(CMD, table, argc, argv, usage_text, epilogue, NULL);

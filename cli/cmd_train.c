@@ -9,6 +9,7 @@
 #include "nn/model.h"
 #include "nn/train.h"
 #include "plot/plot.h"
+#include "progress.h"
 
 static const char *const usage_text =
     "usage: nn train [OPTIONS]\n"
@@ -36,7 +37,7 @@ enum { MODEL_LINEAR, MODEL_MLP };
 enum { PRESET_NONE = -1, PRESET_BASIC, PRESET_ADVANCED, PRESET_CNN };
 
 typedef struct widths {
-    int w[NN_MLP_MAX_HIDDEN];
+    int w[MAX_HIDDEN];
     int n;
 } widths;
 
@@ -46,7 +47,7 @@ typedef struct train_opts {
     nn_train_config cfg;
     const char *arch;      /* --arch, a CNN preset's or a resumed file's spec; NULL = the MLP flags */
     const char *arch_from; /* which: "--arch", "--preset cnn" or "the checkpoint" */
-    char spec[NN_SPEC_MAX]; /* the model the run trains */
+    char *spec; /* the model the run trains (owned) */
     int model, act, norm, loss, opt, schedule, preset, precision;
     widths hidden;
     float dropout, input_dropout;
@@ -58,20 +59,21 @@ typedef struct train_opts {
     double val_split;
     const char *dataset, *data_dir, *plot_path, *resume;
     nn_train_settings resumed;
+    progress_bar bar;
 } train_opts;
 
 static int parse_spec(const char *value, void *target) {
-    if (nn_spec_parse(value, (nn_layer[NN_MODEL_MAX_LAYERS]){0}, NN_MODEL_MAX_LAYERS) < 0) return -1;
+    if (nn_spec_check(value) != 0) return -1;
     *(const char **)target = value;
     return 0;
 }
 
 static int parse_hidden(const char *value, void *target) {
     widths *h = target;
-    int n = parse_widths(value, h->w, NN_MLP_MAX_HIDDEN);
+    int n = parse_widths(value, h->w, MAX_HIDDEN);
     if (n < 0)
         return nn_error("'%s' is not a list of widths like 1024,1024 (each 1 to 65536, at most %d)", value,
-                        NN_MLP_MAX_HIDDEN);
+                        MAX_HIDDEN);
     h->n = n;
     return 0;
 }
@@ -326,7 +328,7 @@ static int parse_args(int argc, char **argv, train_opts *o, flag *table) {
     if (preset != PRESET_NONE || resume) {
         defaults(o);
         if (resume) {
-            if (nn_train_settings_read(resume, &o->resumed) != 0) return runtime_error();
+            if (nn_train_settings_read(&o->resumed, resume) != 0) return runtime_error();
             from_settings(o, &o->resumed);
         }
         if (preset != PRESET_NONE) apply_preset(o, preset);
@@ -341,14 +343,28 @@ static int parse_args(int argc, char **argv, train_opts *o, flag *table) {
 static long raise_at_step;
 static int raise_signal;
 
-static void raise_on_step(void *user, long step) {
-    (void)user;
-    if (step == raise_at_step) raise(raise_signal);
+static void show_progress(void *user, const nn_train_progress *p) {
+    train_opts *o = user;
+    progress_train(&o->bar, p);
+    if (raise_at_step && p->step == raise_at_step) raise(raise_signal);
 }
 
-static int plot_epoch(void *user, const nn_history *h) {
-    const train_opts *o = user;
+static int show_epoch(void *user, const nn_history *h) {
+    train_opts *o = user;
+    progress_end(&o->bar);
+    print_epoch_line(stdout, "epoch", o->cfg.epochs, h, NULL);
     return o->plot_path ? nn_plot_history(o->plot_path, h) : 0;
+}
+
+/* The error of a run that failed, with what to do about it on this command line. */
+static int run_error(nn_train_status rc, const nn_train_config *cfg) {
+    fflush(stdout);
+    fprintf(stderr, "nn: error: %s", nn_last_error());
+    if (rc == NN_TRAIN_DIVERGED) fprintf(stderr, " (try a smaller --lr)");
+    if (rc == NN_TRAIN_INTERRUPTED && cfg->save_path) fprintf(stderr, "; resume with nn train --resume %s", cfg->save_path);
+    if (rc == NN_TRAIN_INTERRUPTED && !cfg->save_path) fprintf(stderr, " (--save FILE makes a run resumable)");
+    fprintf(stderr, "\n");
+    return rc == NN_TRAIN_INTERRUPTED ? 130 : 1;
 }
 
 /* Runs the training the options describe; returns the exit status. */
@@ -361,22 +377,19 @@ static int train_with(train_opts *o) {
     if (nn_train_data_load(&data, dir, o->train_limit, (float)o->val_split) != 0)
         return data_error(o->dataset, o->data_dir);
     if (o->arch) {
-        snprintf(o->spec, sizeof o->spec, "%s", o->arch);
+        o->spec = nn_xstrdup(o->arch);
     } else {
-        nn_mlp_config mlp = {.n_hidden = o->model == MODEL_LINEAR ? 0 : o->hidden.n, .act = (nn_act)o->act,
-                             .layer_norm = o->norm == 1, .dropout = o->dropout, .input_dropout = o->input_dropout,
-                             .classes = NN_DATA_CLASSES};
-        memcpy(mlp.hidden, o->hidden.w, sizeof o->hidden.w);
-        nn_mlp_spec(&mlp, o->spec, sizeof o->spec);
+        nn_mlp_config mlp = {.n_hidden = o->model == MODEL_LINEAR ? 0 : o->hidden.n, .hidden = o->hidden.w,
+                             .act = (nn_act)o->act, .layer_norm = o->norm == 1, .dropout = o->dropout,
+                             .input_dropout = o->input_dropout, .classes = data.classes};
+        o->spec = nn_mlp_spec(&mlp);
     }
     o->cfg.spec = o->spec;
     nn_model plan;
-    if (nn_model_plan(&plan, o->spec, (int[]){1, data.train.rows, data.train.cols}, NN_DATA_CLASSES) != 0) {
+    if (nn_model_plan(&plan, o->spec, (int[]){data.channels, data.train.rows, data.train.cols}, data.classes) != 0) {
         nn_train_data_free(&data);
         return usage_error("train", "%s: %s", o->arch ? o->arch_from : "model", nn_last_error());
     }
-    o->cfg.log = stdout;
-    o->cfg.label = "epoch";
 
     printf("training %s on %s: %d train", o->spec, dir, data.train.n);
     if (data.has_val) printf(", %d validation", data.val.n);
@@ -389,6 +402,7 @@ static int train_with(train_opts *o) {
                100.0 * o->cfg.augment.scale);
     printf("\n");
     nn_model_summary(&plan, stdout);
+    nn_model_free(&plan);
     if (o->resume) printf("resuming from %s\n", o->resume);
     fflush(stdout);
 
@@ -397,15 +411,18 @@ static int train_with(train_opts *o) {
     catch_sigint(&old_sa);
     o->cfg.stop = &stop_requested;
     const char *test_raise = getenv("NN_TEST_RAISE");
-    if (test_raise && sscanf(test_raise, "%ld:%d", &raise_at_step, &raise_signal) == 2) {
-        o->cfg.on_step = raise_on_step;
-    }
-    o->cfg.on_epoch = plot_epoch;
+    if (test_raise && sscanf(test_raise, "%ld:%d", &raise_at_step, &raise_signal) != 2) raise_at_step = 0;
+    o->cfg.on_progress = show_progress;
+    o->cfg.on_epoch = show_epoch;
     o->cfg.user = o;
     nn_model model = {0};
     nn_history hist;
     nn_train_status rc = nn_train(&o->cfg, &data, &model, &hist);
     release_sigint(&old_sa);
+    progress_end(&o->bar);
+    if (rc == NN_TRAIN_STOPPED_EARLY)
+        printf("early stop: no validation improvement for %d epochs (best: epoch %d, %.2f%%)\n", o->cfg.early_stop,
+               hist.best_epoch, 100 * hist.val_acc[hist.best_epoch - 1]);
     if (rc >= 0 && hist.n > 0) {
         const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
         printf("final test accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);
@@ -422,9 +439,10 @@ static int train_with(train_opts *o) {
     nn_history_free(&hist);
     nn_model_free(&model);
     nn_train_data_free(&data);
-    if (rc >= 0) return 0;
-    runtime_error();
-    return rc == NN_TRAIN_INTERRUPTED ? 130 : 1;
+    free(o->spec);
+    o->spec = NULL;
+    nn_train_settings_free(&o->resumed);
+    return rc >= 0 ? 0 : run_error(rc, &o->cfg);
 }
 
 int cmd_train(int argc, char **argv) {

@@ -15,6 +15,7 @@
 #include "nn/report.h"
 #include "nn/study.h"
 #include "plot/plot.h"
+#include "progress.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -318,7 +319,7 @@ static void test_find_mistakes(void) {
     nn_model m;
     CHECK(nn_model_init(&m, "flatten linear(10)", (int[]){1, 2, 2}, 10, &rng) == 0);
     memset(m.params.data, 0, m.params.count * sizeof(float));
-    nn_tensor *w = m.layers[1].weight; /* [10, 4] */
+    nn_tensor *w = nn_layer_tensor(&m.layers[1], "weight"); /* [10, 4] */
     for (int p = 0; p < 4; p++) w->data[3 * 4 + p] = 1.0f;
     m.input_mean = 0.0f;
     m.input_std = 1.0f;
@@ -424,7 +425,7 @@ static void test_metrics_missing_dir(void) {
            "message: %s", nn_last_error());
 }
 
-/* ---- progress bar --------------------------------------------------------- */
+/* ---- progress bar (the nn program's, cli/progress.h) ----------------------- */
 
 static int count_char(const char *s, char c) {
     int n = 0;
@@ -436,15 +437,15 @@ static void test_progress_tty(void) {
     char *buf = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
-    nn_progress p = {.out = out, .force_tty = 1};
-    nn_progress_begin(&p, "epoch 1/3", 10);
-    nn_progress_update(&p, 3, 0.5, 2500);
+    progress_bar p = {.out = out, .force_tty = true};
+    progress_begin(&p, "epoch 1/3", 10);
+    progress_update(&p, 3, 0.5, 2500);
     fflush(out);
     CHECKF(strstr(buf, "ETA") && strstr(buf, "3/10") && strstr(buf, "loss 0.5000") &&
                strstr(buf, "2500 img/s") && strstr(buf, "epoch 1/3") && buf[0] == '\r',
            "line: %s", buf);
-    nn_progress_update(&p, 10, 0.25, 2500); /* the final state is always drawn */
-    nn_progress_end(&p);
+    progress_update(&p, 10, 0.25, 2500); /* the final state is always drawn */
+    progress_end(&p);
     fclose(out);
     CHECKF(count_char(buf, '\r') == 3, "%d redraws+erase in: %s", count_char(buf, '\r'), buf);
     CHECK(strstr(buf, "10/10") && strstr(buf, "[####################]"));
@@ -456,9 +457,9 @@ static void test_progress_throttled(void) {
     char *buf = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
-    nn_progress p = {.out = out, .force_tty = 1};
-    nn_progress_begin(&p, "", 100);
-    for (int i = 1; i <= 50; i++) nn_progress_update(&p, i, 1.0, 0);
+    progress_bar p = {.out = out, .force_tty = true};
+    progress_begin(&p, "", 100);
+    for (int i = 1; i <= 50; i++) progress_update(&p, i, 1.0, 0);
     fflush(out);
     /* 50 updates in well under 0.1 s: only the first is drawn (unless this
      * machine stalled for 0.1 s, which would allow one more). */
@@ -467,10 +468,10 @@ static void test_progress_throttled(void) {
     /* Once 0.1 s has passed, the next update is drawn again. */
     int before = count_char(buf, '\r');
     nanosleep(&(struct timespec){.tv_nsec = 120000000}, NULL);
-    nn_progress_update(&p, 60, 1.0, 0);
+    progress_update(&p, 60, 1.0, 0);
     fflush(out);
     CHECK(count_char(buf, '\r') == before + 1 && strstr(buf, "60/100"));
-    nn_progress_end(&p);
+    progress_end(&p);
     fclose(out);
     free(buf);
 }
@@ -479,12 +480,47 @@ static void test_progress_silent_off_tty(void) {
     char *buf = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len); /* not a terminal */
-    nn_progress p = {.out = out};
-    nn_progress_begin(&p, "epoch 1/1", 5);
-    for (int i = 1; i <= 5; i++) nn_progress_update(&p, i, 0.1, 100);
-    nn_progress_end(&p);
+    progress_bar p = {.out = out};
+    progress_begin(&p, "epoch 1/1", 5);
+    for (int i = 1; i <= 5; i++) progress_update(&p, i, 0.1, 100);
+    progress_end(&p);
     fclose(out);
     CHECKF(len == 0, "wrote %zu bytes", len);
+    free(buf);
+}
+
+/* nn_train's progress reports: one bar per epoch, labelled from the run. */
+static void test_progress_train(void) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    progress_bar p = {.out = out, .force_tty = true};
+    progress_train(&p, &(nn_train_progress){.label = "run", .epoch = 1, .epochs = 2, .batch = 1, .batches = 4, .loss = 2});
+    progress_train(&p, &(nn_train_progress){.epoch = 2, .epochs = 2, .batch = 1, .batches = 4, .loss = 1});
+    progress_end(&p);
+    fclose(out);
+    CHECKF(strstr(buf, "run 1/2 [#####") && strstr(buf, "epoch 2/2 [#####") && strstr(buf, "1/4"), "%s", buf);
+    free(buf);
+}
+
+/* The epoch line of nn train and nn experiment. */
+static void test_epoch_line(void) {
+    nn_epoch_metrics e[2] = {{.epoch = 1, .train_loss = 0.5, .train_acc = 0.9, .test_loss = 0.25, .test_acc = 0.95,
+                              .lr = 0.05, .seconds = 1.5, .images_per_sec = 4000}};
+    double val_loss[2] = {0.3}, val_acc[2] = {0.93};
+    nn_history h = {.n = 1, .epochs = e, .val_loss = val_loss, .val_acc = val_acc};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    print_epoch_line(out, "epoch", 6, &h, NULL);
+    h.has_val = true;
+    print_epoch_line(out, "[1/2] adam seed 1 epoch", 6, &h, "  [1s elapsed]");
+    fclose(out);
+    CHECKF(strcmp(buf, "epoch  1/6  train loss 0.5000 acc  90.00%  test loss 0.2500 acc  95.00%  lr 0.05  1.5 s  "
+                       "4000 img/s\n"
+                       "[1/2] adam seed 1 epoch  1/6  train loss 0.5000 acc  90.00%  val loss 0.3000 acc  93.00%  "
+                       "test loss 0.2500 acc  95.00%  lr 0.05  1.5 s  4000 img/s  [1s elapsed]\n") == 0,
+           "%s", buf);
     free(buf);
 }
 
@@ -552,5 +588,5 @@ TEST_MAIN(TEST(test_study_summary), TEST(test_plot_png), TEST(test_plot_svg_and_
           TEST(test_image_grid_png), TEST(test_image_grid_svg_diverging), TEST(test_image_grid_errors),
           TEST(test_plot_conv_filters), TEST(test_find_mistakes),
           TEST(test_metrics_csv), TEST(test_metrics_missing_dir), TEST(test_progress_tty),
-          TEST(test_progress_throttled), TEST(test_progress_silent_off_tty),
+          TEST(test_progress_throttled), TEST(test_progress_silent_off_tty), TEST(test_progress_train), TEST(test_epoch_line),
           TEST(test_confusion))

@@ -2,7 +2,10 @@
  * learn (class c lights up row c of an 10x10 image): how each run ends
  * (finished, stopped early, interrupted, diverged, failed), the callbacks,
  * and a resume that continues bit for bit. */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -36,6 +39,8 @@ static nn_train_data data(bool with_val) {
         d.has_val = true;
     }
     nn_dataset_mean_std(&d.train, &d.mean, &d.std);
+    d.channels = 1;
+    d.classes = NN_DATA_CLASSES;
     return d;
 }
 
@@ -55,12 +60,14 @@ typedef struct counter {
     long steps, epochs, stop_at;
     volatile sig_atomic_t *stop;
     double last_test_acc;
+    nn_train_progress last; /* the last progress report */
 } counter;
 
-static void count_step(void *user, long step) {
+static void count_step(void *user, const nn_train_progress *p) {
     counter *c = user;
-    c->steps = step;
-    if (c->stop && step == c->stop_at) *c->stop = 1;
+    c->steps = p->step;
+    c->last = *p;
+    if (c->stop && p->step == c->stop_at) *c->stop = 1;
 }
 
 static int count_epoch(void *user, const nn_history *h) {
@@ -80,11 +87,14 @@ static void test_finished_with_callbacks(void) {
     nn_train_data d = data(false);
     nn_train_config c = config();
     counter n = {0};
-    c.on_step = count_step, c.on_epoch = count_epoch, c.user = &n;
+    c.label = "run";
+    c.on_progress = count_step, c.on_epoch = count_epoch, c.user = &n;
     nn_model m;
     nn_history h;
     CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_FINISHED);
     CHECK(h.n == 3 && n.epochs == 3 && n.steps == 3 * 12);
+    CHECK(n.last.epoch == 3 && n.last.epochs == 3 && n.last.batch == 12 && n.last.batches == 12);
+    CHECK(n.last.images_per_sec > 0 && isfinite(n.last.loss) && strcmp(n.last.label, "run") == 0);
     CHECKF(n.last_test_acc > 0.95, "test accuracy %.3f", n.last_test_acc);
     CHECK(n.last_test_acc == h.epochs[2].test_acc);
     nn_history_free(&h);
@@ -115,7 +125,10 @@ static void test_diverged(void) {
     nn_model m;
     nn_history h;
     CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_DIVERGED);
-    CHECKF(strstr(nn_last_error(), "loss became"), "%s", nn_last_error());
+    /* The message speaks of the run (step, learning rate), not of a program's flags. */
+    CHECKF(strstr(nn_last_error(), "loss became") && strstr(nn_last_error(), "with learning rate 1e+30") &&
+               !strstr(nn_last_error(), "--"),
+           "%s", nn_last_error());
     nn_history_free(&h);
     nn_model_free(&m);
     nn_train_data_free(&d);
@@ -156,15 +169,17 @@ static void test_interrupted_then_resumed(void) {
     counter n = {.stop_at = 20, .stop = &stop};
     nn_train_config ci = c;
     ci.save_path = tmp_path(0, "int.safetensors");
-    ci.stop = &stop, ci.on_step = count_step, ci.user = &n;
+    ci.stop = &stop, ci.on_progress = count_step, ci.user = &n;
     CHECK(nn_train(&ci, &d, &part, &h) == NN_TRAIN_INTERRUPTED);
-    CHECKF(strstr(nn_last_error(), "interrupted at epoch 2, step 8"), "%s", nn_last_error());
+    CHECKF(strstr(nn_last_error(), "interrupted at epoch 2, step 8") && strstr(nn_last_error(), ci.save_path) &&
+               !strstr(nn_last_error(), "--"),
+           "%s", nn_last_error());
     nn_history_free(&h);
     nn_model_free(&part);
 
     /* The checkpoint holds the settings field by field ... */
     static nn_train_settings saved;
-    CHECKF(nn_train_settings_read(ci.save_path, &saved) == 0, "%s", nn_last_error());
+    CHECKF(nn_train_settings_read(&saved, ci.save_path) == 0, "%s", nn_last_error());
     CHECK(saved.cfg.opt.kind == NN_OPT_ADAM && saved.cfg.sched.base_lr == 1e-2f && saved.cfg.batch_size == 50 &&
           saved.cfg.epochs == 3 && saved.cfg.seed == 4 && saved.cfg.opt.beta2 == c.opt.beta2);
     CHECK(strcmp(saved.spec, "flatten dropout(0.2) linear(16) relu linear(10)") == 0 && saved.cfg.spec == saved.spec);
@@ -191,10 +206,11 @@ static void test_interrupted_then_resumed(void) {
     stop = 0;
     ci.save_path = NULL;
     CHECK(nn_train(&ci, &d, &part, &h) == NN_TRAIN_INTERRUPTED);
-    CHECKF(strstr(nn_last_error(), "no --save"), "%s", nn_last_error());
+    CHECKF(strstr(nn_last_error(), "no save path"), "%s", nn_last_error());
     nn_history_free(&h);
     nn_model_free(&part);
     unlink(tmp_path(0, "int.safetensors"));
+    nn_train_settings_free(&saved);
     nn_model_free(&full);
     nn_train_data_free(&d);
 }
@@ -230,5 +246,82 @@ static void test_callback_failure_and_step_schedule(void) {
     nn_train_data_free(&d);
 }
 
-TEST_MAIN(TEST(test_finished_with_callbacks), TEST(test_callback_failure_and_step_schedule), TEST(test_stopped_early), TEST(test_diverged), TEST(test_failed),
+/* A model the caller planned (to print its summary, say) is built, not
+ * parsed again: the same weights as from the spec. */
+static void test_planned_model(void) {
+    nn_train_data d = data(false);
+    nn_train_config c = config();
+    nn_model from_spec, planned;
+    nn_history h;
+    CHECK(nn_train(&c, &d, &from_spec, &h) == NN_TRAIN_FINISHED);
+    nn_history_free(&h);
+    CHECK(nn_model_plan(&planned, c.spec, (int[]){1, SIDE, SIDE}, NN_DATA_CLASSES) == 0);
+    c.spec = NULL;
+    CHECK(nn_train(&c, &d, &planned, &h) == NN_TRAIN_FINISHED);
+    CHECK(planned.params.count == from_spec.params.count &&
+          memcmp(planned.params.data, from_spec.params.data, from_spec.params.count * sizeof(float)) == 0);
+    nn_history_free(&h);
+    nn_model_free(&planned);
+    /* planned for other data: refused, naming both shapes */
+    CHECK(nn_model_plan(&planned, "flatten linear(10)", (int[]){1, 28, 28}, NN_DATA_CLASSES) == 0);
+    CHECK(nn_train(&c, &d, &planned, &h) == NN_TRAIN_FAILED);
+    CHECKF(strstr(nn_last_error(), "[1,28,28]") && strstr(nn_last_error(), "[1,10,10]"), "%s", nn_last_error());
+    nn_history_free(&h);
+    nn_model_free(&planned);
+    nn_model_free(&from_spec);
+    nn_train_data_free(&d);
+}
+
+/* libnn writes nothing to the terminal: a run without callbacks, one that
+ * stops early, one that diverges and one that is interrupted leave stdout
+ * and stderr empty. */
+static void test_silent(void) {
+    const char *out_path = tmp_path(0, "stdout"), *err_path = tmp_path(1, "stderr");
+    fflush(stdout);
+    fflush(stderr);
+    int saved_out = dup(1), saved_err = dup(2);
+    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600), err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(saved_out >= 0 && saved_err >= 0 && out >= 0 && err >= 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    nn_train_data d = data(true);
+    nn_train_config c = config();
+    nn_model m;
+    nn_history h;
+    nn_train_status finished = nn_train(&c, &d, &m, &h);
+    nn_history_free(&h);
+    nn_model_free(&m);
+    c.sched.base_lr = 0.0f, c.epochs = 6, c.early_stop = 2;
+    nn_train_status stopped = nn_train(&c, &d, &m, &h);
+    nn_history_free(&h);
+    nn_model_free(&m);
+    c = config();
+    c.spec = "flatten linear(16) relu linear(10)";
+    c.sched.base_lr = 1e30f;
+    nn_train_status diverged = nn_train(&c, &d, &m, &h);
+    nn_history_free(&h);
+    nn_model_free(&m);
+    volatile sig_atomic_t stop = 1;
+    c = config();
+    c.stop = &stop;
+    nn_train_status interrupted = nn_train(&c, &d, &m, &h);
+    nn_history_free(&h);
+    nn_model_free(&m);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved_out, 1);
+    dup2(saved_err, 2);
+    close(saved_out), close(saved_err), close(out), close(err);
+    CHECK(finished == NN_TRAIN_FINISHED && stopped == NN_TRAIN_STOPPED_EARLY && diverged == NN_TRAIN_DIVERGED &&
+          interrupted == NN_TRAIN_INTERRUPTED);
+    struct stat so, se;
+    CHECK(stat(out_path, &so) == 0 && stat(err_path, &se) == 0);
+    CHECKF(so.st_size == 0 && se.st_size == 0, "nn_train wrote %lld bytes to stdout, %lld to stderr",
+           (long long)so.st_size, (long long)se.st_size);
+    unlink(out_path);
+    unlink(err_path);
+    nn_train_data_free(&d);
+}
+
+TEST_MAIN(TEST(test_finished_with_callbacks), TEST(test_planned_model), TEST(test_silent), TEST(test_callback_failure_and_step_schedule), TEST(test_stopped_early), TEST(test_diverged), TEST(test_failed),
           TEST(test_interrupted_then_resumed))

@@ -14,7 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
+#include <stddef.h>
 
 #include "nn/optim.h"
 #include "nn/api.h"
@@ -88,7 +88,11 @@ typedef struct nn_linreg_gd_config {
     bool standardize; /* train on features scaled to mean 0, variance 1 (the fit is reported in original units) */
     uint64_t seed;    /* initial weights and shuffling */
     const char *graph_path; /* Graphviz DOT of one MSE evaluation; NULL = none */
-    FILE *log;              /* about ten progress lines; NULL = none */
+    /* Called after every update with its number (1-based), the number of
+     * updates in all and the update's loss; NULL = none. nn_linreg_gd
+     * writes nothing to the terminal itself. */
+    void (*on_step)(void *user, long step, long updates, double loss);
+    void *user;
 } nn_linreg_gd_config;
 
 /* Examples per update and updates in all for cfg on n examples. */

@@ -1,8 +1,8 @@
 /* Reporting for the training commands: the per-epoch metrics CSV, the
- * terminal progress bar, the confusion matrix and a model's most confident
- * mistakes. (Pictures are the nn program's: app/plot/plot.h.) Functions that can
- * fail on user input return -1 (or NULL) and leave a one-line message in
- * nn_last_error(). */
+ * confusion matrix and a model's most confident mistakes. (Pictures and the
+ * terminal's progress bar are the nn program's: app/plot/plot.h, cli/.)
+ * Functions that can fail on user input return -1 (or NULL) and leave a
+ * one-line message in nn_last_error(). */
 #ifndef NN_REPORT_H
 #define NN_REPORT_H
 
@@ -55,31 +55,6 @@ nn_metrics_file *nn_metrics_open(const char *path, const char *const *extra_cols
 int nn_metrics_write(nn_metrics_file *f, const nn_epoch_metrics *m, const double *extra);
 /* Closes the file (NULL is a no-op); reports a late write error. */
 int nn_metrics_close(nn_metrics_file *f);
-
-/* ---- Progress bar --------------------------------------------------------- */
-
-/* A one-line progress bar, redrawn in place with '\r' at most ~10 times a
- * second, when `out` is a terminal; otherwise it prints nothing. Usage:
- *     nn_progress p = {0};               // out = stderr
- *     nn_progress_begin(&p, "epoch 1/10", n_batches);
- *     ... nn_progress_update(&p, batch + 1, loss, images_per_sec); ...
- *     nn_progress_end(&p);               // erases the bar
- * then print the epoch's summary line. */
-typedef struct nn_progress {
-    FILE *out;     /* NULL = stderr */
-    int force_tty; /* draw even when `out` is not a terminal (tests) */
-    /* state, set by nn_progress_begin */
-    char label[48];
-    long total;
-    int active;    /* drawing enabled for this run */
-    int drawn;     /* something is on the line that end() must erase */
-    double t_start, t_last_draw;
-} nn_progress;
-
-void nn_progress_begin(nn_progress *p, const char *label, long total_steps);
-/* `done` steps of `total_steps` are finished; images_per_sec <= 0 hides it. */
-void nn_progress_update(nn_progress *p, long done, double loss, double images_per_sec);
-void nn_progress_end(nn_progress *p);
 
 /* ---- Confusion matrix ----------------------------------------------------- */
 

@@ -6,7 +6,6 @@
 
 #include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "nn/augment.h"
 #include "nn/data.h"
@@ -20,10 +19,31 @@ NN_BEGIN_DECLS
 
 typedef enum nn_loss_kind { NN_LOSS_CE, NN_LOSS_MSE } nn_loss_kind;
 
+/* "ce", "mse" <-> kind; parse returns -1 with the error for an unknown name. */
+int nn_loss_parse(const char *name, nn_loss_kind *kind);
+const char *nn_loss_name(nn_loss_kind kind);
+/* "fp32", "bf16" -> precision (the names of nn_precision_name); -1 with the
+ * error for an unknown name. */
+int nn_precision_parse(const char *name, nn_precision *p);
+
 typedef struct nn_history nn_history; /* below */
 
+/* Where a run stands after an optimiser step, for on_progress. */
+typedef struct nn_train_progress {
+    const char *label;     /* the config's label (may be NULL) */
+    int epoch, epochs;     /* the epoch in progress (1-based) of the run's epochs */
+    long batch, batches;   /* batches of this epoch done, and per epoch */
+    long step;             /* optimiser steps taken in the whole run (1, 2, ...) */
+    double loss;           /* the last batch's mean loss */
+    double images_per_sec; /* this epoch's training speed so far */
+} nn_train_progress;
+
 typedef struct nn_train_config {
-    const char *spec;  /* the model, e.g. "flatten linear(1024) relu linear(10)" (nn/model.h) */
+    /* The model, e.g. "flatten linear(1024) relu linear(10)" (nn/model.h).
+     * NULL when the caller passes nn_train a model it already planned
+     * (nn_model_plan) for the data, e.g. to print its summary first: the
+     * spec is then not parsed again. */
+    const char *spec;
     nn_loss_kind loss; /* mse: mean squared error of softmax(logits) against one-hot targets */
     float label_smoothing;
     nn_optim_config opt;
@@ -40,8 +60,7 @@ typedef struct nn_train_config {
     int early_stop; /* stop after this many epochs without validation improvement; 0 = off */
     const char *save_path, *metrics_path; /* each may be NULL */
     const char *graph_path; /* Graphviz DOT of the first step's graph; may be NULL */
-    FILE *log;          /* one line per epoch (NULL = none) */
-    const char *label;  /* progress-bar prefix, e.g. "epoch" or "adamw 2/8" */
+    const char *label;  /* the run's name, handed back in nn_train_progress (e.g. "epoch", "adamw seed 2") */
     /* Resuming: a checkpoint written by an earlier run with the same config
      * (its model, optimiser state, position, generators and history are
      * restored, and the run continues bit for bit). The settings above are
@@ -51,18 +70,24 @@ typedef struct nn_train_config {
     const char *resume_path;
     /* When set to non-zero (e.g. by a SIGINT handler) the run stops after the
      * current step, writes a resumable checkpoint to save_path if there is
-     * one, and returns -1 with an error saying so. May be NULL. */
+     * one, and returns NN_TRAIN_INTERRUPTED with an error saying so. May be NULL. */
     volatile sig_atomic_t *stop;
-    /* Called after every optimiser step with the number of steps taken so
-     * far in the whole run (1, 2, ...). May be NULL. */
-    void (*on_step)(void *user, long step);
-    /* Called after every epoch's evaluation and checkpoint with the history
-     * so far (the epoch just finished is h->epochs[h->n - 1]); e.g. to draw
-     * the curves. Non-zero stops the run as NN_TRAIN_FAILED (the callback
-     * sets the error). May be NULL. */
+    /* nn_train writes nothing to the terminal: what a program shows comes
+     * from these callbacks (each may be NULL), all given `user`.
+     * on_progress: after every optimiser step (e.g. to draw a progress bar).
+     * on_epoch: after every epoch's evaluation and checkpoint, with the
+     * history so far (the epoch just finished is h->epochs[h->n - 1]); e.g.
+     * to print the epoch's line or draw the curves. Non-zero stops the run as
+     * NN_TRAIN_FAILED (the callback sets the error). */
+    void (*on_progress)(void *user, const nn_train_progress *p);
     int (*on_epoch)(void *user, const nn_history *h);
     void *user;
 } nn_train_config;
+
+/* The defaults of a run: cross-entropy, SGD with Nesterov momentum 0.9 at
+ * nn_optim_default_lr, cosine schedule (a step schedule's factor 0.1),
+ * batch 128, 6 epochs, seed 1, fp32; no spec, paths or callbacks. */
+nn_train_config nn_train_config_defaults(void);
 
 /* The data of a run: training set, optional validation slice, test set, and
  * the input normalisation (computed on the training set). */
@@ -70,6 +95,9 @@ typedef struct nn_train_data {
     nn_dataset train, val, test;
     bool has_val;
     float mean, std;
+    /* What the images are: channels per pixel (the model's input is
+     * [channels, rows, cols]) and the number of classes of the labels. */
+    int channels, classes;
     /* Where it came from (nn_train_data_load's arguments), kept in checkpoints. */
     const char *dir;
     int train_limit;
@@ -78,17 +106,18 @@ typedef struct nn_train_data {
 
 /* What a checkpoint written by nn_train says about the run that wrote it. */
 typedef struct nn_train_settings {
-    nn_train_config cfg;     /* the stored settings; paths, callbacks, log and label are NULL */
-    char spec[NN_SPEC_MAX];  /* cfg.spec points here */
-    char data_dir[1024];     /* the data's folder as the run named it */
+    nn_train_config cfg;     /* the stored settings; paths, callbacks and label are NULL */
+    char *spec;              /* cfg.spec points here */
+    char *data_dir;          /* the data's folder as the run named it */
     int train_limit;         /* 0 = all the training images */
     float val_split;
 } nn_train_settings;
 
 /* Reads them from a resumable checkpoint; -1 with the error for a file that
- * is not one (a finished --val-split run's, another program's, an older
- * release's). */
-int nn_train_settings_read(const char *path, nn_train_settings *s);
+ * is not one (that of a finished run with a validation set, another
+ * program's, an older release's). */
+int nn_train_settings_read(nn_train_settings *s, const char *path);
+void nn_train_settings_free(nn_train_settings *s);
 
 struct nn_history { /* the run's epochs so far */
     int n;                  /* epochs run */
@@ -104,17 +133,22 @@ typedef enum nn_train_status {
     NN_TRAIN_FINISHED = 0,      /* all the epochs ran */
     NN_TRAIN_STOPPED_EARLY = 1, /* early stopping: no validation improvement for early_stop epochs */
     NN_TRAIN_INTERRUPTED = -1,  /* *cfg->stop was set; save_path holds a resumable checkpoint if given */
-    NN_TRAIN_DIVERGED = -2,     /* the loss became NaN or infinite; save_path keeps the last good epoch */
+    NN_TRAIN_DIVERGED = -2,     /* the loss became NaN or infinite (the error names the step and the
+                                 * learning rate); save_path keeps the last good epoch */
     NN_TRAIN_FAILED = -3,       /* bad input or a failed read or write */
 } nn_train_status;
 
 /* Trains a freshly initialised model (cfg->seed decides initialisation,
- * shuffling, augmentation and dropout), or resumes one (the file's spec must
- * be cfg->spec's). Returns how the run ended (failures, negative, set the
- * error: a failed write, a loss that became NaN, a stop request). The model is left
+ * shuffling, augmentation and dropout), or resumes one (the file's model must
+ * be the run's). The model is cfg->spec for [data->channels, rows, cols]
+ * images and data->classes classes; with cfg->spec NULL, *model comes
+ * planned by the caller (nn_model_plan for that input and classes) and is
+ * built here. Returns how the run ended (failures, negative, set the error:
+ * a failed write, a loss that became NaN, a stop request). The model is left
  * with the final weights, or with the best ones by validation accuracy when
  * there is a validation set; save_path then holds the same. While running,
- * save_path holds a resumable checkpoint after every epoch. */
+ * save_path holds a resumable checkpoint after every epoch. Whatever the
+ * status, nn_model_free(model) releases it. Writes nothing to the terminal. */
 nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist);
 void nn_history_free(nn_history *h);
 
@@ -125,7 +159,8 @@ double nn_evaluate(nn_model *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind 
 
 /* Loads dataset_dir's train and t10k splits, applies train_limit (0 = all)
  * and the validation split (a fraction of the training set, 0 = none), and
- * computes the normalisation. */
+ * computes the normalisation. IDX images have one channel and classes
+ * 0..NN_DATA_CLASSES-1. */
 int nn_train_data_load(nn_train_data *d, const char *dataset_dir, int train_limit, float val_split);
 void nn_train_data_free(nn_train_data *d);
 

@@ -4,6 +4,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -364,7 +365,6 @@ int nn_linreg_gd(const nn_linreg_data *ds, const nn_linreg_gd_config *cfg, nn_li
     long batch = nn_linreg_batch_size(cfg, n), per_epoch = (n + batch - 1) / batch;
     nn_rng shuffle;
     nn_rng_seed(&shuffle, cfg->seed, 3);
-    long report_every = updates >= 10 ? updates / 10 : 1;
     long diverged = 0;
     for (long step = 0; rc == 0 && step < updates; step++) {
         long in_epoch = step % per_epoch;
@@ -383,9 +383,7 @@ int nn_linreg_gd(const nn_linreg_data *ds, const nn_linreg_gd_config *cfg, nn_li
         nn_params_zero_grad(&params);
         nn_backward(ctx, l);
         nn_optim_step(&opt, (float)cfg->lr);
-        if (cfg->log && ((step + 1) % report_every == 0 || step == 0))
-            fprintf(cfg->log, "step %*ld/%ld  loss %.6g\n", (int)snprintf(NULL, 0, "%ld", updates), step + 1, updates,
-                    value);
+        if (cfg->on_step) cfg->on_step(cfg->user, step + 1, updates, value);
     }
     if (rc == 0 && !diverged)
         for (size_t k = 0; k < params.count; k++)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/error.h"
 #include "nn/optim.h"
 
 static const char *const kind_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
@@ -15,7 +16,7 @@ int nn_optim_parse(const char *name, nn_optim_kind *kind) {
             *kind = (nn_optim_kind)i;
             return 0;
         }
-    return -1;
+    return nn_error("unknown optimiser '%s' (one of: sgd, momentum, nesterov, adam, adamw)", name);
 }
 
 const char *nn_optim_name(nn_optim_kind kind) { return kind_names[kind]; }
@@ -24,6 +25,10 @@ nn_optim_config nn_optim_defaults(nn_optim_kind kind) {
     nn_optim_config c = {.kind = kind, .momentum = 0.9f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     if (kind == NN_OPT_ADAMW) c.weight_decay = 0.01f; /* torch.optim.AdamW's default */
     return c;
+}
+
+float nn_optim_default_lr(nn_optim_kind kind) {
+    return kind == NN_OPT_ADAM || kind == NN_OPT_ADAMW ? 1e-3f : 0.05f;
 }
 
 void nn_optim_init(nn_optim *o, nn_params *params, const nn_optim_config *cfg) {
@@ -103,7 +108,7 @@ void nn_optim_step(nn_optim *o, float lr) {
     float bc1 = 1.0f - powf(c->beta1, (float)o->steps), bc2 = 1.0f - powf(c->beta2, (float)o->steps);
     size_t offset = 0;
     for (int t = 0; t < p->n; t++) {
-        size_t n = p->tensors[t].size;
+        size_t n = p->tensors[t]->size;
         float wd = p->decay[t] ? c->weight_decay : 0.0f;
         float *w = p->data + offset;
         const float *g = p->grad + offset;

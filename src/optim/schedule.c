@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "nn/error.h"
 #include "nn/optim.h"
 
 static const char *const schedule_names[] = {"const", "step", "cosine"};
@@ -13,7 +14,7 @@ int nn_schedule_parse(const char *name, nn_schedule_kind *kind) {
             *kind = (nn_schedule_kind)i;
             return 0;
         }
-    return -1;
+    return nn_error("unknown learning-rate schedule '%s' (one of: const, step, cosine)", name);
 }
 
 const char *nn_schedule_name(nn_schedule_kind kind) { return schedule_names[kind]; }

@@ -52,6 +52,38 @@ static const field fields[] = {
 
 static const char *const loss_names[] = {"ce", "mse"};
 
+int nn_loss_parse(const char *name, nn_loss_kind *kind) {
+    for (int i = 0; i < 2; i++)
+        if (strcmp(name, loss_names[i]) == 0) {
+            *kind = (nn_loss_kind)i;
+            return 0;
+        }
+    return nn_error("unknown loss '%s' (one of: ce, mse)", name);
+}
+
+const char *nn_loss_name(nn_loss_kind kind) { return loss_names[kind == NN_LOSS_MSE]; }
+
+int nn_precision_parse(const char *name, nn_precision *p) {
+    for (nn_precision q = NN_PRECISION_FP32; q <= NN_PRECISION_BF16; q++)
+        if (strcmp(name, nn_precision_name(q)) == 0) {
+            *p = q;
+            return 0;
+        }
+    return nn_error("unknown precision '%s' (one of: fp32, bf16)", name);
+}
+
+nn_train_config nn_train_config_defaults(void) {
+    return (nn_train_config){
+        .loss = NN_LOSS_CE,
+        .opt = nn_optim_defaults(NN_OPT_NESTEROV),
+        .sched = {.kind = NN_SCHED_COSINE, .base_lr = nn_optim_default_lr(NN_OPT_NESTEROV), .gamma = 0.1f},
+        .batch_size = 128,
+        .epochs = 6,
+        .seed = 1,
+        .precision = NN_PRECISION_FP32,
+    };
+}
+
 static void *at(const nn_train_config *cfg, const field *f) { return (char *)cfg + f->offset; }
 
 /* The field's value as stored: exact (%a for floats), names for enums. */
@@ -62,7 +94,7 @@ static void format(const nn_train_config *cfg, const field *f, char *buf, size_t
     case F_LONG: snprintf(buf, cap, "%ld", *(const long *)p); break;
     case F_FLOAT: snprintf(buf, cap, "%a", (double)*(const float *)p); break;
     case F_U64: snprintf(buf, cap, "%" PRIu64, *(const uint64_t *)p); break;
-    case F_LOSS: snprintf(buf, cap, "%s", loss_names[*(const nn_loss_kind *)p == NN_LOSS_MSE]); break;
+    case F_LOSS: snprintf(buf, cap, "%s", nn_loss_name(*(const nn_loss_kind *)p)); break;
     case F_OPTIM: snprintf(buf, cap, "%s", nn_optim_name(*(const nn_optim_kind *)p)); break;
     case F_SCHED: snprintf(buf, cap, "%s", nn_schedule_name(*(const nn_schedule_kind *)p)); break;
     case F_PRECISION: snprintf(buf, cap, "%s", nn_precision_name(*(const nn_precision *)p)); break;
@@ -101,16 +133,10 @@ static int parse(nn_train_config *cfg, const field *f, const char *s) {
         *(uint64_t *)p = v;
         return 0;
     }
-    case F_LOSS:
-        if (strcmp(s, "ce") && strcmp(s, "mse")) return -1;
-        *(nn_loss_kind *)p = strcmp(s, "ce") == 0 ? NN_LOSS_CE : NN_LOSS_MSE;
-        return 0;
+    case F_LOSS: return nn_loss_parse(s, (nn_loss_kind *)p);
     case F_OPTIM: return nn_optim_parse(s, (nn_optim_kind *)p);
     case F_SCHED: return nn_schedule_parse(s, (nn_schedule_kind *)p);
-    case F_PRECISION:
-        if (strcmp(s, "fp32") && strcmp(s, "bf16")) return -1;
-        *(nn_precision *)p = strcmp(s, "bf16") == 0 ? NN_PRECISION_BF16 : NN_PRECISION_FP32;
-        return 0;
+    case F_PRECISION: return nn_precision_parse(s, (nn_precision *)p);
     }
     return -1;
 }
@@ -136,14 +162,15 @@ int train_config_meta(const nn_train_config *cfg, const nn_train_data *data, tra
     return out->n;
 }
 
-int nn_train_settings_read(const char *path, nn_train_settings *s) {
+int nn_train_settings_read(nn_train_settings *s, const char *path) {
     memset(s, 0, sizeof *s);
     nn_safetensors st;
     if (nn_st_load(path, &st) != 0) return -1;
     int rc = 0;
     if (!nn_st_meta(&st, "nn.train.epoch")) {
-        rc = nn_error("%s: not a resumable checkpoint: it holds a model but no training state (nn train --save "
-                      "writes one while it runs; a finished --val-split run ends holding its best weights only)",
+        rc = nn_error("%s: not a resumable checkpoint: it holds a model but no training state (a run with a save "
+                      "path writes one while it runs; a finished run with a validation set ends holding its best "
+                      "weights only)",
                       path);
     } else if (!nn_st_meta(&st, "nn.config.lr")) {
         rc = nn_error("%s: written by an nn before 1.0, which kept no settings field by field: it cannot be resumed",
@@ -159,9 +186,8 @@ int nn_train_settings_read(const char *path, nn_train_settings *s) {
     }
     const char *spec = nn_st_meta(&st, "nn.spec"), *dir = nn_st_meta(&st, data_keys[0]);
     const char *limit = nn_st_meta(&st, data_keys[1]), *split = nn_st_meta(&st, data_keys[2]);
-    if (rc == 0 && (!spec || strlen(spec) >= sizeof s->spec))
-        rc = nn_error("%s: metadata 'nn.spec' is missing or too long", path);
-    if (rc == 0 && (!dir || strlen(dir) >= sizeof s->data_dir || !limit || !split))
+    if (rc == 0 && !spec) rc = nn_error("%s: metadata 'nn.spec' is missing", path);
+    if (rc == 0 && (!dir || !limit || !split))
         rc = nn_error("%s: the data-source metadata (nn.config.data, train_limit, val_split) is missing", path);
     if (rc == 0) {
         char *end;
@@ -172,33 +198,41 @@ int nn_train_settings_read(const char *path, nn_train_settings *s) {
             rc = nn_error("%s: the data-source metadata is malformed", path);
         s->train_limit = (int)l;
         s->val_split = (float)v;
-        snprintf(s->spec, sizeof s->spec, "%s", spec);
-        snprintf(s->data_dir, sizeof s->data_dir, "%s", dir);
+        s->spec = nn_xstrdup(spec);
+        s->data_dir = nn_xstrdup(dir);
         s->cfg.spec = s->spec;
     }
     nn_st_free(&st);
     return rc;
 }
 
+void nn_train_settings_free(nn_train_settings *s) {
+    free(s->spec);
+    free(s->data_dir);
+    memset(s, 0, sizeof *s);
+}
+
 int train_config_check(const char *path, const nn_train_config *cfg, const nn_train_data *data) {
     nn_train_settings saved;
-    if (nn_train_settings_read(path, &saved) != 0) return -1;
-    for (int i = 0; i < N_FIELDS; i++) {
+    if (nn_train_settings_read(&saved, path) != 0) return -1;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < N_FIELDS; i++) {
         char a[VALUE_MAX], b[VALUE_MAX];
         format(&saved.cfg, &fields[i], a, sizeof a);
         format(cfg, &fields[i], b, sizeof b);
         if (strcmp(a, b) != 0) {
             display(&saved.cfg, &fields[i], a, sizeof a);
             display(cfg, &fields[i], b, sizeof b);
-            return nn_error("%s was trained with %s %s; this run asks for %s (a resumed run keeps its settings)", path,
-                            fields[i].what, a, b);
+            rc = nn_error("%s was trained with %s %s; this run asks for %s (a resumed run keeps its settings)", path,
+                          fields[i].what, a, b);
         }
     }
-    if (saved.train_limit != data->train_limit)
-        return nn_error("%s was trained on the first %d training images (0 = all); this run asks for %d", path,
-                        saved.train_limit, data->train_limit);
-    if (saved.val_split != data->val_split)
-        return nn_error("%s was trained with a validation split of %g; this run asks for %g", path,
-                        (double)saved.val_split, (double)data->val_split);
-    return 0;
+    if (rc == 0 && saved.train_limit != data->train_limit)
+        rc = nn_error("%s was trained on the first %d training images (0 = all); this run asks for %d", path,
+                      saved.train_limit, data->train_limit);
+    if (rc == 0 && saved.val_split != data->val_split)
+        rc = nn_error("%s was trained with a validation split of %g; this run asks for %g", path,
+                      (double)saved.val_split, (double)data->val_split);
+    nn_train_settings_free(&saved);
+    return rc;
 }

@@ -99,7 +99,7 @@ int train_state_save(const char *path, const nn_train_config *cfg, const nn_trai
     if (opt->v) state[n_state++] = (nn_st_entry){.name = "train.optim_v", .ndim = 1, .shape = &count, .data = opt->v};
     if (best) state[n_state++] = (nn_st_entry){.name = "train.best", .ndim = 1, .shape = &best_count, .data = best};
     if (raw) state[n_state++] = (nn_st_entry){.name = "train.raw", .ndim = 1, .shape = &count, .data = raw};
-    int rc = nn_model_save(model, path, state, n_state, keys, values, n_keys);
+    int rc = nn_model_save_with(model, path, state, n_state, keys, values, n_keys);
     free(history);
     return rc;
 }
@@ -107,7 +107,7 @@ int train_state_save(const char *path, const nn_train_config *cfg, const nn_trai
 static int meta_long(const nn_safetensors *f, const char *path, const char *key, long lo, long hi, long *out) {
     const char *s = nn_st_meta(f, key);
     char *end;
-    if (!s) return nn_error("%s: not a resumable checkpoint (no '%s'; was it written by nn train --save?)", path, key);
+    if (!s) return nn_error("%s: not a resumable checkpoint (no '%s'; was it written by a training run with a save path?)", path, key);
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi)
@@ -160,7 +160,7 @@ int train_state_load(const char *path, nn_model *model, train_state *st, nn_hist
     hist->best_epoch = (int)best_epoch;
     const char *h = nn_st_meta(file, "nn.train.history");
     if (!h || history_parse(h, hist, max_epochs) != 0) {
-        nn_error("%s: metadata 'nn.train.history' is missing or malformed (or longer than --epochs)", path);
+        nn_error("%s: metadata 'nn.train.history' is missing or malformed (or longer than the run's epochs)", path);
         goto fail;
     }
     if (nn_model_load_st(model, file, path) != 0) goto fail;

@@ -33,9 +33,9 @@ static void shrink_batch(nn_tensor *x, int n) {
     x->shape[0] = n;
 }
 
-/* A batch of images as the model takes them: [B, 1, rows, cols]. */
-static nn_tensor *image_batch(nn_ctx *ctx, const nn_dataset *ds, int B) {
-    return nn_input(ctx, "x", 4, (int[]){B, 1, ds->rows, ds->cols});
+/* A batch of images as the model takes them: [B, channels, rows, cols]. */
+static nn_tensor *image_batch(nn_ctx *ctx, const nn_model *m, const nn_dataset *ds, int B) {
+    return nn_input(ctx, "x", 4, (int[]){B, m->in_shape[0], ds->rows, ds->cols});
 }
 
 double nn_evaluate(nn_model *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind loss_kind, double *loss,
@@ -51,7 +51,7 @@ double nn_evaluate(nn_model *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind 
     long correct = 0;
     for (;;) {
         nn_ctx_reset(ctx);
-        nn_tensor *x = image_batch(ctx, ds, EVAL_BATCH);
+        nn_tensor *x = image_batch(ctx, m, ds, EVAL_BATCH);
         int n = nn_loader_next(&l, x->data, labels);
         if (n == 0) break;
         shrink_batch(x, n);
@@ -76,18 +76,6 @@ void nn_history_free(nn_history *h) {
     free(h->val_loss);
     free(h->val_acc);
     memset(h, 0, sizeof *h);
-}
-
-/* One line per epoch on cfg->log. */
-static void log_epoch(const nn_train_config *cfg, const nn_history *h, bool has_val) {
-    const nn_epoch_metrics *m = &h->epochs[h->n - 1];
-    FILE *f = cfg->log;
-    fprintf(f, "%s %2d/%d  train loss %.4f acc %6.2f%%  ", cfg->label ? cfg->label : "epoch", m->epoch, cfg->epochs,
-            m->train_loss, 100 * m->train_acc);
-    if (has_val) fprintf(f, "val loss %.4f acc %6.2f%%  ", h->val_loss[h->n - 1], 100 * h->val_acc[h->n - 1]);
-    fprintf(f, "test loss %.4f acc %6.2f%%  lr %.3g  %.1f s  %.0f img/s\n", m->test_loss, 100 * m->test_acc, m->lr,
-            m->seconds, m->images_per_sec);
-    fflush(f);
 }
 
 /* Rewrites the metrics file from the whole history (after a resume it
@@ -125,15 +113,27 @@ static void restore(nn_model *m, const float *best) {
     if (m->state.count) memcpy(m->state.data, best + m->params.count, m->state.count * sizeof(float));
 }
 
+/* The run's model, planned: from cfg->spec, or as the caller planned it
+ * (which must be for this data). */
+static int plan_model(const nn_train_config *cfg, const nn_train_data *data, nn_model *model) {
+    const int in_shape[3] = {data->channels, data->train.rows, data->train.cols};
+    NN_CHECK(data->channels >= 1 && data->classes >= 1,
+             "nn_train_data has no channels or classes (nn_train_data_load sets them)");
+    if (cfg->spec) return nn_model_plan(model, cfg->spec, in_shape, data->classes);
+    NN_CHECK(model->spec, "nn_train: no cfg->spec and no planned model");
+    if (memcmp(model->in_shape, in_shape, sizeof in_shape) != 0 || model->classes != data->classes)
+        return nn_error("the model '%s' was planned for [%d,%d,%d] inputs and %d classes; the data has "
+                        "[%d,%d,%d] and %d",
+                        model->spec, model->in_shape[0], model->in_shape[1], model->in_shape[2], model->classes,
+                        in_shape[0], in_shape[1], in_shape[2], data->classes);
+    return 0;
+}
+
 /* The spec of a resumed checkpoint must be the run's: compared in canonical
  * form, so "conv(32,3,stride=1)" and "conv(32,3)" agree. */
-static int check_resumed_spec(const nn_train_config *cfg, const nn_model *model, const int in_shape[3]) {
-    if (!cfg->spec) return 0;
-    nn_model want;
-    if (nn_model_plan(&want, cfg->spec, in_shape, NN_DATA_CLASSES) != 0) return -1;
-    char a[NN_SPEC_MAX], b[NN_SPEC_MAX];
-    if (strcmp(nn_model_spec(&want, a, sizeof a), nn_model_spec(model, b, sizeof b)) != 0)
-        return nn_error("%s: holds the model '%s', but the run is for '%s'", cfg->resume_path, b, a);
+static int check_resumed_spec(const char *path, const char *want, const nn_model *model) {
+    if (strcmp(want, nn_model_spec(model)) != 0)
+        return nn_error("%s: holds the model '%s', but the run is for '%s'", path, nn_model_spec(model), want);
     return 0;
 }
 
@@ -165,20 +165,23 @@ typedef struct run {
  * settings). The loader, state and history are set up first. */
 static int run_start(run *r) {
     const nn_train_config *cfg = r->cfg;
-    const nn_dataset *train = &r->data->train;
-    const int in_shape[3] = {1, train->rows, train->cols};
     nn_safetensors resumed;
+    if (plan_model(cfg, r->data, r->model) != 0) return -1;
     if (cfg->resume_path) {
-        if (train_state_load(cfg->resume_path, r->model, &r->st, r->hist, cfg->epochs, &resumed) != 0) return -1;
-        if (check_resumed_spec(cfg, r->model, in_shape) != 0 || train_config_check(cfg->resume_path, cfg, r->data) != 0) {
+        char *want = nn_xstrdup(nn_model_spec(r->model));
+        nn_model_free(r->model);
+        int rc = train_state_load(cfg->resume_path, r->model, &r->st, r->hist, cfg->epochs, &resumed);
+        if (rc == 0 && (check_resumed_spec(cfg->resume_path, want, r->model) != 0 ||
+                        train_config_check(cfg->resume_path, cfg, r->data) != 0)) {
             nn_st_free(&resumed);
-            nn_model_free(r->model);
-            return -1;
+            rc = -1;
         }
+        free(want);
+        if (rc != 0) return -1;
     } else {
         nn_rng init_rng;
         nn_rng_seed(&init_rng, cfg->seed, 1);
-        if (nn_model_init(r->model, cfg->spec, in_shape, NN_DATA_CLASSES, &init_rng) != 0) return -1;
+        nn_model_build(r->model, &init_rng);
         r->model->input_mean = r->data->mean;
         r->model->input_std = r->data->std;
     }
@@ -208,14 +211,15 @@ static int interrupt(run *r, double t0) {
     hold_average(&r->ema, r->model, &r->holds_average, true);
     r->failure = NN_TRAIN_INTERRUPTED;
     if (!cfg->save_path)
-        return nn_error("interrupted at epoch %d, step %ld (no --save, so no checkpoint)", r->st.epoch, r->st.batch);
+        return nn_error("interrupted at epoch %d, step %ld (the run has no save path, so no checkpoint)",
+                        r->st.epoch, r->st.batch);
     if (train_state_save(cfg->save_path, cfg, r->data, r->model, &r->opt, &r->st, r->hist, r->data->has_val,
                          r->best_params, r->ema.avg) != 0) {
         r->failure = NN_TRAIN_FAILED; /* the checkpoint could not be written */
         return -1;
     }
-    return nn_error("interrupted at epoch %d, step %ld; checkpoint saved: resume with nn train --resume %s",
-                    r->st.epoch, r->st.batch, cfg->save_path);
+    return nn_error("interrupted at epoch %d, step %ld; resumable checkpoint saved to %s", r->st.epoch, r->st.batch,
+                    cfg->save_path);
 }
 
 /* One pass over the training set, from where the state says it stands: for
@@ -227,10 +231,8 @@ static int train_epoch(run *r, double *lr, double *t0) {
     const nn_dataset *train = &r->data->train;
     train_state *st = &r->st;
     int B = cfg->batch_size, C = r->model->classes;
-    nn_progress bar = {0};
-    char label[64];
-    snprintf(label, sizeof label, "%s %d/%d", cfg->label ? cfg->label : "epoch", st->epoch, cfg->epochs);
-    nn_progress_begin(&bar, label, nn_loader_num_batches(&r->loader));
+    nn_train_progress progress = {.label = cfg->label, .epoch = st->epoch, .epochs = cfg->epochs,
+                                  .batches = nn_loader_num_batches(&r->loader)};
     hold_average(&r->ema, r->model, &r->holds_average, false); /* train the raw weights */
     /* The order of an epoch comes from the generator as it was when the
      * epoch began; a resumed run re-derives it and skips what was done. */
@@ -246,7 +248,7 @@ static int train_epoch(run *r, double *lr, double *t0) {
             break;
         }
         nn_ctx_reset(r->ctx);
-        nn_tensor *x = image_batch(r->ctx, train, B);
+        nn_tensor *x = image_batch(r->ctx, r->model, train, B);
         int n = nn_loader_next(&r->loader, x->data, r->labels);
         if (n == 0) break;
         shrink_batch(x, n);
@@ -257,9 +259,10 @@ static int train_epoch(run *r, double *lr, double *t0) {
         nn_tensor *loss = batch_loss(r->ctx, cfg->loss, logits, r->labels, cfg->label_smoothing);
         if (!isfinite(loss->data[0])) {
             bool kept = cfg->save_path && r->hist->n > 0;
-            rc = nn_error("loss became %s at epoch %d, step %ld; stopping (try a smaller --lr)%s%s",
+            rc = nn_error("the loss became %s at epoch %d, step %ld with learning rate %g; stopping%s%s",
                           isnan(loss->data[0]) ? "NaN" : "infinite", st->epoch, st->batch + 1,
-                          kept ? "; the last good checkpoint is " : "", kept ? cfg->save_path : "");
+                          *lr, kept ? "; the last good checkpoint is " : "",
+                          kept ? cfg->save_path : "");
             r->failure = NN_TRAIN_DIVERGED;
             break;
         }
@@ -277,11 +280,15 @@ static int train_epoch(run *r, double *lr, double *t0) {
         for (int i = 0; i < n; i++) st->correct += argmax(logits->data + (size_t)i * C, C) == r->labels[i];
         st->seen += n;
         st->batch++;
-        double elapsed = nn_seconds() - *t0;
-        nn_progress_update(&bar, st->batch, loss->data[0], elapsed > 0 ? st->seen / elapsed : 0.0);
-        if (cfg->on_step) cfg->on_step(cfg->user, st->step);
+        if (cfg->on_progress) {
+            double elapsed = nn_seconds() - *t0;
+            progress.batch = st->batch;
+            progress.step = st->step;
+            progress.loss = loss->data[0];
+            progress.images_per_sec = elapsed > 0 ? st->seen / elapsed : 0.0;
+            cfg->on_progress(cfg->user, &progress);
+        }
     }
-    nn_progress_end(&bar);
     return rc;
 }
 
@@ -321,12 +328,11 @@ static void track_best(run *r, double score) {
     }
 }
 
-/* The epoch's outputs: log line, metrics row, a resumable checkpoint of the
- * position after it, then the callback. */
+/* The epoch's outputs: metrics row, a resumable checkpoint of the position
+ * after it, then the callback. */
 static int finish_epoch(run *r) {
     const nn_train_config *cfg = r->cfg;
     nn_history *h = r->hist;
-    if (cfg->log) log_epoch(cfg, h, r->data->has_val);
     double extra[2] = {h->val_loss[h->n - 1], h->val_acc[h->n - 1]};
     if (r->metrics && nn_metrics_write(r->metrics, &h->epochs[h->n - 1], extra) != 0) return -1;
     /* The position after this epoch: the next one starts from here. */
@@ -362,6 +368,7 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
     nn_rng_seed(&r.st.dropout_rng, cfg->seed, 2);
     nn_rng_seed(&r.st.augment_rng, cfg->seed, 3);
     if (run_start(&r) != 0) {
+        nn_model_free(model);
         nn_loader_free(&r.loader);
         nn_history_free(hist);
         nn_set_precision(outer);
@@ -388,9 +395,6 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
         if ((rc = finish_epoch(&r)) != 0) break;
         if (early_stop) {
             hist->stopped_early = true;
-            if (cfg->log)
-                fprintf(cfg->log, "early stop: no validation improvement for %d epochs (best: epoch %d, %.2f%%)\n",
-                        cfg->early_stop, hist->best_epoch, 100 * r.st.best);
             break;
         }
     }
@@ -398,7 +402,7 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
     /* A run with a validation set ends on its best weights. */
     if (rc == 0 && r.best_params) {
         restore(model, r.best_params);
-        if (cfg->save_path && nn_model_save(model, cfg->save_path, NULL, 0, NULL, NULL, 0) != 0) rc = -1;
+        if (cfg->save_path && nn_model_save(model, cfg->save_path) != 0) rc = -1;
     }
     if (r.metrics && nn_metrics_close(r.metrics) != 0 && rc == 0) rc = -1;
     free(r.best_params);
@@ -416,6 +420,8 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
 int nn_train_data_load(nn_train_data *d, const char *dir, int train_limit, float val_split) {
     memset(d, 0, sizeof *d);
     if (nn_dataset_load(dir, "train", &d->train) != 0) return -1;
+    d->channels = 1;
+    d->classes = NN_DATA_CLASSES;
     d->dir = dir;
     d->train_limit = train_limit > 0 ? train_limit : 0;
     d->val_split = val_split > 0.0f ? val_split : 0.0f;
@@ -428,7 +434,8 @@ int nn_train_data_load(nn_train_data *d, const char *dir, int train_limit, float
         int n = d->train.n, n_val = (int)lroundf(val_split * (float)n);
         if (n_val < 1 || nn_dataset_split(&d->train, n_val, &d->val) != 0) {
             nn_train_data_free(d);
-            return nn_error("--val-split %g leaves no validation or no training examples out of %d", val_split, n);
+            return nn_error("a validation split of %g leaves no validation or no training examples out of %d",
+                            val_split, n);
         }
         d->has_val = true;
     }
