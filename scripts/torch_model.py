@@ -25,6 +25,22 @@ model.normalize(pixels) applies the checkpoint's input normalisation,
 [N, C, H, W]. build_model(metadata) gives the untrained module for a
 metadata dict; read_safetensors(path) gives (tensors, metadata).
 
+The other direction, a model trained in PyTorch to an nn checkpoint:
+
+    from torch_model import save_model
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(8 * 14 * 14, 10))
+    ...                                         # train it
+    save_model(net, "model.safetensors", (1, 28, 28), input_mean=0.1307, input_std=0.3081)
+
+save_model writes a torch.nn.Sequential of the layers nn knows (Linear,
+Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, LayerNorm, ReLU, LeakyReLU,
+GELU, Sigmoid, Tanh, Dropout, Flatten; nested Sequentials are flattened) with
+its state_dict's tensors as they are (num_batches_tracked stays int64) under
+nn's names, and the metadata nn needs; `nn eval`, `nn predict` and `nn serve`
+then take the file. A module nn cannot express is refused with a
+CheckpointError naming it.
+
 From the command line, the test accuracy computed by PyTorch in eval mode:
 
     /usr/bin/python3 scripts/torch_model.py model.safetensors --data data/mnist
@@ -44,8 +60,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "NNModel", "read_safetensors", "parse_spec", "model_spec", "build_model",
-           "load_model", "load_idx_split"]
+__all__ = ["CheckpointError", "NNModel", "read_safetensors", "write_safetensors", "parse_spec", "model_spec",
+           "build_model", "load_model", "save_model", "module_spec", "load_idx_split"]
 
 BATCH_NORM_EPS = 1e-5
 BATCH_NORM_MOMENTUM = 0.1
@@ -59,8 +75,8 @@ class CheckpointError(Exception):
 
 # ---- safetensors, with json and struct ----
 
-_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-           "U8": "u1", "BOOL": "?"}
+_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "BF16": "<i2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+           "I8": "i1", "U8": "u1", "BOOL": "?"}
 
 
 def read_safetensors(path):
@@ -101,6 +117,8 @@ def read_safetensors(path):
             raise CheckpointError(f"{path}: tensor '{name}': its data_offsets do not fit shape {shape} or the file")
         arr = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape)
         tensors[name] = torch.from_numpy(arr.copy())
+        if info["dtype"] == "BF16":  # NumPy has no bfloat16: read as its 16 bits
+            tensors[name] = tensors[name].view(torch.bfloat16)
     return tensors, meta
 
 
@@ -388,6 +406,248 @@ def load_model(path):
         raise CheckpointError(f"{path}: tensor '{extra[0]}' is not part of the spec '{model.spec}'")
     model.load_state_dict(tensors, strict=True)
     return model.eval()
+
+
+# ---- the other direction: a PyTorch model to an nn checkpoint ----
+
+_TORCH_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+                 torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+                 torch.bool: "BOOL"}
+
+
+def write_safetensors(path, tensors, metadata):
+    """Writes tensors (name -> torch tensor, in this order, dtypes kept) and
+    string metadata as a safetensors file, as nn does: the header padded with
+    spaces to 8-byte alignment, raw little-endian data, written to a temporary
+    file and renamed over path."""
+    header, blobs, pos = {}, [], 0
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    for name, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        if t.dtype not in _TORCH_DTYPES:
+            raise CheckpointError(f"{path}: tensor '{name}' has dtype {t.dtype}, which safetensors has no name for")
+        if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: its bits as int16
+            raw = t.view(torch.int16).numpy()
+        else:
+            raw = t.numpy()
+        raw = raw.astype(raw.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _TORCH_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [pos, pos + len(raw)]}
+        blobs.append(raw)
+        pos += len(raw)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(text)))
+            f.write(text)
+            for raw in blobs:
+                f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise CheckpointError(f"{path}: {e.strerror or e}") from None
+
+
+def _leaves(module, prefix=""):
+    """(qualified name, module) of each layer, nested Sequentials flattened."""
+    for name, child in module.named_children():
+        qual = f"{prefix}{name}"
+        if type(child) is nn.Sequential:
+            yield from _leaves(child, qual + ".")
+        else:
+            yield qual, child
+
+
+def _square(value):
+    """An int, or a pair of equal ints, as one int; None if it is neither."""
+    if isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == value[1]:
+        value = value[0]
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _num(v):
+    """A float as the spec writes it: the shortest text that reads back as v."""
+    return repr(float(v))
+
+
+def module_spec(module, input_shape):
+    """(spec, [(nn name, module)] of the layers with tensors, output shape) for
+    a torch.nn.Sequential of the layers nn knows, checked layer by layer
+    against input_shape (C, H, W). Raises CheckpointError naming the first
+    module nn cannot express."""
+    if not isinstance(module, nn.Sequential):
+        raise CheckpointError(f"save_model needs a torch.nn.Sequential, not {type(module).__name__}")
+    shape = tuple(input_shape)
+    spec, named, counts = [], [], {}
+    leaves = list(_leaves(module))
+    if not leaves:
+        raise CheckpointError("the Sequential has no layers")
+    # A network that starts on flat features ([N, C*H*W]) reads the image flattened, as nn does.
+    if isinstance(leaves[0][1], (nn.Linear, nn.BatchNorm1d, nn.LayerNorm)):
+        spec.append("flatten")
+        shape = (math.prod(shape),)
+
+    for qual, m in leaves:
+        where = f"layer '{qual}' ({m!r})"
+        image = len(shape) == 3
+
+        def refuse(why):
+            raise CheckpointError(f"{where}: {why}")
+
+        kind, text = None, None
+        if isinstance(m, nn.Linear):
+            if m.bias is None:
+                refuse("nn's linear layer has a bias; bias=False is not supported")
+            if image:
+                refuse(f"its input is {list(shape)}; add nn.Flatten() before it")
+            if m.in_features != shape[0]:
+                refuse(f"in_features {m.in_features}, but {shape[0]} features reach it")
+            kind, text, shape = "linear", f"linear({m.out_features})", (m.out_features,)
+        elif isinstance(m, nn.Conv2d):
+            k, st, pad = _square(m.kernel_size), _square(m.stride), _square(m.padding)
+            if k is None or st is None or pad is None:
+                refuse("nn's conv has a square kernel, stride and padding (ints)")
+            if _square(m.dilation) != 1 or m.groups != 1 or m.padding_mode != "zeros" or m.bias is None:
+                refuse("nn's conv has dilation 1, groups 1, zero padding and a bias")
+            if not image:
+                refuse(f"needs an image [C, H, W] but gets {list(shape)}")
+            if m.in_channels != shape[0]:
+                refuse(f"in_channels {m.in_channels}, but {shape[0]} channels reach it")
+            c, h, w = shape
+            if min(h, w) + 2 * pad < k:
+                refuse(f"kernel {k} is larger than its input {list(shape)}")
+            h, w = ((d + 2 * pad - k) // st + 1 for d in (h, w))
+            args = [str(m.out_channels), str(k)] + ([f"stride={st}"] if st != 1 else []) + \
+                ([f"padding={pad}"] if pad else [])
+            kind, text, shape = "conv", f"conv({','.join(args)})", (m.out_channels, h, w)
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            name = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
+            k = _square(m.kernel_size)
+            st = k if m.stride is None else _square(m.stride)
+            if k is None or st is None:
+                refuse(f"nn's {name} has a square kernel and stride (ints)")
+            if _square(m.padding) != 0 or m.ceil_mode:
+                refuse(f"nn's {name} has no padding and ceil_mode=False")
+            if name == "maxpool" and (_square(m.dilation) != 1 or m.return_indices):
+                refuse("nn's maxpool has dilation 1 and returns no indices")
+            if name == "avgpool" and m.divisor_override is not None:
+                refuse("nn's avgpool has no divisor_override")
+            if not image:
+                refuse(f"needs an image [C, H, W] but gets {list(shape)}")
+            c, h, w = shape
+            if min(h, w) < k:
+                refuse(f"kernel {k} is larger than its input {list(shape)}")
+            h, w = ((d - k) // st + 1 for d in (h, w))
+            kind, text, shape = name, f"{name}({k})" if st == k else f"{name}({k},stride={st})", (c, h, w)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if not m.affine or not m.track_running_stats:
+                refuse("nn's batchnorm has affine=True and track_running_stats=True")
+            if m.eps != BATCH_NORM_EPS:
+                refuse(f"eps {m.eps:g}; nn's batchnorm uses {BATCH_NORM_EPS:g}")
+            if isinstance(m, nn.BatchNorm2d) != image:
+                refuse(f"its input is {list(shape)}: BatchNorm2d follows a conv, BatchNorm1d a linear")
+            if m.num_features != shape[0]:
+                refuse(f"num_features {m.num_features}, but {shape[0]} reach it")
+            kind, text = "batchnorm", "batchnorm"  # momentum is for training only; nn trains on with 0.1
+        elif isinstance(m, nn.LayerNorm):
+            if image or tuple(m.normalized_shape) != (shape[0],):
+                refuse(f"nn's layernorm normalises the features of a flat input; here {list(shape)} reach it")
+            if not m.elementwise_affine or getattr(m, "bias", True) is None:
+                refuse("nn's layernorm has a weight and a bias")
+            if m.eps != LAYER_NORM_EPS:
+                refuse(f"eps {m.eps:g}; nn's layernorm uses {LAYER_NORM_EPS:g}")
+            kind, text = "layernorm", "layernorm"
+        elif isinstance(m, nn.Flatten):
+            if m.start_dim != 1 or m.end_dim != -1:
+                refuse("nn's flatten is Flatten(1, -1)")
+            kind, text, shape = "flatten", "flatten", (math.prod(shape),)
+        elif type(m) is nn.ReLU:
+            kind = text = "relu"
+        elif type(m) is nn.LeakyReLU:
+            if not 0.0 <= m.negative_slope <= 1.0:
+                refuse("nn's leakyrelu slope is in [0, 1]")
+            kind, text = "leakyrelu", f"leakyrelu({_num(m.negative_slope)})"
+        elif type(m) is nn.GELU:
+            if m.approximate != "none":
+                refuse("nn's gelu is the exact erf form (approximate='none')")
+            kind = text = "gelu"
+        elif type(m) is nn.Sigmoid:
+            kind = text = "sigmoid"
+        elif type(m) is nn.Tanh:
+            kind = text = "tanh"
+        elif type(m) is nn.Dropout:
+            if not 0.0 <= m.p <= 0.95:
+                refuse("nn's dropout p is in [0, 0.95]")
+            kind, text = "dropout", f"dropout({_num(m.p)})"
+        else:
+            refuse("nn has no such layer (it knows Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, "
+                   "LayerNorm, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Dropout, Flatten)")
+        spec.append(text)
+        prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln"}.get(kind, kind)
+        counts[prefix] = counts.get(prefix, 0) + 1
+        if kind in ("linear", "conv", "batchnorm", "layernorm"):
+            named.append((f"{prefix}{counts[prefix]}", m))
+    if len(shape) != 1:
+        raise CheckpointError(f"the model ends in {list(shape)}, not in class scores; end with a Linear layer")
+    return " ".join(spec), named, shape
+
+
+def _check_input_shape(input_shape):
+    """(C, H, W) from (C, H, W), (H, W) (one channel) or F (flat features)."""
+    shape = (1, 1, input_shape) if isinstance(input_shape, int) else tuple(input_shape)
+    if len(shape) == 2:
+        shape = (1,) + shape
+    if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 4096 for d in shape):
+        raise CheckpointError(f"input_shape {input_shape!r} is not (C, H, W) of one example (ints in [1, 4096])")
+    return shape
+
+
+def save_model(module, path, input_shape, input_mean, input_std, metadata=None):
+    """Writes a torch.nn.Sequential trained in PyTorch as an nn checkpoint.
+
+    input_shape is (C, H, W) of one example ((H, W) means one channel; an int F
+    means F flat features); input_mean and input_std are the normalisation the
+    model was trained with, x = (pixel / 255 - input_mean) / input_std, which
+    `nn predict` and `nn serve` apply to raw images. The tensors are the
+    state_dict's, dtypes unchanged, renamed to nn's names (fc1, conv1, bn1,
+    ln1, numbered per kind along the network); the metadata is nn.arch,
+    nn.spec, nn.input_shape, nn.input_mean, nn.input_std and any extra string
+    pairs given. Returns the spec. Raises CheckpointError naming what nn
+    cannot express."""
+    shape = _check_input_shape(input_shape)
+    mean, std = float(input_mean), float(input_std)
+    if not math.isfinite(mean):
+        raise CheckpointError(f"input_mean {input_mean!r} is not a finite number")
+    if not (math.isfinite(std) and std > 0):
+        raise CheckpointError(f"input_std {input_std!r} is not a positive number")
+    spec, named, _ = module_spec(module, shape)
+    tensors = OrderedDict()
+    for nn_name, m in named:
+        for key, t in m.state_dict().items():
+            tensors[f"{nn_name}.{key}"] = t
+    # The names and shapes must be those the loader side builds from the spec.
+    want = NNModel(spec, shape, mean, std).state_dict()
+    if list(want) != list(tensors) or any(tuple(want[k].shape) != tuple(tensors[k].shape) for k in want):
+        raise CheckpointError(f"{path}: the tensors of {type(module).__name__} do not match the spec '{spec}' "
+                              f"({sorted(set(want) ^ set(tensors)) or 'shapes differ'})")
+    kinds = [k for k, _ in parse_spec(spec)]
+    arch = "cnn" if {"conv", "maxpool", "avgpool"} & set(kinds) else "linear" if kinds.count("linear") == 1 else "mlp"
+    meta = OrderedDict([("nn.arch", arch), ("nn.spec", spec), ("nn.input_shape", ",".join(map(str, shape))),
+                        ("nn.input_mean", repr(mean)), ("nn.input_std", repr(std))])
+    for k, v in (metadata or {}).items():
+        if k in meta:
+            raise CheckpointError(f"metadata '{k}' is written by save_model itself")
+        meta[k] = str(v)
+    write_safetensors(path, tensors, meta)
+    return spec
 
 
 # ---- MNIST-style IDX files ----
