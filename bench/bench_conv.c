@@ -80,7 +80,7 @@ static double train_flops_per_image(const nn_model *m, double *forward, double *
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = &m->layers[i];
         double mac, real;
-        if (l->kind == NN_LAYER_CONV) {
+        if (strcmp(nn_layer_kind_name(l->kind), "conv") == 0) {
             int C = l->in_shape[0], OH = l->out_shape[1], OW = l->out_shape[2];
             mac = real = (double)l->out * C * l->kernel * l->kernel * OH * OW;
             conv_geom g = {.B = BATCH, .C = C, .H = l->in_shape[1], .W = l->in_shape[2], .O = l->out, .KH = l->kernel,
@@ -88,7 +88,7 @@ static double train_flops_per_image(const nn_model *m, double *forward, double *
             g.K = C * l->kernel * l->kernel;
             g.L = OH * OW;
             if (conv_choose_algo(&g) == CONV_WINOGRAD) real = 36.0 * ((OH + 3) / 4) * ((OW + 3) / 4) * C * l->out;
-        } else if (l->kind == NN_LAYER_LINEAR) {
+        } else if (strcmp(nn_layer_kind_name(l->kind), "linear") == 0) {
             mac = real = (double)l->out * l->in_shape[0];
         } else {
             continue;

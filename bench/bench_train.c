@@ -113,14 +113,14 @@ static double epoch_flops(int n_images) {
 
 /* The configurations; *bf16 says whether the name ends in -bf16. Returns -1
  * for an unknown name. */
-static int configure(const char *name, nn_train_config *cfg, char *spec, size_t cap, bool *bf16) {
+static int configure(const char *name, nn_train_config *cfg, bool *bf16) {
     size_t len = strlen(name);
     *bf16 = len > 5 && strcmp(name + len - 5, "-bf16") == 0;
     if (*bf16) len -= 5;
     bool basic = len == 5 && strncmp(name, "basic", 5) == 0;
     if (!basic && !(len == 8 && strncmp(name, "advanced", 8) == 0)) return -1;
     memset(cfg, 0, sizeof *cfg);
-    nn_mlp_config mlp = {.n_hidden = N_LINEAR - 1, .hidden = {sizes[1], sizes[2]}, .classes = sizes[N_LINEAR]};
+    nn_mlp_config mlp = {.n_hidden = N_LINEAR - 1, .hidden = sizes + 1, .classes = sizes[N_LINEAR]};
     nn_mlp_config *m = &mlp;
     m->act = NN_ACT_RELU;
     cfg->loss = NN_LOSS_CE;
@@ -137,16 +137,15 @@ static int configure(const char *name, nn_train_config *cfg, char *spec, size_t 
         cfg->opt = nn_optim_defaults(NN_OPT_ADAMW);
         cfg->sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 1e-3f};
     }
-    cfg->spec = nn_mlp_spec(m, spec, cap);
+    cfg->spec = nn_mlp_spec(m); /* the process's to the end: children exit after one run */
     return 0;
 }
 
 /* Runs in the child: trains, reports, exits. */
 static int run_config(const char *name, int epochs, const nn_train_data *data) {
     nn_train_config cfg;
-    char spec[NN_SPEC_MAX];
     bool bf16;
-    configure(name, &cfg, spec, sizeof spec, &bf16);
+    configure(name, &cfg, &bf16);
     cfg.epochs = epochs;
     cfg.label = name;
     nn_model model;
@@ -220,9 +219,8 @@ enum { SKIPPED = 3 }; /* a child's exit status: bf16 on a CPU without it */
 
 static int config_child(const char *name) {
     nn_train_config cfg;
-    char spec[NN_SPEC_MAX];
     bool bf16;
-    if (configure(name, &cfg, spec, sizeof spec, &bf16) != 0) {
+    if (configure(name, &cfg, &bf16) != 0) {
         fprintf(stderr, "bench: unknown configuration '%s' (basic, advanced, basic-bf16, advanced-bf16)\n", name);
         return 2;
     }

@@ -83,7 +83,7 @@ int main(int argc, char **argv) {
                100.0 * accuracy);
         fflush(stdout);
     }
-    int rc = nn_model_save(&model, argv[2], NULL, 0, NULL, NULL, 0) == 0 ? 0 : fail("saving");
+    int rc = nn_model_save(&model, argv[2]) == 0 ? 0 : fail("saving");
     if (rc == 0) printf("saved %s\n", argv[2]);
 
     nn_ctx_free(ctx);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "perturb_model.h"
 #include "run_nn.h"
 #include "nn/core.h"
 #include "nn/data.h"
@@ -166,28 +167,45 @@ static void test_every_layer(void) {
     if (check_failures_) return;
     m.input_mean = 0.1307f;
     m.input_std = 0.3081f;
-    for (int i = 0; i < m.n_layers; i++) {
-        nn_layer *l = &m.layers[i];
-        /* PyTorch's initialisation shrinks the signal layer by layer: scale
-         * the weights up so that every layer matters and the logits are far
-         * above the comparison's absolute floor of 1e-4. */
-        if (l->kind == NN_LAYER_LINEAR || l->kind == NN_LAYER_CONV)
-            for (size_t k = 0; k < l->weight->size; k++) l->weight->data[k] *= i == m.n_layers - 1 ? 6.0f : 3.0f;
-        if (l->kind != NN_LAYER_BATCHNORM && l->kind != NN_LAYER_LAYERNORM) continue;
-        for (size_t k = 0; k < l->weight->size; k++) {
-            l->weight->data[k] = 0.5f + nn_rng_uniform(&rng);
-            l->bias->data[k] = nn_rng_uniform(&rng) - 0.5f;
-        }
-        if (l->kind != NN_LAYER_BATCHNORM) continue;
-        for (size_t k = 0; k < l->running_mean->size; k++) {
-            l->running_mean->data[k] = 0.4f * (nn_rng_uniform(&rng) - 0.5f);
-            l->running_var->data[k] = 0.2f + 2.0f * nn_rng_uniform(&rng);
-        }
-        l->num_batches_tracked->data[0] = 17.0f;
-    }
-    CHECKF(nn_model_save(&m, tmp("every.safetensors"), NULL, 0, NULL, NULL, 0) == 0, "%s", nn_last_error());
+    perturb_model(&m, &rng);
+    CHECKF(nn_model_save(&m, tmp("every.safetensors")) == 0, "%s", nn_last_error());
     nn_model_free(&m);
     CHECKF(compare_with_torch(tmp("every.safetensors")) == 0, "PyTorch's model differs from nn's (see above)");
+}
+
+/* No caps: a 200-layer MLP and a model of 500 parameter tensors rebuild in
+ * PyTorch with the same logits. */
+static void test_deep_models(void) {
+    if (!can_run("PyTorch interop of deep models")) return;
+    /* Each weight scaled by a gain that keeps the signal's size from layer to
+     * layer (PyTorch's initialisation shrinks it): sqrt(6) for ReLU; for
+     * tanh one below the edge of chaos, where rounding differences die out. */
+    const struct {
+        const char *block;
+        int blocks;
+        float gain;
+    } models[] = {{"linear(16) relu", 99, 2.45f}, {"linear(8) tanh", 249, 1.5f}};
+    for (size_t k = 0; k < sizeof models / sizeof *models; k++) {
+        size_t cap = 32 + (strlen(models[k].block) + 1) * (size_t)models[k].blocks, pos;
+        char *spec = malloc(cap);
+        pos = (size_t)snprintf(spec, cap, "flatten");
+        for (int i = 0; i < models[k].blocks; i++) pos += (size_t)snprintf(spec + pos, cap - pos, " %s", models[k].block);
+        snprintf(spec + pos, cap - pos, " linear(10)");
+        nn_model m;
+        nn_rng rng;
+        nn_rng_seed(&rng, 11, 0);
+        CHECKF(nn_model_init(&m, spec, (int[]){1, 28, 28}, 10, &rng) == 0, "%s", nn_last_error());
+        free(spec);
+        if (check_failures_) return;
+        m.input_mean = 0.1307f;
+        m.input_std = 0.3081f;
+        for (int i = 0; i < m.params.n; i += 2) /* fcN.weight, fcN.bias */
+            for (size_t j = 0; j < m.params.tensors[i]->size; j++) m.params.tensors[i]->data[j] *= models[k].gain;
+        CHECKF(nn_model_save(&m, tmp("deep.safetensors")) == 0, "%s", nn_last_error());
+        nn_model_free(&m);
+        CHECKF(compare_with_torch(tmp("deep.safetensors")) == 0, "PyTorch's %s model differs from nn's (see above)",
+               models[k].block);
+    }
 }
 
 /* A checkpoint of an earlier release: no nn.spec, an MLP in nn.layers/nn.act/nn.norm/nn.dropout. */
@@ -254,5 +272,5 @@ static void test_torch_model_cli(void) {
     CHECKF(one_line_torch_error(rc, "no-such-dir"), "missing data folder: %d %s", rc, err_text);
 }
 
-TEST_MAIN(TEST(test_mlp_layernorm), TEST(test_cnn_batchnorm), TEST(test_every_layer), TEST(test_legacy_checkpoint),
+TEST_MAIN(TEST(test_mlp_layernorm), TEST(test_cnn_batchnorm), TEST(test_every_layer), TEST(test_deep_models), TEST(test_legacy_checkpoint),
           TEST(test_torch_model_cli))

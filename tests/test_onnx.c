@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "perturb_model.h"
 #include "run_nn.h"
 #include "nn/core.h"
 #include "nn/data.h"
@@ -232,25 +233,8 @@ static const char *every(void) {
     if (check_failures_ != failures) return NULL;
     m.input_mean = 0.1307f;
     m.input_std = 0.3081f;
-    for (int i = 0; i < m.n_layers; i++) {
-        nn_layer *l = &m.layers[i];
-        /* Scaled up so that every layer matters and the logits are far above
-         * the tolerance. */
-        if (l->kind == NN_LAYER_LINEAR || l->kind == NN_LAYER_CONV)
-            for (size_t k = 0; k < l->weight->size; k++) l->weight->data[k] *= i == m.n_layers - 1 ? 6.0f : 3.0f;
-        if (l->kind != NN_LAYER_BATCHNORM && l->kind != NN_LAYER_LAYERNORM) continue;
-        for (size_t k = 0; k < l->weight->size; k++) {
-            l->weight->data[k] = 0.5f + nn_rng_uniform(&rng);
-            l->bias->data[k] = nn_rng_uniform(&rng) - 0.5f;
-        }
-        if (l->kind != NN_LAYER_BATCHNORM) continue;
-        for (size_t k = 0; k < l->running_mean->size; k++) {
-            l->running_mean->data[k] = 0.4f * (nn_rng_uniform(&rng) - 0.5f);
-            l->running_var->data[k] = 0.2f + 2.0f * nn_rng_uniform(&rng);
-        }
-        l->num_batches_tracked->data[0] = 17.0f;
-    }
-    CHECKF(nn_model_save(&m, path, NULL, 0, NULL, NULL, 0) == 0, "%s", nn_last_error());
+    perturb_model(&m, &rng);
+    CHECKF(nn_model_save(&m, path) == 0, "%s", nn_last_error());
     nn_model_free(&m);
     char onnx[300];
     snprintf(onnx, sizeof onnx, "%s.onnx", path);
@@ -348,7 +332,7 @@ static void test_errors(void) {
     nn_rng_seed(&rng, 1, 0);
     CHECKF(nn_model_init(&m, "flatten linear(10)", (int[]){1, 28, 28}, 10, &rng) == 0, "%s", nn_last_error());
     snprintf(good, sizeof good, "%s", tmp("good.safetensors"));
-    CHECKF(nn_model_save(&m, good, NULL, 0, NULL, NULL, 0) == 0, "%s", nn_last_error());
+    CHECKF(nn_model_save(&m, good) == 0, "%s", nn_last_error());
     nn_model_free(&m);
     CHECK(shell(NULL, "head -c %ld %s > %s", file_size(good) / 2, good, tmp("cut.safetensors")) == 0);
     rc = nn("export --model %s --onnx %s", tmp("cut.safetensors"), out);
@@ -375,7 +359,7 @@ static void test_errors(void) {
     CHECKF(nn_model_init(&m, "flatten linear(256) relu linear(10)", (int[]){1, 28, 28}, 10, &rng) == 0, "%s",
            nn_last_error());
     snprintf(big, sizeof big, "%s", tmp("big.safetensors"));
-    CHECKF(nn_model_save(&m, big, NULL, 0, NULL, NULL, 0) == 0, "%s", nn_last_error());
+    CHECKF(nn_model_save(&m, big) == 0, "%s", nn_last_error());
     nn_model_free(&m);
     rc = nn_limited("trap '' XFSZ; ulimit -f 64;", "export --model %s --onnx %s", big, out);
     CHECKF(one_line(rc, "File too large"), "over the size limit: %d %s", rc, err_text);

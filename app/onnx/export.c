@@ -174,6 +174,30 @@ static const char *gelu(graph *g, const char *x, const char *out) {
     return binary(g, "Mul", out, xp, g->half);
 }
 
+/* Each layer kind's ONNX form: nodes computing out from x; returns the
+ * value that holds the layer's output (x itself for dropout, which is the
+ * identity at inference). */
+typedef const char *(*emit_fn)(graph *g, const nn_layer *l, const char *x, const char *out);
+
+static const char *param(graph *g, const nn_layer *l, const char *suffix) {
+    return tensor_initializer(g, nn_layer_tensor(l, suffix));
+}
+
+/* y = x W^T + b, W [out, in] as PyTorch stores it */
+static const char *emit_linear(graph *g, const nn_layer *l, const char *x, const char *out) {
+    Onnx__NodeProto *n = node(g, "Gemm", out, 3, (const char *[]){x, param(g, l, "weight"), param(g, l, "bias")});
+    attr_int(g, n, "transB", 1);
+    return out;
+}
+
+static const char *emit_conv(graph *g, const nn_layer *l, const char *x, const char *out) {
+    Onnx__NodeProto *n = node(g, "Conv", out, 3, (const char *[]){x, param(g, l, "weight"), param(g, l, "bias")});
+    attr_ints(g, n, "kernel_shape", 2, l->kernel);
+    attr_ints(g, n, "strides", 2, l->stride);
+    attr_ints(g, n, "pads", 4, l->padding); /* [top, left, bottom, right] */
+    return out;
+}
+
 static const char *window_node(graph *g, const char *op, const char *out, const char *x, const nn_layer *l) {
     Onnx__NodeProto *n = node(g, op, out, 1, (const char *[]){x});
     attr_ints(g, n, "kernel_shape", 2, l->kernel);
@@ -181,60 +205,78 @@ static const char *window_node(graph *g, const char *op, const char *out, const 
     return out;
 }
 
-/* Adds the nodes of layer i reading x; *y is the value it gives (x itself
- * for dropout, which is the identity at inference). */
+static const char *emit_maxpool(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return window_node(g, "MaxPool", out, x, l);
+}
+
+static const char *emit_avgpool(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return window_node(g, "AveragePool", out, x, l);
+}
+
+/* [N, C] after a linear, [N, C, H, W] after a conv: both are ONNX's layout */
+static const char *emit_batchnorm(graph *g, const nn_layer *l, const char *x, const char *out) {
+    Onnx__NodeProto *n = node(g, "BatchNormalization", out, 5,
+                              (const char *[]){x, param(g, l, "weight"), param(g, l, "bias"),
+                                               param(g, l, "running_mean"), param(g, l, "running_var")});
+    attr_float(g, n, "epsilon", NN_BATCH_NORM_EPS);
+    return out;
+}
+
+static const char *emit_layernorm(graph *g, const nn_layer *l, const char *x, const char *out) {
+    Onnx__NodeProto *n =
+        node(g, "LayerNormalization", out, 3, (const char *[]){x, param(g, l, "weight"), param(g, l, "bias")});
+    attr_int(g, n, "axis", -1);
+    attr_float(g, n, "epsilon", NN_LAYER_NORM_EPS);
+    return out;
+}
+
+static const char *emit_relu(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return unary(g, "Relu", out, x);
+}
+
+static const char *emit_leakyrelu(graph *g, const nn_layer *l, const char *x, const char *out) {
+    attr_float(g, node(g, "LeakyRelu", out, 1, (const char *[]){x}), "alpha", l->p);
+    return out;
+}
+
+static const char *emit_gelu(graph *g, const nn_layer *l, const char *x, const char *out) { return gelu(g, x, out); }
+
+static const char *emit_sigmoid(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return unary(g, "Sigmoid", out, x);
+}
+
+static const char *emit_tanh(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return unary(g, "Tanh", out, x);
+}
+
+static const char *emit_dropout(graph *g, const nn_layer *l, const char *x, const char *out) { return x; }
+
+/* [N, ...] -> [N, prod(...)], as nn_flatten keeps the batch */
+static const char *emit_flatten(graph *g, const nn_layer *l, const char *x, const char *out) {
+    attr_int(g, node(g, "Flatten", out, 1, (const char *[]){x}), "axis", 1);
+    return out;
+}
+
+/* One line per layer kind of nn (src/layers/table.c). */
+static const struct {
+    const char *kind;
+    emit_fn emit;
+} emitters[] = {
+    {"linear", emit_linear},   {"conv", emit_conv},           {"maxpool", emit_maxpool}, {"avgpool", emit_avgpool},
+    {"batchnorm", emit_batchnorm}, {"layernorm", emit_layernorm}, {"relu", emit_relu},   {"leakyrelu", emit_leakyrelu},
+    {"gelu", emit_gelu},       {"sigmoid", emit_sigmoid},     {"tanh", emit_tanh},       {"dropout", emit_dropout},
+    {"flatten", emit_flatten},
+};
+
+/* Adds the nodes of layer i reading x; *y is the value it gives. */
 static int emit_layer(graph *g, const nn_model *m, int i, const char *x, const char **y) {
     const nn_layer *l = &m->layers[i];
-    const char *out = str(g, "layer%d_%s", i + 1, nn_layer_kind_name(l->kind));
-    Onnx__NodeProto *n;
-    switch (l->kind) {
-    case NN_LAYER_LINEAR: /* y = x W^T + b, W [out, in] as PyTorch stores it */
-        n = node(g, "Gemm", out, 3,
-                 (const char *[]){x, tensor_initializer(g, l->weight), tensor_initializer(g, l->bias)});
-        attr_int(g, n, "transB", 1);
-        *y = out;
-        return 0;
-    case NN_LAYER_CONV:
-        n = node(g, "Conv", out, 3,
-                 (const char *[]){x, tensor_initializer(g, l->weight), tensor_initializer(g, l->bias)});
-        attr_ints(g, n, "kernel_shape", 2, l->kernel);
-        attr_ints(g, n, "strides", 2, l->stride);
-        attr_ints(g, n, "pads", 4, l->padding); /* [top, left, bottom, right] */
-        *y = out;
-        return 0;
-    case NN_LAYER_MAXPOOL: *y = window_node(g, "MaxPool", out, x, l); return 0;
-    case NN_LAYER_AVGPOOL: *y = window_node(g, "AveragePool", out, x, l); return 0;
-    case NN_LAYER_BATCHNORM: /* [N, C] after a linear, [N, C, H, W] after a conv: both are ONNX's layout */
-        n = node(g, "BatchNormalization", out, 5,
-                 (const char *[]){x, tensor_initializer(g, l->weight), tensor_initializer(g, l->bias),
-                                  tensor_initializer(g, l->running_mean), tensor_initializer(g, l->running_var)});
-        attr_float(g, n, "epsilon", NN_BATCH_NORM_EPS);
-        *y = out;
-        return 0;
-    case NN_LAYER_LAYERNORM:
-        n = node(g, "LayerNormalization", out, 3,
-                 (const char *[]){x, tensor_initializer(g, l->weight), tensor_initializer(g, l->bias)});
-        attr_int(g, n, "axis", -1);
-        attr_float(g, n, "epsilon", NN_LAYER_NORM_EPS);
-        *y = out;
-        return 0;
-    case NN_LAYER_RELU: *y = unary(g, "Relu", out, x); return 0;
-    case NN_LAYER_LEAKYRELU:
-        n = node(g, "LeakyRelu", out, 1, (const char *[]){x});
-        attr_float(g, n, "alpha", l->p);
-        *y = out;
-        return 0;
-    case NN_LAYER_GELU: *y = gelu(g, x, out); return 0;
-    case NN_LAYER_SIGMOID: *y = unary(g, "Sigmoid", out, x); return 0;
-    case NN_LAYER_TANH: *y = unary(g, "Tanh", out, x); return 0;
-    case NN_LAYER_DROPOUT: *y = x; return 0;
-    case NN_LAYER_FLATTEN: /* [N, ...] -> [N, prod(...)], as nn_flatten keeps the batch */
-        n = node(g, "Flatten", out, 1, (const char *[]){x});
-        attr_int(g, n, "axis", 1);
-        *y = out;
-        return 0;
-    }
-    /* No default above: the compiler names a kind added to nn_layer_kind but not here. */
+    const char *kind = nn_layer_kind_name(l->kind);
+    for (size_t k = 0; k < sizeof emitters / sizeof emitters[0]; k++)
+        if (strcmp(emitters[k].kind, kind) == 0) {
+            *y = emitters[k].emit(g, l, x, str(g, "layer%d_%s", i + 1, kind));
+            return 0;
+        }
     char text[96];
     return nn_error("layer %d, %s: has no ONNX form in nn export", i + 1, nn_layer_str(l, text, sizeof text));
 }
@@ -291,8 +333,7 @@ int onnx_export(const nn_model *m, const char *path, onnx_export_info *info) {
     }
     last->output[0] = str(&g, "logits");
 
-    char spec[NN_SPEC_MAX];
-    nn_model_spec(m, spec, sizeof spec);
+    const char *spec = nn_model_spec(m);
     Onnx__GraphProto graph_proto = ONNX__GRAPH_PROTO__INIT;
     graph_proto.name = str(&g, "nn");
     graph_proto.doc_string = str(&g, "nn model %s; image: raw pixels in [0, 1], normalised in the graph "

@@ -336,13 +336,11 @@ int nn_plot_mistakes(const char *path, const nn_dataset *ds, const nn_mistake *m
 int nn_plot_conv_filters(const char *path, const nn_model *m, const char *name) {
     const nn_layer *conv = NULL;
     for (int i = 0; i < m->n_layers && !conv; i++)
-        if (m->layers[i].kind == NN_LAYER_CONV) conv = &m->layers[i];
-    if (!conv) {
-        char spec[NN_SPEC_MAX];
+        if (strcmp(nn_layer_kind_name(m->layers[i].kind), "conv") == 0) conv = &m->layers[i];
+    if (!conv)
         return nn_error("%s%sthe model has no conv layer, so no filters to draw (it is '%s')", name ? name : "",
-                        name ? ": " : "", nn_model_spec(m, spec, sizeof spec));
-    }
-    const nn_tensor *w = conv->weight; /* [out, in, kh, kw] */
+                        name ? ": " : "", nn_model_spec(m));
+    const nn_tensor *w = nn_layer_tensor(conv, "weight"); /* [out, in, kh, kw] */
     int out = w->shape[0], in = w->shape[1], kh = w->shape[2], kw = w->shape[3];
     size_t per_kernel = (size_t)kh * kw;
     float *pixels = nn_xcalloc((size_t)out * per_kernel, sizeof *pixels);

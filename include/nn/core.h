@@ -102,26 +102,26 @@ int nn_graph_nodes(const nn_ctx *ctx);
 
 /* ---- parameters ------------------------------------------------------------ */
 
-#define NN_MAX_PARAMS 64
-
 /* All parameters of a model in one buffer, their gradients in another, with
- * named tensor views into both: zeroing gradients is one memset, an optimiser
- * update is one loop, and a checkpoint is one pass. */
+ * named tensor views into both: zeroing gradients is one pass over one
+ * buffer, an optimiser update is one loop, and a checkpoint is one pass.
+ * The store grows as tensors are added; it has no limit on their number or
+ * on the length of their names. */
 typedef struct nn_params {
     float *data;
     float *grad;
     size_t count; /* floats in data (and in grad) */
-    int n;
-    nn_tensor tensors[NN_MAX_PARAMS];
-    bool decay[NN_MAX_PARAMS]; /* weight decay applies (weights yes; biases, norms no) */
-    char names[NN_MAX_PARAMS][32];
+    int n;        /* tensors */
+    nn_tensor **tensors; /* n views; each is allocated once, so a pointer to it stays valid */
+    bool *decay;         /* n flags: weight decay applies (weights yes; biases, norms no) */
+    int cap;             /* room in tensors and decay */
 } nn_params;
 
 void nn_params_init(nn_params *p);
 void nn_params_free(nn_params *p);
-/* Adds a zero-initialised parameter. Pointers returned by earlier calls stay
- * valid (the tensor structs are stored in place) but their data pointers move:
- * add every parameter before using any. */
+/* Adds a zero-initialised parameter under a copy of name. Pointers returned
+ * by earlier calls stay valid, but their data pointers move: add every
+ * parameter before using any. */
 nn_tensor *nn_params_add(nn_params *p, const char *name, int ndim, const int *shape, bool decay);
 nn_tensor *nn_params_find(nn_params *p, const char *name);
 void nn_params_zero_grad(nn_params *p);

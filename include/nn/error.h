@@ -39,9 +39,11 @@ NN_NORETURN void nn_fatal_at(const char *file, int line, const char *fmt, ...) N
 void *nn_xmalloc_at(size_t n, const char *file, int line);
 void *nn_xcalloc_at(size_t count, size_t size, const char *file, int line);
 void *nn_xrealloc_at(void *p, size_t n, const char *file, int line);
+char *nn_xstrdup_at(const char *s, const char *file, int line);
 #define nn_xmalloc(n) nn_xmalloc_at((n), __FILE__, __LINE__)
 #define nn_xcalloc(c, s) nn_xcalloc_at((c), (s), __FILE__, __LINE__)
 #define nn_xrealloc(p, n) nn_xrealloc_at((p), (n), __FILE__, __LINE__)
+#define nn_xstrdup(s) nn_xstrdup_at((s), __FILE__, __LINE__)
 
 /* Reads a whole file into memory (plus a terminating NUL byte that is not
  * counted in *len). Returns NULL and sets the error ("PATH: strerror") on

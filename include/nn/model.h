@@ -28,42 +28,31 @@
 
 NN_BEGIN_DECLS
 
-#define NN_MODEL_MAX_LAYERS 48
-#define NN_SPEC_MAX 1024 /* bytes of a spec string, the terminator included */
-
-typedef enum nn_layer_kind {
-    NN_LAYER_LINEAR,
-    NN_LAYER_CONV,
-    NN_LAYER_MAXPOOL,
-    NN_LAYER_AVGPOOL,
-    NN_LAYER_BATCHNORM,
-    NN_LAYER_LAYERNORM,
-    NN_LAYER_RELU,
-    NN_LAYER_LEAKYRELU,
-    NN_LAYER_GELU,
-    NN_LAYER_SIGMOID,
-    NN_LAYER_TANH,
-    NN_LAYER_DROPOUT,
-    NN_LAYER_FLATTEN,
-} nn_layer_kind;
+/* A layer kind: its spec name and arguments, shape rule, tensors,
+ * initialisation and forward, one entry of the table in src/nn/layers.c
+ * (each kind's code is in the file of its family under src/nn/layers/). */
+typedef struct nn_layer_kind nn_layer_kind;
 
 typedef struct nn_layer {
-    nn_layer_kind kind;
+    const nn_layer_kind *kind;
+    /* The spec's arguments; each kind uses those it declares. */
     int out;                     /* linear: features; conv: channels */
     int kernel, stride, padding; /* conv and pooling */
     float p;                     /* dropout: probability; leakyrelu: negative slope */
-    /* Shapes of one example, filled in when the model is built. */
+    /* Shapes of one example, filled in when the model is planned. */
     int in_ndim, in_shape[3], out_ndim, out_shape[3];
-    char name[16]; /* "fc1", "conv2", "bn1", "ln1"; "" for layers without parameters */
-    nn_tensor *weight, *bias;                                   /* NULL when the layer has none */
-    nn_tensor *running_mean, *running_var, *num_batches_tracked; /* batchnorm, in the state store */
+    char *name;          /* "fc1", "conv2", "bn1", "ln1"; NULL for a layer without tensors */
+    int n_tensors;
+    nn_tensor **tensors; /* the kind's tensors in its order (weight, bias, ...): learned
+                          * ones live in the model's params, the others in its state */
 } nn_layer;
 
 typedef struct nn_model {
     int in_shape[3]; /* [C, H, W] of one example: MNIST is [1, 28, 28] */
     int classes;     /* width of the output */
     int n_layers;
-    nn_layer layers[NN_MODEL_MAX_LAYERS];
+    nn_layer *layers;
+    char *spec;       /* canonical (nn_model_spec) */
     nn_params params; /* learned: what the optimiser updates */
     nn_params state;  /* saved but not learned: BatchNorm's running statistics */
     float input_mean, input_std; /* the normalisation the model was trained with */
@@ -84,21 +73,16 @@ int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int clas
  * as PyTorch does (Linear and Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
  * weight and bias; norms: weight 1, bias 0; running variance 1). */
 void nn_model_build(nn_model *m, nn_rng *rng);
-/* The layers of a spec, arguments checked but shapes not yet known (what
- * nn_model_plan starts from): returns how many, or -1 with the error set. */
-int nn_spec_parse(const char *spec, nn_layer *layers, int max_layers);
-/* One layer in canonical spec form, e.g. "conv(32,3,padding=1)"; returns buf. */
+/* Checks a spec's syntax and every layer's arguments (not yet the shapes,
+ * which need the input): 0, or -1 with an error naming the layer. */
+int nn_spec_check(const char *spec);
+/* One layer in canonical spec form, e.g. "conv(32,3,padding=1)"; writes at
+ * most cap bytes and returns buf. */
 char *nn_layer_str(const nn_layer *l, char *buf, size_t cap);
-const char *nn_layer_kind_name(nn_layer_kind kind);
-/* The tensors a planned layer stores (at most 5): full name ("conv1.weight"),
- * shape, whether the optimiser learns it (else it is state, like a running
- * mean) and whether weight decay applies. Returns how many. */
-typedef struct nn_layer_tensor {
-    char name[48];
-    int ndim, shape[NN_MAX_DIMS];
-    bool learned, decay;
-} nn_layer_tensor;
-int nn_layer_tensors(const nn_layer *l, nn_layer_tensor out[5]);
+/* The kind's spec name: "linear", "conv", ... */
+const char *nn_layer_kind_name(const nn_layer_kind *kind);
+/* The layer's tensor called suffix ("weight", "running_mean"), or NULL. */
+nn_tensor *nn_layer_tensor(const nn_layer *l, const char *suffix);
 /* nn_model_plan then nn_model_build. */
 int nn_model_init(nn_model *m, const char *spec, const int in_shape[3], int classes, nn_rng *rng);
 void nn_model_free(nn_model *m);
@@ -115,9 +99,8 @@ nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *drop
  * probs and returns the most probable class. */
 int nn_model_predict(nn_model *m, nn_ctx *ctx, const float *pixels, float *probs);
 
-/* The model's spec in canonical form (defaults left out): writes at most
- * cap bytes and returns buf. */
-char *nn_model_spec(const nn_model *m, char *buf, size_t cap);
+/* The model's spec in canonical form (defaults left out), owned by the model. */
+const char *nn_model_spec(const nn_model *m);
 /* Writes the model as a table, one row per layer: name, output shape and
  * parameter count, with the totals (like Keras' summary()). */
 void nn_model_summary(const nn_model *m, FILE *f);
@@ -128,27 +111,29 @@ size_t nn_model_param_count(const nn_model *m);
  * per hidden width `linear(W) [layernorm] act [dropout(p)]`, then
  * `linear(classes)`. No hidden widths gives softmax regression. */
 typedef enum nn_act { NN_ACT_RELU, NN_ACT_GELU, NN_ACT_SIGMOID, NN_ACT_TANH } nn_act;
-#define NN_MLP_MAX_HIDDEN 8
 typedef struct nn_mlp_config {
     int n_hidden;
-    int hidden[NN_MLP_MAX_HIDDEN];
+    const int *hidden; /* n_hidden widths */
     int classes;
     nn_act act;
     bool layer_norm;
     float dropout;       /* after each hidden activation; 0 = none */
     float input_dropout; /* on the input pixels, before the first linear; 0 = none */
 } nn_mlp_config;
+/* The activation called name; -1 with the error set for an unknown one. */
 int nn_act_parse(const char *name, nn_act *act);
 const char *nn_act_name(nn_act act);
-/* Writes the spec of an MLP into buf (cap bytes); returns buf. */
-char *nn_mlp_spec(const nn_mlp_config *c, char *buf, size_t cap);
+/* The spec of an MLP, for the caller to free(). */
+char *nn_mlp_spec(const nn_mlp_config *c);
 
 /* Checkpoints in safetensors: every parameter and state tensor under its
  * name, and in the metadata nn.arch ("linear", "mlp" or "cnn"), nn.spec,
  * nn.input_shape ("1,28,28"), nn.input_mean and nn.input_std, plus any extra
  * pairs and tensors given (their names must not clash with the model's). */
-int nn_model_save(const nn_model *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,
-                  const char *const *extra_keys, const char *const *extra_values, int n_extra);
+int nn_model_save(const nn_model *m, const char *path);
+/* The same with extra metadata pairs and tensors (a training run's state). */
+int nn_model_save_with(const nn_model *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,
+                       const char *const *extra_keys, const char *const *extra_values, int n_extra);
 /* Loads a checkpoint written by nn_model_save, by an earlier release (MLPs
  * described by nn.layers, nn.act, nn.norm, nn.dropout), or by PyTorch with
  * the same names and metadata. The spec and every tensor's shape are checked

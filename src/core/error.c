@@ -56,6 +56,11 @@ void *nn_xrealloc_at(void *p, size_t n, const char *file, int line) {
     return q;
 }
 
+char *nn_xstrdup_at(const char *s, const char *file, int line) {
+    size_t n = strlen(s) + 1;
+    return memcpy(nn_xmalloc_at(n, file, line), s, n);
+}
+
 unsigned char *nn_read_file(const char *path, size_t *len, size_t max_len) {
     FILE *f = fopen(path, "rb");
     if (!f) {

@@ -9,6 +9,12 @@
 void nn_params_init(nn_params *p) { memset(p, 0, sizeof *p); }
 
 void nn_params_free(nn_params *p) {
+    for (int i = 0; i < p->n; i++) {
+        free((char *)p->tensors[i]->name);
+        free(p->tensors[i]);
+    }
+    free(p->tensors);
+    free(p->decay);
     free(p->data);
     free(p->grad);
     memset(p, 0, sizeof *p);
@@ -18,19 +24,21 @@ void nn_params_free(nn_params *p) {
 static void rebase(nn_params *p) {
     size_t offset = 0;
     for (int i = 0; i < p->n; i++) {
-        p->tensors[i].data = p->data + offset;
-        p->tensors[i].grad = p->grad + offset;
-        offset += p->tensors[i].size;
+        p->tensors[i]->data = p->data + offset;
+        p->tensors[i]->grad = p->grad + offset;
+        offset += p->tensors[i]->size;
     }
 }
 
 nn_tensor *nn_params_add(nn_params *p, const char *name, int ndim, const int *shape, bool decay) {
-    NN_CHECK(p->n < NN_MAX_PARAMS, "params: more than %d parameter tensors", NN_MAX_PARAMS);
-    NN_CHECK(strlen(name) < sizeof p->names[0], "params: name '%s' too long", name);
     NN_CHECK(nn_params_find(p, name) == NULL, "params: duplicate name '%s'", name);
     NN_CHECK(ndim >= 0 && ndim <= NN_MAX_DIMS, "params: '%s' has %d dimensions", name, ndim);
-    nn_tensor *t = &p->tensors[p->n];
-    memset(t, 0, sizeof *t);
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 16;
+        p->tensors = nn_xrealloc(p->tensors, (size_t)p->cap * sizeof *p->tensors);
+        p->decay = nn_xrealloc(p->decay, (size_t)p->cap * sizeof *p->decay);
+    }
+    nn_tensor *t = nn_xcalloc(1, sizeof *t);
     size_t size = 1;
     for (int i = 0; i < ndim; i++) {
         NN_CHECK(shape[i] > 0, "params: '%s' dimension %d is %d", name, i, shape[i]);
@@ -41,8 +49,8 @@ nn_tensor *nn_params_add(nn_params *p, const char *name, int ndim, const int *sh
     t->size = size;
     t->role = NN_PARAM;
     t->node = -1;
-    strcpy(p->names[p->n], name);
-    t->name = p->names[p->n];
+    t->name = nn_xstrdup(name);
+    p->tensors[p->n] = t;
     p->decay[p->n] = decay;
     p->n++;
     p->data = nn_xrealloc(p->data, (p->count + size) * sizeof(float));
@@ -56,7 +64,7 @@ nn_tensor *nn_params_add(nn_params *p, const char *name, int ndim, const int *sh
 
 nn_tensor *nn_params_find(nn_params *p, const char *name) {
     for (int i = 0; i < p->n; i++)
-        if (strcmp(p->names[i], name) == 0) return &p->tensors[i];
+        if (strcmp(p->tensors[i]->name, name) == 0) return p->tensors[i];
     return NULL;
 }
 

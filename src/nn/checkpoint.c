@@ -9,53 +9,57 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/layers.h"
 #include "nn/model.h"
 #include "nn/safetensors.h"
-
-#define MAX_META 64
-#define MAX_EXTRA_TENSORS 8
 
 static const char *arch_name(const nn_model *m) {
     int linear = 0;
     for (int i = 0; i < m->n_layers; i++) {
-        nn_layer_kind k = m->layers[i].kind;
-        if (k == NN_LAYER_CONV || k == NN_LAYER_MAXPOOL || k == NN_LAYER_AVGPOOL) return "cnn";
-        linear += k == NN_LAYER_LINEAR;
+        if (m->layers[i].kind->spatial) return "cnn";
+        linear += m->layers[i].kind == &layer_linear;
     }
     return linear == 1 ? "linear" : "mlp";
 }
 
 static void add_entries(const nn_params *p, nn_st_entry *entries, int64_t (*shapes)[NN_MAX_DIMS], int *n) {
     for (int i = 0; i < p->n; i++, (*n)++) {
-        const nn_tensor *t = &p->tensors[i];
+        const nn_tensor *t = p->tensors[i];
         for (int d = 0; d < t->ndim; d++) shapes[*n][d] = t->shape[d];
         entries[*n] = (nn_st_entry){.name = t->name, .ndim = t->ndim, .shape = shapes[*n], .data = t->data};
     }
 }
 
-int nn_model_save(const nn_model *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,
-                  const char *const *extra_keys, const char *const *extra_values, int n_extra) {
+int nn_model_save(const nn_model *m, const char *path) { return nn_model_save_with(m, path, NULL, 0, NULL, NULL, 0); }
+
+int nn_model_save_with(const nn_model *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,
+                       const char *const *extra_keys, const char *const *extra_values, int n_extra) {
     enum { N_OWN = 5 };
-    NN_CHECK(n_extra >= 0 && n_extra <= MAX_META - N_OWN, "nn_model_save: too many metadata entries");
-    NN_CHECK(n_extra_tensors >= 0 && n_extra_tensors <= MAX_EXTRA_TENSORS, "nn_model_save: too many extra tensors");
-    char spec[NN_SPEC_MAX], shape[48], mean[32], std[32];
-    nn_model_spec(m, spec, sizeof spec);
+    NN_CHECK(n_extra >= 0 && n_extra_tensors >= 0, "nn_model_save_with: negative counts");
+    char shape[48], mean[32], std[32];
     snprintf(shape, sizeof shape, "%d,%d,%d", m->in_shape[0], m->in_shape[1], m->in_shape[2]);
     snprintf(mean, sizeof mean, "%.9g", m->input_mean);
     snprintf(std, sizeof std, "%.9g", m->input_std);
-    const char *keys[MAX_META] = {"nn.arch", "nn.spec", "nn.input_shape", "nn.input_mean", "nn.input_std"};
-    const char *values[MAX_META] = {arch_name(m), spec, shape, mean, std};
-    for (int i = 0; i < n_extra; i++) {
-        keys[N_OWN + i] = extra_keys[i];
-        values[N_OWN + i] = extra_values[i];
+    const char **keys = nn_xmalloc((size_t)(N_OWN + n_extra) * sizeof *keys);
+    const char **values = nn_xmalloc((size_t)(N_OWN + n_extra) * sizeof *values);
+    const char *own_keys[N_OWN] = {"nn.arch", "nn.spec", "nn.input_shape", "nn.input_mean", "nn.input_std"};
+    const char *own_values[N_OWN] = {arch_name(m), m->spec, shape, mean, std};
+    for (int i = 0; i < N_OWN + n_extra; i++) {
+        keys[i] = i < N_OWN ? own_keys[i] : extra_keys[i - N_OWN];
+        values[i] = i < N_OWN ? own_values[i] : extra_values[i - N_OWN];
     }
-    nn_st_entry entries[2 * NN_MAX_PARAMS + MAX_EXTRA_TENSORS];
-    int64_t shapes[2 * NN_MAX_PARAMS][NN_MAX_DIMS];
-    int n = 0;
+    int n_model = m->params.n + m->state.n, n = 0;
+    nn_st_entry *entries = nn_xmalloc((size_t)(n_model + n_extra_tensors + 1) * sizeof *entries);
+    int64_t(*shapes)[NN_MAX_DIMS] = nn_xmalloc((size_t)(n_model + 1) * sizeof *shapes);
     add_entries(&m->params, entries, shapes, &n);
     add_entries(&m->state, entries, shapes, &n);
     for (int i = 0; i < n_extra_tensors; i++) entries[n++] = extra_tensors[i];
-    return nn_st_save(path, entries, n, keys, values, N_OWN + n_extra);
+    int rc = nn_st_save(path, entries, n, keys, values, N_OWN + n_extra);
+    free(shapes);
+    free(entries);
+    free(keys);
+    free(values);
+    return rc;
 }
 
 /* A required metadata string, or an error naming the missing key. */
@@ -92,29 +96,29 @@ static int parse_shape(const char *path, const char *s, int shape[3]) {
 
 /* An earlier release's MLP metadata as a spec, and its input shape: a
  * square image when the input width is a square (784 = 28 x 28). */
-static int legacy_spec(const nn_safetensors *st, const char *path, char *spec, size_t cap, int in_shape[3]) {
+static int legacy_spec(const nn_safetensors *st, const char *path, char **spec, int in_shape[3]) {
     const char *arch = meta(st, path, "nn.arch"), *layers = NULL, *act = NULL, *norm = NULL, *dropout = NULL;
     if (!arch || !(layers = meta(st, path, "nn.layers")) || !(act = meta(st, path, "nn.act")) ||
         !(norm = meta(st, path, "nn.norm")) || !(dropout = meta(st, path, "nn.dropout")))
         return -1;
     if (strcmp(arch, "mlp") != 0 && strcmp(arch, "linear") != 0)
         return nn_error("%s: unsupported architecture '%s' without 'nn.spec'", path, arch);
-    int sizes[NN_MLP_MAX_HIDDEN + 2], n = 0;
+    enum { MAX_WIDTHS = 10 }; /* what earlier releases wrote: up to 8 hidden layers */
+    int sizes[MAX_WIDTHS], n = 0;
     for (const char *p = layers; *p;) {
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
-        if (errno || end == p || v < 1 || v > 1 << 16 || n == NN_MLP_MAX_HIDDEN + 2)
+        if (errno || end == p || v < 1 || v > 1 << 16 || n == MAX_WIDTHS)
             return nn_error("%s: metadata 'nn.layers' = '%s' is not a list of 2..%d widths", path, layers,
-                            NN_MLP_MAX_HIDDEN + 2);
+                            MAX_WIDTHS);
         sizes[n++] = (int)v;
         p = end;
         if (*p == ',') p++;
         else if (*p) return nn_error("%s: metadata 'nn.layers' = '%s' is malformed", path, layers);
     }
     if (n < 2) return nn_error("%s: metadata 'nn.layers' = '%s' needs at least two widths", path, layers);
-    nn_mlp_config c = {.n_hidden = n - 2, .classes = sizes[n - 1]};
-    memcpy(c.hidden, sizes + 1, (size_t)c.n_hidden * sizeof(int));
+    nn_mlp_config c = {.n_hidden = n - 2, .hidden = sizes + 1, .classes = sizes[n - 1]};
     if (nn_act_parse(act, &c.act) != 0) return nn_error("%s: unknown activation '%s' in metadata", path, act);
     if (strcmp(norm, "none") != 0 && strcmp(norm, "layer") != 0)
         return nn_error("%s: unknown normalisation '%s' in metadata", path, norm);
@@ -123,7 +127,7 @@ static int legacy_spec(const nn_safetensors *st, const char *path, char *spec, s
     const char *input_dropout = nn_st_meta(st, "nn.input_dropout"); /* absent from the oldest files */
     if (input_dropout && parse_float(path, "nn.input_dropout", input_dropout, 0.0f, 0.95f, &c.input_dropout) != 0)
         return -1;
-    nn_mlp_spec(&c, spec, cap);
+    *spec = nn_mlp_spec(&c);
     int side = (int)lround(sqrt((double)sizes[0]));
     bool square = side * side == sizes[0];
     in_shape[0] = 1;
@@ -143,25 +147,30 @@ int nn_model_load(nn_model *m, const char *path) {
 /* Every tensor the planned model needs must be in the file with its shape
  * before the model is allocated, so a few bytes of spec cannot make it
  * allocate gigabytes; and the file must hold no other model tensor. */
+/* One planned tensor against the file's: 0, or -1 with the error. */
+static int check_tensor(const nn_safetensors *st, const char *path, const char *spec, const char *name,
+                        const layer_tensor *t) {
+    const nn_st_tensor *f = nn_st_find(st, name);
+    if (!f) return nn_error("%s: no tensor named '%s' (the spec '%s' needs one)", path, name, spec);
+    bool same = f->ndim == t->ndim;
+    for (int d = 0; same && d < f->ndim; d++) same = f->shape[d] == t->shape[d];
+    if (same) return 0;
+    char want[64];
+    return nn_error("%s: tensor '%s' has the wrong shape for the spec '%s': expected %s", path, name, spec,
+                    layer_shape_str(t->ndim, t->shape, want, sizeof want));
+}
+
 static int check_tensors(const nn_model *m, const nn_safetensors *st, const char *path, const char *spec) {
     int expected = 0;
     for (int i = 0; i < m->n_layers; i++) {
-        nn_layer_tensor t[5];
-        int n = nn_layer_tensors(&m->layers[i], t);
+        const nn_layer *l = &m->layers[i];
+        layer_tensor t[LAYER_MAX_TENSORS];
+        int n = l->kind->tensors ? l->kind->tensors(l, t) : 0;
         for (int k = 0; k < n; k++, expected++) {
-            const nn_st_tensor *f = nn_st_find(st, t[k].name);
-            if (!f) return nn_error("%s: no tensor named '%s' (the spec '%s' needs one)", path, t[k].name, spec);
-            bool same = f->ndim == t[k].ndim;
-            for (int d = 0; same && d < f->ndim; d++) same = f->shape[d] == t[k].shape[d];
-            if (!same) {
-                char want[64];
-                size_t pos = (size_t)snprintf(want, sizeof want, "[");
-                for (int d = 0; d < t[k].ndim; d++)
-                    pos += (size_t)snprintf(want + pos, sizeof want - pos, "%s%d", d ? ", " : "", t[k].shape[d]);
-                snprintf(want + pos, sizeof want - pos, "]");
-                return nn_error("%s: tensor '%s' has the wrong shape for the spec '%s': expected %s", path, t[k].name,
-                                spec, want);
-            }
+            char *name = layer_tensor_name(l, t[k].suffix);
+            int rc = check_tensor(st, path, spec, name, &t[k]);
+            free(name);
+            if (rc != 0) return -1;
         }
     }
     int in_file = 0;
@@ -173,7 +182,7 @@ static int check_tensors(const nn_model *m, const nn_safetensors *st, const char
 
 static int read_store(nn_params *p, const nn_safetensors *st, const char *path) {
     for (int i = 0; i < p->n; i++) {
-        nn_tensor *t = &p->tensors[i];
+        nn_tensor *t = p->tensors[i];
         int64_t shape[NN_MAX_DIMS];
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
         if (nn_st_read_f32(st, t->name, t->data, t->ndim, shape) != 0) return -1;
@@ -183,35 +192,43 @@ static int read_store(nn_params *p, const nn_safetensors *st, const char *path) 
     return 0;
 }
 
+/* The spec and input shape the file describes: *owned is set (and must be
+ * freed) when the spec was rebuilt from an earlier release's metadata. */
+static const char *file_spec(const nn_safetensors *st, const char *path, int in_shape[3], char **owned) {
+    const char *spec = nn_st_meta(st, "nn.spec"), *shape;
+    *owned = NULL;
+    if (!spec) return legacy_spec(st, path, owned, in_shape) == 0 ? *owned : NULL;
+    if (!(shape = meta(st, path, "nn.input_shape")) || parse_shape(path, shape, in_shape) != 0) return NULL;
+    return spec;
+}
+
 int nn_model_load_st(nn_model *m, const nn_safetensors *st, const char *path) {
-    char legacy[NN_SPEC_MAX];
+    memset(m, 0, sizeof *m);
     int in_shape[3];
-    const char *spec = nn_st_meta(st, "nn.spec"), *shape = NULL, *smean, *sstd;
-    if (spec) {
-        if (!(shape = meta(st, path, "nn.input_shape")) || parse_shape(path, shape, in_shape) != 0) return -1;
-    } else {
-        if (legacy_spec(st, path, legacy, sizeof legacy, in_shape) != 0) return -1;
-        spec = legacy;
-    }
+    char *legacy;
+    const char *spec = file_spec(st, path, in_shape, &legacy), *smean, *sstd;
     float mean = 0.0f, std = 1.0f;
-    if (!(smean = meta(st, path, "nn.input_mean")) || !(sstd = meta(st, path, "nn.input_std")) ||
+    int rc = -1;
+    if (!spec || !(smean = meta(st, path, "nn.input_mean")) || !(sstd = meta(st, path, "nn.input_std")) ||
         parse_float(path, "nn.input_mean", smean, -1e6f, 1e6f, &mean) != 0 ||
         parse_float(path, "nn.input_std", sstd, 1e-12f, 1e6f, &std) != 0)
-        return -1;
+        goto done;
     if (nn_model_plan(m, spec, in_shape, 0) != 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", nn_last_error());
-        return nn_error("%s: metadata 'nn.spec': %s", path, why);
+        nn_error("%s: metadata 'nn.spec': %s", path, why);
+        goto done;
     }
-    if (check_tensors(m, st, path, spec) != 0) return -1;
+    if (check_tensors(m, st, path, spec) != 0) goto done;
     nn_rng unused;
     nn_rng_seed(&unused, 0, 0);
     nn_model_build(m, &unused);
     m->input_mean = mean;
     m->input_std = std;
-    if (read_store(&m->params, st, path) != 0 || read_store(&m->state, st, path) != 0) {
-        nn_model_free(m);
-        return -1;
-    }
-    return 0;
+    if (read_store(&m->params, st, path) != 0 || read_store(&m->state, st, path) != 0) goto done;
+    rc = 0;
+done:
+    if (rc != 0) nn_model_free(m);
+    free(legacy);
+    return rc;
 }

@@ -1,9 +1,13 @@
-/* The general model: shape inference over a layer stack, parameter
- * registration, initialisation and the one forward loop. */
+/* The general model: a layer stack planned from a spec (shapes inferred,
+ * tensors named), built into the parameter store, and run by one forward
+ * loop. Everything a layer kind does comes from its entry in the kind table
+ * (src/layers/); nothing here names a kind. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "nn/model.h"
+#include "layers/layers.h"
+#include "nn/spec.h"
 #include "ops/ops.h"
 
 /* Bounds that keep a few bytes of spec from asking for gigabytes. */
@@ -16,113 +20,70 @@ static long shape_size(int ndim, const int *shape) {
     return n;
 }
 
-static void shape_str(int ndim, const int *shape, char *buf, size_t cap) {
-    size_t pos = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && pos < cap; i++) pos += (size_t)snprintf(buf + pos, cap - pos, "%s%d", i ? ", " : "", shape[i]);
-    if (pos < cap) snprintf(buf + pos, cap - pos, "]");
-}
-
-/* A pooling or conv window along one axis: the output length, or an error
- * naming the layer when the window does not fit. */
-static int window(const char *layer, const char *axis, int in, int k, int stride, int pad, int *out) {
-    if (in + 2 * pad < k)
-        return nn_error("%s: kernel %d is larger than the input %s of %d%s", layer, k, axis, in,
-                        pad ? " (with padding)" : "");
-    *out = (in + 2 * pad - k) / stride + 1;
-    return 0;
-}
-
-/* Infers the output shape of layer l from its input shape; -1 with an error
- * naming the layer when it does not fit. */
+/* Infers the output shape of layer l (index in the stack) from its input
+ * shape; -1 with an error naming the layer when it does not fit. */
 static int infer(nn_layer *l, int index) {
-    char text[96], in[48];
-    nn_layer_str(l, text, sizeof text);
-    char where[128];
-    snprintf(where, sizeof where, "layer %d, %s", index + 1, text);
-    shape_str(l->in_ndim, l->in_shape, in, sizeof in);
-    bool image = l->in_ndim == 3;
+    char text[96], where[128];
+    snprintf(where, sizeof where, "layer %d, %s", index + 1, nn_layer_str(l, text, sizeof text));
     l->out_ndim = l->in_ndim;
     memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
-    switch (l->kind) {
-    case NN_LAYER_LINEAR:
-        if (image)
-            return nn_error("%s: its input is %s; add flatten before a linear layer", where, in);
-        l->out_shape[0] = l->out;
-        break;
-    case NN_LAYER_CONV:
-    case NN_LAYER_MAXPOOL:
-    case NN_LAYER_AVGPOOL: {
-        if (!image)
-            return nn_error("%s: needs an image [C, H, W] but gets %s (a %s cannot come after flatten or linear)",
-                            where, in, l->kind == NN_LAYER_CONV ? "conv" : "pooling layer");
-        int pad = l->kind == NN_LAYER_CONV ? l->padding : 0;
-        if (window(where, "height", l->in_shape[1], l->kernel, l->stride, pad, &l->out_shape[1]) ||
-            window(where, "width", l->in_shape[2], l->kernel, l->stride, pad, &l->out_shape[2]))
-            return -1;
-        if (l->kind == NN_LAYER_CONV) l->out_shape[0] = l->out;
-        break;
-    }
-    case NN_LAYER_LAYERNORM:
-        if (image) return nn_error("%s: normalises features, but its input is %s (use batchnorm after a conv)", where, in);
-        break;
-    case NN_LAYER_FLATTEN:
-        l->out_ndim = 1;
-        l->out_shape[0] = (int)shape_size(l->in_ndim, l->in_shape);
-        l->out_shape[1] = l->out_shape[2] = 0;
-        break;
-    default: break; /* elementwise: same shape */
-    }
+    if (l->kind->infer && l->kind->infer(l, where) != 0) return -1;
     if (shape_size(l->out_ndim, l->out_shape) > MAX_ACTIVATION_FLOATS)
         return nn_error("%s: its output of %ld values per image is too large", where,
                         shape_size(l->out_ndim, l->out_shape));
     return 0;
 }
 
+/* The tensors a planned layer stores (none when its kind has none). */
+static int layer_tensors(const nn_layer *l, layer_tensor out[LAYER_MAX_TENSORS]) {
+    return l->kind->tensors ? l->kind->tensors(l, out) : 0;
+}
+
 /* Learned and state floats of a layer, from its plan (the model need not be built). */
 static void layer_counts(const nn_layer *l, size_t *learned, size_t *state) {
-    nn_layer_tensor t[5];
-    int n = nn_layer_tensors(l, t);
+    layer_tensor t[LAYER_MAX_TENSORS];
+    int n = layer_tensors(l, t);
     *learned = *state = 0;
-    for (int k = 0; k < n; k++) {
-        size_t size = 1;
-        for (int d = 0; d < t[k].ndim; d++) size *= (size_t)t[k].shape[d];
-        *(t[k].learned ? learned : state) += size;
-    }
+    for (int k = 0; k < n; k++) *(t[k].learned ? learned : state) += (size_t)shape_size(t[k].ndim, t[k].shape);
 }
 
-/* Parameter names: fc1, conv1, bn1, ln1, ... numbered along the network per kind. */
-static const char *name_prefix(nn_layer_kind kind) {
-    switch (kind) {
-    case NN_LAYER_LINEAR: return "fc";
-    case NN_LAYER_CONV: return "conv";
-    case NN_LAYER_BATCHNORM: return "bn";
-    case NN_LAYER_LAYERNORM: return "ln";
-    default: return NULL;
-    }
+/* Layer names: fc1, conv1, bn1, ln1, ... numbered along the network per kind. */
+static void name_layer(nn_layer *layers, int i) {
+    const char *prefix = layers[i].kind->prefix;
+    if (!prefix) return;
+    int number = 1;
+    for (int j = 0; j < i; j++) number += layers[j].kind == layers[i].kind;
+    int len = snprintf(NULL, 0, "%s%d", prefix, number);
+    layers[i].name = nn_xmalloc((size_t)len + 1);
+    snprintf(layers[i].name, (size_t)len + 1, "%s%d", prefix, number);
 }
 
-int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int classes) {
-    memset(m, 0, sizeof *m);
-    for (int i = 0; i < 3; i++)
-        if (in_shape[i] < 1 || in_shape[i] > 4096)
-            return nn_error("input shape [%d, %d, %d] is not an image shape", in_shape[0], in_shape[1], in_shape[2]);
-    int n = nn_spec_parse(spec, m->layers, NN_MODEL_MAX_LAYERS);
-    if (n < 0) return -1;
-    memcpy(m->in_shape, in_shape, sizeof m->in_shape);
-    m->n_layers = n;
-    m->input_std = 1.0f;
-    int ndim = 3, shape[3] = {in_shape[0], in_shape[1], in_shape[2]};
-    int count[NN_LAYER_FLATTEN + 1] = {0}; /* layers with parameters so far, per kind */
+/* The canonical spec of the planned layers. */
+static char *canonical_spec(const nn_model *m) {
+    size_t len = 0, cap = 64;
+    char *spec = nn_xmalloc(cap);
+    spec[0] = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        char layer[128];
+        nn_layer_str(&m->layers[i], layer, sizeof layer);
+        size_t need = len + strlen(layer) + 2;
+        if (need > cap) spec = nn_xrealloc(spec, cap = 2 * need);
+        len += (size_t)sprintf(spec + len, "%s%s", i ? " " : "", layer);
+    }
+    return spec;
+}
+
+static int plan_layers(nn_model *m, int classes) {
+    int ndim = 3, shape[3] = {m->in_shape[0], m->in_shape[1], m->in_shape[2]};
     size_t floats = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < m->n_layers; i++) {
         nn_layer *l = &m->layers[i];
         l->in_ndim = ndim;
         memcpy(l->in_shape, shape, sizeof shape);
         if (infer(l, i) != 0) return -1;
         ndim = l->out_ndim;
         memcpy(shape, l->out_shape, sizeof shape);
-        const char *prefix = name_prefix(l->kind);
-        if (prefix) snprintf(l->name, sizeof l->name, "%s%d", prefix, ++count[l->kind]);
+        name_layer(m->layers, i);
         size_t learned, state;
         layer_counts(l, &learned, &state);
         if ((floats += learned + state) > MAX_PARAMS_FLOATS) {
@@ -132,48 +93,36 @@ int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int clas
         }
     }
     char out[48];
-    shape_str(ndim, shape, out, sizeof out);
-    if (ndim != 1) return nn_error("the model ends in %s, not in class scores: end it with flatten and linear(%d)", out, classes > 0 ? classes : 10);
+    layer_shape_str(ndim, shape, out, sizeof out);
+    if (ndim != 1)
+        return nn_error("the model ends in %s, not in class scores: end it with flatten and linear(%d)", out,
+                        classes > 0 ? classes : 10);
     if (classes > 0 && shape[0] != classes) {
         char last[96];
-        nn_layer_str(&m->layers[n - 1], last, sizeof last);
-        return nn_error("layer %d, %s: the model ends in %d features but the data has %d classes", n, last, shape[0],
-                        classes);
+        nn_layer_str(&m->layers[m->n_layers - 1], last, sizeof last);
+        return nn_error("layer %d, %s: the model ends in %d features but the data has %d classes", m->n_layers,
+                        last, shape[0], classes);
     }
     m->classes = shape[0];
     return 0;
 }
 
-int nn_layer_tensors(const nn_layer *l, nn_layer_tensor out[5]) {
-    int in_c = l->in_shape[0], n = 0;
-#define T(suffix, learned_, decay_, ndim_, ...)                                                           \
-    do {                                                                                                  \
-        out[n] = (nn_layer_tensor){.ndim = ndim_, .shape = {__VA_ARGS__}, .learned = learned_, .decay = decay_}; \
-        snprintf(out[n].name, sizeof out[n].name, "%s.%s", l->name, suffix);                                \
-        n++;                                                                                              \
-    } while (0)
-    switch (l->kind) {
-    case NN_LAYER_LINEAR:
-        T("weight", true, true, 2, l->out, in_c);
-        T("bias", true, false, 1, l->out);
-        break;
-    case NN_LAYER_CONV:
-        T("weight", true, true, 4, l->out, in_c, l->kernel, l->kernel);
-        T("bias", true, false, 1, l->out);
-        break;
-    case NN_LAYER_BATCHNORM:
-    case NN_LAYER_LAYERNORM:
-        T("weight", true, false, 1, in_c);
-        T("bias", true, false, 1, in_c);
-        if (l->kind == NN_LAYER_LAYERNORM) break;
-        T("running_mean", false, false, 1, in_c);
-        T("running_var", false, false, 1, in_c);
-        T("num_batches_tracked", false, false, 0, 0);
-        break;
-    default: break;
+int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int classes) {
+    memset(m, 0, sizeof *m);
+    for (int i = 0; i < 3; i++)
+        if (in_shape[i] < 1 || in_shape[i] > 4096)
+            return nn_error("input shape [%d, %d, %d] is not an image shape", in_shape[0], in_shape[1], in_shape[2]);
+    int n = spec_parse(spec, &m->layers);
+    if (n < 0) return -1;
+    memcpy(m->in_shape, in_shape, sizeof m->in_shape);
+    m->n_layers = n;
+    m->input_std = 1.0f;
+    if (plan_layers(m, classes) != 0) {
+        nn_model_free(m);
+        return -1;
     }
-#undef T
-    return n;
+    m->spec = canonical_spec(m);
+    return 0;
 }
 
 void nn_model_build(nn_model *m, nn_rng *rng) {
@@ -183,25 +132,18 @@ void nn_model_build(nn_model *m, nn_rng *rng) {
      * the views stay where they are. */
     for (int i = 0; i < m->n_layers; i++) {
         nn_layer *l = &m->layers[i];
-        nn_layer_tensor t[5];
-        int n = nn_layer_tensors(l, t);
-        nn_tensor *views[5];
-        for (int k = 0; k < n; k++)
-            views[k] = nn_params_add(t[k].learned ? &m->params : &m->state, t[k].name, t[k].ndim, t[k].shape, t[k].decay);
-        if (n >= 2) l->weight = views[0], l->bias = views[1];
-        if (n == 5) l->running_mean = views[2], l->running_var = views[3], l->num_batches_tracked = views[4];
-    }
-    for (int i = 0; i < m->n_layers; i++) {
-        nn_layer *l = &m->layers[i];
-        if (l->kind == NN_LAYER_LINEAR || l->kind == NN_LAYER_CONV) {
-            int fan_in = (int)(l->weight->size / (size_t)l->out);
-            nn_init_uniform_fan_in(l->weight, fan_in, rng);
-            nn_init_uniform_fan_in(l->bias, fan_in, rng);
-        } else if (l->weight) {
-            nn_init_const(l->weight, 1.0f);
+        layer_tensor t[LAYER_MAX_TENSORS];
+        l->n_tensors = layer_tensors(l, t);
+        l->tensors = l->n_tensors ? nn_xcalloc((size_t)l->n_tensors, sizeof *l->tensors) : NULL;
+        for (int k = 0; k < l->n_tensors; k++) {
+            char *name = layer_tensor_name(l, t[k].suffix);
+            l->tensors[k] = nn_params_add(t[k].learned ? &m->params : &m->state, name, t[k].ndim, t[k].shape,
+                                          t[k].decay);
+            free(name);
         }
-        if (l->running_var) nn_init_const(l->running_var, 1.0f);
     }
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind->init) m->layers[i].kind->init(&m->layers[i], rng);
 }
 
 int nn_model_init(nn_model *m, const char *spec, const int in_shape[3], int classes, nn_rng *rng) {
@@ -211,79 +153,34 @@ int nn_model_init(nn_model *m, const char *spec, const int in_shape[3], int clas
 }
 
 void nn_model_free(nn_model *m) {
+    for (int i = 0; i < m->n_layers; i++) {
+        free(m->layers[i].name);
+        free(m->layers[i].tensors);
+    }
+    free(m->layers);
+    free(m->spec);
     nn_params_free(&m->params);
     nn_params_free(&m->state);
+    memset(m, 0, sizeof *m);
 }
 
-/* How many of the layers after layer i (a conv or a batch norm) run fused
- * with it: 1 for a ReLU, 2 for a ReLU and a 2x2 max pooling of stride 2
- * (ops/conv.c, ops/batchnorm.c), else 0. A conv followed by a batch norm
- * and a ReLU runs with both. */
-static int relu_fusion(const nn_model *m, int i) {
-    const nn_layer *l = m->layers;
-    if (i + 1 >= m->n_layers || l[i + 1].kind != NN_LAYER_RELU) return 0;
-    if (i + 2 < m->n_layers && l[i + 2].kind == NN_LAYER_MAXPOOL && l[i + 2].kernel == 2 && l[i + 2].stride == 2)
-        return 2;
-    return 1;
+nn_tensor *nn_layer_tensor(const nn_layer *l, const char *suffix) {
+    layer_tensor t[LAYER_MAX_TENSORS];
+    int n = layer_tensors(l, t);
+    for (int k = 0; k < n && k < l->n_tensors; k++)
+        if (strcmp(t[k].suffix, suffix) == 0) return l->tensors[k];
+    return NULL;
 }
 
-/* The layer loop over one batch. */
+/* The layer loop over one batch: a run of layers with a fused op (the
+ * fusion table, src/layers/table.c) goes as one op, every other layer by
+ * its kind's forward. */
 static nn_tensor *forward_layers(nn_model *m, nn_ctx *ctx, nn_tensor *h, nn_rng *dropout_rng) {
-    bool training = nn_training(ctx);
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = 0; i < m->n_layers;) {
         nn_layer *l = &m->layers[i];
-        switch (l->kind) {
-        case NN_LAYER_LINEAR: h = nn_linear(ctx, h, l->weight, l->bias); break;
-        case NN_LAYER_CONV: {
-            nn_layer *bn = i + 1 < m->n_layers && m->layers[i + 1].kind == NN_LAYER_BATCHNORM ? l + 1 : NULL;
-            int fused = bn ? relu_fusion(m, i + 1) : relu_fusion(m, i);
-            if (bn && fused) { /* conv batchnorm relu [maxpool(2)] */
-                h = nn_conv2d_bn_relu(ctx, h, l->weight, l->bias, l->stride, l->padding, bn->weight, bn->bias,
-                                      bn->running_mean->data, bn->running_var->data, NN_BATCH_NORM_MOMENTUM,
-                                      NN_BATCH_NORM_EPS, fused == 2);
-                if (training) bn->num_batches_tracked->data[0] += 1.0f;
-                i += 1 + fused;
-            } else if (!bn && fused) {
-                h = nn_conv2d_relu(ctx, h, l->weight, l->bias, l->stride, l->padding, fused == 2);
-                i += fused;
-            } else {
-                h = nn_conv2d(ctx, h, l->weight, l->bias, l->stride, l->padding);
-            }
-            break;
-        }
-        case NN_LAYER_MAXPOOL: h = nn_max_pool2d(ctx, h, l->kernel, l->stride); break;
-        case NN_LAYER_AVGPOOL: h = nn_avg_pool2d(ctx, h, l->kernel, l->stride); break;
-        case NN_LAYER_BATCHNORM: {
-            int fused = relu_fusion(m, i);
-            if (fused && h->ndim == 2) fused = 1; /* pooling needs an image */
-            if (fused)
-                h = nn_batch_norm_relu(ctx, h, l->weight, l->bias, l->running_mean->data, l->running_var->data,
-                                       NN_BATCH_NORM_MOMENTUM, NN_BATCH_NORM_EPS, fused == 2);
-            else
-                h = nn_batch_norm(ctx, h, l->weight, l->bias, l->running_mean->data, l->running_var->data,
-                                  NN_BATCH_NORM_MOMENTUM, NN_BATCH_NORM_EPS);
-            if (training) l->num_batches_tracked->data[0] += 1.0f;
-            i += fused;
-            break;
-        }
-        case NN_LAYER_LAYERNORM:
-            if (i + 1 < m->n_layers && l[1].kind == NN_LAYER_GELU) { /* layernorm gelu [dropout(p)] */
-                bool dropout = i + 2 < m->n_layers && l[2].kind == NN_LAYER_DROPOUT;
-                h = nn_layer_norm_gelu(ctx, h, l->weight, l->bias, NN_LAYER_NORM_EPS, dropout ? l[2].p : 0.0f,
-                                       dropout_rng);
-                i += 1 + dropout;
-            } else {
-                h = nn_layer_norm(ctx, h, l->weight, l->bias, NN_LAYER_NORM_EPS);
-            }
-            break;
-        case NN_LAYER_RELU: h = nn_relu(ctx, h); break;
-        case NN_LAYER_LEAKYRELU: h = nn_leaky_relu(ctx, h, l->p); break;
-        case NN_LAYER_GELU: h = nn_gelu(ctx, h, false); break;
-        case NN_LAYER_SIGMOID: h = nn_sigmoid(ctx, h); break;
-        case NN_LAYER_TANH: h = nn_tanh(ctx, h); break;
-        case NN_LAYER_DROPOUT: h = nn_dropout(ctx, h, l->p, dropout_rng); break;
-        case NN_LAYER_FLATTEN: h = nn_flatten(ctx, h); break;
-        }
+        const layer_fusion *fused = layer_fusion_at(l, m->n_layers - i);
+        h = fused ? fused->forward(l, ctx, h, dropout_rng) : l->kind->forward(l, ctx, h, dropout_rng);
+        i += fused ? fused->n : 1;
     }
     return h;
 }
@@ -333,15 +230,7 @@ int nn_model_predict(nn_model *m, nn_ctx *ctx, const float *pixels, float *probs
     return best;
 }
 
-char *nn_model_spec(const nn_model *m, char *buf, size_t cap) {
-    size_t pos = 0;
-    buf[0] = 0;
-    for (int i = 0; i < m->n_layers && pos < cap; i++) {
-        char layer[96];
-        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%s", i ? " " : "", nn_layer_str(&m->layers[i], layer, sizeof layer));
-    }
-    return buf;
-}
+const char *nn_model_spec(const nn_model *m) { return m->spec; }
 
 size_t nn_model_param_count(const nn_model *m) { return m->params.count; }
 
@@ -349,12 +238,12 @@ size_t nn_model_param_count(const nn_model *m) { return m->params.count; }
 void nn_model_summary(const nn_model *m, FILE *f) {
     char shape[48], text[96];
     fprintf(f, "%-4s %-28s %-16s %12s\n", "", "layer", "output shape", "parameters");
-    shape_str(3, m->in_shape, shape, sizeof shape);
+    layer_shape_str(3, m->in_shape, shape, sizeof shape);
     fprintf(f, "%-4s %-28s %-16s %12s\n", "", "input", shape, "");
     size_t total = 0, total_state = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = &m->layers[i];
-        shape_str(l->out_ndim, l->out_shape, shape, sizeof shape);
+        layer_shape_str(l->out_ndim, l->out_shape, shape, sizeof shape);
         size_t learned, state;
         layer_counts(l, &learned, &state);
         total += learned;
@@ -378,20 +267,22 @@ int nn_act_parse(const char *name, nn_act *act) {
             *act = (nn_act)i;
             return 0;
         }
-    return -1;
+    return nn_error("unknown activation '%s' (relu, gelu, sigmoid, tanh)", name);
 }
 
 const char *nn_act_name(nn_act act) { return act_names[act]; }
 
-char *nn_mlp_spec(const nn_mlp_config *c, char *buf, size_t cap) {
+char *nn_mlp_spec(const nn_mlp_config *c) {
     /* Each layer in canonical form, so the spec reads back to the same model. */
-    nn_layer input_dropout = {.kind = NN_LAYER_DROPOUT, .p = c->input_dropout};
-    nn_layer dropout = {.kind = NN_LAYER_DROPOUT, .p = c->dropout};
+    nn_layer input_dropout = {.kind = &layer_dropout, .p = c->input_dropout};
+    nn_layer dropout = {.kind = &layer_dropout, .p = c->dropout};
     char in_text[32], text[32];
     nn_layer_str(&input_dropout, in_text, sizeof in_text);
     nn_layer_str(&dropout, text, sizeof text);
-    size_t pos = (size_t)snprintf(buf, cap, "flatten");
-#define ADD(...) pos += (pos < cap ? (size_t)snprintf(buf + pos, cap - pos, __VA_ARGS__) : 0)
+    size_t cap = 64 + (size_t)c->n_hidden * 64, pos = 0;
+    char *buf = nn_xmalloc(cap);
+    pos += (size_t)snprintf(buf, cap, "flatten");
+#define ADD(...) pos += (size_t)snprintf(buf + pos, cap - pos, __VA_ARGS__)
     if (c->input_dropout > 0.0f) ADD(" %s", in_text);
     for (int i = 0; i < c->n_hidden; i++) {
         ADD(" linear(%d)", c->hidden[i]);

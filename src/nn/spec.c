@@ -1,7 +1,7 @@
 /* Model specs: "conv(32,3) relu maxpool(2) flatten linear(10)" <-> layers.
- * Each layer kind declares its arguments once, in the table below: the
- * parser, the defaults and the canonical form written into checkpoints all
- * come from it. */
+ * Each layer kind declares its arguments once, in its entry of the kind
+ * table (src/layers/): the parser, the defaults and the canonical form
+ * written into checkpoints all come from it. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -9,79 +9,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/model.h"
+#include "layers/layers.h"
+#include "nn/spec.h"
 
-typedef struct arg_def {
-    const char *name;
-    bool is_int, required;
-    double def, lo, hi; /* def < 0 for a stride: "same as the kernel" */
-} arg_def;
+const char *nn_layer_kind_name(const nn_layer_kind *kind) { return kind->name; }
 
-typedef struct kind_def {
-    const char *name;
-    nn_layer_kind kind;
-    int n_args;
-    arg_def args[4];
-} kind_def;
-
-#define INT_ARG(n, req, d, lo, hi) {n, true, req, d, lo, hi}
-#define FLOAT_ARG(n, req, d, lo, hi) {n, false, req, d, lo, hi}
-
-static const kind_def kinds[] = {
-    {"linear", NN_LAYER_LINEAR, 1, {INT_ARG("out", true, 0, 1, 65536)}},
-    {"conv", NN_LAYER_CONV, 4,
-     {INT_ARG("out", true, 0, 1, 4096), INT_ARG("kernel", true, 0, 1, 32), INT_ARG("stride", false, 1, 1, 32),
-      INT_ARG("padding", false, 0, 0, 32)}},
-    {"maxpool", NN_LAYER_MAXPOOL, 2, {INT_ARG("kernel", true, 0, 1, 32), INT_ARG("stride", false, -1, 1, 32)}},
-    {"avgpool", NN_LAYER_AVGPOOL, 2, {INT_ARG("kernel", true, 0, 1, 32), INT_ARG("stride", false, -1, 1, 32)}},
-    {"batchnorm", NN_LAYER_BATCHNORM, 0, {{0}}},
-    {"layernorm", NN_LAYER_LAYERNORM, 0, {{0}}},
-    {"relu", NN_LAYER_RELU, 0, {{0}}},
-    {"leakyrelu", NN_LAYER_LEAKYRELU, 1, {FLOAT_ARG("slope", false, 0.01, 0.0, 1.0)}},
-    {"gelu", NN_LAYER_GELU, 0, {{0}}},
-    {"sigmoid", NN_LAYER_SIGMOID, 0, {{0}}},
-    {"tanh", NN_LAYER_TANH, 0, {{0}}},
-    {"dropout", NN_LAYER_DROPOUT, 1, {FLOAT_ARG("p", true, 0, 0.0, 0.95)}},
-    {"flatten", NN_LAYER_FLATTEN, 0, {{0}}},
-};
-#define N_KINDS (int)(sizeof kinds / sizeof kinds[0])
-
-static const kind_def *kind_of(nn_layer_kind k) {
-    for (int i = 0; i < N_KINDS; i++)
-        if (kinds[i].kind == k) return &kinds[i];
-    return NULL;
+/* The argument's field in the layer. */
+static double get_arg(const nn_layer *l, const layer_arg *a) {
+    const char *field = (const char *)l + a->field;
+    return a->is_int ? *(const int *)field : *(const float *)field;
 }
 
-const char *nn_layer_kind_name(nn_layer_kind k) { return kind_of(k)->name; }
-
-/* The argument values of a layer, in the table's order. */
-static void get_args(const nn_layer *l, double v[4]) {
-    switch (l->kind) {
-    case NN_LAYER_LINEAR: v[0] = l->out; break;
-    case NN_LAYER_CONV: v[0] = l->out, v[1] = l->kernel, v[2] = l->stride, v[3] = l->padding; break;
-    case NN_LAYER_MAXPOOL:
-    case NN_LAYER_AVGPOOL: v[0] = l->kernel, v[1] = l->stride == l->kernel ? -1 : l->stride; break;
-    case NN_LAYER_LEAKYRELU:
-    case NN_LAYER_DROPOUT: v[0] = l->p; break;
-    default: break;
-    }
-}
-
-static void set_args(nn_layer *l, const double v[4]) {
-    switch (l->kind) {
-    case NN_LAYER_LINEAR: l->out = (int)v[0]; break;
-    case NN_LAYER_CONV: l->out = (int)v[0], l->kernel = (int)v[1], l->stride = (int)v[2], l->padding = (int)v[3]; break;
-    case NN_LAYER_MAXPOOL:
-    case NN_LAYER_AVGPOOL: l->kernel = (int)v[0], l->stride = v[1] < 0 ? (int)v[0] : (int)v[1]; break;
-    case NN_LAYER_LEAKYRELU:
-    case NN_LAYER_DROPOUT: l->p = (float)v[0]; break;
-    default: break;
-    }
+static void set_arg(nn_layer *l, const layer_arg *a, double v) {
+    char *field = (char *)l + a->field;
+    if (a->is_int) *(int *)field = (int)v;
+    else *(float *)field = (float)v;
 }
 
 /* Parses one argument value; -1 with the error set when it is not a number
  * of the right kind in range. */
-static int parse_value(const char *layer, const arg_def *a, const char *s, size_t len, double *out) {
+static int parse_value(const char *layer, const layer_arg *a, const char *s, size_t len, double *out) {
     char buf[64];
     if (len == 0 || len >= sizeof buf) return nn_error("%s: argument '%s' has no value", layer, a->name);
     memcpy(buf, s, len);
@@ -104,18 +51,12 @@ static int parse_layer(const char *s, size_t len, nn_layer *l) {
     snprintf(text, sizeof text, "%.*s", len > 80 ? 80 : (int)len, s);
     const char *paren = memchr(s, '(', len);
     size_t name_len = paren ? (size_t)(paren - s) : len;
-    const kind_def *k = NULL;
-    for (int i = 0; i < N_KINDS; i++)
-        if (strlen(kinds[i].name) == name_len && strncmp(kinds[i].name, s, name_len) == 0) k = &kinds[i];
-    if (!k) {
-        return nn_error("unknown layer '%.*s' (linear, conv, maxpool, avgpool, batchnorm, layernorm, relu, "
-                        "leakyrelu, gelu, sigmoid, tanh, dropout, flatten)",
-                        (int)(name_len > 40 ? 40 : name_len), s);
-    }
+    const nn_layer_kind *k = layer_kind_find(s, name_len);
+    if (!k) return nn_error("unknown layer '%.*s' (%s)", (int)(name_len > 40 ? 40 : name_len), s, layer_kind_names());
     memset(l, 0, sizeof *l);
-    l->kind = k->kind;
-    double v[4];
-    bool given[4] = {false};
+    l->kind = k;
+    double v[LAYER_MAX_ARGS];
+    bool given[LAYER_MAX_ARGS] = {false};
     for (int i = 0; i < k->n_args; i++) v[i] = k->args[i].def;
     if (paren) {
         if (s[len - 1] != ')') return nn_error("%s: expected ')' at the end", text);
@@ -152,41 +93,55 @@ static int parse_layer(const char *s, size_t len, nn_layer *l) {
             if (comma && p == end) return nn_error("%s: an argument is missing after ','", text);
         }
     }
-    for (int i = 0; i < k->n_args; i++)
-        if (k->args[i].required && !given[i]) {
-            if (k->kind == NN_LAYER_CONV)
-                return nn_error("%s: conv needs the output channels and the kernel size, e.g. conv(32,3)", text);
-            return nn_error("%s: missing argument '%s', e.g. %s(%s)", text, k->args[i].name, k->name,
-                            k->kind == NN_LAYER_DROPOUT ? "0.5" : k->kind == NN_LAYER_LINEAR ? "128" : "2");
-        }
-    set_args(l, v);
+    for (int i = 0; i < k->n_args; i++) {
+        if (k->args[i].required && !given[i])
+            return nn_error("%s: missing argument '%s', e.g. %s", text, k->args[i].name, k->example);
+        if (!given[i] && k->args[i].def == LAYER_ARG_FIRST) v[i] = v[0];
+        set_arg(l, &k->args[i], v[i]);
+    }
     return 0;
 }
 
-int nn_spec_parse(const char *spec, nn_layer *layers, int max_layers) {
-    int n = 0;
-    const char *p = spec;
-    if (strlen(spec) >= NN_SPEC_MAX) return nn_error("the spec is longer than %d characters", NN_SPEC_MAX - 1);
-    for (;;) {
+int spec_parse(const char *spec, nn_layer **layers) {
+    int n = 0, cap = 0;
+    *layers = NULL;
+    for (const char *p = spec;;) {
         while (isspace((unsigned char)*p)) p++;
         if (!*p) break;
         /* A layer runs to the next space outside parentheses. */
         const char *start = p;
-        int depth = 0;
+        int depth = 0, rc = 0;
         for (; *p && (depth > 0 || !isspace((unsigned char)*p)); p++) {
-            if (*p == '(') {
-                if (++depth > 1) return nn_error("'%.*s': '(' without ')'", (int)(p - start), start);
-            } else if (*p == ')') {
-                if (--depth < 0) return nn_error("'%.*s': ')' without '('", (int)(p - start + 1), start);
+            if (*p == '(' && ++depth > 1) {
+                rc = nn_error("'%.*s': '(' without ')'", (int)(p - start), start);
+                break;
+            }
+            if (*p == ')' && --depth < 0) {
+                rc = nn_error("'%.*s': ')' without '('", (int)(p - start + 1), start);
+                break;
             }
         }
-        if (depth != 0) return nn_error("'%.40s': '(' without ')'", start);
-        if (n == max_layers) return nn_error("more than %d layers", max_layers);
-        if (parse_layer(start, (size_t)(p - start), &layers[n]) != 0) return -1;
+        if (rc == 0 && depth != 0) rc = nn_error("'%.40s': '(' without ')'", start);
+        if (rc == 0 && n == cap) {
+            cap = cap ? 2 * cap : 16;
+            *layers = nn_xrealloc(*layers, (size_t)cap * sizeof **layers);
+        }
+        if (rc != 0 || parse_layer(start, (size_t)(p - start), &(*layers)[n]) != 0) {
+            free(*layers);
+            *layers = NULL;
+            return -1;
+        }
         n++;
     }
     if (n == 0) return nn_error("the spec has no layers");
     return n;
+}
+
+int nn_spec_check(const char *spec) {
+    nn_layer *layers;
+    int n = spec_parse(spec, &layers);
+    free(layers);
+    return n < 0 ? -1 : 0;
 }
 
 /* The shortest %g form that reads back as the same float, so "0.1" stays
@@ -199,17 +154,16 @@ static void format_number(char *buf, size_t cap, double v) {
 }
 
 char *nn_layer_str(const nn_layer *l, char *buf, size_t cap) {
-    const kind_def *k = kind_of(l->kind);
-    double v[4];
-    get_args(l, v);
+    const nn_layer_kind *k = l->kind;
     size_t pos = (size_t)snprintf(buf, cap, "%s", k->name);
     int written = 0;
     for (int i = 0; i < k->n_args && pos < cap; i++) {
-        const arg_def *a = &k->args[i];
-        if (!a->required && (float)v[i] == (float)a->def) continue;
+        const layer_arg *a = &k->args[i];
+        double v = get_arg(l, a), def = a->def == LAYER_ARG_FIRST ? get_arg(l, &k->args[0]) : a->def;
+        if (!a->required && (float)v == (float)def) continue;
         const char *sep = written++ ? "," : "(";
         char num[32];
-        format_number(num, sizeof num, v[i]);
+        format_number(num, sizeof num, v);
         if (a->required) pos += (size_t)snprintf(buf + pos, cap - pos, "%s%s", sep, num);
         else pos += (size_t)snprintf(buf + pos, cap - pos, "%s%s=%s", sep, a->name, num);
     }

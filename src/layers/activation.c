@@ -1,0 +1,34 @@
+/* Activations, elementwise, any shape: relu, leakyrelu[(SLOPE)], gelu
+ * (the exact erf form), sigmoid, tanh. */
+#include "layers/layers.h"
+
+static nn_tensor *relu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    return nn_relu(ctx, x);
+}
+
+static nn_tensor *leakyrelu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    return nn_leaky_relu(ctx, x, l->p);
+}
+
+static nn_tensor *gelu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    return nn_gelu(ctx, x, false);
+}
+
+static nn_tensor *sigmoid_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    return nn_sigmoid(ctx, x);
+}
+
+static nn_tensor *tanh_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    return nn_tanh(ctx, x);
+}
+
+const nn_layer_kind layer_relu = {.name = "relu", .forward = relu_forward};
+const nn_layer_kind layer_leakyrelu = {
+    .name = "leakyrelu",
+    .n_args = 1,
+    .args = {{"slope", false, false, 0.01, 0.0, 1.0, offsetof(nn_layer, p)}},
+    .forward = leakyrelu_forward,
+};
+const nn_layer_kind layer_gelu = {.name = "gelu", .forward = gelu_forward};
+const nn_layer_kind layer_sigmoid = {.name = "sigmoid", .forward = sigmoid_forward};
+const nn_layer_kind layer_tanh = {.name = "tanh", .forward = tanh_forward};

@@ -1,0 +1,38 @@
+/* Pooling: maxpool(K[,stride=S]) and avgpool(K[,stride=S]) over K x K
+ * windows, no padding, floor mode, as F.max_pool2d / F.avg_pool2d; the
+ * stride defaults to the kernel.
+ *   [C, H, W] -> [C, H', W'] */
+#include "layers/layers.h"
+
+static int pool_infer(nn_layer *l, const char *where) {
+    if (l->in_ndim != 3) {
+        char in[48];
+        return nn_error("%s: needs an image [C, H, W] but gets %s (a pooling layer cannot come after flatten or "
+                        "linear)",
+                        where, layer_shape_str(l->in_ndim, l->in_shape, in, sizeof in));
+    }
+    return layer_window(where, "height", l->in_shape[1], l->kernel, l->stride, 0, &l->out_shape[1]) ||
+                   layer_window(where, "width", l->in_shape[2], l->kernel, l->stride, 0, &l->out_shape[2])
+               ? -1
+               : 0;
+}
+
+static nn_tensor *maxpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    return nn_max_pool2d(ctx, x, l->kernel, l->stride);
+}
+
+static nn_tensor *avgpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    return nn_avg_pool2d(ctx, x, l->kernel, l->stride);
+}
+
+#define POOL_ARGS                                                                                                 \
+    .n_args = 2, .args = {{"kernel", true, true, 0, 1, 32, offsetof(nn_layer, kernel)},                        \
+                          {"stride", true, false, LAYER_ARG_FIRST, 1, 32, offsetof(nn_layer, stride)}},         \
+    .spatial = true, .infer = pool_infer
+
+const nn_layer_kind layer_maxpool = {.name = "maxpool", .example = "maxpool(2)", POOL_ARGS, .forward = maxpool_forward};
+const nn_layer_kind layer_avgpool = {.name = "avgpool", .example = "avgpool(2)", POOL_ARGS, .forward = avgpool_forward};
+
+bool layer_is_maxpool_2x2(const nn_layer *l) {
+    return l->kind == &layer_maxpool && l->kernel == 2 && l->stride == 2;
+}
