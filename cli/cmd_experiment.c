@@ -126,7 +126,7 @@ typedef struct exp_opts {
     int n_selected;
     int seeds, epochs, batch_size, train_limit, threads;
     long seed;
-    int hidden[MAX_HIDDEN];
+    int *hidden; /* owned */
     int n_hidden;
     bool overfit;
     double target; /* percent */
@@ -166,10 +166,13 @@ static int parse_configs(const char *s, void *target) {
 
 static int parse_hidden(const char *value, void *target) {
     exp_opts *o = target;
-    int n = parse_widths(value, o->hidden, MAX_HIDDEN);
-    if (n < 1)
-        return nn_error("'%s' is not a list of widths like 256,256 (1 to %d widths, each 1..65536)", value,
-                        MAX_HIDDEN);
+    int *w, n = parse_widths(value, &w);
+    if (n < 1) {
+        free(w);
+        return nn_error("'%s' is not a list of widths like 256,256 (at least one, each 1..65536)", value);
+    }
+    free(o->hidden);
+    o->hidden = w;
     o->n_hidden = n;
     return 0;
 }
@@ -189,6 +192,7 @@ static int parse_args(int argc, char **argv, exp_opts *o) {
     o->seed = 1;
     o->epochs = DEF_EPOCHS;
     o->batch_size = DEF_BATCH;
+    o->hidden = nn_xmalloc(2 * sizeof *o->hidden);
     o->hidden[0] = o->hidden[1] = DEF_HIDDEN;
     o->n_hidden = 2;
     o->target = DEF_TARGET;
@@ -740,5 +744,6 @@ done:
     for (int r = 0; r < st.n_runs; r++) run_free(&st.runs[r]);
     free(st.runs);
     for (int i = 0; i < 6; i++) free(st.paths[i]);
+    free(o.hidden);
     return rc;
 }

@@ -16,8 +16,8 @@
 #define CMD "linreg"
 
 typedef struct linreg_args {
-    long n, seed;
-    int features, opt;
+    long n;
+    int features;
     double noise;
     const char *csv, *x_cols, *y_col, *plot;
     nn_linreg_gd_config gd;
@@ -32,9 +32,10 @@ static const char *const usage_text =
     "\n";
 static const char *const epilogue = "\nResults go to stdout, progress and warnings to stderr.\n";
 
-#define N_FLAGS 24
+FLAG_ENUM_FUNCS(optim, nn_optim_kind, nn_optim_parse, nn_optim_name)
 
-static void make_table(linreg_args *a, flag *t) {
+/* The flag table, allocated (the caller frees it). */
+static flag *make_table(linreg_args *a) {
     const flag table[] = {
         FLAG_SECTION("data (synthetic by default: x ~ N(0, 1), y = x w + b + noise):"),
         {"n", FLAG_LONG, &a->n, 1, NN_LINREG_MAX_EXAMPLES, .metavar = "N", .help = "examples"},
@@ -57,8 +58,9 @@ static void make_table(linreg_args *a, flag *t) {
          .help = "mini-batch training instead: E passes over the shuffled data"},
         {"batch-size", FLAG_LONG, &a->gd.batch_size, 1, NN_LINREG_MAX_EXAMPLES, .metavar = "B",
          .help = "examples per mini-batch with --epochs"},
-        {"opt", FLAG_CHOICE, &a->opt, .choices = "sgd|momentum|nesterov|adam|adamw", .help = "optimiser"},
-        {"seed", FLAG_LONG, &a->seed, 0, 2147483647, .metavar = "S",
+        {"opt", FLAG_CUSTOM, &a->gd.opt, .parse = parse_optim, .show = show_optim,
+         .metavar = "sgd|momentum|nesterov|adam|adamw", .help = "optimiser"},
+        {"seed", FLAG_U64, &a->gd.seed, 0, 2147483647, .metavar = "S",
          .help = "seed of the synthetic data, initial weights and shuffling"},
         FLAG_SECTION("\noutput:"),
         {"plot", FLAG_CUSTOM, &a->plot, .parse = flag_picture, .metavar = "FILE", .def = "",
@@ -67,10 +69,8 @@ static void make_table(linreg_args *a, flag *t) {
         {"graph", FLAG_STRING, &a->gd.graph_path, .metavar = "FILE",
          .help = "the computation graph of one MSE evaluation (Graphviz DOT;\n"
                  "render it with: dot -Tpng FILE -o graph.png)"},
-        FLAG_END,
     };
-    _Static_assert(sizeof table / sizeof *table <= N_FLAGS, "N_FLAGS is too small");
-    memcpy(t, table, sizeof table);
+    return flags_append(NULL, table, sizeof table / sizeof *table);
 }
 
 /* About ten lines on stderr: the first update and every tenth of the run. */
@@ -81,16 +81,8 @@ static void log_step(void *user, long step, long updates, double loss) {
         fprintf(stderr, "step %*ld/%ld  loss %.6g\n", (int)snprintf(NULL, 0, "%ld", updates), step, updates, loss);
 }
 
-/* Returns -1 to go on, else the exit status (0 after --help). */
-static int parse_args(int argc, char **argv, linreg_args *a) {
-    *a = (linreg_args){.n = 200, .features = 1, .noise = 0.5, .seed = 1, .opt = NN_OPT_SGD,
-                       .gd = {.steps = 2000, .batch_size = 32, .lr = 0.1, .on_step = log_step}};
-    flag table[N_FLAGS];
-    make_table(a, table);
-    int rc = flags_parse(CMD, table, argc, argv, usage_text, epilogue, NULL);
-    if (rc >= 0) return rc;
-    a->gd.opt = (nn_optim_kind)a->opt;
-    a->gd.seed = (uint64_t)a->seed;
+/* What the flags mean together: -1 to go on, else the exit status of a usage error. */
+static int check_args(const linreg_args *a, const flag *table) {
     bool epochs = flag_given(table, "epochs");
     if (flag_given(table, "steps") && epochs) return usage_error(CMD, "--steps and --epochs exclude each other");
     if (flag_given(table, "batch-size") && !epochs)
@@ -112,6 +104,18 @@ static int parse_args(int argc, char **argv, linreg_args *a) {
         return usage_error(CMD, "--n x --features = %ld values, more than %ld", a->n * a->features,
                            NN_LINREG_MAX_VALUES);
     return -1;
+}
+
+/* Returns -1 to go on, else the exit status (0 after --help). */
+static int parse_args(int argc, char **argv, linreg_args *a) {
+    *a = (linreg_args){.n = 200, .features = 1, .noise = 0.5,
+                       .gd = {.opt = NN_OPT_SGD, .seed = 1, .steps = 2000, .batch_size = 32, .lr = 0.1,
+                              .on_step = log_step}};
+    flag *table = make_table(a);
+    int rc = flags_parse(CMD, table, argc, argv, usage_text, epilogue, NULL);
+    if (rc < 0) rc = check_args(a, table);
+    free(table);
+    return rc;
 }
 
 /* ---- report ---------------------------------------------------------------------- */
@@ -179,8 +183,8 @@ static int plot(const char *path, const nn_linreg_data *ds, const nn_linreg_fit 
 static void print_results(const linreg_args *a, const nn_linreg_data *ds, long updates, const nn_linreg_fit *gd,
                           const nn_linreg_fit *ls, const nn_lstsq_info *info, bool singular) {
     if (ds->synthetic) {
-        printf("data: synthetic, %ld example%s, %d feature%s, noise %g (seed %ld)\n", ds->n, ds->n == 1 ? "" : "s",
-               ds->d, ds->d == 1 ? "" : "s", a->noise, a->seed);
+        printf("data: synthetic, %ld example%s, %d feature%s, noise %g (seed %llu)\n", ds->n, ds->n == 1 ? "" : "s",
+               ds->d, ds->d == 1 ? "" : "s", a->noise, (unsigned long long)a->gd.seed);
     } else {
         printf("data: %s, %ld example%s, %d feature%s, target '%s'\n", a->csv, ds->n, ds->n == 1 ? "" : "s", ds->d,
                ds->d == 1 ? "" : "s", ds->y_name);

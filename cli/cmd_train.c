@@ -34,86 +34,104 @@ static const char *const epilogue =
     "  --arch 'flatten linear(1024) relu linear(1024) relu linear(10)'   (the default MLP)\n";
 
 enum { MODEL_LINEAR, MODEL_MLP };
+enum { NORM_NONE, NORM_LAYER };
 enum { PRESET_NONE = -1, PRESET_BASIC, PRESET_ADVANCED, PRESET_CNN };
 
-typedef struct widths {
-    int w[MAX_HIDDEN];
-    int n;
-} widths;
-
-/* Everything a user can set, before it becomes an nn_train_config. Flags
- * whose type matches write into cfg directly. */
+/* What a user can set. Every setting of the run is a field of cfg, which the
+ * flags write into directly; the rest is the program's: the MLP the model
+ * flags describe, the augmentation switches, where the data comes from. */
 typedef struct train_opts {
     nn_train_config cfg;
+    nn_mlp_config mlp;     /* the MLP flags (mlp.hidden points into hidden) */
+    int *hidden;           /* --hidden's widths (owned) */
+    int model, norm, preset;
     const char *arch;      /* --arch, a CNN preset's or a resumed file's spec; NULL = the MLP flags */
     const char *arch_from; /* which: "--arch", "--preset cnn" or "the checkpoint" */
-    char *spec; /* the model the run trains (owned) */
-    int model, act, norm, loss, opt, schedule, preset, precision;
-    widths hidden;
-    float dropout, input_dropout;
-    double lr, momentum, wd;
     bool augment, no_augment;
-    nn_augment aug;
-    long seed;
+    nn_augment aug;        /* --aug-*: the distortions --augment turns on */
     int threads, train_limit;
-    double val_split;
+    float val_split;
     const char *dataset, *data_dir, *plot_path, *resume;
-    nn_train_settings resumed;
+    nn_train_settings resumed; /* the checkpoint's, when resuming */
     progress_bar bar;
 } train_opts;
 
-static int parse_spec(const char *value, void *target) {
-    if (nn_spec_check(value) != 0) return -1;
-    *(const char **)target = value;
-    return 0;
-}
+FLAG_ENUM_FUNCS(act, nn_act, nn_act_parse, nn_act_name)
+FLAG_ENUM_FUNCS(loss, nn_loss_kind, nn_loss_parse, nn_loss_name)
+FLAG_ENUM_FUNCS(optim, nn_optim_kind, nn_optim_parse, nn_optim_name)
+FLAG_ENUM_FUNCS(schedule, nn_schedule_kind, nn_schedule_parse, nn_schedule_name)
+FLAG_ENUM_FUNCS(precision, nn_precision, nn_precision_parse, nn_precision_name)
 
 static int parse_hidden(const char *value, void *target) {
-    widths *h = target;
-    int n = parse_widths(value, h->w, MAX_HIDDEN);
-    if (n < 0)
-        return nn_error("'%s' is not a list of widths like 1024,1024 (each 1 to 65536, at most %d)", value,
-                        MAX_HIDDEN);
-    h->n = n;
+    train_opts *o = target;
+    int *w, n = parse_widths(value, &w);
+    if (n < 0) return nn_error("'%s' is not a list of widths like 1024,1024 (each 1 to 65536)", value);
+    free(o->hidden);
+    o->hidden = w;
+    o->mlp.hidden = w;
+    o->mlp.n_hidden = n;
     return 0;
 }
 
-#define N_FLAGS 64
+static const char *show_hidden(const void *target) {
+    static char buf[64];
+    const train_opts *o = target;
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < o->mlp.n_hidden && n < sizeof buf; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%d", i ? "," : "", o->mlp.hidden[i]);
+    return buf;
+}
 
-/* The one declaration of nn train's flags. */
-static void make_table(train_opts *o, flag *t) {
+/* --help's defaults that depend on the optimiser, from the library's. */
+static char lr_default[64], wd_default[64];
+
+static flag *model_flags(train_opts *o, flag *t) {
     const flag table[] = {
         FLAG_SECTION("model:"),
-        {"arch", FLAG_CUSTOM, &o->arch, .parse = parse_spec, .metavar = "SPEC", .def = "",
+        {"arch", FLAG_STRING, &o->arch, .metavar = "SPEC", .def = "",
          .help = "any layer stack, e.g. a CNN (see below); replaces the\n"
                  "MLP flags --model, --hidden, --act, --norm, --dropout,\n--input-dropout"},
         {"model", FLAG_CHOICE, &o->model, .choices = "linear|mlp", .help = "softmax regression or multi-layer perceptron"},
-        {"hidden", FLAG_CUSTOM, &o->hidden, .parse = parse_hidden, .metavar = "LIST", .def = "1024,1024",
+        {"hidden", FLAG_CUSTOM, o, .parse = parse_hidden, .show = show_hidden, .metavar = "LIST",
          .help = "hidden widths, e.g. 1024,1024"},
-        {"act", FLAG_CHOICE, &o->act, .choices = "relu|gelu|sigmoid|tanh", .help = "hidden activation"},
+        {"act", FLAG_CUSTOM, &o->mlp.act, .parse = parse_act, .show = show_act, .metavar = "relu|gelu|sigmoid|tanh",
+         .help = "hidden activation"},
         {"norm", FLAG_CHOICE, &o->norm, .choices = "none|layer",
          .help = "LayerNorm after each hidden linear, before the activation"},
-        {"dropout", FLAG_FLOAT, &o->dropout, 0, 0.95, .metavar = "P",
+        {"dropout", FLAG_FLOAT, &o->mlp.dropout, 0, 0.95, .metavar = "P",
          .help = "dropout after each hidden activation, 0 = off"},
-        {"input-dropout", FLAG_FLOAT, &o->input_dropout, 0, 0.95, .metavar = "P",
+        {"input-dropout", FLAG_FLOAT, &o->mlp.input_dropout, 0, 0.95, .metavar = "P",
          .help = "dropout on the input pixels, 0 = off"},
+    };
+    return flags_append(t, table, sizeof table / sizeof *table);
+}
+
+static flag *optimiser_flags(train_opts *o, flag *t) {
+    nn_train_config *c = &o->cfg;
+    snprintf(lr_default, sizeof lr_default, "%g; %g for adam/adamw", (double)nn_optim_default_lr(NN_OPT_SGD),
+             (double)nn_optim_default_lr(NN_OPT_ADAM));
+    snprintf(wd_default, sizeof wd_default, "%g; %g for adamw", (double)nn_optim_defaults(NN_OPT_SGD).weight_decay,
+             (double)nn_optim_defaults(NN_OPT_ADAMW).weight_decay);
+    const flag table[] = {
         FLAG_SECTION("loss and optimiser:"),
-        {"loss", FLAG_CHOICE, &o->loss, .choices = "ce|mse", .help = "cross-entropy, or MSE of softmax against one-hot"},
-        {"label-smoothing", FLAG_FLOAT, &o->cfg.label_smoothing, 0, 0.99, .metavar = "S",
+        {"loss", FLAG_CUSTOM, &c->loss, .parse = parse_loss, .show = show_loss, .metavar = "ce|mse",
+         .help = "cross-entropy, or MSE of softmax against one-hot"},
+        {"label-smoothing", FLAG_FLOAT, &c->label_smoothing, 0, 0.99, .metavar = "S",
          .help = "cross-entropy label smoothing"},
-        {"opt", FLAG_CHOICE, &o->opt, .choices = "sgd|momentum|nesterov|adam|adamw", .help = "optimiser"},
-        {"lr", FLAG_DOUBLE, &o->lr, 0, 1e9, .metavar = "X", .def = "0.05; 0.001 for adam/adamw",
-         .help = "learning rate"},
-        {"momentum", FLAG_DOUBLE, &o->momentum, 0, 0.9999, .metavar = "X", .help = "momentum of momentum/nesterov"},
-        {"wd", FLAG_DOUBLE, &o->wd, 0, 10, .metavar = "X", .def = "0; 0.01 for adamw",
+        {"opt", FLAG_CUSTOM, &c->opt.kind, .parse = parse_optim, .show = show_optim,
+         .metavar = "sgd|momentum|nesterov|adam|adamw", .help = "optimiser"},
+        {"lr", FLAG_FLOAT, &c->sched.base_lr, 0, 1e9, .metavar = "X", .def = lr_default, .help = "learning rate"},
+        {"momentum", FLAG_FLOAT, &c->opt.momentum, 0, 0.9999, .metavar = "X", .help = "momentum of momentum/nesterov"},
+        {"wd", FLAG_FLOAT, &c->opt.weight_decay, 0, 10, .metavar = "X", .def = wd_default,
          .help = "weight decay: L2 added to the gradient for sgd-family and\n"
                  "adam, decoupled for adamw; never on biases or LayerNorm"},
-        {"schedule", FLAG_CHOICE, &o->schedule, .choices = "const|step|cosine",
+        {"schedule", FLAG_CUSTOM, &c->sched.kind, .parse = parse_schedule, .show = show_schedule,
+         .metavar = "const|step|cosine",
          .help = "learning-rate schedule over all steps (step: 10x down\nafter each third)"},
-        {"warmup", FLAG_LONG, &o->cfg.sched.warmup, 0, 100000000, .metavar = "N", .help = "linear warm-up steps"},
-        {"clip", FLAG_FLOAT, &o->cfg.clip, 0, 1e6, .metavar = "X",
-         .help = "clip the gradients' global L2 norm to X, 0 = off"},
-        {"ema", FLAG_FLOAT, &o->cfg.ema, 0, 0.999999, .metavar = "D",
+        {"warmup", FLAG_LONG, &c->sched.warmup, 0, 100000000, .metavar = "N", .help = "linear warm-up steps"},
+        {"clip", FLAG_FLOAT, &c->clip, 0, 1e6, .metavar = "X", .help = "clip the gradients' global L2 norm to X, 0 = off"},
+        {"ema", FLAG_FLOAT, &c->ema, 0, 0.999999, .metavar = "D",
          .help = "evaluate and save a moving average of the weights, updated\n"
                  "after every step with decay D (e.g. 0.999); 0 = off"},
         FLAG_SECTION("augmentation (training images only, drawn from --seed):"),
@@ -124,22 +142,30 @@ static void make_table(train_opts *o, flag *t) {
         {"aug-scale", FLAG_FLOAT, &o->aug.scale, 0, 0.9, .metavar = "F",
          .help = "zoom by a factor in [1-F, 1+F]\n(each --aug-* flag also turns --augment on)"},
         {"no-augment", FLAG_SWITCH, &o->no_augment, .help = "no distortions (e.g. to take them off --preset cnn)"},
+    };
+    return flags_append(t, table, sizeof table / sizeof *table);
+}
+
+static flag *training_flags(train_opts *o, flag *t) {
+    nn_train_config *c = &o->cfg;
+    const flag table[] = {
         FLAG_SECTION("training:"),
-        {"epochs", FLAG_INT, &o->cfg.epochs, 1, 100000, .metavar = "N", .help = "passes over the training set"},
-        {"batch-size", FLAG_INT, &o->cfg.batch_size, 1, 65536, .metavar = "N", .help = "mini-batch size"},
-        {"seed", FLAG_LONG, &o->seed, 0, 2147483647, .metavar = "N",
+        {"epochs", FLAG_INT, &c->epochs, 1, 100000, .metavar = "N", .help = "passes over the training set"},
+        {"batch-size", FLAG_INT, &c->batch_size, 1, 65536, .metavar = "N", .help = "mini-batch size"},
+        {"seed", FLAG_U64, &c->seed, 0, 2147483647, .metavar = "N",
          .help = "seeds initialisation, shuffling, augmentation and dropout"},
         {"threads", FLAG_INT, &o->threads, 1, 256, .metavar = "N", .def = "all cores",
          .help = "OpenMP and OpenBLAS threads"},
-        {"precision", FLAG_CHOICE, &o->precision, .choices = "fp32|bf16",
+        {"precision", FLAG_CUSTOM, &c->precision, .parse = parse_precision, .show = show_precision,
+         .metavar = "fp32|bf16",
          .help = "the linear layers' products: bf16 rounds both operands to\n"
                  "bfloat16 and sums in fp32 (needs AVX512_BF16; without it,\n"
                  "fp32 with a note); weights and optimiser stay fp32"},
         {"train-limit", FLAG_INT, &o->train_limit, 1, 100000000, .metavar = "N", .def = "",
          .help = "train on the first N training images only"},
-        {"val-split", FLAG_DOUBLE, &o->val_split, 0, 0.9, .metavar = "F", .def = "",
+        {"val-split", FLAG_FLOAT, &o->val_split, 0, 0.9, .metavar = "F", .def = "",
          .help = "hold out the last fraction F of the training set for validation"},
-        {"early-stop", FLAG_INT, &o->cfg.early_stop, 0, 100000, .metavar = "N", .def = "",
+        {"early-stop", FLAG_INT, &c->early_stop, 0, 100000, .metavar = "N", .def = "",
          .help = "stop after N epochs without validation improvement\n"
                  "(needs --val-split; the checkpoint keeps the best epoch)"},
         {"preset", FLAG_CHOICE, &o->preset, .choices = "basic|advanced|cnn", .def = "",
@@ -152,16 +178,23 @@ static void make_table(train_opts *o, flag *t) {
                  "dropout 0.3; --augment, AdamW lr 0.002 wd 0.05, warm-up 300\n"
                  "+ cosine, label smoothing 0.1, 10 epochs (docs/RESULTS.md).\n"
                  "Other flags override a preset's values."},
+    };
+    return flags_append(t, table, sizeof table / sizeof *table);
+}
+
+static flag *output_flags(train_opts *o, flag *t) {
+    nn_train_config *c = &o->cfg;
+    const flag table[] = {
         FLAG_SECTION("data and output:"),
         {"dataset", FLAG_STRING, &o->dataset, .metavar = "mnist|fashion-mnist", .help = "which data, from data/<dataset>"},
         {"data", FLAG_STRING, &o->data_dir, .metavar = "DIR", .help = "folder with the four IDX files instead"},
-        {"metrics", FLAG_STRING, &o->cfg.metrics_path, .metavar = "FILE.csv", .help = "per-epoch metrics"},
+        {"metrics", FLAG_STRING, &c->metrics_path, .metavar = "FILE.csv", .help = "per-epoch metrics"},
         {"plot", FLAG_CUSTOM, &o->plot_path, .parse = flag_picture, .metavar = "FILE.png|.svg", .def = "",
          .help = "train vs test accuracy and loss per epoch"},
-        {"graph", FLAG_STRING, &o->cfg.graph_path, .metavar = "FILE.dot",
+        {"graph", FLAG_STRING, &c->graph_path, .metavar = "FILE.dot",
          .help = "the computation graph of one training step (Graphviz; render\n"
                  "with: dot -Tpng FILE.dot -o graph.png)"},
-        {"save", FLAG_STRING, &o->cfg.save_path, .metavar = "FILE.safetensors",
+        {"save", FLAG_STRING, &c->save_path, .metavar = "FILE.safetensors",
          .help = "checkpoint, rewritten atomically after every epoch; it also\n"
                  "holds the optimiser state, the position and every setting, so\n"
                  "the run can resume. With --val-split it ends holding the best\n"
@@ -171,30 +204,35 @@ static void make_table(train_opts *o, flag *t) {
                  "settings stored in it (a flag here that contradicts one is\n"
                  "an error); the result is bit-identical to an uninterrupted\n"
                  "run. Keeps saving to FILE unless --save says otherwise"},
-        FLAG_END,
     };
-    _Static_assert(sizeof table / sizeof *table <= N_FLAGS, "N_FLAGS is too small");
-    memcpy(t, table, sizeof table);
+    return flags_append(t, table, sizeof table / sizeof *table);
 }
 
+/* The one declaration of nn train's flags, each writing into o (the caller
+ * frees the table). */
+static flag *make_table(train_opts *o) {
+    return output_flags(o, training_flags(o, optimiser_flags(o, model_flags(o, NULL))));
+}
+
+/* Before any flag: the library's defaults and the program's. */
 static void defaults(train_opts *o) {
+    free(o->hidden);
+    nn_train_settings_free(&o->resumed);
     memset(o, 0, sizeof *o);
+    o->cfg = nn_train_config_defaults();
+    o->hidden = nn_xmalloc(2 * sizeof *o->hidden);
+    o->hidden[0] = o->hidden[1] = 1024;
+    o->mlp = (nn_mlp_config){.n_hidden = 2, .hidden = o->hidden, .act = NN_ACT_RELU};
     o->model = MODEL_MLP;
-    o->act = NN_ACT_RELU;
     o->aug = NN_AUGMENT_DEFAULT;
-    o->loss = NN_LOSS_CE;
-    o->opt = NN_OPT_NESTEROV;
-    o->cfg.opt = nn_optim_defaults(NN_OPT_NESTEROV);
-    o->schedule = NN_SCHED_COSINE;
-    o->cfg.sched = (nn_schedule){.kind = NN_SCHED_COSINE, .gamma = 0.1f};
-    o->cfg.batch_size = 128;
-    o->cfg.epochs = 6;
-    o->seed = 1;
-    o->hidden = (widths){{1024, 1024}, 2};
-    o->lr = 0.05;
-    o->momentum = 0.9;
     o->dataset = "mnist";
     o->preset = PRESET_NONE;
+}
+
+/* An optimiser brings its own defaults (learning rate and weight decay included). */
+static void set_optimiser(nn_train_config *c, nn_optim_kind kind) {
+    c->opt = nn_optim_defaults(kind);
+    c->sched.base_lr = nn_optim_default_lr(kind);
 }
 
 /* The best CNN found (docs/RESULTS.md): four 3x3 convs with BatchNorm, two
@@ -203,80 +241,66 @@ static void defaults(train_opts *o) {
     "conv(32,3) batchnorm relu conv(32,3) batchnorm relu maxpool(2) conv(64,3) batchnorm relu conv(64,3) "        \
     "batchnorm relu maxpool(2) flatten linear(128) batchnorm relu dropout(0.3) linear(10)"
 
-static void set_optimiser(train_opts *o, nn_optim_kind kind) {
-    o->opt = kind;
-    o->cfg.opt = nn_optim_defaults(kind);
-    o->momentum = o->cfg.opt.momentum;
-    o->wd = o->cfg.opt.weight_decay;
-}
-
 static void apply_preset(train_opts *o, int preset) {
+    nn_train_config *c = &o->cfg;
     switch (preset) {
     case PRESET_BASIC:
-        set_optimiser(o, NN_OPT_SGD);
-        o->schedule = NN_SCHED_CONST;
-        o->lr = 0.1;
-        o->cfg.batch_size = 256;
-        o->cfg.epochs = 10;
+        set_optimiser(c, NN_OPT_SGD);
+        c->sched.kind = NN_SCHED_CONST;
+        c->sched.base_lr = 0.1f;
+        c->batch_size = 256;
+        c->epochs = 10;
         break;
     case PRESET_ADVANCED:
-        o->norm = 1;
-        o->act = NN_ACT_GELU;
-        o->dropout = 0.2f;
-        o->input_dropout = 0.2f;
-        o->cfg.ema = 0.999f;
-        o->cfg.label_smoothing = 0.1f;
-        set_optimiser(o, NN_OPT_ADAMW);
-        o->wd = 0.1;
-        o->lr = 1e-3;
-        o->schedule = NN_SCHED_COSINE;
-        o->cfg.sched.warmup = 500;
-        o->cfg.batch_size = 128;
-        o->cfg.epochs = 30;
+        o->norm = NORM_LAYER;
+        o->mlp.act = NN_ACT_GELU;
+        o->mlp.dropout = o->mlp.input_dropout = 0.2f;
+        c->ema = 0.999f;
+        c->label_smoothing = 0.1f;
+        set_optimiser(c, NN_OPT_ADAMW);
+        c->opt.weight_decay = 0.1f;
+        c->sched.kind = NN_SCHED_COSINE;
+        c->sched.base_lr = 1e-3f;
+        c->sched.warmup = 500;
+        c->batch_size = 128;
+        c->epochs = 30;
         break;
     case PRESET_CNN:
         o->arch = PRESET_CNN_ARCH;
         o->arch_from = "--preset cnn";
         o->augment = true;
-        o->cfg.label_smoothing = 0.1f;
-        set_optimiser(o, NN_OPT_ADAMW);
-        o->wd = 0.05;
-        o->lr = 2e-3;
-        o->schedule = NN_SCHED_COSINE;
-        o->cfg.sched.warmup = 300;
-        o->cfg.batch_size = 128;
-        o->cfg.epochs = 10;
+        c->label_smoothing = 0.1f;
+        set_optimiser(c, NN_OPT_ADAMW);
+        c->opt.weight_decay = 0.05f;
+        c->sched.kind = NN_SCHED_COSINE;
+        c->sched.base_lr = 2e-3f;
+        c->sched.warmup = 300;
+        c->batch_size = 128;
+        c->epochs = 10;
         break;
     }
 }
 
 /* A resumed run starts from the settings its checkpoint holds. */
-static void from_settings(train_opts *o, const nn_train_settings *s) {
+static int from_checkpoint(train_opts *o, const char *path) {
+    if (nn_train_settings_read(&o->resumed, path) != 0) return -1;
+    const nn_train_settings *s = &o->resumed;
     o->cfg = s->cfg;
     o->arch = s->spec;
     o->arch_from = "the checkpoint";
-    o->loss = s->cfg.loss;
-    o->opt = s->cfg.opt.kind;
-    o->momentum = s->cfg.opt.momentum;
-    o->wd = s->cfg.opt.weight_decay;
-    o->schedule = s->cfg.sched.kind;
-    o->lr = s->cfg.sched.base_lr;
-    o->aug = s->cfg.augment;
     o->augment = !nn_augment_is_identity(&s->cfg.augment);
-    if (!o->augment) o->aug = NN_AUGMENT_DEFAULT;
-    o->seed = (long)s->cfg.seed;
-    o->precision = s->cfg.precision;
+    if (o->augment) o->aug = s->cfg.augment;
     o->train_limit = s->train_limit;
     o->val_split = s->val_split;
     o->data_dir = s->data_dir;
+    return 0;
 }
 
 static const char *const mlp_flags[] = {"model", "hidden", "act", "norm", "dropout", "input-dropout"};
 
-/* From the parsed flags to the config; returns -1 to go on, else the exit
- * status of a usage error. */
+/* What the flags mean together; returns -1 to go on, else the exit status
+ * of a usage error. */
 static int finish(train_opts *o, const flag *table) {
-    const char *cmd = "train";
     const char *mlp_flag = NULL;
     for (size_t i = 0; i < sizeof mlp_flags / sizeof *mlp_flags; i++)
         if (flag_given(table, mlp_flags[i])) mlp_flag = mlp_flags[i];
@@ -284,25 +308,10 @@ static int finish(train_opts *o, const flag *table) {
     /* Resuming with MLP flags: the model they describe is compared with the file's. */
     else if (o->resume && mlp_flag) o->arch = NULL;
     if (o->arch && mlp_flag)
-        return usage_error(cmd, "%s gives the whole model; drop --%s (or write it into a spec with --arch)",
+        return usage_error("train", "%s gives the whole model; drop --%s (or write it into a spec with --arch)",
                            o->arch_from, mlp_flag);
-    /* A new optimiser brings its own defaults, unless given too. */
-    if (flag_given(table, "opt")) {
-        nn_optim_config d = nn_optim_defaults(o->opt);
-        if (!flag_given(table, "lr")) o->lr = o->opt == NN_OPT_ADAM || o->opt == NN_OPT_ADAMW ? 1e-3 : 0.05;
-        if (!flag_given(table, "wd")) o->wd = d.weight_decay;
-        if (!flag_given(table, "momentum")) o->momentum = d.momentum;
-        o->cfg.opt = d;
-    }
-    o->cfg.opt.kind = o->opt;
-    o->cfg.opt.momentum = (float)o->momentum;
-    o->cfg.opt.weight_decay = (float)o->wd;
-    o->cfg.loss = o->loss;
-    o->cfg.sched.kind = o->schedule;
-    o->cfg.sched.base_lr = (float)o->lr;
-    o->cfg.sched.step_size = 0;
-    o->cfg.seed = (uint64_t)o->seed;
-    o->cfg.precision = (nn_precision)o->precision;
+    if (o->model == MODEL_LINEAR) o->mlp.n_hidden = 0;
+    o->mlp.layer_norm = o->norm == NORM_LAYER;
     if (o->cfg.precision != NN_PRECISION_FP32 && !nn_precision_supported(o->cfg.precision)) {
         fprintf(stderr, "nn train: this CPU has no AVX512_BF16 instructions: training in fp32\n");
         o->cfg.precision = NN_PRECISION_FP32;
@@ -311,29 +320,33 @@ static int finish(train_opts *o, const flag *table) {
         o->augment = true;
     o->cfg.augment = o->augment && !o->no_augment ? o->aug : (nn_augment){0};
     if (o->resume && flag_given(table, "dataset") && !flag_given(table, "data")) o->data_dir = NULL;
-    if (o->cfg.early_stop > 0 && o->val_split <= 0.0)
-        return usage_error(cmd, "--early-stop needs a validation set: add --val-split F");
+    if (o->cfg.early_stop > 0 && o->val_split <= 0.0f)
+        return usage_error("train", "--early-stop needs a validation set: add --val-split F");
+    if (o->resume) {
+        o->cfg.resume_path = o->resume;
+        if (!o->cfg.save_path) o->cfg.save_path = o->resume;
+    }
     return -1;
 }
 
+/* The settings of the run, in one place: the defaults, then a resumed
+ * checkpoint's settings, then a preset's, then a chosen optimiser's
+ * defaults, then every flag on top. The first pass over the flags finds
+ * --resume, --preset and --opt (and checks every flag); the second applies
+ * them all to that base. Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, train_opts *o, flag *table) {
     defaults(o);
-    make_table(o, table);
     int rc = flags_parse("train", table, argc, argv, usage_text, epilogue, NULL);
     if (rc >= 0) return rc;
-    /* A preset and a resumed file's settings come first, the flags on top:
-     * the second pass starts from them (the first already checked every flag). */
     int preset = o->preset;
     const char *resume = o->resume;
-    if (preset != PRESET_NONE || resume) {
-        defaults(o);
-        if (resume) {
-            if (nn_train_settings_read(&o->resumed, resume) != 0) return runtime_error();
-            from_settings(o, &o->resumed);
-        }
-        if (preset != PRESET_NONE) apply_preset(o, preset);
-        if ((rc = flags_parse("train", table, argc, argv, usage_text, epilogue, NULL)) >= 0) return rc;
-    }
+    bool new_optimiser = flag_given(table, "opt");
+    nn_optim_kind opt = o->cfg.opt.kind;
+    defaults(o);
+    if (resume && from_checkpoint(o, resume) != 0) return runtime_error();
+    apply_preset(o, preset);
+    if (new_optimiser) set_optimiser(&o->cfg, opt);
+    if ((rc = flags_parse("train", table, argc, argv, usage_text, epilogue, NULL)) >= 0) return rc;
     return finish(o, table);
 }
 
@@ -356,6 +369,44 @@ static int show_epoch(void *user, const nn_history *h) {
     return o->plot_path ? nn_plot_history(o->plot_path, h) : 0;
 }
 
+/* The run's first lines: what trains on what, and the model's summary. */
+static void print_header(const train_opts *o, const char *spec, const char *dir, const nn_train_data *data,
+                         const nn_model *plan) {
+    const nn_train_config *c = &o->cfg;
+    printf("training %s on %s: %d train", spec, dir, data->train.n);
+    if (data->has_val) printf(", %d validation", data->val.n);
+    printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu%s", data->test.n,
+           nn_optim_name(c->opt.kind), (double)c->sched.base_lr, nn_schedule_name(c->sched.kind), c->batch_size,
+           c->epochs, (unsigned long long)c->seed, c->ema > 0 ? ", weight average" : "");
+    if (c->precision == NN_PRECISION_BF16) printf(", bf16 products");
+    if (!nn_augment_is_identity(&c->augment))
+        printf(", augmentation (shift %g px, rotation %g deg, zoom %g%%)", c->augment.shift, c->augment.rotate,
+               100.0 * c->augment.scale);
+    printf("\n");
+    nn_model_summary(plan, stdout);
+    if (o->resume) printf("resuming from %s\n", o->resume);
+    fflush(stdout);
+}
+
+/* The run's last lines: how it ended and where its files are. */
+static void print_result(const train_opts *o, nn_train_status rc, const nn_train_data *data, const nn_history *h) {
+    if (rc == NN_TRAIN_STOPPED_EARLY)
+        printf("early stop: no validation improvement for %d epochs (best: epoch %d, %.2f%%)\n", o->cfg.early_stop,
+               h->best_epoch, 100 * h->val_acc[h->best_epoch - 1]);
+    if (h->n == 0) return;
+    const nn_epoch_metrics *last = &h->epochs[h->n - 1];
+    printf("final test accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);
+    /* With a validation set the model ends on its best epoch's weights. */
+    if (data->has_val && h->best_epoch >= 1 && h->best_epoch != last->epoch) {
+        int b = h->best_epoch - 1;
+        printf("kept epoch %d, the best by validation accuracy (%.2f%%): test accuracy %.2f%%\n", h->best_epoch,
+               100 * h->val_acc[b], 100 * h->epochs[b].test_acc);
+    }
+    if (o->cfg.save_path) printf("checkpoint: %s\n", o->cfg.save_path);
+    if (o->plot_path) printf("plot: %s\n", o->plot_path);
+    if (o->cfg.metrics_path) printf("metrics: %s\n", o->cfg.metrics_path);
+}
+
 /* The error of a run that failed, with what to do about it on this command line. */
 static int run_error(nn_train_status rc, const nn_train_config *cfg) {
     fflush(stdout);
@@ -367,92 +418,59 @@ static int run_error(nn_train_status rc, const nn_train_config *cfg) {
     return rc == NN_TRAIN_INTERRUPTED ? 130 : 1;
 }
 
-/* Runs the training the options describe; returns the exit status. */
-static int train_with(train_opts *o) {
-    const char *dir = dataset_dir("train", o->dataset, o->data_dir);
-    if (!dir) return EXIT_USAGE;
-    set_threads(o->threads);
-
-    nn_train_data data;
-    if (nn_train_data_load(&data, dir, o->train_limit, (float)o->val_split) != 0)
-        return data_error(o->dataset, o->data_dir);
-    if (o->arch) {
-        o->spec = nn_xstrdup(o->arch);
-    } else {
-        nn_mlp_config mlp = {.n_hidden = o->model == MODEL_LINEAR ? 0 : o->hidden.n, .hidden = o->hidden.w,
-                             .act = (nn_act)o->act, .layer_norm = o->norm == 1, .dropout = o->dropout,
-                             .input_dropout = o->input_dropout, .classes = data.classes};
-        o->spec = nn_mlp_spec(&mlp);
-    }
-    o->cfg.spec = o->spec;
-    nn_model plan;
-    if (nn_model_plan(&plan, o->spec, (int[]){data.channels, data.train.rows, data.train.cols}, data.classes) != 0) {
-        nn_train_data_free(&data);
-        return usage_error("train", "%s: %s", o->arch ? o->arch_from : "model", nn_last_error());
-    }
-
-    printf("training %s on %s: %d train", o->spec, dir, data.train.n);
-    if (data.has_val) printf(", %d validation", data.val.n);
-    printf(", %d test images; %s lr %g, %s schedule, batch %d, %d epochs, seed %llu%s", data.test.n,
-           nn_optim_name(o->cfg.opt.kind), o->lr, nn_schedule_name(o->cfg.sched.kind), o->cfg.batch_size,
-           o->cfg.epochs, (unsigned long long)o->cfg.seed, o->cfg.ema > 0 ? ", weight average" : "");
-    if (o->cfg.precision == NN_PRECISION_BF16) printf(", bf16 products");
-    if (!nn_augment_is_identity(&o->cfg.augment))
-        printf(", augmentation (shift %g px, rotation %g deg, zoom %g%%)", o->cfg.augment.shift, o->cfg.augment.rotate,
-               100.0 * o->cfg.augment.scale);
-    printf("\n");
-    nn_model_summary(&plan, stdout);
-    nn_model_free(&plan);
-    if (o->resume) printf("resuming from %s\n", o->resume);
-    fflush(stdout);
-
-    /* Ctrl-C: finish the step, write a checkpoint, stop. */
+/* Trains the planned model with Ctrl-C caught and the callbacks set. */
+static nn_train_status run(train_opts *o, const nn_train_data *data, nn_model *model, nn_history *hist) {
     struct sigaction old_sa;
     catch_sigint(&old_sa);
     o->cfg.stop = &stop_requested;
     const char *test_raise = getenv("NN_TEST_RAISE");
-    if (test_raise && sscanf(test_raise, "%ld:%d", &raise_at_step, &raise_signal) != 2) raise_at_step = 0;
+    if (!test_raise || sscanf(test_raise, "%ld:%d", &raise_at_step, &raise_signal) != 2) raise_at_step = 0;
     o->cfg.on_progress = show_progress;
     o->cfg.on_epoch = show_epoch;
     o->cfg.user = o;
-    nn_model model = {0};
-    nn_history hist;
-    nn_train_status rc = nn_train(&o->cfg, &data, &model, &hist);
+    o->cfg.spec = NULL; /* the model comes planned */
+    nn_train_status rc = nn_train(&o->cfg, data, model, hist);
     release_sigint(&old_sa);
     progress_end(&o->bar);
-    if (rc == NN_TRAIN_STOPPED_EARLY)
-        printf("early stop: no validation improvement for %d epochs (best: epoch %d, %.2f%%)\n", o->cfg.early_stop,
-               hist.best_epoch, 100 * hist.val_acc[hist.best_epoch - 1]);
-    if (rc >= 0 && hist.n > 0) {
-        const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
-        printf("final test accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);
-        /* With a validation set the model ends on its best epoch's weights. */
-        if (data.has_val && hist.best_epoch >= 1 && hist.best_epoch != last->epoch) {
-            int b = hist.best_epoch - 1;
-            printf("kept epoch %d, the best by validation accuracy (%.2f%%): test accuracy %.2f%%\n",
-                   hist.best_epoch, 100 * hist.val_acc[b], 100 * hist.epochs[b].test_acc);
-        }
-        if (o->cfg.save_path) printf("checkpoint: %s\n", o->cfg.save_path);
-        if (o->plot_path) printf("plot: %s\n", o->plot_path);
-        if (o->cfg.metrics_path) printf("metrics: %s\n", o->cfg.metrics_path);
+    return rc;
+}
+
+/* Runs the training the options describe; returns the exit status. The
+ * spec is parsed once, by the plan that the summary prints and nn_train
+ * builds. */
+static int train_with(train_opts *o) {
+    const char *dir = dataset_dir("train", o->dataset, o->data_dir);
+    if (!dir) return EXIT_USAGE;
+    set_threads(o->threads);
+    nn_train_data data;
+    if (nn_train_data_load(&data, dir, o->train_limit, o->val_split) != 0) return data_error(o->dataset, o->data_dir);
+    o->mlp.classes = data.classes;
+    char *spec = o->arch ? nn_xstrdup(o->arch) : nn_mlp_spec(&o->mlp);
+    nn_model model;
+    int status = 0;
+    if (nn_model_plan(&model, spec, (int[]){data.channels, data.train.rows, data.train.cols}, data.classes) != 0) {
+        status = usage_error("train", "%s: %s", o->arch ? o->arch_from : "model", nn_last_error());
+    } else {
+        print_header(o, spec, dir, &data, &model);
+        nn_history hist;
+        nn_train_status rc = run(o, &data, &model, &hist);
+        if (rc >= 0) print_result(o, rc, &data, &hist);
+        else status = run_error(rc, &o->cfg);
+        nn_history_free(&hist);
     }
-    nn_history_free(&hist);
     nn_model_free(&model);
+    free(spec);
     nn_train_data_free(&data);
-    free(o->spec);
-    o->spec = NULL;
-    nn_train_settings_free(&o->resumed);
-    return rc >= 0 ? 0 : run_error(rc, &o->cfg);
+    return status;
 }
 
 int cmd_train(int argc, char **argv) {
-    static train_opts o; /* holds a resumed file's settings: kept off the stack */
-    flag table[N_FLAGS];
+    train_opts o = {0};
+    flag *table = make_table(&o);
     int status = parse_args(argc, argv, &o, table);
-    if (status >= 0) return status;
-    if (o.resume) {
-        o.cfg.resume_path = o.resume;
-        if (!o.cfg.save_path) o.cfg.save_path = o.resume;
-    }
-    return train_with(&o);
+    if (status < 0) status = train_with(&o);
+    free(table);
+    free(o.hidden);
+    nn_train_settings_free(&o.resumed);
+    return status;
 }

@@ -22,12 +22,10 @@ int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(pri
 /* Prints "nn: error: <last library error>" to stderr; returns 1. */
 int runtime_error(void);
 
-/* The most hidden widths --hidden takes (the model itself has no such limit). */
-#define MAX_HIDDEN 64
-
-/* "1024,512" -> widths (each 1..65536, at most max of them; "" or "none" = 0
- * widths); returns the count, or -1 if malformed. */
-int parse_widths(const char *s, int *out, int max);
+/* "1024,512" -> widths (each 1..65536; "" or "none" = 0 widths) in *out,
+ * allocated (the caller frees it; NULL for none); returns the count, or -1
+ * if malformed. */
+int parse_widths(const char *s, int **out);
 
 /* Ctrl-C during a long run: catch_sigint makes the first SIGINT set
  * stop_requested (cleared here) and restores the default action, so a second

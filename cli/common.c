@@ -1,4 +1,5 @@
-/* Helpers shared by the subcommands: error reporting, flag parsing, threads. */
+/* Helpers shared by the subcommands (commands.h): usage and runtime errors,
+ * lists of widths, Ctrl-C during a run, thread counts, the data's folder. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <omp.h>
 
 #include "commands.h"
+#include "nn/core.h"
 #include "nn/error.h"
 
 int usage_error(const char *cmd, const char *fmt, ...) {
@@ -27,19 +29,26 @@ int runtime_error(void) {
     return 1;
 }
 
-int parse_widths(const char *s, int *out, int max) {
+int parse_widths(const char *s, int **out) {
     int n = 0;
+    *out = NULL;
     if (strcmp(s, "") == 0 || strcmp(s, "none") == 0) return 0;
+    int *w = nn_xmalloc((strlen(s) / 2 + 1) * sizeof *w); /* a width and a comma take two characters at least */
     while (*s) {
         char *end;
         errno = 0;
         long v = strtol(s, &end, 10);
-        if (errno || end == s || v < 1 || v > 65536 || n == max) return -1;
-        out[n++] = (int)v;
+        if (errno || end == s || v < 1 || v > 65536) break;
+        w[n++] = (int)v;
         s = end;
         if (*s == ',' && s[1]) s++;
-        else if (*s) return -1;
+        else if (*s) break;
     }
+    if (*s) {
+        free(w);
+        return -1;
+    }
+    *out = w;
     return n;
 }
 

@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "nn/core.h"
 #include "nn/error.h"
 #include "plot/plot.h"
 
@@ -28,6 +30,15 @@ static const flag *find(const flag *table, const char *name, size_t len) {
     for (const flag *f = table; f->name; f++)
         if (is_flag(f) && strlen(f->name) == len && strncmp(f->name, name, len) == 0) return f;
     return NULL;
+}
+
+flag *flags_append(flag *table, const flag *more, size_t n) {
+    size_t have = 0;
+    while (table && table[have].name) have++;
+    table = nn_xrealloc(table, (have + n + 1) * sizeof *table);
+    memcpy(table + have, more, n * sizeof *table);
+    table[have + n] = (flag)FLAG_END;
+    return table;
 }
 
 bool flag_given(const flag *table, const char *name) {
@@ -107,6 +118,13 @@ static int set_value(const char *cmd, flag *f, const char *value) {
         else *(long *)f->target = v;
         return 0;
     }
+    case FLAG_U64: {
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno || end == value || *end || value[0] == '-' || (double)v < f->lo || (double)v > f->hi)
+            return usage_error(cmd, "--%s: '%s' is not an integer in [%.0f, %.0f]", f->name, value, f->lo, f->hi);
+        *(uint64_t *)f->target = (uint64_t)v;
+        return 0;
+    }
     case FLAG_FLOAT:
     case FLAG_DOUBLE: {
         double v = strtod(value, &end);
@@ -151,6 +169,10 @@ static void default_text(const flag *f, char *buf, size_t cap) {
     case FLAG_LONG: snprintf(buf, cap, " (%ld)", *(long *)f->target); break;
     case FLAG_FLOAT: snprintf(buf, cap, " (%g)", *(float *)f->target); break;
     case FLAG_DOUBLE: snprintf(buf, cap, " (%g)", *(double *)f->target); break;
+    case FLAG_U64: snprintf(buf, cap, " (%llu)", (unsigned long long)*(uint64_t *)f->target); break;
+    case FLAG_CUSTOM:
+        if (f->show) snprintf(buf, cap, " (%s)", f->show(f->target));
+        break;
     case FLAG_STRING:
         if (*(const char **)f->target) snprintf(buf, cap, " (%s)", *(const char **)f->target);
         break;

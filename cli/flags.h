@@ -1,14 +1,21 @@
 /* Command-line flags from one table per command: each flag is declared once
- * (name, type, range, default, help) and both the parser and --help come from
- * that declaration.
+ * (name, type, range, default, help), writes straight into its target (a
+ * field of the library's config where there is one), and both the parser
+ * and --help come from that declaration.
  *
- *   static int epochs = 6;
+ *   nn_train_config cfg = nn_train_config_defaults();
  *   flag table[] = {
  *       FLAG_SECTION("training:"),
- *       {"epochs", FLAG_INT, &epochs, .lo = 1, .hi = 100000, .metavar = "N", .help = "passes over the data"},
+ *       {"epochs", FLAG_INT, &cfg.epochs, .lo = 1, .hi = 100000, .metavar = "N", .help = "passes over the data"},
+ *       {"opt", FLAG_CUSTOM, &cfg.opt.kind, .parse = parse_optim, .show = show_optim,
+ *        .metavar = "sgd|momentum|nesterov|adam|adamw", .help = "optimiser"},
  *       FLAG_END,
  *   };
- *   int rc = flags_parse("train", table, argc, argv, &first_arg);   // -1: go on
+ *   int rc = flags_parse("train", table, argc, argv, usage, epilogue, NULL); // -1: go on, else exit with rc
+ *
+ * where parse_optim and show_optim come from
+ * FLAG_ENUM_FUNCS(optim, nn_optim_kind, nn_optim_parse, nn_optim_name): a
+ * library enum is parsed and shown by the library's own name table.
  *
  * Values are given as --name VALUE or --name=VALUE. Every usage error says
  * what is wrong: an unknown flag (with the closest known one), a flag given
@@ -26,8 +33,10 @@ typedef enum flag_type {
     FLAG_LONG,   /* long, within [lo, hi] */
     FLAG_FLOAT,  /* float, within [lo, hi] */
     FLAG_DOUBLE, /* double, within [lo, hi] */
+    FLAG_U64,    /* uint64_t, within [lo, hi] */
     FLAG_STRING, /* const char *, the argument itself */
-    FLAG_CHOICE, /* int: the index of the value in choices ("ce|mse") */
+    FLAG_CHOICE, /* int: the index of the value in choices ("none|layer"), for the program's own
+                  * choices; a library enum is a FLAG_CUSTOM with its parser (FLAG_ENUM_FUNCS) */
     FLAG_CUSTOM, /* parse(value, target): 0, or -1 with the reason in nn_last_error() */
     FLAG_HEADING /* not a flag: a line of the help ("model:") */
 } flag_type;
@@ -39,6 +48,7 @@ typedef struct flag {
     double lo, hi;         /* FLAG_INT .. FLAG_DOUBLE */
     const char *choices;   /* FLAG_CHOICE: "relu|gelu|sigmoid|tanh" */
     int (*parse)(const char *value, void *target);
+    const char *(*show)(const void *target); /* FLAG_CUSTOM: the target's value for --help's default */
     const char *metavar;   /* "N", "FILE"; choices are shown for FLAG_CHOICE */
     const char *help;      /* may hold '\n' for more lines */
     const char *def;       /* the default as shown; NULL = the target's value before parsing, "" = none shown */
@@ -47,6 +57,12 @@ typedef struct flag {
 
 #define FLAG_SECTION(text) {.name = (text), .type = FLAG_HEADING}
 #define FLAG_END {0}
+
+/* parse_TAG and show_TAG for a FLAG_CUSTOM whose target is a library enum
+ * TYPE, from the library's parser (0, or -1 with the error) and namer. */
+#define FLAG_ENUM_FUNCS(tag, type, parse_fn, name_fn)                                                          \
+    static int parse_##tag(const char *value, void *target) { return parse_fn(value, (type *)target); }        \
+    static const char *show_##tag(const void *target) { return name_fn(*(const type *)target); }
 
 /* Parses argv[1..] against the table, in order (a later value replaces an
  * earlier one). Positional arguments are allowed only when `positional` is
@@ -59,6 +75,11 @@ int flags_parse(const char *cmd, flag *table, int argc, char **argv, const char 
 
 /* The table's options as --help shows them. */
 void flags_help(FILE *out, const flag *table);
+
+/* A table grown section by section: table (NULL, or ending in FLAG_END, from
+ * an earlier call) with the n flags of more appended, ending in FLAG_END;
+ * the caller frees the result. */
+flag *flags_append(flag *table, const flag *more, size_t n);
 
 /* Whether the flag `name` was given (false for a name not in the table). */
 bool flag_given(const flag *table, const char *name);
