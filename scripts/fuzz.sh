@@ -25,7 +25,7 @@ san=("-fsanitize=address,undefined" "-fno-sanitize-recover=undefined")
 cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer "${san[@]}" -Wall -Wno-unknown-pragmas -D_DEFAULT_SOURCE
         -Iinclude -Isrc)
 blas=/usr/lib/x86_64-linux-gnu/openblas-openmp
-libs=("-L$blas" "-Wl,-rpath,$blas" -lopenblas -lcjson -lpng -lz -lm)
+libs=("-L$blas" "-Wl,-rpath,$blas" -lopenblas -lcjson -lpng -lz -lm -lgomp) # omp_* queries of the ops
 read -ra extra_flags <<<"${FUZZ_FLAGS:-}"
 
 # The parts of the library the parsers and the model loader use, instrumented,
@@ -34,7 +34,7 @@ read -ra extra_flags <<<"${FUZZ_FLAGS:-}"
 # object is rebuilt when its source or any header is newer.
 mkdir -p "$out/obj"
 objs=()
-for src in src/{core,data,io,nn,ops}/*.c; do
+for src in src/{core,data,io,layers,nn,ops}/*.c; do
     obj=$out/obj/${src//\//_}.o
     if [[ ! -e $obj || $src -nt $obj || -n $(find include src -name '*.h' -newer "$obj") ]]; then
         echo "cc $src"

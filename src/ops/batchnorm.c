@@ -81,7 +81,7 @@ static void channel_stats(const float *x, const bn_shape *s, int c, bool trainin
 
 nn_tensor *nn_batch_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, float *running_mean,
                          float *running_var, float momentum, float eps) {
-    bn_shape s = bn_check(ctx, "batch_norm", x, w, b, running_mean, running_var);
+    bn_shape s = bn_check(ctx, nn_op_table[NN_OP_BATCH_NORM].name, x, w, b, running_mean, running_var);
     bool training = ctx->training;
     nn_tensor *in[] = {x, w, b};
     nn_tensor *y = nn_op_output(ctx, x->ndim, x->shape, in, 3);
@@ -298,7 +298,7 @@ nn_tensor *nn_batch_norm_relu(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor
     if (maxpool) shape[2] /= 2, shape[3] /= 2;
     nn_tensor *y = nn_op_output(ctx, x->ndim, shape, in, 3);
     bn_relu *r = nn_arena_alloc(ctx, sizeof *r);
-    bn_relu_init(r, ctx, maxpool ? "batch_norm_relu_maxpool" : "batch_norm_relu", x, w, b, running_mean, running_var,
+    bn_relu_init(r, ctx, nn_op_table[maxpool ? NN_OP_BATCH_NORM_RELU_MAXPOOL : NN_OP_BATCH_NORM_RELU].name, x, w, b, running_mean, running_var,
                  maxpool, ctx->grad_enabled && y->grad);
     bn_relu_forward(r, x->data, w, b, running_mean, running_var, momentum, eps, y->data);
     nn_node *node = nn_record(ctx, maxpool ? NN_OP_BATCH_NORM_RELU_MAXPOOL : NN_OP_BATCH_NORM_RELU, y, in, 3);

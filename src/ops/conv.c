@@ -179,12 +179,10 @@ static const float *epilogue_backward(const conv_saved *s, const nn_tensor *y, i
 static nn_tensor *conv_op(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, int stride, int padding,
                           conv_epilogue epi, const conv_bn *bn) {
     bool pool = epi == EPI_RELU_POOL || (epi == EPI_BN && bn->pool);
-    static const char *const names[] = {"conv2d", "conv2d_relu", "conv2d_relu_maxpool", "conv2d_batch_norm_relu",
-                                        "conv2d_batch_norm_relu_maxpool"};
     static const nn_op ops[] = {NN_OP_CONV2D, NN_OP_CONV2D_RELU, NN_OP_CONV2D_RELU_MAXPOOL, NN_OP_CONV2D_BN_RELU,
                                 NN_OP_CONV2D_BN_RELU_MAXPOOL};
     int kind = epi == EPI_BN ? 3 + pool : (int)epi;
-    const char *name = names[kind];
+    const char *name = nn_op_table[ops[kind]].name;
     char sx[64], sw[64], sb[64];
     nn_check_live(ctx, x, name);
     nn_check_live(ctx, w, name);

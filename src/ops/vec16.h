@@ -70,19 +70,27 @@ static inline i16 i16_select(i16 mask, i16 a, i16 b) { return (mask & a) | (~mas
 /* max(v, 0) as x > 0 ? x : 0 (so NaN gives 0, like nn_relu) */
 static inline v16 v16_relu(v16 v) { return v16_select(v > (v16){0}, v, (v16){0}); }
 
+/* A shuffle of the 32 lanes of a, b by constant indices (clang spells it
+ * differently; only the fuzz build uses clang). */
+#ifdef __clang__
+#define V16_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define V16_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (i16){__VA_ARGS__})
+#endif
+
 /* The even and the odd lanes of the 32 floats a, b. */
 static inline v16 v16_even(v16 a, v16 b) {
-    return __builtin_shuffle(a, b, (i16){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30});
+    return V16_SHUFFLE(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
 }
 static inline v16 v16_odd(v16 a, v16 b) {
-    return __builtin_shuffle(a, b, (i16){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31});
+    return V16_SHUFFLE(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 /* Interleaving even lanes e and odd lanes o back: the first and second 16. */
 static inline v16 v16_interleave_lo(v16 e, v16 o) {
-    return __builtin_shuffle(e, o, (i16){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23});
+    return V16_SHUFFLE(e, o, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 }
 static inline v16 v16_interleave_hi(v16 e, v16 o) {
-    return __builtin_shuffle(e, o, (i16){8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31});
+    return V16_SHUFFLE(e, o, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
 }
 
 /* Transposes 16 rows of 16 in place: four butterfly stages; at distance d,
@@ -95,6 +103,17 @@ static inline v16 v16_interleave_hi(v16 e, v16 o) {
      V16_LANE_(d, half, 4),  V16_LANE_(d, half, 5),  V16_LANE_(d, half, 6),  V16_LANE_(d, half, 7),   \
      V16_LANE_(d, half, 8),  V16_LANE_(d, half, 9),  V16_LANE_(d, half, 10), V16_LANE_(d, half, 11),  \
      V16_LANE_(d, half, 12), V16_LANE_(d, half, 13), V16_LANE_(d, half, 14), V16_LANE_(d, half, 15)}
+#ifdef __clang__
+/* clang has no __builtin_shuffle with a run-time mask (only the fuzz build
+ * uses clang): the transpose through memory, same result. */
+static inline void v16_transpose(v16 r[16]) {
+    float t[16][16];
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) t[j][i] = r[i][j];
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) r[i][j] = t[i][j];
+}
+#else
 static inline void v16_transpose(v16 r[16]) {
     static const i16 masks[4][2] = {{V16_MASK_(8, 0), V16_MASK_(8, 1)},
                                     {V16_MASK_(4, 0), V16_MASK_(4, 1)},
@@ -113,5 +132,6 @@ static inline void v16_transpose(v16 r[16]) {
             }
     }
 }
+#endif
 
 #endif
