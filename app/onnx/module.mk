@@ -13,12 +13,14 @@ $(ONNX_PROTO):
 $(ONNX_GEN)/onnx.pb-c.c $(ONNX_GEN)/onnx.pb-c.h &: $(ONNX_PROTO)
 	@mkdir -p $(@D)
 	@command -v protoc-c >/dev/null || { echo "protoc-c is missing: apt-get install -y protobuf-c-compiler libprotobuf-c-dev" >&2; exit 1; }
-	protoc-c --proto_path=$(dir $(ONNX_PROTO)) --c_out=$(ONNX_GEN) $(ONNX_PROTO)
+	$(say) GEN $(ONNX_GEN)/onnx.pb-c.c
+	$(Q)protoc-c --proto_path=$(dir $(ONNX_PROTO)) --c_out=$(ONNX_GEN) $(ONNX_PROTO)
 
-$(ONNX_GEN)/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(BUILD)/compile-flags
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+$(ONNX_GEN)/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c $(FLAGS_STAMP)
+	$(say) CC $<
+	$(Q)$(COMPILE)
 
 # The exporter includes the generated header: generate it before the first
 # compile (order-only); afterwards the .d file tracks it like any header.
-$(BUILD)/app/onnx/export.o: CPPFLAGS += -I$(BUILD)/gen
+$(BUILD)/app/onnx/export.o: MOD_INC = -I$(BUILD)/gen
 $(BUILD)/app/onnx/export.o: | $(ONNX_GEN)/onnx.pb-c.h

@@ -6,13 +6,15 @@ APP_GEN_SRC += $(BUILD)/gen/serve_page.c
 
 $(BUILD)/gen/serve_page.c: app/serve/page.html app/serve/module.mk
 	@mkdir -p $(@D)
-	{ echo '/* Generated from app/serve/page.html by app/serve/module.mk: do not edit. */'; \
+	$(say) GEN $@
+	$(Q){ echo '/* Generated from app/serve/page.html by app/serve/module.mk: do not edit. */'; \
 	  echo '#include <stddef.h>'; \
 	  echo 'const unsigned char serve_page[] = {'; \
 	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
 	  echo '};'; \
 	  echo 'const size_t serve_page_len = sizeof serve_page;'; } > $@.tmp
-	mv $@.tmp $@
+	$(Q)mv $@.tmp $@
 
-$(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c $(BUILD)/compile-flags
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+$(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c $(FLAGS_STAMP)
+	$(say) CC $<
+	$(Q)$(COMPILE)
