@@ -62,6 +62,14 @@ FLAG_ENUM_FUNCS(optim, nn_optim_kind, nn_optim_parse, nn_optim_name)
 FLAG_ENUM_FUNCS(schedule, nn_schedule_kind, nn_schedule_parse, nn_schedule_name)
 FLAG_ENUM_FUNCS(precision, nn_precision, nn_precision_parse, nn_precision_name)
 
+/* --arch's syntax and arguments, checked as the flag is read (no data needed
+ * for a usage error); its shapes when it is planned for the data. */
+static int parse_spec(const char *value, void *target) {
+    if (nn_spec_check(value) != 0) return -1;
+    *(const char **)target = value;
+    return 0;
+}
+
 static int parse_hidden(const char *value, void *target) {
     train_opts *o = target;
     int *w, n = parse_widths(value, &w);
@@ -89,7 +97,7 @@ static char lr_default[64], wd_default[64];
 static flag *model_flags(train_opts *o, flag *t) {
     const flag table[] = {
         FLAG_SECTION("model:"),
-        {"arch", FLAG_STRING, &o->arch, .metavar = "SPEC", .def = "",
+        {"arch", FLAG_CUSTOM, &o->arch, .parse = parse_spec, .metavar = "SPEC", .def = "",
          .help = "any layer stack, e.g. a CNN (see below); replaces the\n"
                  "MLP flags --model, --hidden, --act, --norm, --dropout,\n--input-dropout"},
         {"model", FLAG_CHOICE, &o->model, .choices = "linear|mlp", .help = "softmax regression or multi-layer perceptron"},
@@ -436,8 +444,7 @@ static nn_train_status run(train_opts *o, const nn_train_data *data, nn_model *m
 }
 
 /* Runs the training the options describe; returns the exit status. The
- * spec is parsed once, by the plan that the summary prints and nn_train
- * builds. */
+ * spec is planned once: the plan the summary prints is what nn_train builds. */
 static int train_with(train_opts *o) {
     const char *dir = dataset_dir("train", o->dataset, o->data_dir);
     if (!dir) return EXIT_USAGE;
