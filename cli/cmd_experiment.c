@@ -26,9 +26,10 @@
 #include "nn/train.h"
 #include "plot/plot.h"
 #include "progress.h"
+#include "study_stats.h"
 
 #define CMD "experiment"
-#define MAX_SEEDS NN_STUDY_MAX_SEEDS
+#define MAX_SEEDS 100
 
 /* ---- The configurations ------------------------------------------------------ */
 
@@ -335,6 +336,11 @@ enum { P_CSV, P_MD, P_ACC, P_GAP, P_RUNS, P_EPOCHS };
 static const char *const file_names[] = {"results.csv", "results.md", "test_accuracy.png", "gap.png", "runs.csv",
                                          "epochs.csv"};
 
+/* The name of a run's configuration (runs count configurations in the order selected). */
+static const char *config_name(const study *st, const nn_study_run *rr) {
+    return configs[st->o->selected[rr->config]].name;
+}
+
 static int write_text(const char *path, text *t) {
     int rc = nn_write_file_atomic(path, t->p ? t->p : "", t->len);
     free(t->p);
@@ -349,8 +355,8 @@ static int write_results_csv(const study *st) {
             "epochs_to_target_mean,runs_reaching_target,seconds_mean,seconds_std\n");
     for (int i = 0; i < st->o->n_selected; i++) {
         int c = st->o->selected[i];
-        nn_study_summary s;
-        nn_study_summarise(st->runs, st->n_runs, c, st->o->target / 100.0, &s);
+        study_summary s;
+        study_summarise(st->runs, st->n_runs, i, st->o->target / 100.0, &s);
         if (s.runs == 0) continue;
         put(&t, "%s,\"%s\",%d,%d", configs[c].name, configs[c].what, s.runs, s.runs - s.ok);
         put_num(&t, s.final_acc[0], "%.6f");
@@ -383,12 +389,12 @@ static int write_runs_csv(const study *st) {
         for (int k = 0; k < rr->n; k++) {
             if (rr->test_acc[k] > rr->test_acc[best]) best = k;
             if (!to_target && rr->test_acc[k] >= st->o->target / 100.0) to_target = k + 1;
-            put(&e, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.2f\n", configs[rr->config].name, rr->seed, k + 1,
+            put(&e, "%s,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6g,%.2f\n", config_name(st, rr), (int)rr->seed, k + 1,
                 rr->train_loss[k], rr->train_acc[k], rr->test_loss[k], rr->test_acc[k], rr->lr[k], rr->seconds[k]);
         }
         bool ok = !rr->diverged && rr->n > 0;
         double final_test = ok ? rr->test_acc[rr->n - 1] : NAN;
-        put(&t, "%s,%d,%d,%d", configs[rr->config].name, rr->seed, rr->diverged ? 1 : 0, rr->n);
+        put(&t, "%s,%d,%d,%d", config_name(st, rr), (int)rr->seed, rr->diverged ? 1 : 0, rr->n);
         put_num(&t, ok ? rr->final_train_acc : NAN, "%.6f");
         put_num(&t, final_test, "%.6f");
         put_num(&t, ok ? rr->test_acc[best] : NAN, "%.6f");
@@ -422,8 +428,8 @@ static int write_results_md(const study *st, bool print_stdout) {
     put(&t, "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < o->n_selected; i++) {
         int c = o->selected[i];
-        nn_study_summary s;
-        nn_study_summarise(st->runs, st->n_runs, c, o->target / 100.0, &s);
+        study_summary s;
+        study_summarise(st->runs, st->n_runs, i, o->target / 100.0, &s);
         if (s.runs == 0) continue;
         put(&t, "| %s | %s", configs[c].name, configs[c].what);
         if (s.ok < s.runs) put(&t, " (%d of %d runs diverged)", s.runs - s.ok, s.runs);
@@ -492,9 +498,9 @@ static int write_plots(const study *st) {
     for (int i = 0; i < S; i++) {
         int c = o->selected[i];
         double *ya = acc + (size_t)n_series * E, *yg = gap + (size_t)n_series * E;
-        int n = mean_curve(st, c, false, ya);
+        int n = mean_curve(st, i, false, ya);
         if (n == 0) continue;
-        mean_curve(st, c, true, yg);
+        mean_curve(st, i, true, yg);
         int skip = n >= 20 ? n / 10 : n >= 10 ? 2 : n >= 3 ? 1 : 0;
         for (int e = skip; e < n; e++) {
             if (isfinite(ya[e])) lo = fmin(lo, ya[e]), hi = fmax(hi, ya[e]);
@@ -567,11 +573,6 @@ static int make_dirs(const char *path) {
     return 0;
 }
 
-static void run_free(nn_study_run *r) {
-    free(r->train_acc);
-    memset(r, 0, sizeof *r);
-}
-
 static void quote_command(char *out, size_t cap, int argc, char **argv) {
     size_t n = (size_t)snprintf(out, cap, "nn experiment");
     for (int i = 1; i < argc && n < cap; i++) {
@@ -581,169 +582,168 @@ static void quote_command(char *out, size_t cap, int argc, char **argv) {
     }
 }
 
-int cmd_experiment(int argc, char **argv) {
-    exp_opts o;
-    int status = parse_args(argc, argv, &o);
-    if (status >= 0) return status;
-    const char *dir = dataset_dir(CMD, o.dataset, o.data_dir);
-    if (!dir) return EXIT_USAGE;
-    set_threads(o.threads);
 
-    study st = {.o = &o, .dir = dir};
-    quote_command(st.command, sizeof st.command, argc, argv);
-    for (int i = 0; i < 6; i++) {
-        size_t len = strlen(o.out) + strlen(file_names[i]) + 2;
-        st.paths[i] = nn_xmalloc(len);
-        snprintf(st.paths[i], len, "%s/%s", o.out, file_names[i]);
-    }
-    int rc = 0;
-    nn_train_data data;
-    bool have_data = false;
-    /* Fail on an unwritable output folder now, not after the training. */
-    if (make_dirs(o.out) != 0 || write_results_csv(&st) != 0) {
-        rc = runtime_error();
-        goto done;
-    }
-    if (nn_train_data_load(&data, dir, o.train_limit, 0.0f) != 0) {
-        rc = data_error(o.dataset, o.data_dir);
-        goto done;
-    }
-    have_data = true;
-    st.n_train = data.train.n;
-    st.n_test = data.test.n;
+/* The settings of a configuration's runs: what it changes over the
+ * baseline, and what all share (width, epochs, batch size, cosine schedule).
+ * *mlp_spec is the MLP's spec, for the caller to free (NULL for a layer stack). */
+static nn_train_config config_of(const exp_config *ec, const exp_opts *o, int classes, char **mlp_spec) {
+    nn_mlp_config mc = {.n_hidden = o->n_hidden, .hidden = o->hidden, .classes = classes, .act = ec->act,
+                        .layer_norm = ec->layer_norm, .dropout = ec->dropout, .input_dropout = ec->input_dropout};
+    *mlp_spec = ec->arch ? NULL : nn_mlp_spec(&mc);
+    nn_train_config cfg = {0};
+    cfg.spec = ec->arch ? ec->arch : *mlp_spec;
+    if (ec->augment) cfg.augment = NN_AUGMENT_DEFAULT;
+    cfg.ema = ec->ema;
+    cfg.loss = NN_LOSS_CE;
+    cfg.label_smoothing = ec->smoothing;
+    cfg.opt = nn_optim_defaults(ec->opt);
+    cfg.opt.weight_decay = ec->wd;
+    cfg.sched = (nn_schedule){.kind = NN_SCHED_COSINE, .base_lr = ec->lr, .gamma = 0.1f};
+    cfg.batch_size = o->batch_size;
+    cfg.epochs = o->epochs;
+    return cfg;
+}
 
-    nn_mlp_config model = {.n_hidden = o.n_hidden, .hidden = o.hidden, .classes = data.classes};
-    size_t alen = (size_t)snprintf(st.arch, sizeof st.arch, "MLP %d", data.train.rows * data.train.cols);
-    for (int i = 0; i < o.n_hidden; i++)
-        alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "-%d", o.hidden[i]);
-    alen += (size_t)snprintf(st.arch + alen, sizeof st.arch - alen, "-%d", data.classes);
-    for (int i = 0; i < o.n_selected; i++)
-        if (configs[o.selected[i]].arch) {
-            snprintf(st.arch + alen, sizeof st.arch - alen, " and CNNs");
+/* "MLP 784-256-256-10", with " and CNNs" when a layer stack is selected too. */
+static void describe_arch(study *st, const nn_train_data *data) {
+    const exp_opts *o = st->o;
+    size_t n = (size_t)snprintf(st->arch, sizeof st->arch, "MLP %d", data->channels * data->train.rows * data->train.cols);
+    for (int i = 0; i < o->n_hidden && n < sizeof st->arch; i++)
+        n += (size_t)snprintf(st->arch + n, sizeof st->arch - n, "-%d", o->hidden[i]);
+    if (n < sizeof st->arch) n += (size_t)snprintf(st->arch + n, sizeof st->arch - n, "-%d", data->classes);
+    for (int i = 0; i < o->n_selected && n < sizeof st->arch; i++)
+        if (configs[o->selected[i]].arch) {
+            snprintf(st->arch + n, sizeof st->arch - n, " and CNNs");
             break;
         }
+}
 
-    st.n_runs = o.n_selected * o.seeds;
-    st.runs = nn_xcalloc((size_t)st.n_runs, sizeof *st.runs);
-    eta_log eta = {.out = stderr, .epochs = o.epochs, .t0 = nn_seconds(), .total = (long)st.n_runs * o.epochs};
-    FILE *log = stderr;
+/* What the study shows while it runs: the callbacks of nn_study_run_all. */
+typedef struct runner {
+    study *st;
+    eta_log eta;
+    char label[64];
+    int diverged;
+} runner;
+
+static void run_start(void *user, int r, nn_train_config *cfg) {
+    runner *u = user;
+    const nn_study_run *rr = &u->st->runs[r];
+    snprintf(u->label, sizeof u->label, "[%d/%d] %s seed %d epoch", r + 1, u->st->n_runs, config_name(u->st, rr),
+             (int)rr->seed);
+    u->eta.label = u->label;
+    cfg->label = u->label;
+    cfg->on_epoch = eta_epoch;
+    cfg->on_progress = eta_progress;
+    cfg->user = &u->eta;
+}
+
+/* One line per finished run, then every file rewritten: a study stopped
+ * early keeps the results of the runs it finished. */
+static int run_end(void *user, int r, const nn_study_run *runs, nn_train_status status) {
+    runner *u = user;
+    const nn_study_run *rr = &runs[r];
+    progress_end(&u->eta.bar);
+    fprintf(stderr, "[%d/%d] %s seed %d: ", r + 1, u->st->n_runs, config_name(u->st, rr), (int)rr->seed);
+    if (status == NN_TRAIN_DIVERGED) {
+        /* The loss blew up: a result of the study, not an error. */
+        u->diverged++;
+        fprintf(stderr, "%s; counted as diverged\n", nn_last_error());
+        u->eta.total -= u->st->o->epochs - rr->n; /* its remaining epochs will not run */
+    } else {
+        fprintf(stderr, "final test %.2f%%, train %.2f%% (evaluation mode), %.0f s\n", 100 * rr->test_acc[rr->n - 1],
+                100 * rr->final_train_acc, rr->wall_seconds);
+    }
+    return write_all(u->st, false);
+}
+
+/* After the last run: the table on stdout and the files' names. */
+static int finish_study(const study *st, int diverged) {
+    fflush(stderr);
+    if (write_results_md(st, true) != 0) return runtime_error();
+    printf("\nwrote");
+    for (int i = 0; i < 6; i++) printf(" %s", st->paths[i]);
+    printf("\n");
+    if (diverged)
+        fprintf(stderr, "nn experiment: note: %d run%s diverged (see the table)\n", diverged, diverged > 1 ? "s" : "");
+    return 0;
+}
+
+/* Trains the study on the data (nn_study_run_all) with Ctrl-C caught, and reports. */
+static int train_all(study *st, const nn_train_data *data) {
+    const exp_opts *o = st->o;
+    st->n_train = data->train.n;
+    st->n_test = data->test.n;
+    describe_arch(st, data);
+    st->n_runs = o->n_selected * o->seeds;
+    st->runs = nn_xcalloc((size_t)st->n_runs, sizeof *st->runs);
+    nn_study_config *sc = nn_xcalloc((size_t)o->n_selected, sizeof *sc);
+    char **specs = nn_xcalloc((size_t)o->n_selected, sizeof *specs);
+    for (int i = 0; i < o->n_selected; i++) {
+        sc[i].name = configs[o->selected[i]].name;
+        sc[i].cfg = config_of(&configs[o->selected[i]], o, data->classes, &specs[i]);
+    }
+    runner u = {.st = st, .eta = {.out = stderr, .epochs = o->epochs, .t0 = nn_seconds(),
+                                  .total = (long)st->n_runs * o->epochs}};
     fprintf(stderr, "nn experiment: %d configuration%s x %d seed%s = %d runs of %d epochs; %s, %d train images, "
                     "batch %d; results in %s/\n",
-            o.n_selected, o.n_selected > 1 ? "s" : "", o.seeds, o.seeds > 1 ? "s" : "", st.n_runs, o.epochs, st.arch,
-            st.n_train, o.batch_size, o.out);
-    nn_ctx *ctx = nn_ctx_new(0);
-    int diverged = 0;
+            o->n_selected, o->n_selected > 1 ? "s" : "", o->seeds, o->seeds > 1 ? "s" : "", st->n_runs, o->epochs,
+            st->arch, st->n_train, o->batch_size, o->out);
+    nn_study s = {.configs = sc, .n_configs = o->n_selected, .seeds = o->seeds, .first_seed = (uint64_t)o->seed,
+                  .stop = &stop_requested, .on_run_start = run_start, .on_run_end = run_end, .user = &u};
     /* Ctrl-C stops the study after the current training step; the files
      * already hold every finished run. */
     struct sigaction old_sa;
     catch_sigint(&old_sa);
-    for (int i = 0, r = 0; i < o.n_selected && rc == 0; i++) {
-        const exp_config *ec = &configs[o.selected[i]];
-        for (int s = 0; s < o.seeds && rc == 0; s++, r++) {
-            nn_study_run *rr = &st.runs[r];
-            rr->config = o.selected[i];
-            rr->seed = (int)(o.seed + s);
-            char label[64];
-            snprintf(label, sizeof label, "[%d/%d] %s seed %d epoch", r + 1, st.n_runs, ec->name, rr->seed);
-            nn_train_config cfg = {0};
-            nn_mlp_config mc = model;
-            mc.act = ec->act;
-            mc.layer_norm = ec->layer_norm;
-            mc.dropout = ec->dropout;
-            mc.input_dropout = ec->input_dropout;
-            char *mlp_spec = ec->arch ? NULL : nn_mlp_spec(&mc);
-            cfg.spec = ec->arch ? ec->arch : mlp_spec;
-            if (ec->augment) cfg.augment = NN_AUGMENT_DEFAULT;
-            cfg.ema = ec->ema;
-            cfg.loss = NN_LOSS_CE;
-            cfg.label_smoothing = ec->smoothing;
-            cfg.opt = nn_optim_defaults(ec->opt);
-            cfg.opt.weight_decay = ec->wd;
-            cfg.sched = (nn_schedule){.kind = NN_SCHED_COSINE, .base_lr = ec->lr, .gamma = 0.1f};
-            cfg.batch_size = o.batch_size;
-            cfg.epochs = o.epochs;
-            cfg.seed = (uint64_t)rr->seed;
-            eta.label = label;
-            cfg.on_epoch = eta_epoch;
-            cfg.on_progress = eta_progress;
-            cfg.user = &eta;
-            cfg.label = label;
-            cfg.stop = &stop_requested;
-            nn_model m;
-            nn_history h;
-            double t0 = nn_seconds();
-            nn_train_status trc = nn_train(&cfg, &data, &m, &h);
-            progress_end(&eta.bar);
-            free(mlp_spec);
-            rr->wall_seconds = nn_seconds() - t0;
-            rr->done = true;
-            rr->n = h.n;
-            double *buf = nn_xcalloc((size_t)6 * (o.epochs > 0 ? o.epochs : 1), sizeof *buf);
-            rr->train_acc = buf;
-            rr->test_acc = buf + o.epochs;
-            rr->train_loss = buf + 2 * o.epochs;
-            rr->test_loss = buf + 3 * o.epochs;
-            rr->lr = buf + 4 * o.epochs;
-            rr->seconds = buf + 5 * o.epochs;
-            for (int e = 0; e < h.n; e++) {
-                rr->train_acc[e] = h.epochs[e].train_acc;
-                rr->test_acc[e] = h.epochs[e].test_acc;
-                rr->train_loss[e] = h.epochs[e].train_loss;
-                rr->test_loss[e] = h.epochs[e].test_loss;
-                rr->lr[e] = h.epochs[e].lr;
-                rr->seconds[e] = h.epochs[e].seconds;
-            }
-            if (trc < 0 && trc != NN_TRAIN_DIVERGED) {
-                /* Ctrl-C, or a failure that is not the run's own result */
-                rr->done = false;
-                nn_history_free(&h);
-                nn_model_free(&m);
-                if (trc == NN_TRAIN_INTERRUPTED)
-                    nn_error("interrupted in run %d of %d (%s, seed %d); the files in %s hold the %d finished runs",
-                             r + 1, st.n_runs, ec->name, rr->seed, o.out, r);
-                rc = runtime_error();
-                break;
-            }
-            if (trc == NN_TRAIN_DIVERGED) {
-                /* The loss blew up: a result of the study, not an error. */
-                rr->diverged = true;
-                rr->final_train_acc = NAN;
-                diverged++;
-                fprintf(log, "[%d/%d] %s seed %d: %s; counted as diverged\n", r + 1, st.n_runs, ec->name, rr->seed,
-                        nn_last_error());
-                eta.total -= o.epochs - h.n; /* its remaining epochs will not run */
-            } else {
-                rr->final_train_acc = nn_evaluate(&m, ctx, &data.train, NN_LOSS_CE, NULL, NULL);
-                fprintf(log, "[%d/%d] %s seed %d: final test %.2f%%, train %.2f%% (evaluation mode), %.0f s\n", r + 1,
-                        st.n_runs, ec->name, rr->seed, 100 * rr->test_acc[h.n - 1], 100 * rr->final_train_acc,
-                        rr->wall_seconds);
-            }
-            nn_history_free(&h);
-            nn_model_free(&m);
-            /* Rewrite every file after each run: a study stopped early keeps
-             * the results of the runs it finished. */
-            if (write_all(&st, false) != 0) rc = runtime_error();
-        }
-    }
+    int rc = nn_study_run_all(&s, data, st->runs);
     release_sigint(&old_sa);
-    nn_ctx_free(ctx);
-    if (rc == 0) {
-        fflush(stderr);
-        if (write_results_md(&st, true) != 0) {
-            rc = runtime_error();
-        } else {
-            printf("\nwrote");
-            for (int i = 0; i < 6; i++) printf(" %s", st.paths[i]);
-            printf("\n");
-            if (diverged) fprintf(stderr, "nn experiment: note: %d run%s diverged (see the table)\n", diverged,
-                                  diverged > 1 ? "s" : "");
-        }
+    progress_end(&u.eta.bar);
+    if (rc != 0 && stop_requested) {
+        int r = 0;
+        while (r < st->n_runs && st->runs[r].done) r++;
+        nn_error("interrupted in run %d of %d (%s, seed %d); the files in %s hold the %d finished runs", r + 1,
+                 st->n_runs, config_name(st, &st->runs[r]), (int)st->runs[r].seed, o->out, r);
     }
-done:
-    if (have_data) nn_train_data_free(&data);
-    for (int r = 0; r < st.n_runs; r++) run_free(&st.runs[r]);
-    free(st.runs);
-    for (int i = 0; i < 6; i++) free(st.paths[i]);
-    free(o.hidden);
+    rc = rc != 0 ? runtime_error() : finish_study(st, u.diverged);
+    for (int i = 0; i < o->n_selected; i++) free(specs[i]);
+    free(specs);
+    free(sc);
+    nn_study_runs_free(st->runs, st->n_runs);
+    free(st->runs);
     return rc;
+}
+
+/* The output folder and the data, then the study. */
+static int run_study(const exp_opts *o, int argc, char **argv) {
+    const char *dir = dataset_dir(CMD, o->dataset, o->data_dir);
+    if (!dir) return EXIT_USAGE;
+    set_threads(o->threads);
+    study st = {.o = o, .dir = dir};
+    quote_command(st.command, sizeof st.command, argc, argv);
+    for (int i = 0; i < 6; i++) {
+        size_t len = strlen(o->out) + strlen(file_names[i]) + 2;
+        st.paths[i] = nn_xmalloc(len);
+        snprintf(st.paths[i], len, "%s/%s", o->out, file_names[i]);
+    }
+    nn_train_data data;
+    int rc;
+    /* Fail on an unwritable output folder now, not after the training. */
+    if (make_dirs(o->out) != 0 || write_results_csv(&st) != 0) {
+        rc = runtime_error();
+    } else if (nn_train_data_load(&data, dir, o->train_limit, 0.0f) != 0) {
+        rc = data_error(o->dataset, o->data_dir);
+    } else {
+        rc = train_all(&st, &data);
+        nn_train_data_free(&data);
+    }
+    for (int i = 0; i < 6; i++) free(st.paths[i]);
+    return rc;
+}
+
+int cmd_experiment(int argc, char **argv) {
+    exp_opts o;
+    int status = parse_args(argc, argv, &o);
+    if (status < 0) status = run_study(&o, argc, argv);
+    free(o.hidden);
+    return status;
 }

@@ -13,7 +13,7 @@
 #include "nn/error.h"
 #include "nn/image.h"
 #include "nn/report.h"
-#include "nn/study.h"
+#include "study_stats.h"
 #include "plot/plot.h"
 #include "progress.h"
 
@@ -560,10 +560,10 @@ static void test_confusion(void) {
  * of it, and a run of configuration 1 that must not count. */
 static void test_study_summary(void) {
     double mean, std;
-    CHECK(nn_mean_std((double[]){1, 2, 3, NAN}, 4, &mean, &std) == 3);
+    CHECK(mean_std((double[]){1, 2, 3, NAN}, 4, &mean, &std) == 3);
     CHECK_NEAR(mean, 2.0, 1e-12);
     CHECK_NEAR(std, 1.0, 1e-12);
-    CHECK(nn_mean_std((double[]){NAN}, 1, &mean, &std) == 0 && isnan(mean) && isnan(std));
+    CHECK(mean_std((double[]){NAN}, 1, &mean, &std) == 0 && isnan(mean) && isnan(std));
     double a1[] = {0.5, 0.9, 0.8}, a2[] = {0.6, 0.7, 0.95}, a3[] = {0.99, 0.99, 0.99};
     nn_study_run runs[] = {
         {.config = 0, .done = true, .n = 3, .test_acc = a1, .final_train_acc = 0.9, .wall_seconds = 10},
@@ -572,8 +572,8 @@ static void test_study_summary(void) {
         {.config = 0, .done = true, .diverged = true, .n = 1, .test_acc = a3, .wall_seconds = 30},
         {.config = 0, .done = false, .n = 0},
     };
-    nn_study_summary s;
-    nn_study_summarise(runs, 5, 0, 0.85, &s);
+    study_summary s;
+    study_summarise(runs, 5, 0, 0.85, &s);
     CHECK(s.runs == 3 && s.ok == 2 && s.reached == 2);
     CHECK_NEAR(s.final_acc[0], 0.875, 1e-12);
     CHECK_NEAR(s.final_acc[1], sqrt(2 * 0.075 * 0.075), 1e-12);

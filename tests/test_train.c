@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "nn/error.h"
+#include "nn/study.h"
 #include "nn/train.h"
 
 #define SIDE 10
@@ -323,5 +324,39 @@ static void test_silent(void) {
     nn_train_data_free(&d);
 }
 
-TEST_MAIN(TEST(test_finished_with_callbacks), TEST(test_planned_model), TEST(test_silent), TEST(test_callback_failure_and_step_schedule), TEST(test_stopped_early), TEST(test_diverged), TEST(test_failed),
+static int count_run(void *user, int run, const nn_study_run *runs, nn_train_status status) {
+    int *ended = user;
+    ended[run] = status == NN_TRAIN_DIVERGED ? 2 : 1;
+    return runs[run].done ? 0 : nn_error("run %d not done", run);
+}
+
+/* A study: every configuration x seed, a diverged run counted as a result. */
+static void test_study(void) {
+    nn_train_data d = data(false);
+    nn_study_config sc[2] = {{"plain", config()}, {"blown", config()}};
+    sc[1].cfg.spec = "flatten linear(16) relu linear(10)";
+    sc[1].cfg.sched.base_lr = 1e30f;
+    int ended[4] = {0};
+    nn_study s = {.configs = sc, .n_configs = 2, .seeds = 2, .first_seed = 7, .on_run_end = count_run, .user = ended};
+    nn_study_run runs[4];
+    CHECKF(nn_study_run_all(&s, &d, runs) == 0, "%s", nn_last_error());
+    CHECK(ended[0] == 1 && ended[1] == 1 && ended[2] == 2 && ended[3] == 2);
+    CHECK(runs[0].config == 0 && runs[0].seed == 7 && runs[1].seed == 8 && runs[3].config == 1 && runs[3].seed == 8);
+    CHECK(runs[0].done && !runs[0].diverged && runs[0].n == 3 && runs[0].final_train_acc > 0.9);
+    CHECK(runs[0].test_acc[2] != runs[1].test_acc[2] || runs[0].train_loss[0] != runs[1].train_loss[0]);
+    CHECK(runs[2].done && runs[2].diverged && isnan(runs[2].final_train_acc));
+    /* the same run as nn_train's with that seed */
+    nn_train_config c = config();
+    c.seed = 7;
+    nn_model m;
+    nn_history h;
+    CHECK(nn_train(&c, &d, &m, &h) == NN_TRAIN_FINISHED);
+    CHECK(h.epochs[2].test_acc == runs[0].test_acc[2] && h.epochs[2].train_loss == runs[0].train_loss[2]);
+    nn_history_free(&h);
+    nn_model_free(&m);
+    nn_study_runs_free(runs, 4);
+    nn_train_data_free(&d);
+}
+
+TEST_MAIN(TEST(test_finished_with_callbacks), TEST(test_study), TEST(test_planned_model), TEST(test_silent), TEST(test_callback_failure_and_step_schedule), TEST(test_stopped_early), TEST(test_diverged), TEST(test_failed),
           TEST(test_interrupted_then_resumed))

@@ -1,10 +1,13 @@
-/* A study's statistics (nn/study.h). */
-#include "nn/study.h"
+/* A study's statistics (study_stats.h). */
+#include "study_stats.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-int nn_mean_std(const double *v, int n, double *mean, double *std) {
+#include "nn/core.h"
+
+int mean_std(const double *v, int n, double *mean, double *std) {
     double s = 0.0, ss = 0.0;
     int k = 0;
     for (int i = 0; i < n; i++)
@@ -16,12 +19,14 @@ int nn_mean_std(const double *v, int n, double *mean, double *std) {
     return k;
 }
 
-void nn_study_summarise(const nn_study_run *runs, int n_runs, int config, double target, nn_study_summary *s) {
-    enum { M = NN_STUDY_MAX_SEEDS };
-    double fa[M], ba[M], be[M], ta[M], gap[M], tt[M], sec[M];
+void study_summarise(const nn_study_run *runs, int n_runs, int config, double target, study_summary *s) {
+    /* per finished run: final, best, best epoch, train, gap, epochs to target, seconds */
+    double *v = nn_xmalloc((size_t)7 * (size_t)(n_runs > 0 ? n_runs : 1) * sizeof *v);
+    double *fa = v, *ba = v + n_runs, *be = v + 2 * n_runs, *ta = v + 3 * n_runs, *gap = v + 4 * n_runs,
+           *tt = v + 5 * n_runs, *sec = v + 6 * n_runs;
     int k = 0, reached = 0;
     memset(s, 0, sizeof *s);
-    for (int r = 0; r < n_runs && k < M; r++) {
+    for (int r = 0; r < n_runs; r++) {
         const nn_study_run *rr = &runs[r];
         if (rr->config != config || !rr->done) continue;
         sec[k] = rr->wall_seconds;
@@ -46,12 +51,13 @@ void nn_study_summarise(const nn_study_run *runs, int n_runs, int config, double
     }
     s->runs = k;
     double unused;
-    nn_mean_std(fa, k, &s->final_acc[0], &s->final_acc[1]);
-    nn_mean_std(ba, k, &s->best_acc[0], &s->best_acc[1]);
-    nn_mean_std(be, k, &s->best_epoch, &unused);
-    nn_mean_std(ta, k, &s->train_acc, &unused);
-    nn_mean_std(gap, k, &s->gap[0], &s->gap[1]);
-    nn_mean_std(tt, k, &s->to_target, &unused);
+    mean_std(fa, k, &s->final_acc[0], &s->final_acc[1]);
+    mean_std(ba, k, &s->best_acc[0], &s->best_acc[1]);
+    mean_std(be, k, &s->best_epoch, &unused);
+    mean_std(ta, k, &s->train_acc, &unused);
+    mean_std(gap, k, &s->gap[0], &s->gap[1]);
+    mean_std(tt, k, &s->to_target, &unused);
     s->reached = reached;
-    nn_mean_std(sec, k, &s->seconds[0], &s->seconds[1]);
+    mean_std(sec, k, &s->seconds[0], &s->seconds[1]);
+    free(v);
 }
