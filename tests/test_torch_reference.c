@@ -119,7 +119,7 @@ static void compare_shape(const nn_safetensors *st, const char *name, const nn_t
     bool same = ndim == t->ndim;
     for (int i = 0; same && i < ndim; i++) same = shape[i] == t->shape[i];
     char s[64];
-    CHECKF(same, "%s: nn's shape %s differs from torch's", name, nn_shape_str(t, s));
+    CHECKF(same, "%s: nn's shape %s differs from torch's", name, nn_shape_str(t, s, sizeof s));
 }
 
 static void report(const char *name, const errors *e) {

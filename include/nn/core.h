@@ -53,8 +53,8 @@ typedef struct nn_tensor {
         if (!(cond)) nn_fatal_at(__FILE__, __LINE__, __VA_ARGS__);               \
     } while (0)
 
-/* Writes "[2, 3]" into buf (at least 64 bytes) and returns buf. */
-const char *nn_shape_str(const nn_tensor *t, char *buf);
+/* Writes "[2, 3]" into buf (at most cap bytes, 64 hold any shape) and returns buf. */
+const char *nn_shape_str(const nn_tensor *t, char *buf, size_t cap);
 bool nn_same_shape(const nn_tensor *a, const nn_tensor *b);
 
 /* ---- context: arena + tape ------------------------------------------------ */
@@ -82,7 +82,6 @@ bool nn_training(const nn_ctx *ctx);
 
 /* Memory from the arena, valid until the next nn_ctx_reset. */
 void *nn_arena_alloc(nn_ctx *ctx, size_t bytes);
-size_t nn_arena_used(const nn_ctx *ctx);
 
 /* An input tensor in the arena (uninitialised data); fill x->data. */
 nn_tensor *nn_input(nn_ctx *ctx, const char *name, int ndim, const int *shape);

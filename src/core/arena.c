@@ -102,12 +102,6 @@ void nn_arena_release(nn_ctx *ctx, nn_arena_mark mark) {
     ctx->n_blocks = mark.block + 2;
 }
 
-size_t nn_arena_used(const nn_ctx *ctx) {
-    size_t used = 0;
-    for (int i = 0; i < ctx->n_blocks; i++) used += ctx->blocks[i].used;
-    return used;
-}
-
 bool nn_set_grad_enabled(nn_ctx *ctx, bool on) {
     bool old = ctx->grad_enabled;
     ctx->grad_enabled = on;

@@ -31,7 +31,7 @@ int nn_graph_write_dot(const nn_ctx *ctx, FILE *f) {
         const nn_tensor *out = n->out;
         bool is_loss = out->role == NN_LOSS || (i == ctx->n_nodes - 1 && out->size == 1);
         fprintf(f, "  n%d [shape=box, style=\"rounded,filled\", fillcolor=\"%s\", label=\"%s\\n%s\"];\n", i,
-                is_loss ? "#f4b6b6" : "#dde6f5", nn_op_table[n->op].name, nn_shape_str(out, shape));
+                is_loss ? "#f4b6b6" : "#dde6f5", nn_op_table[n->op].name, nn_shape_str(out, shape, sizeof shape));
         for (int k = 0; k < n->n_in; k++) {
             const nn_tensor *in = n->in[k];
             if (in->node >= 0 && in->node < i && ctx->nodes[in->node].out == in) {
@@ -43,7 +43,7 @@ int nn_graph_write_dot(const nn_ctx *ctx, FILE *f) {
             if (is_new)
                 fprintf(f, "  t%d [shape=ellipse, style=filled, fillcolor=\"%s\", label=\"%s%s\\n%s\"];\n", id,
                         param ? "#c8e6c9" : "#eeeeee", param ? "param " : "", in->name ? in->name : "input",
-                        nn_shape_str(in, shape));
+                        nn_shape_str(in, shape, sizeof shape));
             fprintf(f, "  t%d -> n%d;\n", id, i);
         }
     }

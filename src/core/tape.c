@@ -30,7 +30,7 @@ void nn_backward(nn_ctx *ctx, nn_tensor *loss) {
     NN_CHECK(loss != NULL, "nn_backward: loss is NULL");
     nn_check_live(ctx, loss, "nn_backward");
     NN_CHECK(loss->size == 1, "nn_backward: the loss must be a scalar, got shape %s "
-             "(did you forget nn_mean or nn_sum?)", nn_shape_str(loss, shape));
+             "(did you forget nn_mean or nn_sum?)", nn_shape_str(loss, shape, sizeof shape));
     NN_CHECK(!ctx->backward_done, "nn_backward: already called for this step "
              "(call nn_ctx_reset, then run the forward pass again)");
     NN_CHECK(loss->node >= 0 && loss->grad != NULL,

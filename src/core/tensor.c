@@ -4,11 +4,11 @@
 
 #include "core/graph.h"
 
-const char *nn_shape_str(const nn_tensor *t, char *buf) {
-    int pos = snprintf(buf, 64, "[");
-    for (int i = 0; i < t->ndim; i++)
-        pos += snprintf(buf + pos, (size_t)(64 - pos), i ? ", %d" : "%d", t->shape[i]);
-    snprintf(buf + pos, (size_t)(64 - pos), "]");
+const char *nn_shape_str(const nn_tensor *t, char *buf, size_t cap) {
+    size_t pos = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < t->ndim && pos < cap; i++)
+        pos += (size_t)snprintf(buf + pos, cap - pos, i ? ", %d" : "%d", t->shape[i]);
+    if (pos < cap) snprintf(buf + pos, cap - pos, "]");
     return buf;
 }
 

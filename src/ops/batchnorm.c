@@ -35,17 +35,17 @@ static bn_shape bn_check(nn_ctx *ctx, const char *op, const nn_tensor *x, const 
     nn_check_live(ctx, x, op);
     nn_check_live(ctx, w, op);
     nn_check_live(ctx, b, op);
-    NN_CHECK(x->ndim == 2 || x->ndim == 4, "%s: input %s must be [B, C] or [B, C, H, W]", op, nn_shape_str(x, sx));
+    NN_CHECK(x->ndim == 2 || x->ndim == 4, "%s: input %s must be [B, C] or [B, C, H, W]", op, nn_shape_str(x, sx, sizeof sx));
     bn_shape s = {.B = x->shape[0], .C = x->shape[1]};
     s.plane = x->ndim == 4 ? (size_t)x->shape[2] * x->shape[3] : 1;
     s.n = (size_t)s.B * s.plane;
     NN_CHECK(w->ndim == 1 && w->shape[0] == s.C && nn_same_shape(w, b),
-             "%s: weight %s and bias %s must both be [%d] for input %s", op, nn_shape_str(w, sw), nn_shape_str(b, sb),
-             s.C, nn_shape_str(x, sx));
+             "%s: weight %s and bias %s must both be [%d] for input %s", op, nn_shape_str(w, sw, sizeof sw), nn_shape_str(b, sb, sizeof sb),
+             s.C, nn_shape_str(x, sx, sizeof sx));
     NN_CHECK(!ctx->training || s.n > 1, "%s: training needs more than one value per channel, input is %s", op,
-             nn_shape_str(x, sx));
+             nn_shape_str(x, sx, sizeof sx));
     NN_CHECK(ctx->training || (running_mean && running_var),
-             "%s: evaluation mode needs running_mean and running_var (input %s)", op, nn_shape_str(x, sx));
+             "%s: evaluation mode needs running_mean and running_var (input %s)", op, nn_shape_str(x, sx, sizeof sx));
     return s;
 }
 
@@ -174,7 +174,7 @@ void bn_relu_init(bn_relu *r, nn_ctx *ctx, const char *op, const nn_tensor *x, c
     char sx[64];
     bn_shape s = bn_check(ctx, op, x, w, b, running_mean, running_var);
     NN_CHECK(!pool || (x->ndim == 4 && x->shape[2] >= 2 && x->shape[3] >= 2), "%s: input %s is not an image of at least 2x2",
-             op, nn_shape_str(x, sx));
+             op, nn_shape_str(x, sx, sizeof sx));
     *r = (bn_relu){.B = s.B, .C = s.C, .H = x->ndim == 4 ? x->shape[2] : 1, .W = x->ndim == 4 ? x->shape[3] : 1,
                    .plane = s.plane, .n = s.n, .pool = pool, .training = ctx->training, .ctx = ctx};
     r->out_plane = pool ? (size_t)(r->H / 2) * (r->W / 2) : r->plane;

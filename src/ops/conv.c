@@ -188,17 +188,17 @@ static nn_tensor *conv_op(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b,
     nn_check_live(ctx, w, name);
     NN_CHECK(x->ndim == 4 && w->ndim == 4 && x->shape[1] == w->shape[1],
              "%s: input %s does not match weight %s (expected input [B, C, H, W] and weight [O, C, KH, KW])", name,
-             nn_shape_str(x, sx), nn_shape_str(w, sw));
+             nn_shape_str(x, sx, sizeof sx), nn_shape_str(w, sw, sizeof sw));
     NN_CHECK(stride >= 1 && padding >= 0, "%s: stride %d must be >= 1 and padding %d >= 0", name, stride, padding);
     conv_geom g = {.B = x->shape[0], .C = x->shape[1], .H = x->shape[2], .W = x->shape[3], .O = w->shape[0],
                    .KH = w->shape[2], .KW = w->shape[3], .S = stride, .P = padding};
     NN_CHECK(g.H + 2 * g.P >= g.KH && g.W + 2 * g.P >= g.KW,
-             "%s: kernel of weight %s is larger than input %s with padding %d", name, nn_shape_str(w, sw),
-             nn_shape_str(x, sx), padding);
+             "%s: kernel of weight %s is larger than input %s with padding %d", name, nn_shape_str(w, sw, sizeof sw),
+             nn_shape_str(x, sx, sizeof sx), padding);
     if (b) {
         nn_check_live(ctx, b, name);
         NN_CHECK(b->ndim == 1 && b->shape[0] == g.O, "%s: bias %s does not match weight %s", name,
-                 nn_shape_str(b, sb), nn_shape_str(w, sw));
+                 nn_shape_str(b, sb, sizeof sb), nn_shape_str(w, sw, sizeof sw));
     }
     g.OH = (g.H + 2 * g.P - g.KH) / g.S + 1;
     g.OW = (g.W + 2 * g.P - g.KW) / g.S + 1;

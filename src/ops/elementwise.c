@@ -3,8 +3,8 @@
 
 void nn_check_same_shape(const char *op, const nn_tensor *a, const nn_tensor *b) {
     char sa[64], sb[64];
-    NN_CHECK(nn_same_shape(a, b), "%s: shapes %s and %s differ", op, nn_shape_str(a, sa),
-             nn_shape_str(b, sb));
+    NN_CHECK(nn_same_shape(a, b), "%s: shapes %s and %s differ", op, nn_shape_str(a, sa, sizeof sa),
+             nn_shape_str(b, sb, sizeof sb));
 }
 
 static nn_tensor *binary(nn_ctx *ctx, nn_op op, nn_tensor *a, nn_tensor *b) {
@@ -74,8 +74,8 @@ nn_tensor *nn_add_bias(nn_ctx *ctx, nn_tensor *x, nn_tensor *b) {
     nn_check_live(ctx, x, "add_bias");
     nn_check_live(ctx, b, "add_bias");
     NN_CHECK(x->ndim >= 1 && b->ndim == 1 && b->shape[0] == x->shape[x->ndim - 1],
-             "add_bias: bias %s does not match the last dimension of %s", nn_shape_str(b, sb),
-             nn_shape_str(x, sx));
+             "add_bias: bias %s does not match the last dimension of %s", nn_shape_str(b, sb, sizeof sb),
+             nn_shape_str(x, sx, sizeof sx));
     nn_tensor *in[] = {x, b};
     nn_tensor *y = nn_op_output(ctx, x->ndim, x->shape, in, 2);
     size_t N = (size_t)b->shape[0], rows = x->size / N;

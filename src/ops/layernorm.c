@@ -22,8 +22,8 @@ static void check_shapes(const nn_tensor *x, const nn_tensor *w, const nn_tensor
     char sx[64], sw[64], sb[64];
     int N = x->ndim ? x->shape[x->ndim - 1] : 0;
     NN_CHECK(x->ndim >= 1 && w->ndim == 1 && w->shape[0] == N && nn_same_shape(w, b),
-             "%s: weight %s and bias %s must both be [%d] for input %s", op, nn_shape_str(w, sw),
-             nn_shape_str(b, sb), N, nn_shape_str(x, sx));
+             "%s: weight %s and bias %s must both be [%d] for input %s", op, nn_shape_str(w, sw, sizeof sw),
+             nn_shape_str(b, sb, sizeof sb), N, nn_shape_str(x, sx, sizeof sx));
 }
 
 /* mu and rstd of one row; sums in double, vectorised (omp simd permits

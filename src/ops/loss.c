@@ -19,7 +19,7 @@ nn_tensor *nn_cross_entropy(nn_ctx *ctx, nn_tensor *logits, const int *labels, f
     char sl[64];
     nn_check_live(ctx, logits, "cross_entropy");
     NN_CHECK(logits->ndim == 2, "cross_entropy: logits must be [batch, classes], got %s",
-             nn_shape_str(logits, sl));
+             nn_shape_str(logits, sl, sizeof sl));
     NN_CHECK(smoothing >= 0.0f && smoothing < 1.0f, "cross_entropy: label smoothing %g not in [0, 1)",
              smoothing);
     int B = logits->shape[0], C = logits->shape[1];

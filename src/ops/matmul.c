@@ -17,8 +17,8 @@ nn_tensor *nn_matmul(nn_ctx *ctx, nn_tensor *a, nn_tensor *b) {
     nn_check_live(ctx, a, "matmul");
     nn_check_live(ctx, b, "matmul");
     NN_CHECK(a->ndim == 2 && b->ndim == 2 && a->shape[1] == b->shape[0],
-             "matmul: shapes %s and %s do not chain ([M,K] x [K,N])", nn_shape_str(a, sa),
-             nn_shape_str(b, sb));
+             "matmul: shapes %s and %s do not chain ([M,K] x [K,N])", nn_shape_str(a, sa, sizeof sa),
+             nn_shape_str(b, sb, sizeof sb));
     int M = a->shape[0], K = a->shape[1], N = b->shape[1];
     nn_tensor *in[] = {a, b};
     nn_tensor *c = nn_op_output(ctx, 2, (int[]){M, N}, in, 2);
@@ -48,13 +48,13 @@ nn_tensor *nn_linear(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     nn_check_live(ctx, x, "linear");
     nn_check_live(ctx, w, "linear");
     NN_CHECK(x->ndim == 2 && w->ndim == 2 && x->shape[1] == w->shape[1],
-             "linear: input %s does not match weight %s (expected input [B, %d])", nn_shape_str(x, sx),
-             nn_shape_str(w, sw), w->ndim == 2 ? w->shape[1] : -1);
+             "linear: input %s does not match weight %s (expected input [B, %d])", nn_shape_str(x, sx, sizeof sx),
+             nn_shape_str(w, sw, sizeof sw), w->ndim == 2 ? w->shape[1] : -1);
     int B = x->shape[0], in_f = x->shape[1], out_f = w->shape[0];
     if (b) {
         nn_check_live(ctx, b, "linear");
         NN_CHECK(b->ndim == 1 && b->shape[0] == out_f, "linear: bias %s does not match weight %s",
-                 nn_shape_str(b, sb), nn_shape_str(w, sw));
+                 nn_shape_str(b, sb, sizeof sb), nn_shape_str(w, sw, sizeof sw));
     }
     nn_tensor *in[] = {x, w, b};
     int n_in = b ? 3 : 2;

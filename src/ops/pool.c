@@ -19,10 +19,10 @@ typedef struct pool_geom {
 static pool_geom pool_check(nn_ctx *ctx, const char *op, const nn_tensor *x, int k, int stride) {
     char sx[64];
     nn_check_live(ctx, x, op);
-    NN_CHECK(x->ndim == 4, "%s: input %s must be [B, C, H, W]", op, nn_shape_str(x, sx));
+    NN_CHECK(x->ndim == 4, "%s: input %s must be [B, C, H, W]", op, nn_shape_str(x, sx, sizeof sx));
     NN_CHECK(k >= 1 && stride >= 1, "%s: kernel %d and stride %d must be >= 1", op, k, stride);
     NN_CHECK(x->shape[2] >= k && x->shape[3] >= k, "%s: input %s is smaller than the %dx%d window", op,
-             nn_shape_str(x, sx), k, k);
+             nn_shape_str(x, sx, sizeof sx), k, k);
     pool_geom g = {.planes = x->shape[0] * x->shape[1], .H = x->shape[2], .W = x->shape[3], .k = k, .S = stride};
     g.OH = (g.H - k) / stride + 1;
     g.OW = (g.W - k) / stride + 1;

@@ -24,12 +24,12 @@ nn_tensor *nn_reshape(nn_ctx *ctx, nn_tensor *a, int ndim, const int *shape) {
         }
     }
     if (infer >= 0) {
-        NN_CHECK(a->size % known == 0, "reshape: cannot infer a dimension for %s", nn_shape_str(a, sa));
+        NN_CHECK(a->size % known == 0, "reshape: cannot infer a dimension for %s", nn_shape_str(a, sa, sizeof sa));
         dims[infer] = (int)(a->size / known);
         known *= (size_t)dims[infer];
     }
     NN_CHECK(known == a->size, "reshape: %s has %zu elements, the new shape has %zu",
-             nn_shape_str(a, sa), a->size, known);
+             nn_shape_str(a, sa, sizeof sa), a->size, known);
     nn_tensor *y = nn_arena_alloc(ctx, sizeof *y);
     *y = *a;
     y->ndim = ndim;
