@@ -99,6 +99,12 @@ const char *layer_kind_names(void);
 /* The fused op that starts at l[0] of the n layers left, or NULL. */
 const layer_fusion *layer_fusion_at(const nn_layer *l, int n);
 
+/* The layer loop over one batch: n layers in a row, each run of them that
+ * has a fused op (the fusion table) as that op, every other layer by its
+ * kind's forward. The model runs its stack through it; a kind that holds
+ * layers of its own (a residual block) runs them through it too. */
+nn_tensor *layers_forward(nn_layer *l, int n, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
+
 /* ---- what the families share ---- */
 
 /* Output length of a window of k with stride and padding along one axis of

@@ -61,6 +61,15 @@ const layer_fusion *layer_fusion_at(const nn_layer *l, int n) {
     return NULL;
 }
 
+nn_tensor *layers_forward(nn_layer *l, int n, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    for (int i = 0; i < n;) {
+        const layer_fusion *fused = layer_fusion_at(&l[i], n - i);
+        x = fused ? fused->forward(&l[i], ctx, x, dropout_rng) : l[i].kind->forward(&l[i], ctx, x, dropout_rng);
+        i += fused ? fused->n : 1;
+    }
+    return x;
+}
+
 int layer_window(const char *where, const char *axis, int in, int k, int stride, int pad, int *out) {
     if (in + 2 * pad < k)
         return nn_error("%s: kernel %d is larger than the input %s of %d%s", where, k, axis, in,

@@ -172,19 +172,6 @@ nn_tensor *nn_layer_tensor(const nn_layer *l, const char *suffix) {
     return NULL;
 }
 
-/* The layer loop over one batch: a run of layers with a fused op (the
- * fusion table, src/layers/table.c) goes as one op, every other layer by
- * its kind's forward. */
-static nn_tensor *forward_layers(nn_model *m, nn_ctx *ctx, nn_tensor *h, nn_rng *dropout_rng) {
-    for (int i = 0; i < m->n_layers;) {
-        nn_layer *l = &m->layers[i];
-        const layer_fusion *fused = layer_fusion_at(l, m->n_layers - i);
-        h = fused ? fused->forward(l, ctx, h, dropout_rng) : l->kind->forward(l, ctx, h, dropout_rng);
-        i += fused ? fused->n : 1;
-    }
-    return h;
-}
-
 /* Evaluation touches no gradients and every image is independent: a large
  * batch runs FORWARD_CHUNK images at a time, each chunk's activations
  * released after its logits are copied out, so memory does not grow with
@@ -196,7 +183,7 @@ nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *drop
     if (h->ndim == 2) /* [B, C*H*W] rows, as a flat loader gives them */
         h = nn_reshape(ctx, h, 4, (int[]){h->shape[0], m->in_shape[0], m->in_shape[1], m->in_shape[2]});
     int B = h->shape[0];
-    if (nn_grad_enabled(ctx) || nn_training(ctx) || B <= FORWARD_CHUNK) return forward_layers(m, ctx, h, dropout_rng);
+    if (nn_grad_enabled(ctx) || nn_training(ctx) || B <= FORWARD_CHUNK) return layers_forward(m->layers, m->n_layers, ctx, h, dropout_rng);
     nn_tensor *out = nn_op_output(ctx, 2, (int[]){B, m->classes}, NULL, 0);
     size_t per_image = h->size / (size_t)B;
     for (int i = 0; i < B; i += FORWARD_CHUNK) {
@@ -206,7 +193,7 @@ nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *drop
         chunk->shape[0] = B - i < FORWARD_CHUNK ? B - i : FORWARD_CHUNK;
         chunk->data = h->data + (size_t)i * per_image;
         chunk->size = (size_t)chunk->shape[0] * per_image;
-        nn_tensor *y = forward_layers(m, ctx, chunk, dropout_rng);
+        nn_tensor *y = layers_forward(m->layers, m->n_layers, ctx, chunk, dropout_rng);
         memcpy(out->data + (size_t)i * m->classes, y->data, y->size * sizeof(float));
         nn_arena_release(ctx, mark);
     }
