@@ -1,14 +1,16 @@
 /* nn experiment: the "deep-learning techniques" study. Several configurations
  * (baseline SGD, momentum, Adam, AdamW with weight decay, dropout, LayerNorm,
  * GELU, all together) are trained the same way - same data, epochs, batch
- * size, schedule and seeds - with the shared training loop, and compared in
- * one table (results.csv, results.md) and two overlaid plots (test accuracy
- * and train-minus-test gap per epoch).
+ * size, schedule and seeds - by libnn's study loop (nn/study.h), and compared
+ * in one table (results.csv, results.md) and two overlaid plots (test
+ * accuracy and train-minus-test gap per epoch). This file holds the
+ * configurations (as data), the flags and the output.
  *
  * The train accuracy per epoch is nn_train's running average over the epoch's
  * batches (dropout on, weights still moving); the final train-test gap in the
  * table uses the exact train accuracy instead, evaluated on the whole
- * training set in evaluation mode after the last epoch. */
+ * training set in evaluation mode after the last epoch (nn_study_run's
+ * final_train_acc). */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
