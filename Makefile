@@ -55,7 +55,9 @@ NN_CFLAGS   := -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -fopenmp -f
 NN_CFLAGS   += -fPIC -fvisibility=hidden
 NN_LDFLAGS  := -fopenmp
 # Each part of the tree sees the headers of the layers below it only: src/
-# cannot include cli/ or app/ headers. INC is set per part further down;
+# cannot include cli/ or app/ headers; the program (cli/, app/), which links
+# libnn.a, may use the library's unexported helpers (src/core/util.h). INC
+# is set per part further down;
 # MOD_INC is what an app/ module adds for its own objects (after ours).
 COMPILE = $(CC) $(NN_CPPFLAGS) $(INC) $(MOD_INC) $(CPPFLAGS) $(NN_CFLAGS) $(OPT) $(CFLAGS) -MMD -MP -c $< -o $@
 # OpenBLAS's OpenMP build shares one thread pool with our OpenMP loops; the
@@ -125,8 +127,8 @@ benches: $(BENCH_BIN)
 
 # Headers each part sees (see COMPILE above).
 $(BUILD)/src/%.o:   INC = -Iinclude -Isrc
-$(BUILD)/cli/%.o:   INC = -Iinclude -Icli -Iapp
-$(BUILD)/app/%.o:   INC = -Iinclude -Iapp
+$(BUILD)/cli/%.o:   INC = -Iinclude -Isrc -Icli -Iapp
+$(BUILD)/app/%.o:   INC = -Iinclude -Isrc -Iapp
 $(BUILD)/tests/%.o: INC = -Iinclude -Isrc
 $(BUILD)/bench/%.o: INC = -Iinclude -Isrc
 $(PROGRAM_TEST_BIN:%=%.o): INC = -Iinclude -Isrc -Icli -Iapp

@@ -29,6 +29,7 @@
 
 #include "bench_util.h"
 #include "nn/train.h"
+#include "core/util.h"
 #include "ops/conv_internal.h" /* which layers run as Winograd */
 
 #define BATCH 128

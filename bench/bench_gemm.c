@@ -19,6 +19,7 @@
 #include "nn/core.h"
 #include "nn/report.h"
 #include "ops/gemm_bf16.h"
+#include "core/util.h"
 
 void openblas_set_num_threads(int n);
 

@@ -17,6 +17,7 @@
 #include "bench_util.h"
 #include "nn/error.h"
 #include "nn/report.h"
+#include "core/util.h"
 
 #define MAX_CLIENTS 256
 #define MAX_SAMPLES (1 << 20)

@@ -29,6 +29,7 @@
 #include "nn/precision.h"
 #include "nn/train.h"
 #include "ops/gemm_bf16.h"
+#include "core/util.h"
 
 void openblas_set_num_threads(int n);
 char *openblas_get_corename(void);

@@ -11,6 +11,7 @@
 #include "nn/error.h"
 #include "nn/train.h"
 #include "plot/plot.h"
+#include "core/util.h"
 
 static const char *const usage_text =
     "usage: nn eval --model FILE.safetensors [--dataset mnist|fashion-mnist] [--data DIR]\n"
@@ -83,7 +84,7 @@ int cmd_eval(int argc, char **argv) {
         return runtime_error();
     }
     nn_dataset test;
-    if (nn_dataset_load(dir, "t10k", &test) != 0) {
+    if (nn_dataset_load(&test, dir, "t10k") != 0) {
         nn_model_free(&model);
         return data_error(dataset, data_dir);
     }
@@ -101,7 +102,7 @@ int cmd_eval(int argc, char **argv) {
                100 * acc, (long)(acc * test.n + 0.5), test.n, loss);
         bool is_fashion = strcmp(dataset, "fashion-mnist") == 0 && conf.n_classes == 10;
         const char *const *names = is_fashion ? fashion_names : NULL;
-        nn_confusion_print(stdout, &conf, names);
+        nn_confusion_print(&conf, stdout, names);
         nn_confusion_free(&conf);
         if (errors_path &&
             report_mistakes(errors_path, errors_count, &model, ctx, &test, model_path, dir, names) != 0)

@@ -29,6 +29,7 @@
 #include "plot/plot.h"
 #include "progress.h"
 #include "study_stats.h"
+#include "core/util.h"
 
 #define CMD "experiment"
 #define MAX_SEEDS 100

@@ -12,6 +12,7 @@
 #include "nn/error.h"
 #include "nn/linreg.h"
 #include "plot/plot.h"
+#include "core/util.h"
 
 #define CMD "linreg"
 

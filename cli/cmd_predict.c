@@ -47,7 +47,7 @@ int cmd_predict(int argc, char **argv) {
     int rc = 0;
     for (int i = 1; i <= n_images; i++) {
         float pixels[NN_MNIST_PIXELS], p[64];
-        if (nn_image_load_mnist(argv[i], pixels) != 0) {
+        if (nn_image_load_mnist(pixels, argv[i]) != 0) {
             rc = runtime_error();
             continue;
         }

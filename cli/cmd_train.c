@@ -10,6 +10,7 @@
 #include "nn/train.h"
 #include "plot/plot.h"
 #include "progress.h"
+#include "core/util.h"
 
 static const char *const usage_text =
     "usage: nn train [OPTIONS]\n"

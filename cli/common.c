@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "nn/core.h"
 #include "nn/error.h"
+#include "core/util.h"
 
 int usage_error(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "nn %s: ", cmd);

@@ -11,6 +11,7 @@
 #include "nn/core.h"
 #include "nn/error.h"
 #include "plot/plot.h"
+#include "core/util.h"
 
 int flag_picture(const char *value, void *target) {
     if (!nn_is_picture_path(value)) return nn_error("'%s' must end in .png or .svg", value);

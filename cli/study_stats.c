@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nn/core.h"
+#include "core/util.h"
 
 int mean_std(const double *v, int n, double *mean, double *std) {
     double s = 0.0, ss = 0.0;

@@ -29,7 +29,7 @@ int main(int argc, char **argv) {
     int rc = 0;
     for (int i = 2; i < argc; i++) {
         float pixels[NN_MNIST_PIXELS], probs[NN_DATA_CLASSES];
-        if (nn_image_load_mnist(argv[i], pixels) != 0) {
+        if (nn_image_load_mnist(pixels, argv[i]) != 0) {
             fprintf(stderr, "infer: %s\n", nn_last_error());
             rc = 1;
             continue;

@@ -34,8 +34,8 @@ int main(int argc, char **argv) {
 
     /* The data: the train and t10k splits, normalised with the training set's statistics. */
     nn_dataset train, test;
-    if (nn_dataset_load(argv[1], "train", &train) != 0) return fail("loading the training set");
-    if (nn_dataset_load(argv[1], "t10k", &test) != 0) return fail("loading the test set");
+    if (nn_dataset_load(&train, argv[1], "train") != 0) return fail("loading the training set");
+    if (nn_dataset_load(&test, argv[1], "t10k") != 0) return fail("loading the test set");
     if (limit > 0) nn_dataset_limit(&train, limit);
     float mean, std;
     nn_dataset_mean_std(&train, &mean, &std);

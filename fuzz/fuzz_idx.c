@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *labels_path = fuzz_file("labels", labels, size - 2 - k);
 
     nn_dataset ds;
-    if (nn_dataset_load_files(images_path, labels_path, &ds) != 0) {
+    if (nn_dataset_load_files(&ds, images_path, labels_path) != 0) {
         /* The message names the file at fault; the dataset is left empty. */
         const char *msg = nn_last_error();
         fuzz_check_error(strncmp(msg, images_path, strlen(images_path)) == 0 ? images_path : labels_path);

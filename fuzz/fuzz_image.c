@@ -8,7 +8,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fuzz_file("image", data, size);
     nn_image img;
-    if (nn_image_load(path, &img) != 0) {
+    if (nn_image_load(&img, path) != 0) {
         fuzz_check_error(path);
         if (img.pixels || img.width || img.height) __builtin_trap();
         return 0;

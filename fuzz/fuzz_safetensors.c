@@ -24,7 +24,7 @@ static size_t readable_size(const char *dtype) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     nn_safetensors st;
-    if (nn_st_parse(data, size, NAME, &st) != 0) {
+    if (nn_st_parse(&st, data, size, NAME) != 0) {
         fuzz_check_error(NAME);
         return 0;
     }
@@ -34,14 +34,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (t->offset > st.data_len || t->nbytes > st.data_len - t->offset) __builtin_trap();
         size_t size = readable_size(t->dtype);
         if (size == 0) {
-            if (nn_st_read_f32(&st, t->name, NULL, t->ndim, t->shape) != -1) __builtin_trap();
+            if (nn_st_read_f32(&st, t->name, t->ndim, t->shape, NULL) != -1) __builtin_trap();
             fuzz_check_error(NAME);
             continue;
         }
         /* nbytes is bounded by the input's size, so this allocation is too. */
         size_t n = t->nbytes / size;
         float *dst = malloc((n ? n : 1) * sizeof *dst);
-        int rc = nn_st_read_f32(&st, t->name, dst, t->ndim, t->shape);
+        int rc = nn_st_read_f32(&st, t->name, t->ndim, t->shape, dst);
         if (rc != 0) { /* a value float32 cannot hold exactly (integers) or at all (F64) */
             if (rc != -1 || strcmp(t->dtype, "F32") == 0) __builtin_trap();
             fuzz_check_error(NAME);
@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int64_t wrong[NN_ST_MAX_DIMS + 1];
         memcpy(wrong, t->shape, sizeof t->shape);
         wrong[t->ndim] = 1; /* one more dim of size 1: same bytes, other shape */
-        if (nn_st_read_f32(&st, t->name, dst, t->ndim + 1, wrong) != -1) __builtin_trap();
+        if (nn_st_read_f32(&st, t->name, t->ndim + 1, wrong, dst) != -1) __builtin_trap();
         fuzz_check_error(NAME);
         free(dst);
     }

@@ -19,6 +19,7 @@
 #include "core/precision.h"
 #include "nn/core.h"
 #include "ops/gemm_bf16.h"
+#include "core/util.h"
 
 static float from_bits(uint32_t u) {
     float f;

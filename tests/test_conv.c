@@ -20,6 +20,7 @@
 #include "check.h"
 #include "nn/core.h"
 #include "ops/conv_internal.h"
+#include "core/util.h"
 
 typedef struct conv_case {
     const char *name;

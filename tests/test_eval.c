@@ -104,7 +104,7 @@ static void test_errors_and_filters(void) {
     nn_model m;
     nn_dataset test;
     CHECKF(nn_model_load(&m, model) == 0, "%s", nn_last_error());
-    CHECKF(nn_dataset_load("data/mnist", "t10k", &test) == 0, "%s", nn_last_error());
+    CHECKF(nn_dataset_load(&test, "data/mnist", "t10k") == 0, "%s", nn_last_error());
     for (int k = 0; k < 3 && n > 0; k++) {
         const listed *e = &l[(n - 1) * k / 2];
         CHECK(e->index >= 0 && e->index < test.n);

@@ -19,6 +19,7 @@
 #include "nn/image.h"
 #include "nn/model.h"
 #include "nn/safetensors.h"
+#include "core/util.h"
 
 #define FIXTURES "tests/fixtures/fuzz"
 
@@ -70,7 +71,7 @@ static int run_idx(const char *path, const char **blame) {
     const char *labels = scratch_file("labels", data + 2 + k, len - 2 - k);
     free(data);
     nn_dataset ds;
-    int rc = nn_dataset_load_files(images, labels, &ds);
+    int rc = nn_dataset_load_files(&ds, images, labels);
     *blame = strncmp(nn_last_error(), images, strlen(images)) == 0 ? images : labels;
     if (rc == 0) nn_dataset_free(&ds);
     return rc;
@@ -78,7 +79,7 @@ static int run_idx(const char *path, const char **blame) {
 
 static int run_safetensors(const char *path, const char **blame) {
     nn_safetensors st;
-    int rc = nn_st_load(path, &st);
+    int rc = nn_st_load(&st, path);
     *blame = path;
     if (rc == 0) nn_st_free(&st);
     return rc;
@@ -95,7 +96,7 @@ static int run_checkpoint(const char *path, const char **blame) {
 static int run_image(const char *path, const char **blame) {
     float out[NN_MNIST_PIXELS];
     *blame = path;
-    return nn_image_load_mnist(path, out);
+    return nn_image_load_mnist(out, path);
 }
 
 static int run_csv(const char *path, const char **blame) {
@@ -168,7 +169,7 @@ static void test_known_findings_present(void) {
     CHECK(nn_model_load(&m, FIXTURES "/checkpoint/oom-layers-larger-than-file") == -1);
     CHECK(strstr(nn_last_error(), "the model has more than"));
     nn_image img;
-    CHECK(nn_image_load(FIXTURES "/image/png-header-larger-than-file.png", &img) == -1);
+    CHECK(nn_image_load(&img, FIXTURES "/image/png-header-larger-than-file.png") == -1);
     CHECK(strstr(nn_last_error(), "too short for the image size"));
 }
 

@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "nn/core.h"
+#include "core/util.h"
 
 #define MAX_INPUTS 11
 

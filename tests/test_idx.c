@@ -11,6 +11,7 @@
 #include "check.h"
 #include "nn/data.h"
 #include "nn/error.h"
+#include "core/util.h"
 
 #define IMAGES 2051u
 #define LABELS 2049u
@@ -113,7 +114,7 @@ static void expect_failure(const char *images, const char *labels, const char *b
                            const char *words) {
     nn_dataset d;
     memset(&d, 0xff, sizeof d);
-    int rc = nn_dataset_load_files(images, labels, &d);
+    int rc = nn_dataset_load_files(&d, images, labels);
     const char *msg = nn_last_error();
     size_t plen = strlen(bad_path);
     CHECKF(rc == -1, "expected failure with '%s'", words);
@@ -137,7 +138,7 @@ static int have_split(const char *dir, const char *split) {
 
 static void check_real(const char *dir, const char *split, int n, const uint8_t first[10]) {
     nn_dataset d;
-    int rc = nn_dataset_load(dir, split, &d);
+    int rc = nn_dataset_load(&d, dir, split);
     CHECKF(rc == 0, "%s", nn_last_error());
     if (rc != 0) return;
     CHECK(d.n == n);
@@ -163,7 +164,7 @@ static void test_real_mnist(void) {
     check_real("data/mnist", "t10k", 10000, (const uint8_t[]){7, 2, 1, 0, 4, 1, 4, 9, 5, 9});
     /* The usual normalisation constants (0.1307, 0.3081), to more digits. */
     nn_dataset d;
-    if (nn_dataset_load("data/mnist", "train", &d) != 0) return;
+    if (nn_dataset_load(&d, "data/mnist", "train") != 0) return;
     float mean, std;
     nn_dataset_mean_std(&d, &mean, &std);
     CHECK_NEAR(mean, 0.1306604763, 1e-6);
@@ -191,7 +192,7 @@ static void test_save_load_roundtrip(void) {
     tmp("rt-images-idx3-ubyte"); /* registered for the clean-up */
     tmp("rt-labels-idx1-ubyte");
     CHECKF(nn_dataset_save(&d, scratch_dir(), "rt") == 0, "%s", nn_last_error());
-    CHECKF(nn_dataset_load(scratch_dir(), "rt", &back) == 0, "%s", nn_last_error());
+    CHECKF(nn_dataset_load(&back, scratch_dir(), "rt") == 0, "%s", nn_last_error());
     CHECK(back.n == 5 && back.rows == 3 && back.cols == 4);
     CHECK(back.images && memcmp(back.images, images, sizeof images) == 0);
     CHECK(back.labels && memcmp(back.labels, labels, sizeof labels) == 0);
@@ -209,8 +210,8 @@ static void test_gzip_equals_raw(void) {
     write_gzip(img_gz, ibytes, ilen);
     write_gzip(lab_gz, lbytes, llen);
     nn_dataset raw, gz;
-    CHECKF(nn_dataset_load_files(img, lab, &raw) == 0, "%s", nn_last_error());
-    CHECKF(nn_dataset_load_files(img_gz, lab_gz, &gz) == 0, "%s", nn_last_error());
+    CHECKF(nn_dataset_load_files(&raw, img, lab) == 0, "%s", nn_last_error());
+    CHECKF(nn_dataset_load_files(&gz, img_gz, lab_gz) == 0, "%s", nn_last_error());
     CHECK(raw.n == 3000 && gz.n == 3000 && gz.rows == 28 && gz.cols == 28);
     CHECK(raw.images && gz.images && memcmp(raw.images, gz.images, ilen - 16) == 0);
     CHECK(memcmp(raw.images, ibytes + 16, ilen - 16) == 0);
@@ -229,14 +230,14 @@ static void test_load_finds_raw_then_gz(void) {
     write_gzip(tmp("g-images-idx3-ubyte.gz"), bytes, len);
     remove(tmp("g-images-idx3-ubyte"));
     nn_dataset d;
-    CHECKF(nn_dataset_load(scratch_dir(), "g", &d) == 0, "%s", nn_last_error());
+    CHECKF(nn_dataset_load(&d, scratch_dir(), "g") == 0, "%s", nn_last_error());
     CHECK(d.n == 4 && d.images && memcmp(d.images, bytes + 16, 16) == 0);
     nn_dataset_free(&d);
 
     /* Both present: a raw file with different pixels wins. */
     bytes[16] ^= 0xff;
     write_bytes(tmp("g-images-idx3-ubyte"), bytes, len);
-    CHECKF(nn_dataset_load(scratch_dir(), "g", &d) == 0, "%s", nn_last_error());
+    CHECKF(nn_dataset_load(&d, scratch_dir(), "g") == 0, "%s", nn_last_error());
     CHECK(d.n == 4 && d.images && d.images[0] == bytes[16]);
     nn_dataset_free(&d);
     free(bytes);
@@ -394,13 +395,13 @@ static void test_missing_files(void) {
     char want[300];
     snprintf(want, sizeof want,
              "%s/nope-images-idx3-ubyte: not found (nor nope-images-idx3-ubyte.gz)", scratch_dir());
-    CHECK(nn_dataset_load(scratch_dir(), "nope", &d) == -1);
+    CHECK(nn_dataset_load(&d, scratch_dir(), "nope") == -1);
     CHECKF(strcmp(nn_last_error(), want) == 0, "%s", nn_last_error());
     CHECK(d.images == NULL && d.n == 0);
 
     /* Images there, labels missing. */
     write_idx(tmp("half-images-idx3-ubyte"), IMAGES, 3, (uint32_t[]){2, 2, 2}, 8);
-    CHECK(nn_dataset_load(scratch_dir(), "half", &d) == -1);
+    CHECK(nn_dataset_load(&d, scratch_dir(), "half") == -1);
     CHECKF(strstr(nn_last_error(), "half-labels-idx1-ubyte: not found") != NULL, "%s",
            nn_last_error());
 }

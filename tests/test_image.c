@@ -10,6 +10,7 @@
 #include "check.h"
 #include "nn/error.h"
 #include "nn/image.h"
+#include "core/util.h"
 
 static char path_buf[256];
 
@@ -78,7 +79,7 @@ static void write_float_png(const char *path, int w, int h, const float *pixels)
 }
 
 static int load_ok(const char *path, nn_image *img, int w, int h) {
-    if (nn_image_load(path, img) != 0) {
+    if (nn_image_load(img, path) != 0) {
         fprintf(stderr, "  unexpected error: %s\n", nn_last_error());
         return 0;
     }
@@ -90,7 +91,7 @@ static int load_ok(const char *path, nn_image *img, int w, int h) {
  * line that starts with the file's path. */
 static void load_fails(const char *path, const char *expect) {
     nn_image img = {7, 7, (float *)&img};
-    int rc = nn_image_load(path, &img);
+    int rc = nn_image_load(&img, path);
     const char *msg = nn_last_error();
     CHECKF(rc == -1, "%s loaded", path);
     CHECK(img.pixels == NULL && img.width == 0 && img.height == 0);
@@ -353,7 +354,7 @@ static void test_malformed_other(void) {
  * line that names no file. */
 static void decode_fails(const void *data, size_t len, size_t max_pixels, const char *expect) {
     nn_image img = {7, 7, (float *)&img};
-    int rc = nn_image_decode(data, len, max_pixels, &img);
+    int rc = nn_image_decode(&img, data, len, max_pixels);
     const char *msg = nn_last_error();
     CHECKF(rc == -1, "%zu bytes decoded, expected \"%s\"", len, expect);
     CHECK(img.pixels == NULL && img.width == 0 && img.height == 0);
@@ -375,7 +376,7 @@ static void test_decode_memory(void) {
 
     /* The same pixels as the file loader, and a bound of exactly W*H passes. */
     nn_image img;
-    CHECKF(nn_image_decode(data, len, (size_t)W * H, &img) == 0, "%s", nn_last_error());
+    CHECKF(nn_image_decode(&img, data, len, (size_t)W * H) == 0, "%s", nn_last_error());
     CHECK(img.width == W && img.height == H);
     for (int i = 0; img.pixels && i < W * H; i++) CHECK_NEAR(img.pixels[i], px[i] / 255.0, 1e-6);
     nn_image_free(&img);
@@ -392,7 +393,7 @@ static void test_decode_memory(void) {
     const char *pgm = "P5\n2000 2000\n255\n";
     decode_fails(pgm, strlen(pgm), 1000 * 1000, "image too large (2000x2000 pixels, limit 1000000)");
     const char *p2 = "P2\n2 2\n255\n0 255 255 0\n";
-    CHECKF(nn_image_decode(p2, strlen(p2), 4, &img) == 0, "%s", nn_last_error());
+    CHECKF(nn_image_decode(&img, p2, strlen(p2), 4) == 0, "%s", nn_last_error());
     CHECK(img.width == 2 && img.height == 2 && img.pixels && img.pixels[1] == 1.0f && img.pixels[3] == 0.0f);
     nn_image_free(&img);
     remove(p);
@@ -488,7 +489,7 @@ static void test_polarity(void) {
     const char *p = tmp_path("four.png");
     write_float_png(p, W, H, paper);
     float c[784];
-    CHECKF(nn_image_load_mnist(p, c) == 0, "%s", nn_last_error());
+    CHECKF(nn_image_load_mnist(c, p) == 0, "%s", nn_last_error());
     CHECKF(mean_abs_diff(a, c, 784) < 0.01, "file vs memory %.4f", mean_abs_diff(a, c, 784));
     remove(p);
 }
@@ -575,7 +576,7 @@ static void test_blank(void) {
 
     const char *p = tmp_path("blank.png");
     write_float_png(p, 40, 30, pix);
-    CHECK(nn_image_load_mnist(p, out) == -1);
+    CHECK(nn_image_load_mnist(out, p) == -1);
     char want[300];
     snprintf(want, sizeof want, "%s: image is blank", p);
     CHECKF(strcmp(nn_last_error(), want) == 0, "got \"%s\"", nn_last_error());
@@ -621,7 +622,7 @@ static void test_mnist_round_trip(void) {
             for (int x = 0; x < 28 * UP; x++) big[y * 28 * UP + x] = (unsigned char)(255 - d[(y / UP) * 28 + x / UP]);
         write_gray8_png(p, 28 * UP, 28 * UP, big);
         float out[784], orig[784];
-        if (nn_image_load_mnist(p, out) != 0) {
+        if (nn_image_load_mnist(out, p) != 0) {
             failures++;
             continue;
         }
@@ -656,7 +657,7 @@ static void test_fixtures(void) {
         char path[128];
         snprintf(path, sizeof path, "tests/fixtures/images/%s", fx[i].file);
         float out[784];
-        if (nn_image_load_mnist(path, out) != 0) {
+        if (nn_image_load_mnist(out, path) != 0) {
             CHECKF(0, "%s", nn_last_error());
             continue;
         }

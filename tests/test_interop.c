@@ -70,7 +70,7 @@ static const nn_dataset *test_set(void) {
     static nn_dataset test;
     static bool loaded;
     if (!loaded) {
-        CHECKF(nn_dataset_load("data/mnist", "t10k", &test) == 0, "%s", nn_last_error());
+        CHECKF(nn_dataset_load(&test, "data/mnist", "t10k") == 0, "%s", nn_last_error());
         loaded = true;
     }
     return &test;
@@ -142,11 +142,11 @@ static void test_cnn_batchnorm(void) {
     if (!ckpt) return;
     /* The file must really hold running statistics that moved. */
     nn_safetensors st;
-    CHECKF(nn_st_load(ckpt, &st) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_load(&st, ckpt) == 0, "%s", nn_last_error());
     const nn_st_tensor *t = nn_st_find(&st, "bn1.num_batches_tracked");
     CHECKF(t && t->ndim == 0, "no scalar bn1.num_batches_tracked");
     float tracked = 0;
-    CHECK(nn_st_read_f32(&st, "bn1.num_batches_tracked", &tracked, 0, NULL) == 0);
+    CHECK(nn_st_read_f32(&st, "bn1.num_batches_tracked", 0, NULL, &tracked) == 0);
     CHECKF(tracked > 0, "bn1.num_batches_tracked = %g after training", tracked);
     nn_st_free(&st);
     CHECKF(compare_with_torch(ckpt) == 0, "PyTorch's CNN differs from nn's (see above)");

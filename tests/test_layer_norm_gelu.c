@@ -12,6 +12,7 @@
 #include "check.h"
 #include "nn/core.h"
 #include "ops/ops.h"
+#include "core/util.h"
 
 typedef struct ln_case {
     const char *name;

@@ -11,6 +11,7 @@
 #include "nn/csv.h"
 #include "nn/error.h"
 #include "nn/linreg.h"
+#include "core/util.h"
 
 #define STACKLOSS "tests/fixtures/linreg/stackloss.csv"
 

@@ -165,7 +165,7 @@ static void test_checkpoint_round_trip(void) {
     eval_logits(&back, lb, 4);
     CHECK(memcmp(la, lb, sizeof la) == 0);
     nn_safetensors st;
-    CHECK(nn_st_load(tmp_path("cnn.safetensors"), &st) == 0);
+    CHECK(nn_st_load(&st, tmp_path("cnn.safetensors")) == 0);
     CHECK(strcmp(nn_st_meta(&st, "nn.arch"), "cnn") == 0 && strcmp(nn_st_meta(&st, "nn.input_shape"), "1,28,28") == 0);
     const nn_st_tensor *nbt = nn_st_find(&st, "bn2.num_batches_tracked");
     CHECK(nbt && nbt->ndim == 0);
@@ -243,7 +243,7 @@ static void test_previous_release_checkpoint(void) {
            "%s", nn_model_spec(&m));
     CHECK(m.in_shape[0] == 1 && m.in_shape[1] == 28 && m.in_shape[2] == 28);
     nn_dataset test;
-    if (nn_dataset_load("data/mnist", "t10k", &test) != 0) {
+    if (nn_dataset_load(&test, "data/mnist", "t10k") != 0) {
         SKIP("data/mnist missing (run make data): the accuracy of the old checkpoint not checked");
     } else {
         nn_ctx *ctx = nn_ctx_new(0);

@@ -84,7 +84,7 @@ static const nn_dataset *test_set(void) {
     static nn_dataset test;
     static bool loaded;
     if (!loaded) {
-        CHECKF(nn_dataset_load("data/mnist", "t10k", &test) == 0, "%s", nn_last_error());
+        CHECKF(nn_dataset_load(&test, "data/mnist", "t10k") == 0, "%s", nn_last_error());
         loaded = true;
     }
     return &test;

@@ -16,6 +16,7 @@
 #include "study_stats.h"
 #include "plot/plot.h"
 #include "progress.h"
+#include "core/util.h"
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -191,7 +192,7 @@ static void test_image_grid_png(void) {
      * at a whole factor of 112 / 7 = 16: 80 px), and nothing else on the page
      * (text, the white background) makes such a run. */
     nn_image img;
-    CHECKF(nn_image_load(path, &img) == 0, "%s", nn_last_error());
+    CHECKF(nn_image_load(&img, path) == 0, "%s", nn_last_error());
     if (img.pixels) {
         int run = longest_run(&img, 0.0f, 0.01f);
         CHECKF(run >= 78 && run <= 82, "longest black run %d px", run);
@@ -218,7 +219,7 @@ static void test_image_grid_svg_diverging(void) {
     /* On the diverging scale 0 (image 0, now mid-scale) is white and 1 red. */
     CHECKF(nn_plot_image_grid(tmp_path("grid.png"), &g) == 0, "%s", nn_last_error());
     nn_image img;
-    CHECKF(nn_image_load(tmp_path("grid.png"), &img) == 0, "%s", nn_last_error());
+    CHECKF(nn_image_load(&img, tmp_path("grid.png")) == 0, "%s", nn_last_error());
     if (img.pixels) {
         CHECKF(img.width > 6 * 80 && img.height < 300, "%dx%d: not one row", img.width, img.height);
         float red = (0.299f * 178 + 0.587f * 24 + 0.114f * 43) / 255; /* its luminance */
@@ -546,7 +547,7 @@ static void test_confusion(void) {
     size_t len = 0;
     FILE *out = open_memstream(&buf, &len);
     const char *names[3] = {"cat", "dog", "bird"};
-    nn_confusion_print(out, &c, names);
+    nn_confusion_print(&c, out, names);
     fclose(out);
     CHECKF(strstr(buf, "0 cat     3    1    0      4    75.00%") != NULL, "table:\n%s", buf);
     CHECKF(strstr(buf, "2 bird    0    0    0      0         -") != NULL, "table:\n%s", buf);

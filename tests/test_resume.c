@@ -110,14 +110,14 @@ static void test_resume_with_weight_average(void) {
            "resumed weights differ from the uninterrupted run's");
     /* The saved model is the average, not the raw weights. */
     nn_safetensors st;
-    CHECK(nn_st_load(tmp("avg_full.safetensors"), &st) == 0);
+    CHECK(nn_st_load(&st, tmp("avg_full.safetensors")) == 0);
     const nn_st_tensor *raw = nn_st_find(&st, "train.raw");
     nn_model m;
     CHECK(raw != NULL && nn_model_load(&m, tmp("avg_full.safetensors")) == 0);
     if (raw) {
         float *w = malloc(m.params.count * sizeof(float));
         int64_t count = (int64_t)m.params.count;
-        CHECK(nn_st_read_f32(&st, "train.raw", w, 1, &count) == 0);
+        CHECK(nn_st_read_f32(&st, "train.raw", 1, &count, w) == 0);
         CHECK(memcmp(w, m.params.data, m.params.count * sizeof(float)) != 0);
         free(w);
     }

@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "nn/error.h"
+#include "core/util.h"
 
 static char tmp_dir[64];
 static const char *const tmp_names[] = {"rt.safetensors",    "golden.safetensors", "hand.safetensors",
@@ -69,7 +70,7 @@ static unsigned char *assemble(const char *json, const void *data, size_t dlen, 
 /* Parsing must fail with a message that starts with the name and contains `want`. */
 static void expect_bad_buf(const unsigned char *buf, size_t len, const char *want) {
     nn_safetensors st;
-    int rc = nn_st_parse(buf, len, "bad.safetensors", &st);
+    int rc = nn_st_parse(&st, buf, len, "bad.safetensors");
     CHECKF(rc == -1, "accepted, expected an error containing '%s'", want);
     if (rc == 0) {
         nn_st_free(&st);
@@ -123,7 +124,7 @@ static void test_round_trip(void) {
     free(raw);
 
     nn_safetensors st;
-    CHECKF(nn_st_load(path, &st) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_load(&st, path) == 0, "%s", nn_last_error());
     if (st.n_tensors != 4) {
         CHECKF(0, "%d tensors", st.n_tensors);
         nn_st_free(&st);
@@ -142,10 +143,10 @@ static void test_round_trip(void) {
     CHECK(st.tensors[3].nbytes == 0);
 
     float w2[6], b2[5], s2;
-    CHECKF(nn_st_read_f32(&st, "fc1.weight", w2, 2, s_w) == 0, "%s", nn_last_error());
-    CHECKF(nn_st_read_f32(&st, "fc1.bias", b2, 1, s_b) == 0, "%s", nn_last_error());
-    CHECKF(nn_st_read_f32(&st, "step", &s2, 0, NULL) == 0, "%s", nn_last_error());
-    CHECKF(nn_st_read_f32(&st, "empty", NULL, 2, s_e) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(&st, "fc1.weight", 2, s_w, w2) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(&st, "fc1.bias", 1, s_b, b2) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(&st, "step", 0, NULL, &s2) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(&st, "empty", 2, s_e, NULL) == 0, "%s", nn_last_error());
     for (int i = 0; i < 6; i++) CHECKF(same_bits(w[i], w2[i]), "w[%d] = %g", i, w2[i]);
     for (int i = 0; i < 5; i++) CHECKF(same_bits(b[i], b2[i]), "b[%d] = %g", i, b2[i]);
     CHECK(s2 == 42.0f);
@@ -203,7 +204,7 @@ static void test_hand_assembled(void) {
     free(buf);
 
     nn_safetensors st;
-    CHECKF(nn_st_load(path, &st) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_load(&st, path) == 0, "%s", nn_last_error());
     CHECK(st.n_tensors == 2 && st.n_meta == 1);
     CHECK(st.data_len == sizeof data);
     const nn_st_tensor *a = nn_st_find(&st, "a"), *b = nn_st_find(&st, "b");
@@ -211,14 +212,14 @@ static void test_hand_assembled(void) {
     CHECK(b && b->ndim == 2 && b->shape[0] == 1 && b->shape[1] == 2 && b->offset == 2);
     float v[2] = {0};
     const int64_t shape[] = {1, 2};
-    CHECKF(nn_st_read_f32(&st, "b", v, 2, shape) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(&st, "b", 2, shape, v) == 0, "%s", nn_last_error());
     CHECK(v[0] == 1.5f && v[1] == -2.0f);
     const char *meta = nn_st_meta(&st, "format");
     CHECK(meta && strcmp(meta, "pt") == 0);
 
     /* F16 reads as floats too (exactly). */
     const int64_t one[] = {1};
-    CHECKF(nn_st_read_f32(&st, "a", v, 1, one) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(&st, "a", 1, one, v) == 0, "%s", nn_last_error());
     CHECK(v[0] == 1.0f);
     nn_st_free(&st);
 }
@@ -227,7 +228,7 @@ static void test_hand_assembled(void) {
 static int parse_ok(const char *json, const void *data, size_t dlen, nn_safetensors *st) {
     size_t len;
     unsigned char *buf = assemble(json, data, dlen, &len);
-    int rc = nn_st_parse(buf, len, "dt.safetensors", st);
+    int rc = nn_st_parse(st, buf, len, "dt.safetensors");
     CHECKF(rc == 0, "%s", nn_last_error());
     free(buf);
     return rc;
@@ -241,7 +242,7 @@ static int read_one(const char *dtype, int64_t n, const void *bytes, size_t nbyt
              (long long)n, nbytes);
     nn_safetensors st;
     if (parse_ok(json, bytes, nbytes, &st) != 0) return -2;
-    int rc = nn_st_read_f32(&st, "t", out, 1, &n);
+    int rc = nn_st_read_f32(&st, "t", 1, &n, out);
     nn_st_free(&st);
     return rc;
 }
@@ -260,11 +261,11 @@ static void test_read_other_dtypes(void) {
     if (parse_ok(json, data, sizeof data, &st) == 0) {
         float count = -1, w[2];
         const int64_t two[] = {2};
-        CHECKF(nn_st_read_f32(&st, "bn1.num_batches_tracked", &count, 0, NULL) == 0, "%s", nn_last_error());
+        CHECKF(nn_st_read_f32(&st, "bn1.num_batches_tracked", 0, NULL, &count) == 0, "%s", nn_last_error());
         CHECK(count == 1234.0f);
-        CHECK(nn_st_read_f32(&st, "bn1.weight", w, 1, two) == 0 && w[0] == 1.0f && w[1] == 2.0f);
+        CHECK(nn_st_read_f32(&st, "bn1.weight", 1, two, w) == 0 && w[0] == 1.0f && w[1] == 2.0f);
         /* The shape is still checked for an integer tensor. */
-        CHECK(nn_st_read_f32(&st, "bn1.num_batches_tracked", &count, 1, two) == -1);
+        CHECK(nn_st_read_f32(&st, "bn1.num_batches_tracked", 1, two, &count) == -1);
         CHECKF(strstr(nn_last_error(), "tensor 'bn1.num_batches_tracked' has shape [], expected [2]"), "%s",
                nn_last_error());
         nn_st_free(&st);
@@ -360,19 +361,19 @@ static void test_read_f32_errors(void) {
     const char *path = tmp_path("small.safetensors");
     CHECKF(nn_st_save(path, &e, 1, NULL, NULL, 0) == 0, "%s", nn_last_error());
     nn_safetensors st;
-    CHECKF(nn_st_load(path, &st) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_load(&st, path) == 0, "%s", nn_last_error());
     float dst[6];
-    CHECK(nn_st_read_f32(&st, "fc2.weight", dst, 2, shape) == -1);
+    CHECK(nn_st_read_f32(&st, "fc2.weight", 2, shape, dst) == -1);
     CHECKF(strstr(nn_last_error(), "small.safetensors: no tensor named 'fc2.weight'"), "%s", nn_last_error());
     /* Same element count, wrong layout: refused, both shapes named. */
-    CHECK(nn_st_read_f32(&st, "fc1.weight", dst, 2, transposed) == -1);
+    CHECK(nn_st_read_f32(&st, "fc1.weight", 2, transposed, dst) == -1);
     CHECKF(strstr(nn_last_error(), "tensor 'fc1.weight' has shape [2, 3], expected [3, 2]"), "%s", nn_last_error());
-    CHECK(nn_st_read_f32(&st, "fc1.weight", dst, 1, shape) == -1);
+    CHECK(nn_st_read_f32(&st, "fc1.weight", 1, shape, dst) == -1);
     CHECKF(strstr(nn_last_error(), "has shape [2, 3], expected [2]"), "%s", nn_last_error());
     CHECK(st.n_meta == 0 && nn_st_meta(&st, "x") == NULL);
     nn_st_free(&st);
 
-    CHECK(nn_st_load(tmp_path("missing.safetensors"), &st) == -1);
+    CHECK(nn_st_load(&st, tmp_path("missing.safetensors")) == -1);
     CHECKF(strstr(nn_last_error(), "missing.safetensors: No such file or directory"), "%s", nn_last_error());
 }
 
@@ -414,7 +415,7 @@ static void test_malformed_framing(void) {
     expect_bad_buf(whole, 4, "file is 4 bytes");
     spit(path, whole, len - 3);
     nn_safetensors st;
-    CHECK(nn_st_load(path, &st) == -1);
+    CHECK(nn_st_load(&st, path) == -1);
     CHECKF(strstr(nn_last_error(), "trunc.safetensors: tensor 'x': data_offsets end 16 is past"), "%s",
            nn_last_error());
     free(whole);
@@ -501,7 +502,7 @@ static void test_malformed_metadata(void) {
         size_t len;
         unsigned char *buf = assemble(ok[i], NULL, 0, &len);
         nn_safetensors st;
-        CHECKF(nn_st_parse(buf, len, "ok", &st) == 0, "%s: %s", ok[i], nn_last_error());
+        CHECKF(nn_st_parse(&st, buf, len, "ok") == 0, "%s: %s", ok[i], nn_last_error());
         CHECK(st.n_tensors == 0 && st.n_meta == 0);
         nn_st_free(&st);
         free(buf);
@@ -563,8 +564,8 @@ static void test_atomic_save_failures(void) {
     CHECK(before && after && before_len == after_len && memcmp(before, after, before_len) == 0);
     nn_safetensors st;
     float got = 0;
-    CHECKF(nn_st_load(path, &st) == 0, "%s", nn_last_error());
-    CHECK(nn_st_read_f32(&st, "w", &got, 1, one) == 0 && got == 7.0f);
+    CHECKF(nn_st_load(&st, path) == 0, "%s", nn_last_error());
+    CHECK(nn_st_read_f32(&st, "w", 1, one, &got) == 0 && got == 7.0f);
     nn_st_free(&st);
     free(before);
     free(after);

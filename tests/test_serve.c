@@ -19,6 +19,7 @@
 #include "nn/image.h"
 #include "nn/report.h"
 #include "run_nn.h"
+#include "core/util.h"
 
 #define FIXTURE_MODEL "tests/fixtures/checkpoints/mlp-v1.safetensors"
 #define IMAGES "tests/fixtures/images/"
@@ -224,7 +225,7 @@ static void check_matches_cli(const char *model) {
             CHECKF(got.digit == want_digit, "%s: served %d, nn predict says %d", f, got.digit, want_digit);
             for (int k = 0; k < 10; k++) CHECK_NEAR(got.probs[k], want[k], 0.0005 + 1e-6);
             /* The input is exactly what the library's preprocessing makes of the file. */
-            CHECKF(nn_image_load_mnist(f, input) == 0, "%s", nn_last_error());
+            CHECKF(nn_image_load_mnist(input, f) == 0, "%s", nn_last_error());
             int differ = 0;
             for (int p = 0; p < NN_MNIST_PIXELS; p++) differ += got.input[p] != input[p];
             CHECKF(differ == 0, "%s: %d of 784 inputs differ from nn_image_load_mnist", f, differ);

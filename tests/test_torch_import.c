@@ -100,7 +100,7 @@ static const nn_dataset *test_set(void) {
     static nn_dataset test;
     static bool loaded;
     if (!loaded) {
-        CHECKF(nn_dataset_load("data/mnist", "t10k", &test) == 0, "%s", nn_last_error());
+        CHECKF(nn_dataset_load(&test, "data/mnist", "t10k") == 0, "%s", nn_last_error());
         loaded = true;
     }
     return &test;
@@ -171,12 +171,12 @@ static void check_model_from_torch(const char *name) {
 
     /* The file is PyTorch's: the count is int64, and reads as the number of steps. */
     nn_safetensors st;
-    CHECKF(nn_st_load(ckpt, &st) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_load(&st, ckpt) == 0, "%s", nn_last_error());
     const nn_st_tensor *t = nn_st_find(&st, "bn1.num_batches_tracked");
     CHECKF(t && t->ndim == 0 && strcmp(t->dtype, "I64") == 0, "bn1.num_batches_tracked is %s",
            t ? t->dtype : "missing");
     float count = -1;
-    CHECKF(nn_st_read_f32(&st, "bn1.num_batches_tracked", &count, 0, NULL) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(&st, "bn1.num_batches_tracked", 0, NULL, &count) == 0, "%s", nn_last_error());
     CHECKF(count == (float)tracked && tracked > 0, "num_batches_tracked %g, PyTorch says %ld", count, tracked);
     nn_st_free(&st);
 
@@ -247,7 +247,7 @@ static void test_save_model_refuses(void) {
  * other tensors and the metadata as they are. */
 static int rewrite_counts_as_i64(const char *src, const char *dst, int64_t count) {
     nn_safetensors st;
-    if (nn_st_load(src, &st) != 0) return -1;
+    if (nn_st_load(&st, src) != 0) return -1;
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "__metadata__");
     for (int i = 0; i < st.n_meta; i++) cJSON_AddStringToObject(meta, st.meta_keys[i], st.meta_values[i]);
     unsigned char *data = malloc(st.data_len + 8 * (size_t)st.n_tensors + 1);
@@ -319,7 +319,7 @@ static void test_int64_count_loads(void) {
 
     CHECK(rewrite_counts_as_i64(tmp("f32.safetensors"), tmp("i64.safetensors"), 16777216) == 0); /* 2^24: exact */
     nn_safetensors st;
-    CHECKF(nn_st_load(tmp("i64.safetensors"), &st) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_load(&st, tmp("i64.safetensors")) == 0, "%s", nn_last_error());
     const nn_st_tensor *t = nn_st_find(&st, "bn1.num_batches_tracked");
     CHECK(t && strcmp(t->dtype, "I64") == 0 && t->nbytes == 8 && t->ndim == 0);
     nn_st_free(&st);

@@ -26,6 +26,7 @@
 #include "nn/core.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
+#include "core/util.h"
 
 #define FIXTURE "tests/fixtures/torch_reference.safetensors"
 #define RTOL 1e-5
@@ -39,7 +40,7 @@
 /* ---- fixture access -------------------------------------------------------- */
 
 static int load_fixture(nn_safetensors *st) {
-    int rc = nn_st_load(FIXTURE, st);
+    int rc = nn_st_load(st, FIXTURE);
     CHECKF(rc == 0, "%s (run from the repository root; regenerate with make fixtures)", nn_last_error());
     return rc;
 }
@@ -59,7 +60,7 @@ static float *fixture_read(const nn_safetensors *st, const char *name, size_t *n
     CHECKF(t != NULL, "fixture has no tensor '%s'", name);
     if (!t) return NULL;
     float *v = nn_xmalloc(t->nbytes ? t->nbytes : sizeof(float));
-    CHECKF(nn_st_read_f32(st, name, v, t->ndim, t->shape) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(st, name, t->ndim, t->shape, v) == 0, "%s", nn_last_error());
     if (n) *n = t->nbytes / sizeof(float);
     return v;
 }
@@ -68,7 +69,7 @@ static float *fixture_read(const nn_safetensors *st, const char *name, size_t *n
 static void fixture_fill(const nn_safetensors *st, const char *name, nn_tensor *t) {
     int64_t shape[NN_MAX_DIMS];
     for (int i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
-    CHECKF(nn_st_read_f32(st, name, t->data, t->ndim, shape) == 0, "%s", nn_last_error());
+    CHECKF(nn_st_read_f32(st, name, t->ndim, shape, t->data) == 0, "%s", nn_last_error());
 }
 
 /* ---- comparison ------------------------------------------------------------ */

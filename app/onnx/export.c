@@ -13,6 +13,7 @@
 #include "nn/error.h"
 #include "nn/version.h"
 #include "onnx/onnx.pb-c.h"
+#include "core/util.h"
 
 /* Initializers point at the model's floats as raw_data, which ONNX defines
  * as little-endian. */

@@ -13,6 +13,7 @@
 
 #include "nn/error.h"
 #include "plot/plplot_util.h"
+#include "core/util.h"
 
 /* cmap0 slots; cmap1 holds the images' scale in LEVELS steps, an odd
  * number so that the middle of a diverging scale is exactly white. */

@@ -3,6 +3,7 @@
 
 #include "nn/error.h"
 #include "plot/plot.h"
+#include "core/util.h"
 
 int nn_plot_history(const char *path, const nn_history *h) {
     bool has_val = h->has_val;

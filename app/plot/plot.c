@@ -10,6 +10,7 @@
 
 #include "nn/error.h"
 #include "plot/plplot_util.h"
+#include "core/util.h"
 
 /* cmap0 slots: background, axes and text, grid, then the series colours. */
 enum { COL_BG, COL_FG, COL_GRID, COL_SERIES };

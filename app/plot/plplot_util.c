@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "nn/error.h"
+#include "core/util.h"
 
 bool nn_is_picture_path(const char *path) {
     const char *ext = path ? strrchr(path, '.') : NULL;

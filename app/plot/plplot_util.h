@@ -13,6 +13,7 @@
 #define NN_APP_PLOT_PLPLOT_UTIL_H
 
 #include <stdbool.h>
+#include "core/util.h"
 
 /* The format a picture's path asks for: 1 for .svg, 0 for .png (either
  * case), else -1 with "PATH: unsupported plot format (use .png or .svg)". */

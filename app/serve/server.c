@@ -27,6 +27,7 @@
 #include "nn/error.h"
 #include "nn/image.h"
 #include "nn/report.h"
+#include "core/util.h"
 
 /* The page, generated from app/serve/page.html (app/serve/module.mk). */
 extern const unsigned char serve_page[];
@@ -151,7 +152,7 @@ static enum MHD_Result predict(server *s, struct MHD_Connection *c, request *r) 
     if (r->len == 0) return send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "empty body: POST a PNG or PGM image");
     nn_image img;
     float input[NN_MNIST_PIXELS], probs[MAX_CLASSES];
-    if (nn_image_decode(r->body, r->len, s->cfg.max_pixels, &img) != 0)
+    if (nn_image_decode(&img, r->body, r->len, s->cfg.max_pixels) != 0)
         return send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "%s", nn_last_error());
     int rc = nn_image_to_mnist(&img, input);
     nn_image_free(&img);

@@ -10,6 +10,7 @@
 #ifndef NN_DATA_H
 #define NN_DATA_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "nn/rng.h"
@@ -30,13 +31,13 @@ typedef struct nn_dataset {
 /* Loads an images file and a labels file (each raw or gzipped, told apart by
  * content) and checks that they hold the same number of examples. On failure
  * *out is left empty. Returns 0 or -1. */
-int nn_dataset_load_files(const char *images_path, const char *labels_path, nn_dataset *out);
+int nn_dataset_load_files(nn_dataset *out, const char *images_path, const char *labels_path);
 
 /* Loads split `split` ("train" or "t10k") from folder `dir`: for each file the
  * raw name is tried first, then the name with ".gz". Returns 0 or -1; when a
  * file exists under neither name the error is "<dir>/<name>: not found (nor
  * <name>.gz)". */
-int nn_dataset_load(const char *dir, const char *split, nn_dataset *out);
+int nn_dataset_load(nn_dataset *out, const char *dir, const char *split);
 
 /* Writes the dataset as raw IDX files <dir>/<split>-images-idx3-ubyte and
  * <dir>/<split>-labels-idx1-ubyte, each atomically. For tests and tools that
@@ -59,7 +60,7 @@ void nn_dataset_mean_std(const nn_dataset *d, float *mean, float *std);
 
 /* Serves a dataset in mini-batches: each pixel p becomes (p/255 - mean)/std.
  * Usage:
- *     nn_loader_init(&l, &ds, 64, 1, seed, mean, std);
+ *     nn_loader_init(&l, &ds, 64, true, seed, mean, std);
  *     for each epoch: nn_loader_start_epoch(&l);
  *                     while ((n = nn_loader_next(&l, x, y)) > 0) ...
  *     nn_loader_free(&l);
@@ -67,7 +68,7 @@ void nn_dataset_mean_std(const nn_dataset *d, float *mean, float *std);
 typedef struct nn_loader {
     const nn_dataset *ds;
     int batch_size;
-    int shuffle;
+    bool shuffle;
     nn_rng rng;      /* drives the shuffles, one per epoch */
     int *order;      /* the epoch's example indices, ds->n of them */
     int pos;         /* next position in order */
@@ -76,7 +77,7 @@ typedef struct nn_loader {
 } nn_loader;
 
 /* std <= 0 (a constant dataset) is treated as 1 so values stay finite. */
-void nn_loader_init(nn_loader *l, const nn_dataset *ds, int batch_size, int shuffle,
+void nn_loader_init(nn_loader *l, const nn_dataset *ds, int batch_size, bool shuffle,
                     uint64_t seed, float mean, float std);
 /* Starts an epoch; call it before each one, the first included. With shuffle
  * on, every epoch gets a fresh permutation; the sequence of permutations

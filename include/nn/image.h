@@ -31,12 +31,12 @@ typedef struct nn_image {
 /* Loads `path` into `img` (pixels owned by `img`, release with nn_image_free).
  * Returns 0, or -1 with a one-line error naming the file ("PATH: not a PNG or
  * PGM image", "PATH: truncated PGM: ...") and `img` zeroed. */
-int nn_image_load(const char *path, nn_image *img);
+int nn_image_load(nn_image *img, const char *path);
 /* The same from `len` bytes in memory (an upload, say), refusing images of
  * more than max_pixels pixels (0 or anything above NN_IMAGE_MAX_PIXELS means
  * NN_IMAGE_MAX_PIXELS) from their header, before any pixel is decoded. The
  * error names no file: "not a PNG or PGM image", "bad PNG: ...". */
-int nn_image_decode(const void *data, size_t len, size_t max_pixels, nn_image *img);
+int nn_image_decode(nn_image *img, const void *data, size_t len, size_t max_pixels);
 void nn_image_free(nn_image *img);
 
 /* MNIST-style preprocessing, the way MNIST itself was made: separate the ink
@@ -51,7 +51,7 @@ void nn_image_free(nn_image *img);
 int nn_image_to_mnist(const nn_image *img, float out[NN_MNIST_PIXELS]);
 
 /* nn_image_load followed by nn_image_to_mnist; every error names `path`. */
-int nn_image_load_mnist(const char *path, float out[NN_MNIST_PIXELS]);
+int nn_image_load_mnist(float out[NN_MNIST_PIXELS], const char *path);
 
 NN_END_DECLS
 

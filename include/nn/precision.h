@@ -32,6 +32,9 @@ nn_precision nn_get_precision(void);
 bool nn_precision_supported(nn_precision p);
 /* "fp32" or "bf16". */
 const char *nn_precision_name(nn_precision p);
+/* "fp32", "bf16" -> precision (the names of nn_precision_name); -1 with the
+ * error for an unknown name. */
+int nn_precision_parse(const char *name, nn_precision *p);
 
 NN_END_DECLS
 

@@ -75,7 +75,7 @@ double nn_confusion_accuracy(const nn_confusion *c);
 double nn_confusion_class_accuracy(const nn_confusion *c, int k);
 /* Prints the matrix (rows: true class, columns: predicted), each row's total
  * and accuracy, then the overall accuracy. class_names may be NULL. */
-void nn_confusion_print(FILE *out, const nn_confusion *c, const char *const *class_names);
+void nn_confusion_print(const nn_confusion *c, FILE *out, const char *const *class_names);
 
 NN_END_DECLS
 

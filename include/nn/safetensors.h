@@ -47,11 +47,11 @@ typedef struct nn_safetensors {
 
 /* Reads and validates a whole file. Returns 0, or -1 with the error set
  * ("PATH: what is wrong") and *st zeroed. */
-int nn_st_load(const char *path, nn_safetensors *st);
+int nn_st_load(nn_safetensors *st, const char *path);
 
 /* The same from memory: buf is copied; name_for_errors prefixes messages. */
-int nn_st_parse(const unsigned char *buf, size_t len, const char *name_for_errors,
-                nn_safetensors *st);
+int nn_st_parse(nn_safetensors *st, const unsigned char *buf, size_t len,
+                const char *name_for_errors);
 
 /* The tensor called `name`, or NULL. */
 const nn_st_tensor *nn_st_find(const nn_safetensors *st, const char *name);
@@ -71,8 +71,8 @@ const char *nn_st_meta(const nn_safetensors *st, const char *key);
  *     (|v| <= 2^24), else the error names the tensor, the value and its index.
  * BOOL and the F8 types are refused. Returns 0 or -1 with the error set (dst
  * may then be partly written). */
-int nn_st_read_f32(const nn_safetensors *st, const char *name, float *dst, int ndim,
-                   const int64_t *shape);
+int nn_st_read_f32(const nn_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                   float *dst);
 
 /* Frees everything and zeroes *st; harmless on a zeroed struct. */
 void nn_st_free(nn_safetensors *st);

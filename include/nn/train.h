@@ -22,9 +22,6 @@ typedef enum nn_loss_kind { NN_LOSS_CE, NN_LOSS_MSE } nn_loss_kind;
 /* "ce", "mse" <-> kind; parse returns -1 with the error for an unknown name. */
 int nn_loss_parse(const char *name, nn_loss_kind *kind);
 const char *nn_loss_name(nn_loss_kind kind);
-/* "fp32", "bf16" -> precision (the names of nn_precision_name); -1 with the
- * error for an unknown name. */
-int nn_precision_parse(const char *name, nn_precision *p);
 
 typedef struct nn_history nn_history; /* below */
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/graph.h"
+#include "core/util.h"
 
 #define NN_ARENA_DEFAULT (16u << 20)
 #define NN_ARENA_ALIGN 64 /* a cache line; also what AVX-512 loads like */

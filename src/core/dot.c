@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/graph.h"
+#include "core/util.h"
 
 /* Leaves (inputs and parameters) are numbered in order of first use, so the
  * same graph always gives the same text. Returns the number, and whether the

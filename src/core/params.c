@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/graph.h"
+#include "core/util.h"
 
 void nn_params_init(nn_params *p) { memset(p, 0, sizeof *p); }
 

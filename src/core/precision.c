@@ -4,6 +4,8 @@
 #include "core/cpu.h"
 #include "nn/error.h"
 
+#include <string.h>
+
 static nn_precision current = NN_PRECISION_FP32;
 
 bool nn_precision_supported(nn_precision p) {
@@ -27,3 +29,12 @@ nn_precision nn_get_precision(void) { return current; }
 void nn_precision_force(nn_precision p) { current = p; }
 
 const char *nn_precision_name(nn_precision p) { return p == NN_PRECISION_BF16 ? "bf16" : "fp32"; }
+
+int nn_precision_parse(const char *name, nn_precision *p) {
+    for (nn_precision q = NN_PRECISION_FP32; q <= NN_PRECISION_BF16; q++)
+        if (strcmp(name, nn_precision_name(q)) == 0) {
+            *p = q;
+            return 0;
+        }
+    return nn_error("unknown precision '%s' (one of: fp32, bf16)", name);
+}

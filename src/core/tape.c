@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/graph.h"
+#include "core/util.h"
 
 nn_node *nn_record(nn_ctx *ctx, nn_op op, nn_tensor *out, nn_tensor *const *inputs, int n_in) {
     if (!ctx->grad_enabled) return NULL;

@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "nn/error.h"
+#include "core/util.h"
 
 #define IDX_IMAGES_MAGIC 2051u /* unsigned bytes, 3 dimensions */
 #define IDX_LABELS_MAGIC 2049u /* unsigned bytes, 1 dimension */
@@ -192,7 +193,7 @@ static int idx_write(const char *path, uint32_t magic, int ndims, const uint32_t
     return rc;
 }
 
-int nn_dataset_load_files(const char *images_path, const char *labels_path, nn_dataset *out) {
+int nn_dataset_load_files(nn_dataset *out, const char *images_path, const char *labels_path) {
     memset(out, 0, sizeof *out);
     uint32_t idims[3], ldims[1];
     uint8_t *images, *labels;
@@ -240,12 +241,12 @@ static char *find_file(const char *dir, const char *split, const char *kind) {
     return NULL;
 }
 
-int nn_dataset_load(const char *dir, const char *split, nn_dataset *out) {
+int nn_dataset_load(nn_dataset *out, const char *dir, const char *split) {
     memset(out, 0, sizeof *out);
     char *images = find_file(dir, split, "images-idx3-ubyte");
     if (!images) return -1;
     char *labels = find_file(dir, split, "labels-idx1-ubyte");
-    int rc = labels ? nn_dataset_load_files(images, labels, out) : -1;
+    int rc = labels ? nn_dataset_load_files(out, images, labels) : -1;
     free(images);
     free(labels);
     return rc;

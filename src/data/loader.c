@@ -5,6 +5,7 @@
 
 #include "nn/data.h"
 #include "nn/error.h"
+#include "core/util.h"
 
 /* The shuffling stream: independent of streams the same seed drives elsewhere
  * (weight initialisation, dropout). */
@@ -30,7 +31,7 @@ void nn_dataset_mean_std(const nn_dataset *d, float *mean, float *std) {
     *std = (float)sqrt(var / (double)total);
 }
 
-void nn_loader_init(nn_loader *l, const nn_dataset *ds, int batch_size, int shuffle,
+void nn_loader_init(nn_loader *l, const nn_dataset *ds, int batch_size, bool shuffle,
                     uint64_t seed, float mean, float std) {
     if (batch_size < 1) nn_fatal("nn_loader_init: batch size %d", batch_size);
     l->ds = ds;

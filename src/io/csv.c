@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nn/error.h"
+#include "core/util.h"
 
 /* Growable array of cell pointers. */
 typedef struct {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "nn/error.h"
+#include "core/util.h"
 
 static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
@@ -212,7 +213,7 @@ static int decode_pgm(const unsigned char *d, size_t len, size_t max_pixels, nn_
 
 /* ---- entry points ------------------------------------------------------- */
 
-int nn_image_decode(const void *data, size_t len, size_t max_pixels, nn_image *img) {
+int nn_image_decode(nn_image *img, const void *data, size_t len, size_t max_pixels) {
     memset(img, 0, sizeof *img);
     const unsigned char *d = data;
     if (max_pixels == 0 || max_pixels > NN_IMAGE_MAX_PIXELS) max_pixels = NN_IMAGE_MAX_PIXELS;
@@ -225,12 +226,12 @@ int nn_image_decode(const void *data, size_t len, size_t max_pixels, nn_image *i
     return nn_error("not a PNG or PGM image");
 }
 
-int nn_image_load(const char *path, nn_image *img) {
+int nn_image_load(nn_image *img, const char *path) {
     memset(img, 0, sizeof *img);
     size_t len;
     unsigned char *data = nn_read_file(path, &len, NN_IMAGE_MAX_FILE_BYTES);
     if (!data) return -1;
-    int rc = nn_image_decode(data, len, 0, img);
+    int rc = nn_image_decode(img, data, len, 0);
     free(data);
     if (rc != 0) {
         /* Copy first: the message buffer is also nn_error's destination. */

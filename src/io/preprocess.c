@@ -12,6 +12,7 @@
 
 #include "nn/error.h"
 #include "nn/image.h"
+#include "core/util.h"
 
 #define FIT_SIDE 20           /* the digit's box inside the 28x28 frame */
 #define CENTRE 14.0           /* where the centre of mass goes, in pixel indices */
@@ -187,9 +188,9 @@ int nn_image_to_mnist(const nn_image *img, float out[NN_MNIST_PIXELS]) {
     return 0;
 }
 
-int nn_image_load_mnist(const char *path, float out[NN_MNIST_PIXELS]) {
+int nn_image_load_mnist(float out[NN_MNIST_PIXELS], const char *path) {
     nn_image img;
-    if (nn_image_load(path, &img) != 0) return -1;
+    if (nn_image_load(&img, path) != 0) return -1;
     int rc = nn_image_to_mnist(&img, out);
     nn_image_free(&img);
     if (rc != 0) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "nn/error.h"
+#include "core/util.h"
 
 /* The reference implementation refuses headers above 100 MB; so do we, which
  * also bounds what a hostile header can make us allocate. */
@@ -325,13 +326,13 @@ done:
     return rc;
 }
 
-int nn_st_parse(const unsigned char *buf, size_t len, const char *name_for_errors, nn_safetensors *st) {
+int nn_st_parse(nn_safetensors *st, const unsigned char *buf, size_t len, const char *name_for_errors) {
     unsigned char *copy = nn_xmalloc(len);
     if (len) memcpy(copy, buf, len);
     return parse_owned(copy, len, name_for_errors, st);
 }
 
-int nn_st_load(const char *path, nn_safetensors *st) {
+int nn_st_load(nn_safetensors *st, const char *path) {
     memset(st, 0, sizeof *st);
     size_t len;
     unsigned char *buf = nn_read_file(path, &len, 0);
@@ -383,7 +384,7 @@ static int64_t get_int(const unsigned char *p, size_t esize, bool is_signed, uin
     return v;
 }
 
-int nn_st_read_f32(const nn_safetensors *st, const char *name, float *dst, int ndim, const int64_t *shape) {
+int nn_st_read_f32(const nn_safetensors *st, const char *name, int ndim, const int64_t *shape, float *dst) {
     const nn_st_tensor *t = nn_st_find(st, name);
     if (!t) return nn_error("%s: no tensor named '%s'", st->path, name);
     const char *dt = t->dtype;

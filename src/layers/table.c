@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "layers/layers.h"
+#include "core/util.h"
 
 static const nn_layer_kind *const kinds[] = {
     &layer_linear,                                                          /* dense.c */

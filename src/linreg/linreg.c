@@ -11,6 +11,7 @@
 #include "nn/core.h"
 #include "nn/csv.h"
 #include "nn/error.h"
+#include "core/util.h"
 
 /* LAPACK's least-squares solver, from OpenBLAS (Fortran calling convention). */
 void dgelsd_(const int *m, const int *n, const int *nrhs, double *a, const int *lda, double *b, const int *ldb,

@@ -12,6 +12,7 @@
 #include "layers/layers.h"
 #include "nn/model.h"
 #include "nn/safetensors.h"
+#include "core/util.h"
 
 static const char *arch_name(const nn_model *m) {
     int linear = 0;
@@ -138,7 +139,7 @@ static int legacy_spec(const nn_safetensors *st, const char *path, char **spec, 
 
 int nn_model_load(nn_model *m, const char *path) {
     nn_safetensors st;
-    if (nn_st_load(path, &st) != 0) return -1;
+    if (nn_st_load(&st, path) != 0) return -1;
     int rc = nn_model_load_st(m, &st, path);
     nn_st_free(&st);
     return rc;
@@ -185,7 +186,7 @@ static int read_store(nn_params *p, const nn_safetensors *st, const char *path) 
         nn_tensor *t = p->tensors[i];
         int64_t shape[NN_MAX_DIMS];
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-        if (nn_st_read_f32(st, t->name, t->data, t->ndim, shape) != 0) return -1;
+        if (nn_st_read_f32(st, t->name, t->ndim, shape, t->data) != 0) return -1;
         for (size_t k = 0; k < t->size; k++)
             if (!isfinite(t->data[k])) return nn_error("%s: tensor '%s' holds a non-finite value", path, t->name);
     }

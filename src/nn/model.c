@@ -9,6 +9,7 @@
 #include "layers/layers.h"
 #include "nn/spec.h"
 #include "ops/ops.h"
+#include "core/util.h"
 
 /* Bounds that keep a few bytes of spec from asking for gigabytes. */
 #define MAX_PARAMS_FLOATS (1L << 28)

@@ -11,6 +11,7 @@
 
 #include "layers/layers.h"
 #include "nn/spec.h"
+#include "core/util.h"
 
 const char *nn_layer_kind_name(const nn_layer_kind *kind) { return kind->name; }
 

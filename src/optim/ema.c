@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nn/optim.h"
+#include "core/util.h"
 
 #define EMA_PARALLEL_MIN 65536
 

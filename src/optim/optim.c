@@ -7,6 +7,7 @@
 
 #include "nn/error.h"
 #include "nn/optim.h"
+#include "core/util.h"
 
 static const char *const kind_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
 

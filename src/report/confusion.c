@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nn/error.h"
+#include "core/util.h"
 
 #define MAX_CLASSES 1000
 
@@ -68,7 +69,7 @@ static int digits(long v) {
     return d;
 }
 
-void nn_confusion_print(FILE *out, const nn_confusion *c, const char *const *class_names) {
+void nn_confusion_print(const nn_confusion *c, FILE *out, const char *const *class_names) {
     int n = c->n_classes;
     long total = nn_confusion_total(c), most = 0;
     for (int i = 0; i < n * n; i++)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "nn/error.h"
+#include "core/util.h"
 
 static const char header[] =
     "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds,images_per_sec";

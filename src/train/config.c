@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "train/state.h"
+#include "core/util.h"
 
 typedef enum { F_INT, F_LONG, F_FLOAT, F_U64, F_LOSS, F_OPTIM, F_SCHED, F_PRECISION } field_type;
 
@@ -62,15 +63,6 @@ int nn_loss_parse(const char *name, nn_loss_kind *kind) {
 }
 
 const char *nn_loss_name(nn_loss_kind kind) { return loss_names[kind == NN_LOSS_MSE]; }
-
-int nn_precision_parse(const char *name, nn_precision *p) {
-    for (nn_precision q = NN_PRECISION_FP32; q <= NN_PRECISION_BF16; q++)
-        if (strcmp(name, nn_precision_name(q)) == 0) {
-            *p = q;
-            return 0;
-        }
-    return nn_error("unknown precision '%s' (one of: fp32, bf16)", name);
-}
 
 nn_train_config nn_train_config_defaults(void) {
     return (nn_train_config){
@@ -165,7 +157,7 @@ int train_config_meta(const nn_train_config *cfg, const nn_train_data *data, tra
 int nn_train_settings_read(nn_train_settings *s, const char *path) {
     memset(s, 0, sizeof *s);
     nn_safetensors st;
-    if (nn_st_load(path, &st) != 0) return -1;
+    if (nn_st_load(&st, path) != 0) return -1;
     int rc = 0;
     if (!nn_st_meta(&st, "nn.train.epoch")) {
         rc = nn_error("%s: not a resumable checkpoint: it holds a model but no training state (a run with a save "

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "train/state.h"
+#include "core/util.h"
 
 #define HIST_FIELDS 10
 
@@ -134,7 +135,7 @@ static int meta_rng(const nn_safetensors *f, const char *path, const char *key, 
 
 int train_state_load(const char *path, nn_model *model, train_state *st, nn_history *hist, int max_epochs,
                      nn_safetensors *file) {
-    if (nn_st_load(path, file) != 0) return -1;
+    if (nn_st_load(file, path) != 0) return -1;
     long epoch, batch, step, seen, correct, since_best, best_epoch;
     nn_rng augment_rng = st->augment_rng; /* kept when the file predates augmentation */
     memset(st, 0, sizeof *st);
@@ -175,11 +176,11 @@ int train_state_load_optim(const char *path, const nn_safetensors *file, nn_opti
     long steps;
     if (meta_long(file, path, "nn.train.optim_steps", 0, 1L << 50, &steps)) return -1;
     int64_t count = (int64_t)opt->params->count;
-    if (opt->m && nn_st_read_f32(file, "train.optim_m", opt->m, 1, &count) != 0) return -1;
-    if (opt->v && nn_st_read_f32(file, "train.optim_v", opt->v, 1, &count) != 0) return -1;
+    if (opt->m && nn_st_read_f32(file, "train.optim_m", 1, &count, opt->m) != 0) return -1;
+    if (opt->v && nn_st_read_f32(file, "train.optim_v", 1, &count, opt->v) != 0) return -1;
     int64_t n_best = (int64_t)best_count;
-    if (best && nn_st_read_f32(file, "train.best", best, 1, &n_best) != 0) return -1;
-    if (raw && nn_st_read_f32(file, "train.raw", raw, 1, &count) != 0) return -1;
+    if (best && nn_st_read_f32(file, "train.best", 1, &n_best, best) != 0) return -1;
+    if (raw && nn_st_read_f32(file, "train.raw", 1, &count, raw) != 0) return -1;
     opt->steps = steps;
     return 0;
 }

@@ -1,6 +1,7 @@
 /* A study's run loop (nn/study.h): every configuration x seed through
  * nn_train on the same data, each run's history kept. */
 #include "nn/study.h"
+#include "core/util.h"
 
 #include <math.h>
 #include <stdlib.h>

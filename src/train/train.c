@@ -8,6 +8,7 @@
 
 #include "nn/train.h"
 #include "train/state.h"
+#include "core/util.h"
 
 static int argmax(const float *v, int n) {
     int best = 0;
@@ -419,13 +420,13 @@ nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, 
 
 int nn_train_data_load(nn_train_data *d, const char *dir, int train_limit, float val_split) {
     memset(d, 0, sizeof *d);
-    if (nn_dataset_load(dir, "train", &d->train) != 0) return -1;
+    if (nn_dataset_load(&d->train, dir, "train") != 0) return -1;
     d->channels = 1;
     d->classes = NN_DATA_CLASSES;
     d->dir = dir;
     d->train_limit = train_limit > 0 ? train_limit : 0;
     d->val_split = val_split > 0.0f ? val_split : 0.0f;
-    if (nn_dataset_load(dir, "t10k", &d->test) != 0) {
+    if (nn_dataset_load(&d->test, dir, "t10k") != 0) {
         nn_dataset_free(&d->train);
         return -1;
     }
