@@ -5,10 +5,10 @@
 
 #include "nn/api.h"
 
-#define NN_VERSION_MAJOR 1
+#define NN_VERSION_MAJOR 2
 #define NN_VERSION_MINOR 0
 #define NN_VERSION_PATCH 0
-#define NN_VERSION_STRING "1.0.0"
+#define NN_VERSION_STRING "2.0.0"
 
 NN_BEGIN_DECLS
 
