@@ -21,60 +21,18 @@
 #include "check.h"
 #include "perturb_model.h"
 #include "run_nn.h"
+#include "run_torch.h"
 #include "nn/core.h"
 #include "nn/data.h"
 #include "nn/model.h"
 #include "nn/rng.h"
 #include "nn/safetensors.h"
 
-#define PYTHON "/usr/bin/python3"
 #define N_IMAGES 1000
 #define LEGACY_FIXTURE "tests/fixtures/checkpoints/mlp-v1.safetensors"
 
 static const char *const cnn_spec = "conv(8,3,padding=1) batchnorm relu maxpool(2) conv(16,3) batchnorm relu "
                                     "avgpool(2) flatten linear(32) batchnorm leakyrelu dropout(0.2) linear(10)";
-
-static bool have_torch(void) {
-    static int cached = -1;
-    if (cached < 0) cached = system(PYTHON " -c 'import torch' >/dev/null 2>&1") == 0;
-    return cached;
-}
-
-/* Whether the test can run; if not, marks it skipped and says why. */
-static bool can_run(const char *what) {
-    if (!have_mnist()) return false;
-    if (!have_torch()) {
-        SKIP("%s -c 'import torch' fails (is Debian's python3-torch installed?); %s not run", PYTHON, what);
-        return false;
-    }
-    return true;
-}
-
-/* Runs "/usr/bin/python3 ARGS" with stdout and stderr captured in
- * out_text/err_text; returns the exit status (128+N for signal N). */
-static int python(const char *fmt, ...) {
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, PYTHON " %s >%s 2>%s </dev/null", args, tmp("py.out"), tmp("py.err"));
-    int status = system(cmd);
-    slurp(tmp("py.out"), out_text, sizeof out_text);
-    slurp(tmp("py.err"), err_text, sizeof err_text);
-    if (!WIFEXITED(status)) return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
-}
-
-static const nn_dataset *test_set(void) {
-    static nn_dataset test;
-    static bool loaded;
-    if (!loaded) {
-        CHECKF(nn_dataset_load(&test, "data/mnist", "t10k") == 0, "%s", nn_last_error());
-        loaded = true;
-    }
-    return &test;
-}
 
 /* Loads the checkpoint in C, writes nn's logits of the first N_IMAGES test
  * images (eval mode) and has tests/interop_torch.py compare PyTorch's with

@@ -25,47 +25,15 @@
 
 #include "check.h"
 #include "run_nn.h"
+#include "run_torch.h"
 #include "nn/core.h"
 #include "nn/data.h"
 #include "nn/error.h"
 #include "nn/model.h"
 #include "nn/safetensors.h"
 
-#define PYTHON "/usr/bin/python3"
 #define N_LOGITS 1000
 #define TOLERANCE 1e-4
-
-static bool have_torch(void) {
-    static int cached = -1;
-    if (cached < 0) cached = system(PYTHON " -c 'import torch' >/dev/null 2>&1") == 0;
-    return cached;
-}
-
-/* Whether the test can run; if not, marks it skipped and says why. */
-static bool can_run(const char *what) {
-    if (!have_mnist()) return false;
-    if (!have_torch()) {
-        SKIP("%s -c 'import torch' fails (is Debian's python3-torch installed?); %s not run", PYTHON, what);
-        return false;
-    }
-    return true;
-}
-
-/* Runs "/usr/bin/python3 ARGS" with stdout and stderr captured in
- * out_text/err_text; returns the exit status (128+N for signal N). */
-static int python(const char *fmt, ...) {
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, PYTHON " %s >%s 2>%s </dev/null", args, tmp("py.out"), tmp("py.err"));
-    int status = system(cmd);
-    slurp(tmp("py.out"), out_text, sizeof out_text);
-    slurp(tmp("py.err"), err_text, sizeof err_text);
-    if (!WIFEXITED(status)) return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
-}
 
 /* What tests/torch_import.py printed, once per run (tests may run alone with NN_TEST). */
 static char torch_report[sizeof out_text];
@@ -94,16 +62,6 @@ static bool eval_numbers(const char *text, long *correct, long *n) {
     const char *p = strstr(text, "test accuracy ");
     p = p ? strchr(p, '(') : NULL;
     return p && sscanf(p, "(%ld of %ld)", correct, n) == 2;
-}
-
-static const nn_dataset *test_set(void) {
-    static nn_dataset test;
-    static bool loaded;
-    if (!loaded) {
-        CHECKF(nn_dataset_load(&test, "data/mnist", "t10k") == 0, "%s", nn_last_error());
-        loaded = true;
-    }
-    return &test;
 }
 
 /* nn's logits of the first N_LOGITS test images through the C API against
