@@ -9,6 +9,7 @@
 #include "nn/core.h"
 #include "nn/precision.h"
 #include "nn/data.h"
+#include "nn/text.h"
 #include "nn/augment.h"
 #include "nn/image.h"
 #include "nn/csv.h"
