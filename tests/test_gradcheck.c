@@ -459,8 +459,118 @@ static void test_cnn_composed(void) {
     run_gradcheck(&g);
 }
 
+/* ---- sequences ---- */
+
+/* ids with repeats: a table of V rows read B*T >= 2V times. */
+static int seq_ids[64], seq_lengths[8];
+typedef struct seq_arg {
+    int B, T;
+    bool state; /* start from a fixed nonzero state */
+} seq_arg;
+
+static nn_tensor *b_embedding(nn_ctx *c, nn_tensor **in, void *a) {
+    const seq_arg *sa = a;
+    return nn_embedding(c, in[0], seq_ids, sa->B, sa->T);
+}
+
+static void test_embedding(void) {
+    int V = rand_dim(2, 5), D = rand_dim(2, 6), B = rand_dim(2, 4), T = rand_dim(V, 8);
+    for (int i = 0; i < B * T; i++) seq_ids[i] = (int)nn_rng_below(rng(), (uint32_t)V);
+    seq_ids[1] = seq_ids[0]; /* at least one repeat, whatever the draw */
+    seq_arg arg = {B, T, false};
+    gradcheck g = {.name = "embedding", .n_inputs = 1, .ndim = {2}, .shape = {{V, D}}, .h = 1e-2f, .rtol = 1e-2f,
+                   .atol = 2e-3f, .build = b_embedding, .arg = &arg};
+    run_gradcheck(&g);
+}
+
+/* x, w_ih, w_hh, b_ih, b_hh of a recurrent layer; the weights scaled by 0.5
+ * so that 20 steps keep the gates out of saturation. */
+typedef nn_tensor *(*recurrent_fn)(nn_ctx *, nn_tensor *, nn_tensor *, nn_tensor *, nn_tensor *, nn_tensor *,
+                                   nn_rnn_state *);
+static recurrent_fn seq_cell;
+static float seq_h0[64], seq_c0[64];
+static nn_tensor *b_recurrent(nn_ctx *c, nn_tensor **in, void *a) {
+    const seq_arg *sa = a;
+    nn_rnn_state st, *state = NULL;
+    float h[64], cc[64];
+    if (sa->state) { /* a copy: the op writes the final state back */
+        memcpy(h, seq_h0, sizeof h);
+        memcpy(cc, seq_c0, sizeof cc);
+        st = (nn_rnn_state){h, cc};
+        state = &st;
+    }
+    return seq_cell(c, in[0], nn_scale(c, in[1], 0.5f), nn_scale(c, in[2], 0.5f), in[3], in[4], state);
+}
+
+static void check_recurrent(const char *kind, recurrent_fn fn, int G) {
+    static const struct {
+        int T;
+        bool state;
+    } cases[] = {{1, false}, {5, true}, {20, false}, {20, true}};
+    seq_cell = fn;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int B = rand_dim(1, 3), T = cases[k].T, D = rand_dim(2, 4), H = rand_dim(2, 5);
+        for (int i = 0; i < 64; i++) seq_h0[i] = nn_rng_uniform(rng()) - 0.5f, seq_c0[i] = nn_rng_uniform(rng()) - 0.5f;
+        seq_arg arg = {B, T, cases[k].state};
+        char name[96];
+        snprintf(name, sizeof name, "%s B %d T %d D %d H %d%s", kind, B, T, D, H,
+                 cases[k].state ? " from a state" : "");
+        gradcheck g = {.name = name, .n_inputs = 5, .ndim = {3, 2, 2, 1, 1},
+                       .shape = {{B, T, D}, {G * H, D}, {G * H, H}, {G * H}, {G * H}}, .h = 1e-2f, .rtol = 1e-2f,
+                       .atol = 2e-3f, .build = b_recurrent, .arg = &arg};
+        run_gradcheck(&g);
+    }
+}
+
+static void test_rnn(void) { check_recurrent("rnn", nn_rnn, 1); }
+static void test_lstm(void) { check_recurrent("lstm", nn_lstm, 4); }
+static void test_gru(void) { check_recurrent("gru", nn_gru, 3); }
+
+static nn_tensor *b_last_step(nn_ctx *c, nn_tensor **in, void *a) { return nn_last_step(c, in[0], seq_lengths); }
+
+static void test_last_step(void) {
+    int B = 4, T = rand_dim(3, 7), H = rand_dim(2, 5);
+    for (int b = 0; b < B; b++) seq_lengths[b] = 1 + (int)nn_rng_below(rng(), (uint32_t)T);
+    seq_lengths[0] = T, seq_lengths[1] = 1; /* the ends, and lengths that differ */
+    gradcheck g = {.name = "last_step", .n_inputs = 1, .ndim = {3}, .shape = {{B, T, H}}, .h = 1e-2f,
+                   .rtol = 1e-2f, .atol = 2e-3f, .build = b_last_step};
+    run_gradcheck(&g);
+}
+
+/* A character model as one function of its six parameters: embedding ->
+ * LSTM -> per-position logits ([B*T,H] by reshape) -> cross-entropy over
+ * every position; and a classifier reading each sequence's last real step. */
+static nn_tensor *b_char_lstm(nn_ctx *c, nn_tensor **in, void *a) {
+    const seq_arg *sa = a;
+    nn_tensor *h = nn_lstm(c, nn_embedding(c, in[0], seq_ids, sa->B, sa->T), in[1], in[2], in[3], in[4], NULL);
+    nn_tensor *logits = nn_linear(c, nn_reshape(c, h, 2, (int[]){-1, h->shape[2]}), in[5], in[6]);
+    return nn_cross_entropy(c, logits, labels, 0.0f);
+}
+static nn_tensor *b_gru_classifier(nn_ctx *c, nn_tensor **in, void *a) {
+    const seq_arg *sa = a;
+    nn_tensor *h = nn_gru(c, nn_embedding(c, in[0], seq_ids, sa->B, sa->T), in[1], in[2], in[3], in[4], NULL);
+    return nn_cross_entropy(c, nn_linear(c, nn_last_step(c, h, seq_lengths), in[5], in[6]), labels, 0.0f);
+}
+
+static void test_sequence_models(void) {
+    enum { V = 5, D = 3, H = 4, B = 3, T = 6 };
+    for (int i = 0; i < B * T; i++) seq_ids[i] = (int)nn_rng_below(rng(), V), labels[i] = seq_ids[i];
+    seq_arg arg = {B, T, false};
+    gradcheck g = {.name = "char lstm", .n_inputs = 7, .ndim = {2, 2, 2, 1, 1, 2, 1},
+                   .shape = {{V, D}, {4 * H, D}, {4 * H, H}, {4 * H}, {4 * H}, {V, H}, {V}}, .h = 1e-2f,
+                   .rtol = 3e-2f, .atol = 3e-3f, .build = b_char_lstm, .arg = &arg};
+    run_gradcheck(&g);
+    int lengths[B] = {T, 2, 4};
+    memcpy(seq_lengths, lengths, sizeof lengths);
+    g.name = "gru classifier (lengths 6, 2, 4)";
+    g.shape[1][0] = g.shape[2][0] = g.shape[3][0] = g.shape[4][0] = 3 * H;
+    g.build = b_gru_classifier;
+    run_gradcheck(&g);
+}
+
 TEST_MAIN(TEST(test_matmul), TEST(test_linear), TEST(test_add), TEST(test_sub), TEST(test_mul), TEST(test_add_bias),
           TEST(test_scale), TEST(test_sum_mean), TEST(test_reshape_flatten), TEST(test_activations),
           TEST(test_softmax), TEST(test_cross_entropy), TEST(test_mse), TEST(test_dropout), TEST(test_layer_norm),
           TEST(test_conv2d), TEST(test_pool2d), TEST(test_batch_norm), TEST(test_mlp_composed),
-          TEST(test_cnn_composed))
+          TEST(test_cnn_composed), TEST(test_embedding), TEST(test_rnn), TEST(test_lstm), TEST(test_gru),
+          TEST(test_last_step), TEST(test_sequence_models))

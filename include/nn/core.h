@@ -201,6 +201,39 @@ nn_tensor *nn_avg_pool2d(nn_ctx *ctx, nn_tensor *x, int k, int stride);
 nn_tensor *nn_batch_norm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b, float *running_mean,
                          float *running_var, float momentum, float eps);
 
+/* ---- sequences (B sequences of T steps, batch first) ---------------------- */
+
+/* Rows of a table by index, as F.embedding: weight [V,D], ids B*T ints in
+ * [0,V) (row-major [B,T]; copied) -> [B,T,D]. Repeated ids add their
+ * gradients into one row. */
+nn_tensor *nn_embedding(nn_ctx *ctx, nn_tensor *weight, const int *ids, int B, int T);
+
+/* The state a recurrent layer starts from and ends in: h and, for the LSTM,
+ * c, [B,H] floats each, owned by the caller. */
+typedef struct nn_rnn_state {
+    float *h;
+    float *c; /* LSTM only */
+} nn_rnn_state;
+
+/* One recurrent layer over whole sequences, as PyTorch's nn.RNN (tanh),
+ * nn.LSTM and nn.GRU with batch_first=True, in their gate order and layouts
+ * (G = 1, 4 (i,f,g,o), 3 (r,z,n)):
+ *   x [B,T,D], w_ih [G*H,D], w_hh [G*H,H], b_ih, b_hh [G*H] or both NULL
+ *   -> every step's hidden state [B,T,H]
+ * state NULL: the sequences start from zeros. Otherwise they start from
+ * state->h (and state->c) and the final state is written back into it, so a
+ * sequence run in pieces with one state gives the outputs of one run; no
+ * gradient flows into the initial state. */
+nn_tensor *nn_rnn(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, nn_tensor *b_ih, nn_tensor *b_hh,
+                  nn_rnn_state *state);
+nn_tensor *nn_lstm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, nn_tensor *b_ih, nn_tensor *b_hh,
+                   nn_rnn_state *state);
+nn_tensor *nn_gru(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, nn_tensor *b_ih, nn_tensor *b_hh,
+                  nn_rnn_state *state);
+/* Each sequence's last real step: x [B,T,H] -> [B,H] with row b the step
+ * lengths[b] - 1 (lengths: B ints in [1,T]; NULL = all T). */
+nn_tensor *nn_last_step(nn_ctx *ctx, nn_tensor *x, const int *lengths);
+
 NN_END_DECLS
 
 #endif

@@ -40,6 +40,11 @@ typedef enum nn_op {
     NN_OP_BATCH_NORM_RELU_MAXPOOL,
     NN_OP_LAYER_NORM_GELU,
     NN_OP_LAYER_NORM_GELU_DROPOUT,
+    NN_OP_EMBEDDING,
+    NN_OP_RNN,
+    NN_OP_LSTM,
+    NN_OP_GRU,
+    NN_OP_LAST_STEP,
     NN_OP_COUNT
 } nn_op;
 

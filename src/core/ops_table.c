@@ -36,4 +36,9 @@ const nn_op_info nn_op_table[NN_OP_COUNT] = {
     [NN_OP_BATCH_NORM_RELU_MAXPOOL] = {"batch_norm+relu+max_pool2d", nn_batch_norm_relu_backward},
     [NN_OP_LAYER_NORM_GELU] = {"layer_norm+gelu", nn_layer_norm_gelu_backward},
     [NN_OP_LAYER_NORM_GELU_DROPOUT] = {"layer_norm+gelu+dropout", nn_layer_norm_gelu_backward},
+    [NN_OP_EMBEDDING] = {"embedding", nn_embedding_backward},
+    [NN_OP_RNN] = {"rnn", nn_recurrent_backward},
+    [NN_OP_LSTM] = {"lstm", nn_recurrent_backward},
+    [NN_OP_GRU] = {"gru", nn_recurrent_backward},
+    [NN_OP_LAST_STEP] = {"last_step", nn_last_step_backward},
 };

@@ -32,6 +32,10 @@ void nn_conv2d_backward(nn_node *n);
 void nn_max_pool2d_backward(nn_node *n);
 void nn_avg_pool2d_backward(nn_node *n);
 void nn_batch_norm_backward(nn_node *n);
+void nn_embedding_backward(nn_node *n);
+/* nn_rnn, nn_lstm and nn_gru (ops/rnn.c) */
+void nn_recurrent_backward(nn_node *n);
+void nn_last_step_backward(nn_node *n);
 
 /* Fused forms of layer sequences, for the model's forward loop (same results
  * as the separate ops, without the tensors between them). */

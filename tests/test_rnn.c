@@ -1,0 +1,270 @@
+/* The sequence ops beyond their gradients (test_gradcheck.c) and PyTorch's
+ * values (test_torch_reference.c):
+ * - a sequence run in pieces with its state carried from one call to the
+ *   next gives the outputs and final state of one call (what generation
+ *   relies on), for the RNN, the LSTM and the GRU;
+ * - evaluation without gradients gives the bits of a training forward;
+ * - one and two OpenMP threads give the same bits, forward and backward.
+ *   OpenBLAS's sgemm gives other bits on other thread counts (any op's,
+ *   nn_linear's too: 128^3 and up here), so the model runs inside an outer
+ *   parallel region: OpenBLAS then keeps to the calling thread, while the
+ *   ops' own loops get a nested team of one or two threads;
+ * - bad ids, lengths and shapes abort with a message that says what was
+ *   wrong. */
+#include <omp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "nn/core.h"
+#include "core/util.h"
+
+typedef nn_tensor *(*recurrent_fn)(nn_ctx *, nn_tensor *, nn_tensor *, nn_tensor *, nn_tensor *, nn_tensor *,
+                                   nn_rnn_state *);
+
+static const struct {
+    const char *name;
+    recurrent_fn fn;
+    int G;
+} kinds[] = {{"rnn", nn_rnn, 1}, {"lstm", nn_lstm, 4}, {"gru", nn_gru, 3}};
+#define N_KINDS (int)(sizeof kinds / sizeof kinds[0])
+
+/* A layer's four parameters in p (w_ih, w_hh, b_ih, b_hh), PyTorch's
+ * U(-1/sqrt(H), 1/sqrt(H)) scaled up so the gates do something. */
+static void layer_init(nn_params *p, nn_tensor **w, int G, int D, int H, nn_rng *rng) {
+    nn_params_init(p);
+    w[0] = nn_params_add(p, "weight_ih_l0", 2, (int[]){G * H, D}, true);
+    w[1] = nn_params_add(p, "weight_hh_l0", 2, (int[]){G * H, H}, true);
+    w[2] = nn_params_add(p, "bias_ih_l0", 1, (int[]){G * H}, false);
+    w[3] = nn_params_add(p, "bias_hh_l0", 1, (int[]){G * H}, false);
+    for (int k = 0; k < 4; k++) nn_init_uniform_fan_in(w[k], H / 4, rng);
+}
+
+static void fill(float *v, size_t n, nn_rng *rng) {
+    for (size_t i = 0; i < n; i++) v[i] = 2.0f * nn_rng_uniform(rng) - 1.0f;
+}
+
+/* Steps [t0, t1) of x [B,T,D] as their own [B, t1-t0, D] input. */
+static nn_tensor *steps(nn_ctx *ctx, const float *x, int B, int T, int D, int t0, int t1) {
+    nn_tensor *part = nn_input(ctx, "x", 3, (int[]){B, t1 - t0, D});
+    for (int b = 0; b < B; b++)
+        memcpy(part->data + (size_t)b * (t1 - t0) * D, x + ((size_t)b * T + t0) * D,
+               (size_t)(t1 - t0) * D * sizeof(float));
+    return part;
+}
+
+static void test_state_carried(void) {
+    enum { B = 3, T = 12, D = 5, H = 7 };
+    /* pieces: one call, 5 + 7 steps, and one step at a time (generation) */
+    static const int cuts[][T + 1] = {{0, T}, {0, 5, T}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, T}};
+    static const int n_cuts[] = {2, 3, T + 1};
+    nn_rng rng;
+    nn_rng_seed(&rng, 7, 1);
+    float x[B * T * D], h0[B * H], c0[B * H];
+    fill(x, B * T * D, &rng);
+    fill(h0, B * H, &rng);
+    fill(c0, B * H, &rng);
+    for (int k = 0; k < N_KINDS; k++) {
+        nn_params p;
+        nn_tensor *w[4];
+        layer_init(&p, w, kinds[k].G, D, H, &rng);
+        nn_ctx *ctx = nn_ctx_new(0);
+        float want[B * T * H], want_h[B * H], want_c[B * H];
+        for (int start = 0; start < 2; start++) { /* from zeros, from (h0, c0) */
+            for (size_t c = 0; c < sizeof n_cuts / sizeof n_cuts[0]; c++) {
+                float got[B * T * H], h[B * H], cc[B * H];
+                if (start) memcpy(h, h0, sizeof h), memcpy(cc, c0, sizeof cc);
+                else memset(h, 0, sizeof h), memset(cc, 0, sizeof cc);
+                nn_rnn_state state = {h, cc};
+                for (int piece = 0; piece + 1 < n_cuts[c]; piece++) {
+                    int t0 = cuts[c][piece], t1 = cuts[c][piece + 1];
+                    nn_ctx_reset(ctx);
+                    nn_tensor *y = kinds[k].fn(ctx, steps(ctx, x, B, T, D, t0, t1), w[0], w[1], w[2], w[3], &state);
+                    for (int b = 0; b < B; b++)
+                        memcpy(got + ((size_t)b * T + t0) * H, y->data + (size_t)b * (t1 - t0) * H,
+                               (size_t)(t1 - t0) * H * sizeof(float));
+                }
+                if (c == 0) {
+                    memcpy(want, got, sizeof want), memcpy(want_h, h, sizeof h), memcpy(want_c, cc, sizeof cc);
+                    /* the final state is the last step's output */
+                    for (int b = 0; b < B; b++)
+                        CHECK(memcmp(h + b * H, got + ((size_t)b * T + T - 1) * H, H * sizeof(float)) == 0);
+                    if (!start) { /* state = NULL starts from zeros too */
+                        nn_ctx_reset(ctx);
+                        nn_tensor *y = kinds[k].fn(ctx, steps(ctx, x, B, T, D, 0, T), w[0], w[1], w[2], w[3], NULL);
+                        CHECKF(memcmp(y->data, want, sizeof want) == 0, "%s: state NULL differs from zeros",
+                               kinds[k].name);
+                    }
+                    continue;
+                }
+                CHECKF(memcmp(got, want, sizeof want) == 0, "%s: %d pieces%s: outputs differ from one call",
+                       kinds[k].name, n_cuts[c] - 1, start ? " from a state" : "");
+                CHECKF(memcmp(h, want_h, sizeof h) == 0, "%s: %d pieces: final h differs", kinds[k].name,
+                       n_cuts[c] - 1);
+                if (kinds[k].G == 4)
+                    CHECKF(memcmp(cc, want_c, sizeof cc) == 0, "%s: %d pieces: final c differs", kinds[k].name,
+                           n_cuts[c] - 1);
+            }
+            printf("  %s from %s: one call, 5 + 7 steps and 12 single steps give the same bits\n", kinds[k].name,
+                   start ? "a state" : "zeros");
+        }
+        nn_ctx_free(ctx);
+        nn_params_free(&p);
+    }
+}
+
+/* Embedding -> layer -> [B*T,H] logits through a linear layer ->
+ * cross-entropy at every position; returns the loss, fills out (the layer's
+ * output) and the parameters' gradients. */
+enum { TB = 16, TT = 12, TV = 40, TD = 192, TH = 96 };
+static float run_model(nn_params *p, nn_tensor **w, recurrent_fn fn, const int *ids, bool grad, float *out) {
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_set_grad_enabled(ctx, grad);
+    nn_tensor *h = fn(ctx, nn_embedding(ctx, w[4], ids, TB, TT), w[0], w[1], w[2], w[3], NULL);
+    memcpy(out, h->data, h->size * sizeof(float));
+    nn_tensor *logits = nn_linear(ctx, nn_reshape(ctx, h, 2, (int[]){TB * TT, TH}), w[5], w[6]);
+    nn_tensor *loss = nn_cross_entropy(ctx, logits, ids, 0.0f);
+    float l = loss->data[0];
+    nn_params_zero_grad(p);
+    if (grad) nn_backward(ctx, loss);
+    nn_ctx_free(ctx);
+    return l;
+}
+
+/* run_model on one thread of a team of two, its loops on `threads` threads. */
+static float run_nested(int threads, nn_params *p, nn_tensor **w, recurrent_fn fn, const int *ids, bool grad,
+                        float *out) {
+    float loss = 0.0f;
+    int team = 0;
+#pragma omp parallel num_threads(2)
+    if (omp_get_thread_num() == 0) {
+        omp_set_num_threads(threads);
+#pragma omp parallel
+        if (omp_get_thread_num() == 0) team = omp_get_num_threads();
+        loss = run_model(p, w, fn, ids, grad, out);
+    }
+    CHECKF(team == threads, "the nested team has %d threads, not %d", team, threads);
+    return loss;
+}
+
+static void test_threads_and_eval(void) {
+    nn_rng rng;
+    nn_rng_seed(&rng, 11, 2);
+    static int ids[TB * TT];
+    for (int i = 0; i < TB * TT; i++) ids[i] = (int)nn_rng_below(&rng, TV);
+    int levels = omp_get_max_active_levels();
+    omp_set_max_active_levels(2);
+    size_t n_out = (size_t)TB * TT * TH;
+    float *out1 = nn_xmalloc(n_out * sizeof(float)), *out2 = nn_xmalloc(n_out * sizeof(float));
+    for (int k = 0; k < N_KINDS; k++) {
+        nn_params p;
+        nn_tensor *w[7];
+        layer_init(&p, w, kinds[k].G, TD, TH, &rng);
+        w[4] = nn_params_add(&p, "embedding", 2, (int[]){TV, TD}, true);
+        w[5] = nn_params_add(&p, "fc.weight", 2, (int[]){TV, TH}, true);
+        w[6] = nn_params_add(&p, "fc.bias", 1, (int[]){TV}, false);
+        for (int i = 0; i < 4; i++) nn_init_uniform_fan_in(w[i], TH / 4, &rng);
+        nn_init_normal(w[4], 0.0f, 1.0f, &rng);
+        nn_init_uniform_fan_in(w[5], TH, &rng);
+        nn_init_uniform_fan_in(w[6], TH, &rng);
+        float *grad1 = nn_xmalloc(p.count * sizeof(float));
+
+        float loss1 = run_nested(1, &p, w, kinds[k].fn, ids, true, out1);
+        memcpy(grad1, p.grad, p.count * sizeof(float));
+        float loss2 = run_nested(2, &p, w, kinds[k].fn, ids, true, out2);
+        CHECKF(memcmp(out1, out2, n_out * sizeof(float)) == 0 && loss1 == loss2,
+               "%s: 1 and 2 threads give different outputs", kinds[k].name);
+        CHECKF(memcmp(grad1, p.grad, p.count * sizeof(float)) == 0, "%s: 1 and 2 threads give different gradients",
+               kinds[k].name);
+        float loss_eval = run_nested(2, &p, w, kinds[k].fn, ids, false, out1);
+        CHECKF(memcmp(out1, out2, n_out * sizeof(float)) == 0 && loss_eval == loss2,
+               "%s: without gradients the forward gives other bits", kinds[k].name);
+        printf("  %s [%d,%d,%d] -> H %d: 1 and 2 threads, with and without gradients: same bits (loss %.6f)\n",
+               kinds[k].name, TB, TT, TD, TH, loss2);
+        free(grad1);
+        nn_params_free(&p);
+    }
+    omp_set_max_active_levels(levels);
+    free(out1);
+    free(out2);
+}
+
+/* ---- misuse ---- */
+
+static int run_in_child(void (*fn)(void), char *msg, size_t cap) {
+    int fds[2];
+    msg[0] = '\0';
+    if (pipe(fds) != 0) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[1]);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t got;
+    while ((got = read(fds[0], msg + len, cap - 1 - len)) > 0) len += (size_t)got;
+    msg[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static void child_bad_id(void) {
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *w = nn_input(ctx, "w", 2, (int[]){5, 3});
+    nn_embedding(ctx, w, (int[]){0, 4, 5, 1}, 2, 2);
+}
+static void child_negative_id(void) {
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *w = nn_input(ctx, "w", 2, (int[]){5, 3});
+    nn_embedding(ctx, w, (int[]){0, -1}, 1, 2);
+}
+static void child_bad_length(void) {
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *x = nn_input(ctx, "x", 3, (int[]){2, 4, 3});
+    nn_last_step(ctx, x, (int[]){4, 0});
+}
+static void child_lstm_shapes(void) {
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *x = nn_input(ctx, "x", 3, (int[]){2, 4, 3});
+    nn_tensor *w_ih = nn_input(ctx, "w_ih", 2, (int[]){12, 3}), *w_hh = nn_input(ctx, "w_hh", 2, (int[]){12, 4});
+    nn_lstm(ctx, x, w_ih, w_hh, NULL, NULL, NULL); /* G*H = 12 is a GRU's H = 4, not an LSTM's */
+}
+static void child_lstm_no_c(void) {
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *x = nn_input(ctx, "x", 3, (int[]){2, 4, 3});
+    nn_tensor *w_ih = nn_input(ctx, "w_ih", 2, (int[]){8, 3}), *w_hh = nn_input(ctx, "w_hh", 2, (int[]){8, 2});
+    float h[4] = {0};
+    nn_lstm(ctx, x, w_ih, w_hh, NULL, NULL, &(nn_rnn_state){h, NULL});
+}
+
+static void expect_abort(const char *what, void (*fn)(void), const char *needle) {
+    char msg[4096];
+    int status = run_in_child(fn, msg, sizeof msg);
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: child did not abort (status %#x)", what,
+           status);
+    CHECKF(strstr(msg, needle) != NULL, "%s: message lacks \"%s\": %s", what, needle, msg);
+    char *nl = strchr(msg, '\n');
+    if (nl) *nl = '\0';
+    printf("  %s -> %s\n", what, msg);
+}
+
+static void test_misuse(void) {
+    expect_abort("embedding id 5 of 5 rows", child_bad_id, "ids[2] = 5");
+    expect_abort("embedding id -1", child_negative_id, "ids[1] = -1");
+    expect_abort("last_step length 0", child_bad_length, "lengths[1] = 0");
+    expect_abort("lstm with a GRU's w_hh", child_lstm_shapes, "[4*H, H]");
+    expect_abort("lstm state without c", child_lstm_no_c, "state->c");
+}
+
+TEST_MAIN(TEST(test_state_carried), TEST(test_threads_and_eval), TEST(test_misuse))
