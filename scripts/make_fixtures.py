@@ -49,6 +49,17 @@ cnn.x, cnn.labels, cnn.logits, cnn.loss, cnn.<param>.grad, the running
 statistics after the step (cnn.bn1.running_mean.after, ...) and the logits
 of the same batch in evaluation mode afterwards (cnn.logits_eval).
 
+Sequence cases (drawn after all of the above): embedding (embedding.w
+[V,D], embedding.ids as floats [B,T], repeated), last_step (last_step.x,
+last_step.lengths, different within the batch), and the recurrent layers
+rnn*, lstm*, gru* (batch_first, one layer: <case>.x, <case>.w_ih, .w_hh,
+.b_ih, .b_hh in PyTorch's gate order; the *_state cases also start from
+<case>.h0 (and <case>.c0 for the LSTM), which get no gradient, and hold the
+final state <case>.hn (<case>.cn)). char_lstm: Embedding -> LSTM -> Linear
+at every position -> cross-entropy over the [B*T, V] logits, with
+char_lstm.ids, .labels, .logits, .loss, the parameters under PyTorch's
+names (emb.weight, lstm.weight_ih_l0, ..., fc.bias) and their .grad.
+
 Dropout has no case: its mask comes from torch's RNG, which nn does not
 reproduce; the C test checks dropout's statistics on its own.
 """
@@ -380,6 +391,92 @@ def cnn_case():
         put("cnn.logits_eval", model(x))
 
 
+def recurrent_case(case, kind, B, T, D, H, state):
+    """One RNN/LSTM/GRU layer (batch_first) through torch's own kernels (the
+    torch._VF calls nn.RNN, nn.LSTM and nn.GRU make), its parameters and
+    (when state) its initial state from the seeded RNG."""
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    inputs = {
+        "x": randn(B, T, D),
+        "w_ih": 0.5 * randn(G * H, D),
+        "w_hh": 0.5 * randn(G * H, H),
+        "b_ih": 0.5 * randn(G * H),
+        "b_hh": 0.5 * randn(G * H),
+    }
+    h0 = randn(1, B, H) if state else torch.zeros(1, B, H)
+    c0 = randn(1, B, H) if state and kind == "lstm" else torch.zeros(1, B, H)
+    final = {}
+
+    def fn(x, w_ih, w_hh, b_ih, b_hh):
+        params = [w_ih, w_hh, b_ih, b_hh]
+        flags = (True, 1, 0.0, True, False, True)  # biases, layers, dropout, train, bidirectional, batch_first
+        if kind == "lstm":
+            out, hn, cn = torch._VF.lstm(x, (h0, c0), params, *flags)
+            final["cn"] = cn[0]
+        else:
+            out, hn = (torch._VF.rnn_tanh if kind == "rnn" else torch._VF.gru)(x, h0, params, *flags)
+        final["hn"] = hn[0]
+        return out
+
+    extra = {}
+    if state:
+        extra["h0"] = h0[0]
+        if kind == "lstm":
+            extra["c0"] = c0[0]
+    op_case(case, fn, inputs, extra=extra)
+    if state:
+        put(f"{case}.hn", final["hn"])
+        if kind == "lstm":
+            put(f"{case}.cn", final["cn"])
+
+
+class CharLSTM(torch.nn.Module):
+    def __init__(self, vocab, dim, hidden):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, dim)
+        self.lstm = torch.nn.LSTM(dim, hidden, batch_first=True)
+        self.fc = torch.nn.Linear(hidden, vocab)
+
+    def forward(self, ids):
+        h, _ = self.lstm(self.emb(ids))
+        return self.fc(h.reshape(-1, h.shape[-1]))
+
+
+def seq_cases():
+    V, B, T = 7, 3, 5
+    ids = torch.randint(0, V, (B, T))
+    ids[0, 1] = ids[0, 0]  # a repeat, whatever the draw
+    op_case("embedding", lambda w: F.embedding(ids, w), {"w": randn(V, 4)}, extra={"ids": ids.to(torch.float32)})
+    lengths = torch.tensor([5, 1, 3, 5])
+    op_case(
+        "last_step",
+        lambda x: x[torch.arange(x.shape[0]), lengths - 1],
+        {"x": randn(4, 5, 6)},
+        extra={"lengths": lengths.to(torch.float32)},
+    )
+    for kind in ("rnn", "lstm", "gru"):
+        recurrent_case(kind, kind, 3, 7, 5, 6, False)
+        recurrent_case(f"{kind}_state", kind, 2, 4, 3, 5, True)
+    recurrent_case("lstm_long", "lstm", 2, 20, 4, 8, True)
+
+    vocab, batch, steps = 11, 4, 9
+    model = CharLSTM(vocab, 6, 10)
+    ids = torch.randint(0, vocab, (batch, steps))
+    labels = torch.randint(0, vocab, (batch * steps,))
+    params = dict(model.named_parameters())
+    for name, p in params.items():
+        put(f"char_lstm.{name}", p)
+    put("char_lstm.ids", ids.to(torch.float32))
+    put("char_lstm.labels", labels.to(torch.float32))
+    logits = model(ids)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    put("char_lstm.logits", logits)
+    put("char_lstm.loss", loss)
+    for name, p in params.items():
+        put(f"char_lstm.{name}.grad", p.grad)
+
+
 def write_safetensors(path, named, metadata):
     header = {"__metadata__": metadata}
     blobs = []
@@ -412,6 +509,7 @@ def main():
     clip_case("clip_noop", 0.1 * randn(3, 5), 0.1 * randn(3), 10.0)
     cnn_op_cases()
     cnn_case()
+    seq_cases()
     for name, t in tensors.items():
         assert torch.isfinite(t).all(), name
     os.makedirs(sys.argv[1], exist_ok=True)

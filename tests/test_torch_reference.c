@@ -1,7 +1,8 @@
 /* Golden tests against PyTorch. scripts/make_fixtures.py (run by hand with
  * Debian's python3-torch) wrote inputs, outputs and gradients of every op, of
  * one MLP and one CNN forward/backward and of five steps of each optimiser to
- * tests/fixtures/torch_reference.safetensors; this test rebuilds each case
+ * tests/fixtures/torch_reference.safetensors (and, after those, the sequence
+ * ops and a character LSTM); this test rebuilds each case
  * with nn and compares elementwise:
  *
  *     |nn - torch| <= atol + rtol |torch|,   rtol = 1e-5, atol = 1e-6
@@ -511,6 +512,198 @@ done:
     nn_st_free(&st);
 }
 
+/* ---- sequences: embedding, last step, RNN/LSTM/GRU, a character LSTM ------- */
+
+/* A fixture tensor of integers stored as floats, as ints; NULL if absent. */
+static int *read_ints(const nn_safetensors *st, const char *name, size_t *n) {
+    size_t count = 0;
+    float *f = fixture_read(st, name, &count);
+    if (!f) return NULL;
+    int *v = nn_xmalloc((count ? count : 1) * sizeof(int));
+    for (size_t i = 0; i < count; i++) v[i] = (int)f[i];
+    free(f);
+    if (n) *n = count;
+    return v;
+}
+
+/* The recurrent cases: x, w_ih, w_hh, b_ih, b_hh, all with gradients;
+ * the *_state cases start from h0 (c0) and end in hn (cn). */
+static const struct {
+    const char *name;
+    nn_tensor *(*fn)(nn_ctx *, nn_tensor *, nn_tensor *, nn_tensor *, nn_tensor *, nn_tensor *, nn_rnn_state *);
+    bool lstm;
+} recurrent_cases[] = {
+    {"rnn", nn_rnn, false},   {"rnn_state", nn_rnn, false},   {"lstm", nn_lstm, true},
+    {"lstm_state", nn_lstm, true}, {"lstm_long", nn_lstm, true}, {"gru", nn_gru, false},
+    {"gru_state", nn_gru, false},
+};
+
+/* Compares the op's output and, from L = sum(out * R), every parameter's
+ * gradient with the case's fixture. */
+static void compare_out_and_grads(errors *e, const nn_safetensors *st, const char *case_name, nn_ctx *ctx,
+                                  nn_tensor *out, nn_params *params, const char *const *names, nn_tensor **p,
+                                  int n) {
+    char name[128];
+    snprintf(name, sizeof name, "%s.out", case_name);
+    compare_shape(st, name, out);
+    compare(e, st, name, out->data, out->size);
+    nn_tensor *r = nn_input(ctx, "R", out->ndim, out->shape);
+    snprintf(name, sizeof name, "%s.R", case_name);
+    fixture_fill(st, name, r);
+    nn_params_zero_grad(params);
+    nn_backward(ctx, nn_sum(ctx, nn_mul(ctx, out, r)));
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s.%s.grad", case_name, names[i]);
+        compare(e, st, name, p[i]->grad, p[i]->size);
+    }
+}
+
+/* The weight gradients of a recurrent layer sum B*T products of O(1)
+ * terms, each carried back through the steps after it: torch's own float32
+ * result is 1.2e-6 from float64's (rnn's w_ih.grad, |dW| up to 7.3), more
+ * than ATOL + RTOL |dW| allows at its small elements. */
+#define RECURRENT_ATOL 4e-6
+
+static void run_recurrent_case(const nn_safetensors *st, int k) {
+    static const char *const names[] = {"x", "w_ih", "w_hh", "b_ih", "b_hh"};
+    const char *case_name = recurrent_cases[k].name;
+    errors e = errors_new(RECURRENT_ATOL, RTOL);
+    char name[128];
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *p[5];
+    if (load_params(st, case_name, names, 5, &params, p) != 0) goto done;
+    int B = p[0]->shape[0], H = p[2]->shape[1];
+    float *h = NULL, *c = NULL;
+    snprintf(name, sizeof name, "%s.h0", case_name);
+    bool has_state = nn_st_find(st, name) != NULL;
+    if (has_state) {
+        size_t nh = 0, nc = 0;
+        h = fixture_read(st, name, &nh);
+        CHECK(nh == (size_t)B * H);
+        if (recurrent_cases[k].lstm) {
+            snprintf(name, sizeof name, "%s.c0", case_name);
+            c = fixture_read(st, name, &nc);
+            CHECK(nc == (size_t)B * H);
+        }
+    }
+    nn_rnn_state state = {h, c};
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *out = recurrent_cases[k].fn(ctx, p[0], p[1], p[2], p[3], p[4], has_state ? &state : NULL);
+    if (has_state) { /* the final state, written back */
+        snprintf(name, sizeof name, "%s.hn", case_name);
+        compare(&e, st, name, h, (size_t)B * H);
+        if (c) {
+            snprintf(name, sizeof name, "%s.cn", case_name);
+            compare(&e, st, name, c, (size_t)B * H);
+        }
+    }
+    compare_out_and_grads(&e, st, case_name, ctx, out, &params, names, p, 5);
+    nn_ctx_free(ctx);
+    free(h);
+    free(c);
+done:
+    nn_params_free(&params);
+    CHECKF(e.compared > 0, "%s: nothing compared", case_name);
+    snprintf(name, sizeof name, "%s [%d,%d,%d] H %d", case_name, p[0]->shape[0], p[0]->shape[1], p[0]->shape[2],
+             p[2]->shape[1]);
+    report(name, &e);
+}
+
+static void test_sequence_ops(void) {
+    nn_safetensors st;
+    if (load_fixture(&st)) return;
+    printf("sequence ops vs PyTorch, pass if |nn - torch| <= atol + %g |torch| (atol %g, recurrent %g):\n", RTOL,
+           ATOL, RECURRENT_ATOL);
+    {
+        errors e = errors_new(ATOL, RTOL);
+        static const char *const names[] = {"w"};
+        nn_params params;
+        nn_params_init(&params);
+        nn_tensor *w;
+        int shape[NN_ST_MAX_DIMS];
+        size_t n = 0;
+        int *ids = read_ints(&st, "embedding.ids", &n);
+        if (ids && fixture_shape(&st, "embedding.ids", shape) == 2 &&
+            load_params(&st, "embedding", names, 1, &params, &w) == 0) {
+            nn_ctx *ctx = nn_ctx_new(0);
+            nn_tensor *out = nn_embedding(ctx, w, ids, shape[0], shape[1]);
+            compare_out_and_grads(&e, &st, "embedding", ctx, out, &params, names, &w, 1);
+            nn_ctx_free(ctx);
+        }
+        free(ids);
+        nn_params_free(&params);
+        CHECK(e.compared > 0);
+        report("embedding (repeated ids)", &e);
+    }
+    {
+        errors e = errors_new(ATOL, RTOL);
+        static const char *const names[] = {"x"};
+        nn_params params;
+        nn_params_init(&params);
+        nn_tensor *x;
+        int *lengths = read_ints(&st, "last_step.lengths", NULL);
+        if (lengths && load_params(&st, "last_step", names, 1, &params, &x) == 0) {
+            nn_ctx *ctx = nn_ctx_new(0);
+            nn_tensor *out = nn_last_step(ctx, x, lengths);
+            compare_out_and_grads(&e, &st, "last_step", ctx, out, &params, names, &x, 1);
+            nn_ctx_free(ctx);
+        }
+        free(lengths);
+        nn_params_free(&params);
+        CHECK(e.compared > 0);
+        report("last_step (lengths 5,1,3,5)", &e);
+    }
+    for (size_t k = 0; k < sizeof recurrent_cases / sizeof recurrent_cases[0]; k++) run_recurrent_case(&st, (int)k);
+    nn_st_free(&st);
+}
+
+/* Embedding -> LSTM -> Linear at every position ([B*T,H] by reshape) ->
+ * cross-entropy over all B*T positions, the parameters under PyTorch's names. */
+static const char *const char_lstm_params[] = {"emb.weight",        "lstm.weight_ih_l0", "lstm.weight_hh_l0",
+                                               "lstm.bias_ih_l0",   "lstm.bias_hh_l0",   "fc.weight",
+                                               "fc.bias"};
+#define CHAR_LSTM_N_PARAMS (int)(sizeof char_lstm_params / sizeof char_lstm_params[0])
+
+static void test_char_lstm(void) {
+    nn_safetensors st;
+    if (load_fixture(&st)) return;
+    errors e = errors_new(ATOL, RTOL);
+    char name[128];
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *p[CHAR_LSTM_N_PARAMS];
+    int shape[NN_ST_MAX_DIMS];
+    size_t n_ids = 0, n_labels = 0;
+    int *ids = read_ints(&st, "char_lstm.ids", &n_ids), *labels = read_ints(&st, "char_lstm.labels", &n_labels);
+    if (!ids || !labels || fixture_shape(&st, "char_lstm.ids", shape) != 2 ||
+        load_params(&st, "char_lstm", char_lstm_params, CHAR_LSTM_N_PARAMS, &params, p) != 0)
+        goto done;
+    int B = shape[0], T = shape[1];
+    CHECK(n_labels == (size_t)B * T);
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *h = nn_lstm(ctx, nn_embedding(ctx, p[0], ids, B, T), p[1], p[2], p[3], p[4], NULL);
+    nn_tensor *logits = nn_linear(ctx, nn_reshape(ctx, h, 2, (int[]){B * T, h->shape[2]}), p[5], p[6]);
+    nn_tensor *loss = nn_cross_entropy(ctx, logits, labels, 0.0f);
+    compare_shape(&st, "char_lstm.logits", logits);
+    compare(&e, &st, "char_lstm.logits", logits->data, logits->size);
+    compare(&e, &st, "char_lstm.loss", loss->data, 1);
+    nn_params_zero_grad(&params);
+    nn_backward(ctx, loss);
+    for (int i = 0; i < CHAR_LSTM_N_PARAMS; i++) {
+        snprintf(name, sizeof name, "char_lstm.%s.grad", char_lstm_params[i]);
+        compare(&e, &st, name, p[i]->grad, p[i]->size);
+    }
+    nn_ctx_free(ctx);
+done:
+    free(ids);
+    free(labels);
+    nn_params_free(&params);
+    CHECK(e.compared > 0);
+    report("char lstm 11-6-10-11", &e);
+    nn_st_free(&st);
+}
+
 /* ---- optimisers: a linear layer 5 -> 3, MSE to a fixed target ------------- */
 
 static void run_optim_case(const nn_safetensors *st, const char *case_name, nn_optim_kind kind) {
@@ -753,5 +946,5 @@ static void test_misuse_messages(void) {
     expect_abort("nn_backward on [2, 3]", child_backward_non_scalar, backward_words, 2);
 }
 
-TEST_MAIN(TEST(test_ops), TEST(test_mlp), TEST(test_cnn), TEST(test_optimisers), TEST(test_clip_grad_norm),
+TEST_MAIN(TEST(test_ops), TEST(test_mlp), TEST(test_cnn), TEST(test_sequence_ops), TEST(test_char_lstm), TEST(test_optimisers), TEST(test_clip_grad_norm),
           TEST(test_dropout), TEST(test_misuse_messages))
