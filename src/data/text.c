@@ -365,6 +365,7 @@ static void reader_free(text_reader *r) {
 int nn_text_load(nn_text *t, const char *path, nn_text_kind kind, uint64_t seed,
                  const nn_vocab *vocab) {
     memset(t, 0, sizeof *t);
+    if ((unsigned)kind > NN_TEXT_CLASSES) nn_fatal("nn_text_load: kind %d", (int)kind);
     text_reader r = {.path = path};
     int rc = list_files(&r);
     if (rc == 0) rc = resolve_kind(&r, &kind);
