@@ -41,6 +41,7 @@ typedef struct nn_layer {
     float p;                     /* dropout: probability; leakyrelu: negative slope */
     /* Shapes of one example, filled in when the model is planned. */
     int in_ndim, in_shape[3], out_ndim, out_shape[3];
+    int vocab;           /* token ids in [0, vocab) when the input is token ids (embed), else 0 */
     char *name;          /* "fc1", "conv2", "bn1", "ln1"; NULL for a layer without tensors */
     int n_tensors;
     nn_tensor **tensors; /* the kind's tensors in its order (weight, bias, ...): learned
@@ -48,8 +49,10 @@ typedef struct nn_layer {
 } nn_layer;
 
 typedef struct nn_model {
-    int in_shape[3]; /* [C, H, W] of one example: MNIST is [1, 28, 28] */
-    int classes;     /* width of the output */
+    int in_ndim;     /* 3: an image; 1: a sequence of token ids */
+    int in_shape[3]; /* [C, H, W] of one image (MNIST is [1, 28, 28]), or [T] with T 0: any length */
+    int vocab;       /* a text model's token ids are in [0, vocab); 0 for images */
+    int classes;     /* width of the output (per position for a language model) */
     int n_layers;
     nn_layer *layers;
     char *spec;       /* canonical (nn_model_spec) */
@@ -69,6 +72,12 @@ typedef struct nn_model {
  * naming the layer and what is wrong. Allocates nothing: *m holds the plan,
  * ready for nn_model_build. */
 int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int classes);
+/* The same for a text model: its input is sequences of token ids in
+ * [0, vocab) of any length, and its first layer embed(D). It ends in
+ * [classes] (e.g. `... last linear(18)`: a class per sequence) or in
+ * [T, classes] (a score per position: a language model, classes = vocab). */
+int nn_model_plan_text(nn_model *m, const char *spec, int vocab, int classes);
+#define NN_MAX_VOCAB (1 << 21) /* every Unicode code point, and room for specials */
 /* Registers the planned model's parameters and state and initialises them
  * as PyTorch does (Linear and Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
  * weight and bias; norms: weight 1, bias 0; running variance 1). */
@@ -91,6 +100,19 @@ void nn_model_free(nn_model *m);
  * In training mode dropout draws from dropout_rng and BatchNorm uses and
  * updates batch statistics; dropout_rng may be NULL in evaluation mode. */
 nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
+
+/* A text model on B sequences of T token ids (ids row by row, each in
+ * [0, vocab)); lengths gives each sequence's real length (the rest is
+ * padding; NULL: all T). -> [B, classes], or [B, T, classes] for a model
+ * that scores every position. */
+nn_tensor *nn_model_forward_tokens(nn_model *m, nn_ctx *ctx, const int *ids, int B, int T, const int *lengths,
+                                   nn_rng *dropout_rng);
+
+/* The next token drawn from logits [V]: temperature 0 (or top_k 1) gives
+ * the most probable (the first of equals); otherwise softmax(logits /
+ * temperature) over the top_k most probable tokens (0: all; ties with the
+ * k-th stay in), drawn from rng (one number per call). */
+int nn_sample_token(const float *logits, int V, float temperature, int top_k, nn_rng *rng);
 
 /* Classifies one image: pixels are the C*H*W values of one example in [0, 1]
  * (as nn_image_load_mnist gives them); they are normalised with the model's
@@ -127,9 +149,10 @@ const char *nn_act_name(nn_act act);
 char *nn_mlp_spec(const nn_mlp_config *c);
 
 /* Checkpoints in safetensors: every parameter and state tensor under its
- * name, and in the metadata nn.arch ("linear", "mlp" or "cnn"), nn.spec,
- * nn.input_shape ("1,28,28"), nn.input_mean and nn.input_std, plus any extra
- * pairs and tensors given (their names must not clash with the model's). */
+ * name, and in the metadata nn.arch ("linear", "mlp", "cnn" or "text"),
+ * nn.spec, nn.input_shape ("1,28,28" for images, "tokens(V)" for token ids
+ * in [0, V)), nn.input_mean and nn.input_std, plus any extra pairs and
+ * tensors given (their names must not clash with the model's). */
 int nn_model_save(const nn_model *m, const char *path);
 /* The same with extra metadata pairs and tensors (a training run's state). */
 int nn_model_save_with(const nn_model *m, const char *path, const nn_st_entry *extra_tensors, int n_extra_tensors,

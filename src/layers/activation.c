@@ -2,24 +2,24 @@
  * (the exact erf form), sigmoid, tanh. */
 #include "layers/layers.h"
 
-static nn_tensor *relu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_relu(ctx, x);
+static nn_tensor *relu_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_relu(run->ctx, x);
 }
 
-static nn_tensor *leakyrelu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_leaky_relu(ctx, x, l->p);
+static nn_tensor *leakyrelu_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_leaky_relu(run->ctx, x, l->p);
 }
 
-static nn_tensor *gelu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_gelu(ctx, x, false);
+static nn_tensor *gelu_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_gelu(run->ctx, x, false);
 }
 
-static nn_tensor *sigmoid_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_sigmoid(ctx, x);
+static nn_tensor *sigmoid_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_sigmoid(run->ctx, x);
 }
 
-static nn_tensor *tanh_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_tanh(ctx, x);
+static nn_tensor *tanh_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_tanh(run->ctx, x);
 }
 
 const nn_layer_kind layer_relu = {.name = "relu", .forward = relu_forward};

@@ -36,8 +36,8 @@ static void conv_init(nn_layer *l, nn_rng *rng) {
     nn_init_uniform_fan_in(l->tensors[BIAS], fan_in, rng);
 }
 
-static nn_tensor *conv_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_conv2d(ctx, x, l->tensors[WEIGHT], l->tensors[BIAS], l->stride, l->padding);
+static nn_tensor *conv_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_conv2d(run->ctx, x, l->tensors[WEIGHT], l->tensors[BIAS], l->stride, l->padding);
 }
 
 const nn_layer_kind layer_conv = {
@@ -62,12 +62,12 @@ static nn_tensor *conv_relu(nn_layer *l, nn_ctx *ctx, nn_tensor *x, bool maxpool
     return nn_conv2d_relu(ctx, x, l->tensors[WEIGHT], l->tensors[BIAS], l->stride, l->padding, maxpool);
 }
 
-nn_tensor *conv_relu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return conv_relu(l, ctx, x, false);
+nn_tensor *conv_relu_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return conv_relu(l, run->ctx, x, false);
 }
 
-nn_tensor *conv_relu_maxpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return conv_relu(l, ctx, x, true);
+nn_tensor *conv_relu_maxpool_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return conv_relu(l, run->ctx, x, true);
 }
 
 /* l[0] the conv, l[1] the batch norm (its running statistics updated and
@@ -82,10 +82,10 @@ static nn_tensor *conv_batchnorm_relu(nn_layer *l, nn_ctx *ctx, nn_tensor *x, bo
     return y;
 }
 
-nn_tensor *conv_batchnorm_relu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return conv_batchnorm_relu(l, ctx, x, false);
+nn_tensor *conv_batchnorm_relu_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return conv_batchnorm_relu(l, run->ctx, x, false);
 }
 
-nn_tensor *conv_batchnorm_relu_maxpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return conv_batchnorm_relu(l, ctx, x, true);
+nn_tensor *conv_batchnorm_relu_maxpool_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return conv_batchnorm_relu(l, run->ctx, x, true);
 }

@@ -1,5 +1,6 @@
-/* Dense layers: linear(OUT), y = x W^T + b, as torch.nn.Linear.
- *   [F] -> [OUT]    fcN.weight [OUT, F], fcN.bias [OUT] */
+/* Dense layers: linear(OUT), y = x W^T + b, as torch.nn.Linear, on the last
+ * dimension:
+ *   [F] -> [OUT], [T, F] -> [T, OUT]    fcN.weight [OUT, F], fcN.bias [OUT] */
 #include "layers/layers.h"
 
 enum { WEIGHT, BIAS };
@@ -10,25 +11,33 @@ static int linear_infer(nn_layer *l, const char *where) {
         return nn_error("%s: its input is %s; add flatten before a linear layer", where,
                         layer_shape_str(l->in_ndim, l->in_shape, in, sizeof in));
     }
-    l->out_shape[0] = l->out;
+    l->out_shape[l->in_ndim - 1] = l->out;
     return 0;
 }
 
+/* The features a layer acts on: the last dimension of its input. */
+static int in_features(const nn_layer *l) { return l->in_shape[l->in_ndim - 1]; }
+
 static int linear_tensors(const nn_layer *l, layer_tensor out[LAYER_MAX_TENSORS]) {
-    out[WEIGHT] = (layer_tensor){"weight", 2, {l->out, l->in_shape[0]}, .learned = true, .decay = true};
+    out[WEIGHT] = (layer_tensor){"weight", 2, {l->out, in_features(l)}, .learned = true, .decay = true};
     out[BIAS] = (layer_tensor){"bias", 1, {l->out}, .learned = true};
     return 2;
 }
 
 /* PyTorch's default: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
 static void linear_init(nn_layer *l, nn_rng *rng) {
-    int fan_in = l->in_shape[0];
+    int fan_in = in_features(l);
     nn_init_uniform_fan_in(l->tensors[WEIGHT], fan_in, rng);
     nn_init_uniform_fan_in(l->tensors[BIAS], fan_in, rng);
 }
 
-static nn_tensor *linear_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_linear(ctx, x, l->tensors[WEIGHT], l->tensors[BIAS]);
+/* [B, T, F] goes through as [B*T, F] rows (views, no copies). */
+static nn_tensor *linear_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    if (x->ndim == 2) return nn_linear(run->ctx, x, l->tensors[WEIGHT], l->tensors[BIAS]);
+    int B = x->shape[0], T = x->shape[1];
+    nn_tensor *rows = nn_reshape(run->ctx, x, 2, (int[]){B * T, x->shape[2]});
+    nn_tensor *y = nn_linear(run->ctx, rows, l->tensors[WEIGHT], l->tensors[BIAS]);
+    return nn_reshape(run->ctx, y, 3, (int[]){B, T, l->out});
 }
 
 const nn_layer_kind layer_linear = {

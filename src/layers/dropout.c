@@ -1,8 +1,8 @@
 /* dropout(P): inverted dropout in training mode, the identity in evaluation. */
 #include "layers/layers.h"
 
-static nn_tensor *dropout_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_dropout(ctx, x, l->p, dropout_rng);
+static nn_tensor *dropout_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_dropout(run->ctx, x, l->p, run->dropout_rng);
 }
 
 const nn_layer_kind layer_dropout = {

@@ -41,13 +41,25 @@ typedef struct layer_tensor {
 
 #define LAYER_MAX_TENSORS 8 /* per kind; a block's inner layers have their own */
 
+/* What one forward pass gives every layer besides its input. */
+typedef struct layer_run {
+    nn_ctx *ctx;
+    nn_rng *dropout_rng; /* dropout's draws in training mode (may be NULL in evaluation) */
+    /* A text model's input: B sequences of T token ids, row by row (embed
+     * reads them), and each one's real length (NULL: all T). */
+    const int *ids;
+    int B, T;
+    const int *lengths;
+} layer_run;
+
 struct nn_layer_kind {
     const char *name;    /* in specs: "linear" */
     const char *prefix;  /* of its tensors' names ("fc": fc1.weight), NULL when it has none */
     const char *example; /* shown when a required argument is missing: "linear(128)" */
     int n_args;
     layer_arg args[LAYER_MAX_ARGS];
-    bool spatial; /* takes images [C, H, W] (a model with one is a "cnn") */
+    bool spatial;      /* takes images [C, H, W] (a model with one is a "cnn") */
+    bool takes_tokens; /* takes token ids [T] (l->vocab of them): a text model's first layer */
     /* Sets l->out_ndim/out_shape from l->in_ndim/in_shape; -1 with an error
      * that starts with `where` when the input does not fit. NULL: the output
      * has the input's shape. */
@@ -57,9 +69,8 @@ struct nn_layer_kind {
     int (*tensors)(const nn_layer *l, layer_tensor out[LAYER_MAX_TENSORS]);
     /* Initial values of l->tensors (zeros before), drawn from rng. NULL: zeros. */
     void (*init)(nn_layer *l, nn_rng *rng);
-    /* The layer on a batch: x [B, in_shape...] -> [B, out_shape...]. In
-     * training mode dropout draws from dropout_rng. */
-    nn_tensor *(*forward)(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
+    /* The layer on a batch: x [B, in_shape...] -> [B, out_shape...]. */
+    nn_tensor *(*forward)(nn_layer *l, const layer_run *run, nn_tensor *x);
 };
 
 /* A run of layers the forward loop does as one fused op: `kinds` in a row,
@@ -68,7 +79,7 @@ typedef struct layer_fusion {
     int n;
     const nn_layer_kind *kinds[4];
     bool (*applies)(const nn_layer *l);
-    nn_tensor *(*forward)(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
+    nn_tensor *(*forward)(nn_layer *l, const layer_run *run, nn_tensor *x);
 } layer_fusion;
 
 /* The kinds, by family. */
@@ -81,14 +92,14 @@ extern const nn_layer_kind layer_dropout;
 extern const nn_layer_kind layer_flatten;
 
 /* The fused forwards, by family. */
-nn_tensor *conv_relu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
-nn_tensor *conv_relu_maxpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
-nn_tensor *conv_batchnorm_relu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
-nn_tensor *conv_batchnorm_relu_maxpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
-nn_tensor *batchnorm_relu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
-nn_tensor *batchnorm_relu_maxpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
-nn_tensor *layernorm_gelu_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
-nn_tensor *layernorm_gelu_dropout_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
+nn_tensor *conv_relu_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
+nn_tensor *conv_relu_maxpool_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
+nn_tensor *conv_batchnorm_relu_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
+nn_tensor *conv_batchnorm_relu_maxpool_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
+nn_tensor *batchnorm_relu_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
+nn_tensor *batchnorm_relu_maxpool_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
+nn_tensor *layernorm_gelu_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
+nn_tensor *layernorm_gelu_dropout_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
 /* A max pooling the fused ops can do: 2x2, stride 2. */
 bool layer_is_maxpool_2x2(const nn_layer *l);
 
@@ -103,7 +114,7 @@ const layer_fusion *layer_fusion_at(const nn_layer *l, int n);
  * has a fused op (the fusion table) as that op, every other layer by its
  * kind's forward. The model runs its stack through it; a kind that holds
  * layers of its own (a residual block) runs them through it too. */
-nn_tensor *layers_forward(nn_layer *l, int n, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng);
+nn_tensor *layers_forward(nn_layer *l, int n, const layer_run *run, nn_tensor *x);
 
 /* ---- what the families share ---- */
 
@@ -112,7 +123,7 @@ nn_tensor *layers_forward(nn_layer *l, int n, nn_ctx *ctx, nn_tensor *x, nn_rng 
 int layer_window(const char *where, const char *axis, int in, int k, int stride, int pad, int *out);
 /* "fc1" and "weight" -> "fc1.weight", for the caller to free. */
 char *layer_tensor_name(const nn_layer *l, const char *suffix);
-/* A shape as "[C, H, W]" into buf; returns buf. */
+/* A shape as "[C, H, W]" into buf ("T" for a sequence's length, 0 in a plan); returns buf. */
 const char *layer_shape_str(int ndim, const int *shape, char *buf, size_t cap);
 
 #endif

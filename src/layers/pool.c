@@ -17,12 +17,12 @@ static int pool_infer(nn_layer *l, const char *where) {
                : 0;
 }
 
-static nn_tensor *maxpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_max_pool2d(ctx, x, l->kernel, l->stride);
+static nn_tensor *maxpool_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_max_pool2d(run->ctx, x, l->kernel, l->stride);
 }
 
-static nn_tensor *avgpool_forward(nn_layer *l, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
-    return nn_avg_pool2d(ctx, x, l->kernel, l->stride);
+static nn_tensor *avgpool_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_avg_pool2d(run->ctx, x, l->kernel, l->stride);
 }
 
 #define POOL_ARGS                                                                                                 \

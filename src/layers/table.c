@@ -62,10 +62,10 @@ const layer_fusion *layer_fusion_at(const nn_layer *l, int n) {
     return NULL;
 }
 
-nn_tensor *layers_forward(nn_layer *l, int n, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+nn_tensor *layers_forward(nn_layer *l, int n, const layer_run *run, nn_tensor *x) {
     for (int i = 0; i < n;) {
         const layer_fusion *fused = layer_fusion_at(&l[i], n - i);
-        x = fused ? fused->forward(&l[i], ctx, x, dropout_rng) : l[i].kind->forward(&l[i], ctx, x, dropout_rng);
+        x = fused ? fused->forward(&l[i], run, x) : l[i].kind->forward(&l[i], run, x);
         i += fused ? fused->n : 1;
     }
     return x;
@@ -88,7 +88,9 @@ char *layer_tensor_name(const nn_layer *l, const char *suffix) {
 
 const char *layer_shape_str(int ndim, const int *shape, char *buf, size_t cap) {
     size_t pos = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && pos < cap; i++) pos += (size_t)snprintf(buf + pos, cap - pos, "%s%d", i ? ", " : "", shape[i]);
+    for (int i = 0; i < ndim && pos < cap; i++)
+        pos += shape[i] ? (size_t)snprintf(buf + pos, cap - pos, "%s%d", i ? ", " : "", shape[i])
+                        : (size_t)snprintf(buf + pos, cap - pos, "%sT", i ? ", " : "");
     if (pos < cap) snprintf(buf + pos, cap - pos, "]");
     return buf;
 }

@@ -15,6 +15,7 @@
 #include "core/util.h"
 
 static const char *arch_name(const nn_model *m) {
+    if (m->vocab) return "text";
     int linear = 0;
     for (int i = 0; i < m->n_layers; i++) {
         if (m->layers[i].kind->spatial) return "cnn";
@@ -38,7 +39,8 @@ int nn_model_save_with(const nn_model *m, const char *path, const nn_st_entry *e
     enum { N_OWN = 5 };
     NN_CHECK(n_extra >= 0 && n_extra_tensors >= 0, "nn_model_save_with: negative counts");
     char shape[48], mean[32], std[32];
-    snprintf(shape, sizeof shape, "%d,%d,%d", m->in_shape[0], m->in_shape[1], m->in_shape[2]);
+    if (m->vocab) snprintf(shape, sizeof shape, "tokens(%d)", m->vocab);
+    else snprintf(shape, sizeof shape, "%d,%d,%d", m->in_shape[0], m->in_shape[1], m->in_shape[2]);
     snprintf(mean, sizeof mean, "%.9g", m->input_mean);
     snprintf(std, sizeof std, "%.9g", m->input_std);
     const char **keys = nn_xmalloc((size_t)(N_OWN + n_extra) * sizeof *keys);
@@ -195,26 +197,43 @@ static int read_store(nn_params *p, const nn_safetensors *st, const char *path) 
 
 /* The spec and input shape the file describes: *owned is set (and must be
  * freed) when the spec was rebuilt from an earlier release's metadata. */
-static const char *file_spec(const nn_safetensors *st, const char *path, int in_shape[3], char **owned) {
+/* What the file's model takes: an image [C, H, W] (*vocab 0) or token ids
+ * ("tokens(V)": *vocab V). */
+static int parse_input(const char *path, const char *s, int in_shape[3], int *vocab) {
+    *vocab = 0;
+    if (strncmp(s, "tokens(", 7) != 0) return parse_shape(path, s, in_shape);
+    char *end;
+    errno = 0;
+    long v = strtol(s + 7, &end, 10);
+    if (errno || end == s + 7 || strcmp(end, ")") != 0 || v < 1 || v > NN_MAX_VOCAB)
+        return nn_error("%s: metadata 'nn.input_shape' = '%s' is not tokens(V) with V in 1..%d", path, s, NN_MAX_VOCAB);
+    *vocab = (int)v;
+    return 0;
+}
+
+/* The spec and input the file describes: *owned is set (and must be freed)
+ * when the spec was rebuilt from an earlier release's metadata. */
+static const char *file_spec(const nn_safetensors *st, const char *path, int in_shape[3], int *vocab, char **owned) {
     const char *spec = nn_st_meta(st, "nn.spec"), *shape;
     *owned = NULL;
+    *vocab = 0;
     if (!spec) return legacy_spec(st, path, owned, in_shape) == 0 ? *owned : NULL;
-    if (!(shape = meta(st, path, "nn.input_shape")) || parse_shape(path, shape, in_shape) != 0) return NULL;
+    if (!(shape = meta(st, path, "nn.input_shape")) || parse_input(path, shape, in_shape, vocab) != 0) return NULL;
     return spec;
 }
 
 int nn_model_load_st(nn_model *m, const nn_safetensors *st, const char *path) {
     memset(m, 0, sizeof *m);
-    int in_shape[3];
+    int in_shape[3], vocab;
     char *legacy;
-    const char *spec = file_spec(st, path, in_shape, &legacy), *smean, *sstd;
+    const char *spec = file_spec(st, path, in_shape, &vocab, &legacy), *smean, *sstd;
     float mean = 0.0f, std = 1.0f;
     int rc = -1;
     if (!spec || !(smean = meta(st, path, "nn.input_mean")) || !(sstd = meta(st, path, "nn.input_std")) ||
         parse_float(path, "nn.input_mean", smean, -1e6f, 1e6f, &mean) != 0 ||
         parse_float(path, "nn.input_std", sstd, 1e-12f, 1e6f, &std) != 0)
         goto done;
-    if (nn_model_plan(m, spec, in_shape, 0) != 0) {
+    if ((vocab ? nn_model_plan_text(m, spec, vocab, 0) : nn_model_plan(m, spec, in_shape, 0)) != 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", nn_last_error());
         nn_error("%s: metadata 'nn.spec': %s", path, why);

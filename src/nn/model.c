@@ -75,12 +75,18 @@ static char *canonical_spec(const nn_model *m) {
 }
 
 static int plan_layers(nn_model *m, int classes) {
-    int ndim = 3, shape[3] = {m->in_shape[0], m->in_shape[1], m->in_shape[2]};
+    int ndim = m->in_ndim, shape[3] = {m->in_shape[0], m->in_shape[1], m->in_shape[2]};
     size_t floats = 0;
     for (int i = 0; i < m->n_layers; i++) {
         nn_layer *l = &m->layers[i];
         l->in_ndim = ndim;
         memcpy(l->in_shape, shape, sizeof shape);
+        l->vocab = i == 0 ? m->vocab : 0;
+        if (i == 0 && m->vocab && !l->kind->takes_tokens) {
+            char text[96];
+            return nn_error("layer 1, %s: a text model starts with embed(D), which turns token ids into vectors",
+                            nn_layer_str(l, text, sizeof text));
+        }
         if (infer(l, i) != 0) return -1;
         ndim = l->out_ndim;
         memcpy(shape, l->out_shape, sizeof shape);
@@ -93,29 +99,27 @@ static int plan_layers(nn_model *m, int classes) {
                             nn_layer_str(l, text, sizeof text), MAX_PARAMS_FLOATS);
         }
     }
+    /* Class scores [classes], or for a text model scores at every position [T, classes]. */
     char out[48];
     layer_shape_str(ndim, shape, out, sizeof out);
-    if (ndim != 1)
-        return nn_error("the model ends in %s, not in class scores: end it with flatten and linear(%d)", out,
-                        classes > 0 ? classes : 10);
-    if (classes > 0 && shape[0] != classes) {
+    if (ndim != 1 && !(m->vocab && ndim == 2))
+        return nn_error("the model ends in %s, not in class scores: end it with %s linear(%d)", out,
+                        m->vocab ? "last and" : "flatten and", classes > 0 ? classes : 10);
+    int width = shape[ndim - 1];
+    if (classes > 0 && width != classes) {
         char last[96];
         nn_layer_str(&m->layers[m->n_layers - 1], last, sizeof last);
         return nn_error("layer %d, %s: the model ends in %d features but the data has %d classes", m->n_layers,
-                        last, shape[0], classes);
+                        last, width, classes);
     }
-    m->classes = shape[0];
+    m->classes = width;
     return 0;
 }
 
-int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int classes) {
-    memset(m, 0, sizeof *m);
-    for (int i = 0; i < 3; i++)
-        if (in_shape[i] < 1 || in_shape[i] > 4096)
-            return nn_error("input shape [%d, %d, %d] is not an image shape", in_shape[0], in_shape[1], in_shape[2]);
+/* The layers of spec planned for the input m describes. */
+static int plan(nn_model *m, const char *spec, int classes) {
     int n = spec_parse(spec, &m->layers);
     if (n < 0) return -1;
-    memcpy(m->in_shape, in_shape, sizeof m->in_shape);
     m->n_layers = n;
     m->input_std = 1.0f;
     if (plan_layers(m, classes) != 0) {
@@ -124,6 +128,24 @@ int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int clas
     }
     m->spec = canonical_spec(m);
     return 0;
+}
+
+int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int classes) {
+    memset(m, 0, sizeof *m);
+    for (int i = 0; i < 3; i++)
+        if (in_shape[i] < 1 || in_shape[i] > 4096)
+            return nn_error("input shape [%d, %d, %d] is not an image shape", in_shape[0], in_shape[1], in_shape[2]);
+    m->in_ndim = 3;
+    memcpy(m->in_shape, in_shape, sizeof m->in_shape);
+    return plan(m, spec, classes);
+}
+
+int nn_model_plan_text(nn_model *m, const char *spec, int vocab, int classes) {
+    memset(m, 0, sizeof *m);
+    if (vocab < 1 || vocab > NN_MAX_VOCAB) return nn_error("a vocabulary of %d tokens (1 to %d)", vocab, NN_MAX_VOCAB);
+    m->in_ndim = 1; /* [T]: token ids, any length */
+    m->vocab = vocab;
+    return plan(m, spec, classes);
 }
 
 void nn_model_build(nn_model *m, nn_rng *rng) {
@@ -180,11 +202,13 @@ nn_tensor *nn_layer_tensor(const nn_layer *l, const char *suffix) {
 #define FORWARD_CHUNK 128
 
 nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *dropout_rng) {
+    const layer_run run = {.ctx = ctx, .dropout_rng = dropout_rng};
     nn_tensor *h = x;
     if (h->ndim == 2) /* [B, C*H*W] rows, as a flat loader gives them */
         h = nn_reshape(ctx, h, 4, (int[]){h->shape[0], m->in_shape[0], m->in_shape[1], m->in_shape[2]});
     int B = h->shape[0];
-    if (nn_grad_enabled(ctx) || nn_training(ctx) || B <= FORWARD_CHUNK) return layers_forward(m->layers, m->n_layers, ctx, h, dropout_rng);
+    if (nn_grad_enabled(ctx) || nn_training(ctx) || B <= FORWARD_CHUNK)
+        return layers_forward(m->layers, m->n_layers, &run, h);
     nn_tensor *out = nn_op_output(ctx, 2, (int[]){B, m->classes}, NULL, 0);
     size_t per_image = h->size / (size_t)B;
     for (int i = 0; i < B; i += FORWARD_CHUNK) {
@@ -194,11 +218,25 @@ nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *drop
         chunk->shape[0] = B - i < FORWARD_CHUNK ? B - i : FORWARD_CHUNK;
         chunk->data = h->data + (size_t)i * per_image;
         chunk->size = (size_t)chunk->shape[0] * per_image;
-        nn_tensor *y = layers_forward(m->layers, m->n_layers, ctx, chunk, dropout_rng);
+        nn_tensor *y = layers_forward(m->layers, m->n_layers, &run, chunk);
         memcpy(out->data + (size_t)i * m->classes, y->data, y->size * sizeof(float));
         nn_arena_release(ctx, mark);
     }
     return out;
+}
+
+nn_tensor *nn_model_forward_tokens(nn_model *m, nn_ctx *ctx, const int *ids, int B, int T, const int *lengths,
+                                   nn_rng *dropout_rng) {
+    NN_CHECK(m->vocab > 0, "nn_model_forward_tokens: '%s' is not a text model", m->spec);
+    NN_CHECK(B >= 1 && T >= 1, "nn_model_forward_tokens: %d sequences of %d tokens", B, T);
+    for (int i = 0; i < B * T; i++)
+        NN_CHECK(ids[i] >= 0 && ids[i] < m->vocab, "nn_model_forward_tokens: token id %d not in [0, %d)", ids[i],
+                 m->vocab);
+    for (int b = 0; lengths && b < B; b++)
+        NN_CHECK(lengths[b] >= 1 && lengths[b] <= T, "nn_model_forward_tokens: length %d not in [1, %d]", lengths[b],
+                 T);
+    const layer_run run = {.ctx = ctx, .dropout_rng = dropout_rng, .ids = ids, .B = B, .T = T, .lengths = lengths};
+    return layers_forward(m->layers, m->n_layers, &run, NULL);
 }
 
 int nn_model_predict(nn_model *m, nn_ctx *ctx, const float *pixels, float *probs) {
