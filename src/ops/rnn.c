@@ -32,6 +32,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ops/fastmath.h"
 #include "ops/ops.h"
 
 /* Gate floats per step (B * G * H) worth waking the threads for: each
@@ -49,11 +50,22 @@ typedef struct rnn_saved {
     float *h0, *c0;   /* [B,H] the initial state (zeros without one) */
 } rnn_saved;
 
-/* Written so that exp never overflows (as the sigmoid op). */
-static inline float sigm(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
+/* The gates' sigmoid and tanh, written so that GCC vectorises the gate
+ * passes (libm's expf and tanhf are scalar calls, and they were most of
+ * the LSTM's time). nn_expf is within 2 ulp and clamps its argument, so
+ * nothing overflows; tanh takes its Taylor polynomial to x^11 near 0
+ * (the next term is below 6e-8 relative for |x| < 0.4), where
+ * 1 - 2 / (e^2x + 1) would cancel. Both are within 2e-7 relative of the
+ * exact values (measured over [-120, 120]; below -87 the sigmoid stops at
+ * 6e-39). */
+static inline float sigm(float x) { return 1.0f / (1.0f + nn_expf(-x)); }
+
+static inline float tanh_fast(float x) {
+    float ax = fabsf(x), x2 = x * x;
+    float poly = x * (1.0f + x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835 +
+                                                                                          x2 * (-1382.0f / 155925))))));
+    float big = 1.0f - 2.0f / (nn_expf(2.0f * ax) + 1.0f);
+    return ax < 0.4f ? poly : copysignf(big, x);
 }
 
 static void check_args(const char *op, int G, const nn_tensor *x, const nn_tensor *w_ih, const nn_tensor *w_hh,
@@ -80,16 +92,18 @@ static void check_args(const char *op, int G, const nn_tensor *x, const nn_tenso
 }
 
 /* The gate pass of step t for batch row b; g holds xp (with b_ih) on entry
- * and the activated gates on exit, hp the recurrence h_{t-1} W_hh^T. */
-static inline void lstm_cell(int H, const float *restrict hp, const float *restrict bh, float *restrict g,
-                             const float *restrict c_prev, float *restrict c, float *restrict tc, float *restrict h) {
+ * and the activated gates on exit, hp the recurrence h_{t-1} W_hh^T + b_hh.
+ *   i, f, o = s(xp + hp),  g = tanh(xp + hp),  c = f c_prev + i g,  h = o tanh(c) */
+static inline void lstm_cell(int H, const float *restrict hp, float *restrict g, const float *restrict c_prev,
+                             float *restrict c, float *restrict tc, float *restrict h) {
+#pragma omp simd
     for (int j = 0; j < H; j++) {
-        float i = sigm(g[j] + (hp[j] + (bh ? bh[j] : 0.0f)));
-        float f = sigm(g[H + j] + (hp[H + j] + (bh ? bh[H + j] : 0.0f)));
-        float gg = tanhf(g[2 * H + j] + (hp[2 * H + j] + (bh ? bh[2 * H + j] : 0.0f)));
-        float o = sigm(g[3 * H + j] + (hp[3 * H + j] + (bh ? bh[3 * H + j] : 0.0f)));
+        float i = sigm(g[j] + hp[j]);
+        float f = sigm(g[H + j] + hp[H + j]);
+        float gg = tanh_fast(g[2 * H + j] + hp[2 * H + j]);
+        float o = sigm(g[3 * H + j] + hp[3 * H + j]);
         float cj = f * c_prev[j] + i * gg;
-        float t = tanhf(cj);
+        float t = tanh_fast(cj);
         g[j] = i, g[H + j] = f, g[2 * H + j] = gg, g[3 * H + j] = o;
         c[j] = cj, tc[j] = t;
         h[j] = o * t;
@@ -98,15 +112,14 @@ static inline void lstm_cell(int H, const float *restrict hp, const float *restr
 
 /* r = s(xp_r + hp_r), z = s(xp_z + hp_z), n = tanh(xp_n + r hp_n),
  * h = n + z (h_prev - n) (PyTorch's order of operations). */
-static inline void gru_cell(int H, const float *restrict hp, const float *restrict bh, float *restrict g,
-                            const float *restrict h_prev, float *restrict hn_out, float *restrict h) {
+static inline void gru_cell(int H, const float *restrict hp, float *restrict g, const float *restrict h_prev,
+                            float *restrict hn_out, float *restrict h) {
+#pragma omp simd
     for (int j = 0; j < H; j++) {
-        float hr = hp[j] + (bh ? bh[j] : 0.0f), hz = hp[H + j] + (bh ? bh[H + j] : 0.0f);
-        float hn = hp[2 * H + j] + (bh ? bh[2 * H + j] : 0.0f);
-        float r = sigm(g[j] + hr), z = sigm(g[H + j] + hz);
-        float n = tanhf(g[2 * H + j] + r * hn);
+        float r = sigm(g[j] + hp[j]), z = sigm(g[H + j] + hp[H + j]);
+        float n = tanh_fast(g[2 * H + j] + r * hp[2 * H + j]);
         g[j] = r, g[H + j] = z, g[2 * H + j] = n;
-        hn_out[j] = hn;
+        hn_out[j] = hp[2 * H + j];
         h[j] = n + z * (h_prev[j] - n);
     }
 }
@@ -145,13 +158,14 @@ static nn_tensor *recurrent(nn_ctx *ctx, nn_op op, int G, nn_tensor *x, nn_tenso
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, GH, D, 1.0f, x->data, D, w_ih->data, D,
                 b_ih ? 1.0f : 0.0f, gates, GH);
 
-    const float *b_hh_data = b_hh ? b_hh->data : NULL;
     for (int t = 0; t < T; t++) {
-        /* hp = h_{t-1} W_hh^T; h_{t-1} is row b of h0, or y[b, t-1] */
+        /* hp = h_{t-1} W_hh^T + b_hh; h_{t-1} is row b of h0, or y[b, t-1] */
         const float *h_prev = t ? y->data + (size_t)(t - 1) * H : h0;
         int ld_prev = t ? T * H : H;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, h_prev, ld_prev, w_hh->data, H, 0.0f,
-                    hp, GH);
+        if (b_hh)
+            for (int b = 0; b < B; b++) memcpy(hp + (size_t)b * GH, b_hh->data, (size_t)GH * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, h_prev, ld_prev, w_hh->data, H,
+                    b_hh ? 1.0f : 0.0f, hp, GH);
 #pragma omp parallel for if ((size_t)B * GH >= RNN_PARALLEL_MIN)
         for (int b = 0; b < B; b++) {
             size_t at = (size_t)b * T + t; /* row of step t of sequence b */
@@ -159,11 +173,12 @@ static nn_tensor *recurrent(nn_ctx *ctx, nn_op op, int G, nn_tensor *x, nn_tenso
             const float *hpb = hp + (size_t)b * GH, *hprev = h_prev + (size_t)b * ld_prev;
             if (G == 4) {
                 const float *c_prev = t ? cell + (at - 1) * H : c0 + (size_t)b * H;
-                lstm_cell(H, hpb, b_hh_data, g, c_prev, cell + at * H, tanh_cell + at * H, h);
+                lstm_cell(H, hpb, g, c_prev, cell + at * H, tanh_cell + at * H, h);
             } else if (G == 3) {
-                gru_cell(H, hpb, b_hh_data, g, hprev, cell + at * H, h);
+                gru_cell(H, hpb, g, hprev, cell + at * H, h);
             } else {
-                for (int j = 0; j < H; j++) h[j] = tanhf(g[j] + (hpb[j] + (b_hh_data ? b_hh_data[j] : 0.0f)));
+#pragma omp simd
+                for (int j = 0; j < H; j++) h[j] = tanh_fast(g[j] + hpb[j]);
             }
         }
     }
