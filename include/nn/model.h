@@ -108,6 +108,28 @@ nn_tensor *nn_model_forward(nn_model *m, nn_ctx *ctx, nn_tensor *x, nn_rng *drop
 nn_tensor *nn_model_forward_tokens(nn_model *m, nn_ctx *ctx, const int *ids, int B, int T, const int *lengths,
                                    nn_rng *dropout_rng);
 
+/* ---- generation ---- */
+
+/* What a text model carries from one call to the next for B sequences: the
+ * recurrent layers' hidden (and LSTM cell) state, zeros after init. */
+typedef struct nn_model_state {
+    int B, n_layers;
+    nn_rnn_state *layers; /* one per layer of the model; h, c NULL for a layer with none */
+} nn_model_state;
+void nn_model_state_init(nn_model_state *s, const nn_model *m, int B);
+void nn_model_state_free(nn_model_state *s);
+/* The model on T more tokens of each of s->B sequences (ids [B, T]),
+ * continuing from s and leaving it after the last of them, in evaluation
+ * mode: the same scores as running the whole sequence so far at once.
+ * -> [B, T, classes] (or [B, classes]). */
+nn_tensor *nn_model_forward_state(nn_model *m, nn_ctx *ctx, nn_model_state *s, const int *ids, int T);
+/* Runs a language model on the prompt (n_prompt >= 1 token ids), then draws
+ * up to `length` tokens one at a time (nn_sample_token), each fed back in with
+ * the state carried. on_token (may be NULL) gets each token as it is made;
+ * non-zero from it stops. Returns how many tokens were made. */
+int nn_generate(nn_model *m, const int *prompt, int n_prompt, int length, float temperature, int top_k,
+                nn_rng *rng, int (*on_token)(void *user, int id), void *user);
+
 /* The next token drawn from logits [V]: temperature 0 (or top_k 1) gives
  * the most probable (the first of equals); otherwise softmax(logits /
  * temperature) over the top_k most probable tokens (0: all; ties with the

@@ -50,6 +50,10 @@ typedef struct layer_run {
     const int *ids;
     int B, T;
     const int *lengths;
+    /* Recurrent layers' carried state, one slot per layer of `layers` (the
+     * stack being run): NULL starts from zeros and keeps nothing. */
+    nn_layer *layers;
+    nn_rnn_state *states;
 } layer_run;
 
 struct nn_layer_kind {
@@ -60,6 +64,7 @@ struct nn_layer_kind {
     layer_arg args[LAYER_MAX_ARGS];
     bool spatial;      /* takes images [C, H, W] (a model with one is a "cnn") */
     bool takes_tokens; /* takes token ids [T] (l->vocab of them): a text model's first layer */
+    int state_vectors; /* carries [B, out] vectors from step to step (h: 1; h and c: 2), else 0 */
     /* Sets l->out_ndim/out_shape from l->in_ndim/in_shape; -1 with an error
      * that starts with `where` when the input does not fit. NULL: the output
      * has the input's shape. */
@@ -85,11 +90,13 @@ typedef struct layer_fusion {
 /* The kinds, by family. */
 extern const nn_layer_kind layer_linear;
 extern const nn_layer_kind layer_conv;
-extern const nn_layer_kind layer_maxpool, layer_avgpool;
+extern const nn_layer_kind layer_maxpool, layer_avgpool, layer_last;
 extern const nn_layer_kind layer_batchnorm, layer_layernorm;
 extern const nn_layer_kind layer_relu, layer_leakyrelu, layer_gelu, layer_sigmoid, layer_tanh;
 extern const nn_layer_kind layer_dropout;
 extern const nn_layer_kind layer_flatten;
+extern const nn_layer_kind layer_embed;
+extern const nn_layer_kind layer_rnn, layer_lstm, layer_gru;
 
 /* The fused forwards, by family. */
 nn_tensor *conv_relu_forward(nn_layer *l, const layer_run *run, nn_tensor *x);

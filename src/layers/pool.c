@@ -1,7 +1,9 @@
 /* Pooling: maxpool(K[,stride=S]) and avgpool(K[,stride=S]) over K x K
  * windows, no padding, floor mode, as F.max_pool2d / F.avg_pool2d; the
  * stride defaults to the kernel.
- *   [C, H, W] -> [C, H', W'] */
+ *   [C, H, W] -> [C, H', W']
+ * and over time: last, each sequence's last real step.
+ *   [T, H] -> [H] */
 #include "layers/layers.h"
 
 static int pool_infer(nn_layer *l, const char *where) {
@@ -36,3 +38,21 @@ const nn_layer_kind layer_avgpool = {.name = "avgpool", .example = "avgpool(2)",
 bool layer_is_maxpool_2x2(const nn_layer *l) {
     return l->kind == &layer_maxpool && l->kernel == 2 && l->stride == 2;
 }
+
+static int last_infer(nn_layer *l, const char *where) {
+    if (l->in_ndim != 2) {
+        char in[48];
+        return nn_error("%s: takes a sequence [T, H], but its input is %s", where,
+                        layer_shape_str(l->in_ndim, l->in_shape, in, sizeof in));
+    }
+    l->out_ndim = 1;
+    l->out_shape[0] = l->in_shape[1];
+    l->out_shape[1] = 0;
+    return 0;
+}
+
+static nn_tensor *last_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_last_step(run->ctx, x, run->lengths);
+}
+
+const nn_layer_kind layer_last = {.name = "last", .infer = last_infer, .forward = last_forward};
