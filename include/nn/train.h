@@ -13,6 +13,7 @@
 #include "nn/optim.h"
 #include "nn/precision.h"
 #include "nn/report.h"
+#include "nn/text.h"
 #include "nn/api.h"
 
 NN_BEGIN_DECLS
@@ -23,7 +24,8 @@ typedef enum nn_loss_kind { NN_LOSS_CE, NN_LOSS_MSE } nn_loss_kind;
 int nn_loss_parse(const char *name, nn_loss_kind *kind);
 const char *nn_loss_name(nn_loss_kind kind);
 
-typedef struct nn_history nn_history; /* below */
+typedef struct nn_history nn_history;       /* below */
+typedef struct nn_lm_history nn_lm_history; /* below */
 
 /* Where a run stands after an optimiser step, for on_progress. */
 typedef struct nn_train_progress {
@@ -79,6 +81,15 @@ typedef struct nn_train_config {
     void (*on_progress)(void *user, const nn_train_progress *p);
     int (*on_epoch)(void *user, const nn_history *h);
     void *user;
+    /* A language model's run (nn_train_lm) goes by steps, not epochs: steps
+     * batches of batch_size random windows of context tokens, and every
+     * eval_every steps (and after the last) the loss on eval_windows fixed
+     * validation windows (0: all that fit side by side), then on_eval (may
+     * be NULL; e.g. to print the line and a sample of the model's text;
+     * non-zero stops the run as NN_TRAIN_FAILED). */
+    long steps;
+    int context, eval_every, eval_windows;
+    int (*on_eval)(void *user, const nn_lm_history *h, nn_model *model);
 } nn_train_config;
 
 /* The defaults of a run: cross-entropy, SGD with Nesterov momentum 0.9 at
@@ -148,6 +159,32 @@ typedef enum nn_train_status {
  * status, nn_model_free(model) releases it. Writes nothing to the terminal. */
 nn_train_status nn_train(const nn_train_config *cfg, const nn_train_data *data, nn_model *model, nn_history *hist);
 void nn_history_free(nn_history *h);
+
+/* One evaluation of a language model's run. */
+typedef struct nn_lm_eval {
+    long step;
+    double train_loss, train_acc; /* mean next-token loss (nats) and accuracy since the last evaluation */
+    double val_loss, val_acc;     /* on the fixed validation windows */
+    double lr, seconds, tokens_per_sec;
+} nn_lm_eval;
+
+struct nn_lm_history { /* the run's evaluations so far */
+    int n;
+    nn_lm_eval *evals;
+};
+
+/* Trains a language model of data's text (a STREAM or LINES nn_text) by
+ * steps (see steps, context, eval_every above): cfg->spec planned with
+ * nn_model_plan_text for the vocabulary (or, with spec NULL, *model as the
+ * caller planned it), initialised from cfg->seed, which also draws the
+ * windows and dropout. save_path, after every evaluation, holds the model
+ * with the vocabulary (metadata nn.vocab, nn_vocab_to_string) for nn
+ * generate; metrics_path gets a row per evaluation (the eight columns, with
+ * validation loss and accuracy as the test columns and tokens/s as the
+ * speed, then step and val_bits_per_char). Resuming is not supported yet.
+ * Writes nothing to the terminal. */
+nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_model *model, nn_lm_history *hist);
+void nn_lm_history_free(nn_lm_history *h);
 
 /* Evaluates on a whole dataset without recording gradients; returns the
  * accuracy, and the mean loss in *loss. conf may be NULL. */
