@@ -3,11 +3,33 @@
 
 An nn checkpoint is a safetensors file whose metadata describes the model
 (`nn.spec`, a layer stack such as "conv(32,3) batchnorm relu maxpool(2)
-flatten linear(10)", and `nn.input_shape`, e.g. "1,28,28"; files of earlier
-releases give `nn.layers`, `nn.act`, `nn.norm` and `nn.dropout` instead) and
-whose tensors carry PyTorch's names and layouts (fc1.weight, conv1.weight,
-bn1.running_mean, ln1.bias, ...). This module turns the metadata alone into
-an equivalent torch.nn.Module and loads the weights with strict=True.
+flatten linear(10)", and `nn.input_shape`, e.g. "1,28,28", or "tokens(V)"
+for a text model over token ids in [0, V); files of earlier releases give
+`nn.layers`, `nn.act`, `nn.norm` and `nn.dropout` instead) and whose tensors
+carry PyTorch's names and layouts (fc1.weight, conv1.weight,
+bn1.running_mean, ln1.bias, embed1.weight, lstm1.weight_ih_l0, ...). This
+module turns the metadata alone into an equivalent torch.nn.Module and loads
+the weights with strict=True.
+
+The layers and the PyTorch modules they become (children named as nn names
+the tensors, numbered per kind along the network):
+
+    linear(OUT)        fcN    nn.Linear (on the last dimension, so per step of [N, T, F] too)
+    conv(OUT,K,...)    convN  nn.Conv2d
+    maxpool, avgpool          nn.MaxPool2d, nn.AvgPool2d
+    batchnorm          bnN    nn.BatchNorm1d after a linear, nn.BatchNorm2d after a conv
+    layernorm          lnN    nn.LayerNorm over the last dimension
+    relu, leakyrelu, gelu, sigmoid, tanh, dropout, flatten: nn.ReLU, ...
+    embed(D)           embedN nn.Embedding(V, D): token ids [N, T] -> [N, T, D]
+    rnn(H)             rnnN   torch_model.RNN:  nn.RNN(D, H, nonlinearity="tanh", batch_first=True)
+    lstm(H)            lstmN  torch_model.LSTM: nn.LSTM(D, H, batch_first=True)
+    gru(H)             gruN   torch_model.GRU:  nn.GRU(D, H, batch_first=True)
+    last               lastN  torch_model.Last: [N, T, H] -> [N, H], each sequence's step at length - 1
+
+RNN, LSTM and GRU subclass PyTorch's modules, one layer each, and return
+only the output (every step's hidden state [N, T, H], not the final state),
+so they fit in a Sequential and their tensors keep PyTorch's names
+(lstm1.weight_ih_l0, lstm1.weight_hh_l0, lstm1.bias_ih_l0, lstm1.bias_hh_l0).
 
 From Python (with this folder on sys.path):
 
@@ -25,6 +47,17 @@ model.normalize(pixels) applies the checkpoint's input normalisation,
 [N, C, H, W]. build_model(metadata) gives the untrained module for a
 metadata dict; read_safetensors(path) gives (tensors, metadata).
 
+A text model (model.vocab = V > 0, model.input_shape = Tokens(V)) takes
+token ids, int64 [N, T] with no normalisation, and the real length of each
+sequence when the batch is padded (only last uses them; None: all T):
+
+    model = load_model("names.safetensors")     # embed(16) gru(32) last linear(18)
+    ids = torch.tensor([[5, 12, 9, 0], [7, 3, 0, 0]])   # padded after each sequence's end
+    with torch.no_grad():
+        logits = model(ids, lengths=[3, 2])     # [2, 18]: one score per class
+    lm = load_model("shakespeare.safetensors")  # embed(64) lstm(256) linear(65)
+    scores = lm(ids)                            # [2, 4, 65]: the next token's scores at every position
+
 The other direction, a model trained in PyTorch to an nn checkpoint:
 
     from torch_model import save_model
@@ -35,13 +68,21 @@ The other direction, a model trained in PyTorch to an nn checkpoint:
 
 save_model writes a torch.nn.Sequential of the layers nn knows (Linear,
 Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, LayerNorm, ReLU, LeakyReLU,
-GELU, Sigmoid, Tanh, Dropout, Flatten; nested Sequentials are flattened) with
-its state_dict's tensors as they are (num_batches_tracked stays int64) under
-nn's names, and the metadata nn needs; `nn eval`, `nn predict` and `nn serve`
-then take the file. A module nn cannot express is refused with a
-CheckpointError naming it.
+GELU, Sigmoid, Tanh, Dropout, Flatten; for text Embedding, RNN, LSTM and GRU
+with one layer, bias and batch_first=True, and torch_model.Last; nested
+Sequentials are flattened) with its state_dict's tensors as they are
+(num_batches_tracked stays int64) under nn's names, and the metadata nn
+needs; `nn eval`, `nn predict` and `nn serve` then take the file. A module
+nn cannot express is refused with a CheckpointError naming it. A text model:
 
-From the command line, the test accuracy computed by PyTorch in eval mode:
+    from torch_model import GRU, LSTM, Last, Tokens, save_model
+    net = nn.Sequential(nn.Embedding(65, 64), LSTM(64, 256), nn.Linear(256, 65))          # a language model
+    save_model(net, "lm.safetensors", Tokens(65))
+    net = nn.Sequential(nn.Embedding(60, 16), GRU(16, 32), Last(), nn.Linear(32, 18))     # a classifier
+    save_model(net, "names.safetensors", Tokens(60))
+
+From the command line, the test accuracy computed by PyTorch in eval mode
+(image models; a text model is refused, use it from Python):
 
     /usr/bin/python3 scripts/torch_model.py model.safetensors --data data/mnist
 
@@ -60,12 +101,13 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "NNModel", "read_safetensors", "write_safetensors", "parse_spec", "model_spec",
+__all__ = ["CheckpointError", "NNModel", "Tokens", "RNN", "LSTM", "GRU", "Last", "read_safetensors", "write_safetensors", "parse_spec", "model_spec",
            "build_model", "load_model", "save_model", "module_spec", "load_idx_split"]
 
 BATCH_NORM_EPS = 1e-5
 BATCH_NORM_MOMENTUM = 0.1
 LAYER_NORM_EPS = 1e-5
+MAX_VOCAB = 1 << 21  # NN_MAX_VOCAB
 
 
 class CheckpointError(Exception):
@@ -141,6 +183,11 @@ _KINDS = {
     "tanh": [],
     "dropout": [("p", False, True, None, 0.0, 0.95)],
     "flatten": [],
+    "embed": [("dim", True, True, None, 1, 65536)],
+    "rnn": [("hidden", True, True, None, 1, 65536)],
+    "lstm": [("hidden", True, True, None, 1, 65536)],
+    "gru": [("hidden", True, True, None, 1, 65536)],
+    "last": [],
 }
 
 
@@ -253,12 +300,46 @@ def _legacy_spec(meta):
     return " ".join(spec), shape
 
 
+class Tokens(tuple):
+    """The input of a text model: sequences of token ids in [0, vocab) of any
+    length (nn.input_shape "tokens(V)"). Tokens(65).vocab == 65."""
+
+    def __new__(cls, vocab):
+        if not isinstance(vocab, int) or isinstance(vocab, bool) or not 1 <= vocab <= MAX_VOCAB:
+            raise ValueError(f"a vocabulary of {vocab!r} tokens (1 to {MAX_VOCAB})")
+        return super().__new__(cls, (vocab,))
+
+    @property
+    def vocab(self):
+        return self[0]
+
+    def __repr__(self):
+        return f"Tokens(vocab={self[0]})"
+
+    def __str__(self):
+        return f"tokens({self[0]})"
+
+
+def _parse_tokens(text):
+    """Tokens(V) from "tokens(V)", or None when text is not of that form."""
+    if not text.startswith("tokens("):
+        return None
+    body = text[7:]
+    if not body.endswith(")") or not body[:-1].isdigit() or not 1 <= int(body[:-1]) <= MAX_VOCAB:
+        raise ValueError(f"metadata 'nn.input_shape' = '{text}' is not tokens(V) with V in 1..{MAX_VOCAB}")
+    return Tokens(int(body[:-1]))
+
+
 def model_spec(meta):
-    """(spec, (C, H, W)) from a checkpoint's metadata, new or legacy form."""
+    """(spec, input) from a checkpoint's metadata, new or legacy form: input
+    is (C, H, W) for an image model, Tokens(V) for a text model."""
     if "nn.spec" in meta:
         text = meta.get("nn.input_shape")
         if text is None:
             raise ValueError("missing metadata 'nn.input_shape'")
+        tokens = _parse_tokens(text)
+        if tokens is not None:
+            return meta["nn.spec"], tokens
         try:
             shape = tuple(int(s) for s in text.split(","))
         except ValueError:
@@ -275,20 +356,100 @@ def model_spec(meta):
 
 # ---- the model ----
 
+def _dims(shape):
+    """A shape of one example as nn writes it, T for a sequence's any length."""
+    return "[" + ", ".join("T" if d is None else str(d) for d in shape) + "]"
+
+
+class _OutputOnly:
+    """forward(x) -> every step's hidden state [N, T, H], without the final
+    state PyTorch's recurrent modules also return, so that the layer fits in a
+    Sequential. A subclass of the PyTorch module, not a wrapper around it: the
+    state_dict names stay weight_ih_l0, ... with no extra level."""
+
+    def forward(self, x, hx=None):
+        return super().forward(x, hx)[0]
+
+
+class RNN(_OutputOnly, nn.RNN):
+    """nn's rnn(H): torch.nn.RNN(D, H, nonlinearity='tanh', batch_first=True)
+    returning the output only."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=True)
+
+
+class LSTM(_OutputOnly, nn.LSTM):
+    """nn's lstm(H): torch.nn.LSTM(D, H, batch_first=True) returning the output only."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size, num_layers=1, bias=True, batch_first=True)
+
+
+class GRU(_OutputOnly, nn.GRU):
+    """nn's gru(H): torch.nn.GRU(D, H, batch_first=True) returning the output only."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size, num_layers=1, bias=True, batch_first=True)
+
+
+class Last(nn.Module):
+    """nn's last: [N, T, H] -> [N, H], each sequence's step at lengths[i] - 1
+    (lengths: ints in [1, T], one per sequence), or the last step when
+    lengths is None."""
+
+    def forward(self, x, lengths=None):
+        if lengths is None:
+            return x[:, -1]
+        lengths = torch.as_tensor(lengths, dtype=torch.int64, device=x.device)
+        if lengths.shape != (x.shape[0],) or bool((lengths < 1).any()) or bool((lengths > x.shape[1]).any()):
+            raise ValueError(f"lengths must be {x.shape[0]} ints in [1, {x.shape[1]}]")
+        return x[torch.arange(x.shape[0], device=x.device), lengths - 1]
+
+
 class NNModel(nn.Sequential):
     """The layer stack as a torch.nn.Sequential whose children are named as
-    nn names the tensors (fc1, conv1, bn1, ln1; relu1, maxpool1, ... for the
-    layers without parameters), so its state_dict matches the checkpoint's."""
+    nn names the tensors (fc1, conv1, bn1, ln1, embed1, lstm1, ...; relu1,
+    maxpool1, last1, ... for the layers without parameters), so its
+    state_dict matches the checkpoint's.
+
+    input_shape is (C, H, W) for an image model, or Tokens(V) for a text
+    model, whose input is token ids [N, T] and whose layers act on sequences
+    [N, T, F] (linear and layernorm on the last dimension) until last takes
+    each sequence's last step; such a model ends in [N, classes] or, scoring
+    every position (a language model), in [N, T, classes]."""
 
     def __init__(self, spec, input_shape, input_mean=0.0, input_std=1.0):
         modules, counts = OrderedDict(), {}
-        shape = tuple(input_shape)  # of one example: (C, H, W), then (F,) after flatten
+        text = isinstance(input_shape, Tokens)
+        # Of one example: (C, H, W); (F,) after flatten; for text (None,) of
+        # token ids, then (None, F) for a sequence of any length T.
+        shape = (None,) if text else tuple(input_shape)
         for i, (kind, a) in enumerate(parse_spec(spec)):
             where = f"layer {i + 1}, {kind}"
             image = len(shape) == 3
-            if kind in ("conv", "maxpool", "avgpool"):
+            seq = len(shape) == 2 and shape[0] is None
+
+            if text and i == 0 and kind != "embed":
+                raise ValueError(f"{where}: a text model starts with embed(D), which turns token ids into vectors")
+            if kind == "embed":
+                if not text or i != 0:
+                    raise ValueError(f"{where}: takes token ids, so it comes first in a text model")
+                m = nn.Embedding(input_shape.vocab, a["dim"])
+                shape = (None, a["dim"])
+            elif kind in ("rnn", "lstm", "gru"):
+                if not seq:
+                    raise ValueError(f"{where}: runs over a sequence [T, D], but its input is {_dims(shape)}")
+                m = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[kind](shape[1], a["hidden"])
+                shape = (None, a["hidden"])
+            elif kind == "last":
+                if not seq:
+                    raise ValueError(f"{where}: takes a sequence [T, H], but its input is {_dims(shape)}")
+                m = Last()
+                shape = (shape[1],)
+            elif kind in ("conv", "maxpool", "avgpool"):
                 if not image:
-                    raise ValueError(f"{where}: needs an image [C, H, W] but gets {list(shape)}")
+                    raise ValueError(f"{where}: needs an image [C, H, W] but gets {_dims(shape)}")
                 pad = a.get("padding", 0)
                 c, h, w = shape
                 if min(h, w) + 2 * pad < a["kernel"]:
@@ -305,16 +466,20 @@ class NNModel(nn.Sequential):
             elif kind == "linear":
                 if image:
                     raise ValueError(f"{where}: its input is {list(shape)}; add flatten before a linear layer")
-                m = nn.Linear(shape[0], a["out"])
-                shape = (a["out"],)
+                m = nn.Linear(shape[-1], a["out"])  # on the last dimension of [T, F] too
+                shape = shape[:-1] + (a["out"],)
             elif kind == "batchnorm":
+                if seq:
+                    raise ValueError(f"{where}: does not normalise a sequence {_dims(shape)}; use layernorm")
                 bn = nn.BatchNorm2d if image else nn.BatchNorm1d
                 m = bn(shape[0], eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
             elif kind == "layernorm":
                 if image:
                     raise ValueError(f"{where}: layernorm normalises features, but its input is {list(shape)}")
-                m = nn.LayerNorm(shape[0], eps=LAYER_NORM_EPS)
+                m = nn.LayerNorm(shape[-1], eps=LAYER_NORM_EPS)
             elif kind == "flatten":
+                if seq:
+                    raise ValueError(f"{where}: a sequence {_dims(shape)} has no fixed size to flatten; use last")
                 m = nn.Flatten(1)  # torch.flatten(x, 1)
                 shape = (math.prod(shape),)
             elif kind == "relu":
@@ -334,21 +499,42 @@ class NNModel(nn.Sequential):
             prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln"}.get(kind, kind)
             counts[prefix] = counts.get(prefix, 0) + 1
             modules[f"{prefix}{counts[prefix]}"] = m
-        if len(shape) != 1:
-            raise ValueError(f"the model ends in {list(shape)}, not in class scores")
+        if not (len(shape) == 1 and shape[0] is not None) and not (text and len(shape) == 2):
+            raise ValueError(f"the model ends in {_dims(shape)}, not in class scores")
         super().__init__(modules)
-        self.spec, self.input_shape, self.classes = spec, tuple(input_shape), shape[0]
+        self.spec, self.classes = spec, shape[-1]
+        self.input_shape = input_shape if text else tuple(input_shape)
+        self.vocab = input_shape.vocab if text else 0  # as nn_model.vocab
         self.input_mean, self.input_std = float(input_mean), float(input_std)
 
-    def forward(self, x):
-        """x [N, C, H, W] (or [N, C*H*W]), already normalised -> logits [N, classes]."""
-        if x.dim() == 2:
-            x = x.reshape(x.shape[0], *self.input_shape)
-        return super().forward(x)
+    def forward(self, x, lengths=None):
+        """An image model: x [N, C, H, W] (or [N, C*H*W]), already normalised
+        -> logits [N, classes].
+        A text model: x token ids [N, T] (ints in [0, vocab), no
+        normalisation), lengths each sequence's real length (ints in [1, T];
+        the rest is padding; None: all T) -> [N, classes], or [N, T, classes]
+        for a model that scores every position."""
+        if not self.vocab:
+            if lengths is not None:
+                raise ValueError("lengths are for a text model")
+            if x.dim() == 2:
+                x = x.reshape(x.shape[0], *self.input_shape)
+            return super().forward(x)
+        if x.dim() != 2 or x.dtype.is_floating_point or x.dtype == torch.bool:
+            raise ValueError(f"a text model takes token ids [N, T] (ints), not {x.dtype} of shape {list(x.shape)}")
+        x = x.to(torch.int64)
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab):
+            raise ValueError(f"token ids must be in [0, {self.vocab})")
+        for m in self:
+            x = m(x, lengths) if isinstance(m, Last) else m(x)
+        return x
 
     def normalize(self, pixels):
         """uint8 pixels (a NumPy array or tensor, [N, H, W], [N, C, H, W] or
-        [N, C*H*W]) -> the float32 batch [N, C, H, W] the model was trained on."""
+        [N, C*H*W]) -> the float32 batch [N, C, H, W] the model was trained on.
+        A text model takes token ids as they are: this returns them as int64."""
+        if self.vocab:
+            return torch.as_tensor(np.asarray(pixels), dtype=torch.int64)
         if isinstance(pixels, torch.Tensor):
             x = pixels.to(torch.float32)
         else:
@@ -357,7 +543,7 @@ class NNModel(nn.Sequential):
         return x.reshape(x.shape[0], *self.input_shape)
 
     def extra_repr(self):
-        return f"spec='{self.spec}', input_shape={self.input_shape}"
+        return f"spec='{self.spec}', input_shape={self.input_shape!r}"
 
 
 def _float_meta(meta, key):
@@ -481,36 +667,68 @@ def _num(v):
 def module_spec(module, input_shape):
     """(spec, [(nn name, module)] of the layers with tensors, output shape) for
     a torch.nn.Sequential of the layers nn knows, checked layer by layer
-    against input_shape (C, H, W). Raises CheckpointError naming the first
-    module nn cannot express."""
+    against input_shape: (C, H, W), or Tokens(V) for a text model. Raises
+    CheckpointError naming the first module nn cannot express."""
     if not isinstance(module, nn.Sequential):
         raise CheckpointError(f"save_model needs a torch.nn.Sequential, not {type(module).__name__}")
-    shape = tuple(input_shape)
+    text_model = isinstance(input_shape, Tokens)
+    shape = (None,) if text_model else tuple(input_shape)  # as in NNModel: (None, F) is a sequence [T, F]
     spec, named, counts = [], [], {}
     leaves = list(_leaves(module))
     if not leaves:
         raise CheckpointError("the Sequential has no layers")
     # A network that starts on flat features ([N, C*H*W]) reads the image flattened, as nn does.
-    if isinstance(leaves[0][1], (nn.Linear, nn.BatchNorm1d, nn.LayerNorm)):
+    if not text_model and isinstance(leaves[0][1], (nn.Linear, nn.BatchNorm1d, nn.LayerNorm)):
         spec.append("flatten")
         shape = (math.prod(shape),)
 
     for qual, m in leaves:
         where = f"layer '{qual}' ({m!r})"
         image = len(shape) == 3
+        seq = len(shape) == 2 and shape[0] is None
 
         def refuse(why):
             raise CheckpointError(f"{where}: {why}")
 
+        if shape == (None,) and not isinstance(m, nn.Embedding):
+            refuse("a text model starts with nn.Embedding, which turns token ids into vectors")
         kind, text = None, None
-        if isinstance(m, nn.Linear):
+        if isinstance(m, nn.Embedding):
+            if shape != (None,):
+                refuse("nn.Embedding takes token ids: it comes first, and only in a text model "
+                       "(input_shape Tokens(V))")
+            if m.num_embeddings != input_shape.vocab:
+                refuse(f"num_embeddings {m.num_embeddings}, but the vocabulary has {input_shape.vocab} tokens")
+            if m.max_norm is not None:
+                refuse("nn's embed has no max_norm")
+            # padding_idx and scale_grad_by_freq change training only; the lookup is the same.
+            kind, text, shape = "embed", f"embed({m.embedding_dim})", (None, m.embedding_dim)
+        elif isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)):
+            name = "lstm" if isinstance(m, nn.LSTM) else "gru" if isinstance(m, nn.GRU) else "rnn"
+            if m.num_layers != 1 or not m.bias or not m.batch_first or m.bidirectional:
+                refuse(f"nn's {name} is one layer, bias=True, batch_first=True, not bidirectional "
+                       "(stack layers as separate modules)")
+            if name == "rnn" and m.nonlinearity != "tanh":
+                refuse("nn's rnn uses tanh")
+            if getattr(m, "proj_size", 0):
+                refuse("nn's lstm has no projection (proj_size=0)")
+            if not seq:
+                refuse(f"runs over a sequence [T, D], but its input is {_dims(shape)}")
+            if m.input_size != shape[1]:
+                refuse(f"input_size {m.input_size}, but {shape[1]} features reach it")
+            kind, text, shape = name, f"{name}({m.hidden_size})", (None, m.hidden_size)
+        elif isinstance(m, Last):
+            if not seq:
+                refuse(f"takes a sequence [T, H], but its input is {_dims(shape)}")
+            kind, text, shape = "last", "last", (shape[1],)
+        elif isinstance(m, nn.Linear):
             if m.bias is None:
                 refuse("nn's linear layer has a bias; bias=False is not supported")
             if image:
                 refuse(f"its input is {list(shape)}; add nn.Flatten() before it")
-            if m.in_features != shape[0]:
-                refuse(f"in_features {m.in_features}, but {shape[0]} features reach it")
-            kind, text, shape = "linear", f"linear({m.out_features})", (m.out_features,)
+            if m.in_features != shape[-1]:
+                refuse(f"in_features {m.in_features}, but {shape[-1]} features reach it")
+            kind, text, shape = "linear", f"linear({m.out_features})", shape[:-1] + (m.out_features,)
         elif isinstance(m, nn.Conv2d):
             k, st, pad = _square(m.kernel_size), _square(m.stride), _square(m.padding)
             if k is None or st is None or pad is None:
@@ -548,6 +766,8 @@ def module_spec(module, input_shape):
             h, w = ((d - k) // st + 1 for d in (h, w))
             kind, text, shape = name, f"{name}({k})" if st == k else f"{name}({k},stride={st})", (c, h, w)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if seq:
+                refuse(f"nn's batchnorm does not normalise a sequence {_dims(shape)}; use nn.LayerNorm")
             if not m.affine or not m.track_running_stats:
                 refuse("nn's batchnorm has affine=True and track_running_stats=True")
             if m.eps != BATCH_NORM_EPS:
@@ -558,8 +778,9 @@ def module_spec(module, input_shape):
                 refuse(f"num_features {m.num_features}, but {shape[0]} reach it")
             kind, text = "batchnorm", "batchnorm"  # momentum is for training only; nn trains on with 0.1
         elif isinstance(m, nn.LayerNorm):
-            if image or tuple(m.normalized_shape) != (shape[0],):
-                refuse(f"nn's layernorm normalises the features of a flat input; here {list(shape)} reach it")
+            if image or tuple(m.normalized_shape) != (shape[-1],):
+                refuse(f"nn's layernorm normalises the last dimension of a flat input or a sequence; here "
+                       f"{_dims(shape)} reach it")
             if not m.elementwise_affine or getattr(m, "bias", True) is None:
                 refuse("nn's layernorm has a weight and a bias")
             if m.eps != LAYER_NORM_EPS:
@@ -568,6 +789,8 @@ def module_spec(module, input_shape):
         elif isinstance(m, nn.Flatten):
             if m.start_dim != 1 or m.end_dim != -1:
                 refuse("nn's flatten is Flatten(1, -1)")
+            if seq:
+                refuse(f"a sequence {_dims(shape)} has no fixed size to flatten; use torch_model.Last()")
             kind, text, shape = "flatten", "flatten", (math.prod(shape),)
         elif type(m) is nn.ReLU:
             kind = text = "relu"
@@ -589,19 +812,31 @@ def module_spec(module, input_shape):
             kind, text = "dropout", f"dropout({_num(m.p)})"
         else:
             refuse("nn has no such layer (it knows Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, "
-                   "LayerNorm, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Dropout, Flatten)")
+                   "LayerNorm, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Dropout, Flatten, Embedding, "
+                   "RNN, LSTM, GRU and torch_model.Last)")
         spec.append(text)
         prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln"}.get(kind, kind)
         counts[prefix] = counts.get(prefix, 0) + 1
-        if kind in ("linear", "conv", "batchnorm", "layernorm"):
+        if kind in ("linear", "conv", "batchnorm", "layernorm", "embed", "rnn", "lstm", "gru"):
             named.append((f"{prefix}{counts[prefix]}", m))
-    if len(shape) != 1:
-        raise CheckpointError(f"the model ends in {list(shape)}, not in class scores; end with a Linear layer")
+    if not (len(shape) == 1 and shape[0] is not None) and not (text_model and len(shape) == 2):
+        raise CheckpointError(f"the model ends in {_dims(shape)}, not in class scores; end with a Linear layer")
     return " ".join(spec), named, shape
 
 
 def _check_input_shape(input_shape):
-    """(C, H, W) from (C, H, W), (H, W) (one channel) or F (flat features)."""
+    """(C, H, W) from (C, H, W), (H, W) (one channel) or F (flat features);
+    Tokens(V) from Tokens(V) or "tokens(V)"."""
+    if isinstance(input_shape, Tokens):
+        return input_shape
+    if isinstance(input_shape, str):
+        try:
+            tokens = _parse_tokens(input_shape)
+        except ValueError:
+            tokens = None
+        if tokens is None:
+            raise CheckpointError(f"input_shape {input_shape!r} is not 'tokens(V)' with V in 1..{MAX_VOCAB}")
+        return tokens
     shape = (1, 1, input_shape) if isinstance(input_shape, int) else tuple(input_shape)
     if len(shape) == 2:
         shape = (1,) + shape
@@ -610,19 +845,35 @@ def _check_input_shape(input_shape):
     return shape
 
 
-def save_model(module, path, input_shape, input_mean, input_std, metadata=None):
+def save_model(module, path, input_shape, input_mean=None, input_std=None, metadata=None):
     """Writes a torch.nn.Sequential trained in PyTorch as an nn checkpoint.
 
     input_shape is (C, H, W) of one example ((H, W) means one channel; an int F
     means F flat features); input_mean and input_std are the normalisation the
     model was trained with, x = (pixel / 255 - input_mean) / input_std, which
-    `nn predict` and `nn serve` apply to raw images. The tensors are the
-    state_dict's, dtypes unchanged, renamed to nn's names (fc1, conv1, bn1,
-    ln1, numbered per kind along the network); the metadata is nn.arch,
-    nn.spec, nn.input_shape, nn.input_mean, nn.input_std and any extra string
-    pairs given. Returns the spec. Raises CheckpointError naming what nn
-    cannot express."""
+    `nn predict` and `nn serve` apply to raw images.
+
+    For a text model input_shape is Tokens(V) (or "tokens(V)"): token ids in
+    [0, V), no normalisation (input_mean and input_std are left out, or 0 and
+    1). The Sequential starts with nn.Embedding(V, D); recurrent layers are
+    torch.nn.RNN (tanh), LSTM or GRU with one layer, bias and batch_first=True
+    (torch_model's RNN, LSTM and GRU are those returning only the output, so
+    the Sequential runs in PyTorch as it is); torch_model.Last() takes each
+    sequence's last step; Linear and LayerNorm act on the last dimension.
+
+    The tensors are the state_dict's, dtypes unchanged, renamed to nn's names
+    (fc1, conv1, bn1, ln1, embed1, lstm1, ..., numbered per kind along the
+    network); the metadata is nn.arch, nn.spec, nn.input_shape,
+    nn.input_mean, nn.input_std and any extra string pairs given. Returns the
+    spec. Raises CheckpointError naming what nn cannot express."""
     shape = _check_input_shape(input_shape)
+    text_model = isinstance(shape, Tokens)
+    if text_model:
+        if input_mean not in (None, 0, 0.0) or input_std not in (None, 1, 1.0):
+            raise CheckpointError("a text model takes token ids: no input_mean or input_std (or 0 and 1)")
+        input_mean, input_std = 0.0, 1.0
+    elif input_mean is None or input_std is None:
+        raise CheckpointError("save_model needs input_mean and input_std for an image model")
     mean, std = float(input_mean), float(input_std)
     if not math.isfinite(mean):
         raise CheckpointError(f"input_mean {input_mean!r} is not a finite number")
@@ -639,8 +890,8 @@ def save_model(module, path, input_shape, input_mean, input_std, metadata=None):
         raise CheckpointError(f"{path}: the tensors of {type(module).__name__} do not match the spec '{spec}' "
                               f"({sorted(set(want) ^ set(tensors)) or 'shapes differ'})")
     kinds = [k for k, _ in parse_spec(spec)]
-    arch = "cnn" if {"conv", "maxpool", "avgpool"} & set(kinds) else "linear" if kinds.count("linear") == 1 else "mlp"
-    meta = OrderedDict([("nn.arch", arch), ("nn.spec", spec), ("nn.input_shape", ",".join(map(str, shape))),
+    arch = "text" if text_model else "cnn" if {"conv", "maxpool", "avgpool"} & set(kinds) else "linear" if kinds.count("linear") == 1 else "mlp"
+    meta = OrderedDict([("nn.arch", arch), ("nn.spec", spec), ("nn.input_shape", str(shape) if text_model else ",".join(map(str, shape))),
                         ("nn.input_mean", repr(mean)), ("nn.input_std", repr(std))])
     for k, v in (metadata or {}).items():
         if k in meta:
@@ -706,6 +957,10 @@ def main(argv=None):
         parser.error("--limit must be >= 0 and --batch-size >= 1")
     try:
         model = load_model(args.checkpoint)
+        if model.vocab:
+            raise ValueError(f"{args.checkpoint}: a text model ('{model.spec}' over {model.input_shape}); the command "
+                             "line evaluates image models on MNIST's test images. From Python: "
+                             "model = load_model(FILE); logits = model(ids, lengths)")
         if not os.path.isdir(args.data):
             raise ValueError(f"{args.data}: no such data folder")
         images, labels = load_idx_split(args.data, "t10k")
