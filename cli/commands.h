@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include "nn/train.h"
+
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
@@ -14,6 +16,7 @@ int cmd_experiment(int argc, char **argv);
 int cmd_linreg(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #define EXIT_USAGE 2
 
@@ -36,6 +39,13 @@ void release_sigint(const struct sigaction *old);
 
 /* Sets the thread count of both OpenMP and OpenBLAS (0 = leave the default). */
 void set_threads(int n);
+
+/* nn train on text (cli/train_text.c): whether --dataset names a text data
+ * set, whether a --data path holds text rather than IDX images, and the run
+ * itself (a language model by steps); returns the exit status. */
+bool is_text_dataset(const char *dataset);
+bool is_text_path(const char *path);
+int train_text(nn_train_config *cfg, const char *arch, const char *path);
 
 /* Resolves --dataset/--data into a folder; NULL with a usage error printed
  * for an unknown dataset name. */

@@ -79,7 +79,11 @@ const char *dataset_dir(const char *cmd, const char *dataset, const char *data_d
     if (data_dir) return data_dir;
     if (strcmp(dataset, "mnist") == 0) return "data/mnist";
     if (strcmp(dataset, "fashion-mnist") == 0) return "data/fashion-mnist";
-    usage_error(cmd, "--dataset: unknown dataset '%s' (mnist or fashion-mnist)", dataset);
+    if (strcmp(dataset, "tinyshakespeare") == 0) return "data/tinyshakespeare";
+    if (strcmp(dataset, "names") == 0) return "data/names";
+    if (strcmp(dataset, "names-by-language") == 0) return "data/names-by-language";
+    usage_error(cmd, "--dataset: unknown dataset '%s' (mnist, fashion-mnist, tinyshakespeare, names, names-by-language)",
+                dataset);
     return NULL;
 }
 

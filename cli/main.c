@@ -10,13 +10,14 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    {"train", cmd_train, "train a digit classifier (softmax regression, MLP or CNN) on MNIST or Fashion-MNIST"},
+    {"train", cmd_train, "train a digit classifier (MLP or CNN) on MNIST, or a character language model on text"},
     {"eval", cmd_eval, "evaluate a checkpoint: test accuracy, per-class accuracy, confusion matrix"},
     {"predict", cmd_predict, "classify your own PNG/PGM digit images with a checkpoint"},
     {"experiment", cmd_experiment, "train several configurations the same way and compare them"},
     {"linreg", cmd_linreg, "linear regression by gradient descent, checked against least squares"},
     {"serve", cmd_serve, "a web page to draw a digit on and watch the model read it; POST /predict"},
     {"export", cmd_export, "write a checkpoint as an ONNX file, to run the model in other runtimes"},
+    {"generate", cmd_generate, "write text with a language model trained on text, streamed as it is made"},
 };
 
 static void usage(FILE *f) {

@@ -67,6 +67,20 @@ static int save(const nn_train_config *cfg, const nn_text *data, const nn_model 
     return rc;
 }
 
+/* A split as one stream of ids to draw windows from: a stream as it is;
+ * lines (each [boundary, chars, boundary]) joined with one boundary between
+ * two, as in makemore's ".emma.olivia.", so that a boundary is followed by a
+ * name's first character, never by a second boundary. */
+static nn_text_split as_stream(const nn_text *data, const nn_text_split *s) {
+    if (data->kind != NN_TEXT_LINES) return *s;
+    nn_text_split out = {.ids = nn_xmalloc((s->n_ids + 1) * sizeof *out.ids)};
+    for (int i = 0; i < s->n_seqs; i++) {
+        const int *seq = s->ids + s->offsets[i];
+        for (int k = i == 0 ? 0 : 1; k < s->lengths[i]; k++) out.ids[out.n_ids++] = seq[k];
+    }
+    return out;
+}
+
 /* Everything a run holds while it trains. */
 typedef struct lm_run {
     const nn_train_config *cfg;
@@ -76,6 +90,7 @@ typedef struct lm_run {
     nn_ctx *ctx;
     nn_optim opt;
     nn_schedule sched;
+    nn_text_split train_stream, val_stream; /* own their ids for lines */
     nn_text_sampler sampler;
     nn_text_windows val;
     nn_rng dropout_rng;
@@ -97,8 +112,12 @@ static int lm_start(lm_run *r) {
     nn_rng_seed(&init_rng, cfg->seed, 1);
     nn_model_build(r->model, &init_rng);
     nn_rng_seed(&r->dropout_rng, cfg->seed, 3);
-    if (nn_text_sampler_init(&r->sampler, &r->data->train, cfg->context, cfg->seed) != 0 ||
-        nn_text_windows_init(&r->val, &r->data->val, cfg->context, cfg->eval_windows) != 0)
+    if (r->data->kind == NN_TEXT_CLASSES)
+        return nn_error("one file per class is data for a classifier, not for a language model");
+    r->train_stream = as_stream(r->data, &r->data->train);
+    r->val_stream = as_stream(r->data, &r->data->val);
+    if (nn_text_sampler_init(&r->sampler, &r->train_stream, cfg->context, cfg->seed) != 0 ||
+        nn_text_windows_init(&r->val, &r->val_stream, cfg->context, cfg->eval_windows) != 0)
         return -1;
     nn_optim_init(&r->opt, &r->model->params, &cfg->opt);
     r->sched = cfg->sched;
@@ -196,6 +215,10 @@ done:
     nn_optim_free(&r.opt);
     nn_text_sampler_free(&r.sampler);
     nn_text_windows_free(&r.val);
+    if (data->kind == NN_TEXT_LINES) {
+        free(r.train_stream.ids);
+        free(r.val_stream.ids);
+    }
     if (r.ctx) nn_ctx_free(r.ctx);
     free(r.x);
     free(r.y);
