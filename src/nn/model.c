@@ -264,8 +264,10 @@ size_t nn_model_param_count(const nn_model *m) { return m->params.count; }
 void nn_model_summary(const nn_model *m, FILE *f) {
     char shape[48], text[96];
     fprintf(f, "%-4s %-28s %-16s %12s\n", "", "layer", "output shape", "parameters");
-    layer_shape_str(3, m->in_shape, shape, sizeof shape);
-    fprintf(f, "%-4s %-28s %-16s %12s\n", "", "input", shape, "");
+    layer_shape_str(m->in_ndim, m->in_shape, shape, sizeof shape);
+    char input[48];
+    snprintf(input, sizeof input, m->vocab ? "token ids < %d" : "input", m->vocab);
+    fprintf(f, "%-4s %-28s %-16s %12s\n", "", input, shape, "");
     size_t total = 0, total_state = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = &m->layers[i];
