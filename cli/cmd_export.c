@@ -13,6 +13,8 @@ static const char *const usage_text =
     "Writes the model as an ONNX graph (opset 17) that ONNX runtimes can run:\n"
     "input 'image', float32 [N, 1, 28, 28] of raw pixels in [0, 1] (the model's\n"
     "input normalisation is part of the graph), output 'logits', [N, classes].\n"
+    "A text model takes 'tokens', int64 ids [N, T] (all of a batch T long), and\n"
+    "gives [N, classes] or, scoring every position, [N, T, classes].\n"
     "Layers run as in evaluation mode: BatchNorm with its running statistics,\n"
     "dropout left out. docs/onnx.md lists the operator each layer becomes.\n"
     "\n";

@@ -8,10 +8,15 @@
  * full_check (shape inference in strict mode) on the file. Models: an MLP
  * with LayerNorm, GELU and dropout and the default MLP (784-1024-1024-10,
  * ReLU), trained by nn; a CNN with BatchNorm trained by nn; a model built here with every layer kind and the
- * non-default arguments and made-up running statistics. Then the command's
+ * non-default arguments and made-up running statistics. Text models built
+ * here (an LSTM language model, a GRU classifier, an RNN language model with
+ * layernorm, a stack of all three): 300 random int64 token sequences of
+ * several lengths through onnxruntime against nn_model_forward_tokens, max
+ * |diff| <= 1e-4 of the largest |logit|, and the checker. Then the command's
  * errors: usage, missing and corrupt checkpoints, unwritable outputs.
  * Without node and onnxruntime-node (scripts/node_deps.sh), Debian's
- * python3-onnx or data/mnist, those tests say skipped with the reason.
+ * python3-onnx or data/mnist (the image models only), those tests say
+ * skipped with the reason.
  * Runs the binary named by $NN (default build/nn). */
 #include <errno.h>
 #include <stdarg.h>
@@ -55,8 +60,7 @@ static int shell(const char *out_path, const char *fmt, ...) {
 
 /* Whether onnxruntime can run here; if not, marks the test skipped and says
  * why and what installs it. */
-static bool have_onnxruntime(void) {
-    if (!have_mnist()) return false;
+static bool have_node_onnxruntime(void) {
     static int cached = -1;
     static char why[200];
     if (cached < 0) {
@@ -72,6 +76,9 @@ static bool have_onnxruntime(void) {
     if (!cached) SKIP("%s; onnxruntime not run", why);
     return cached;
 }
+
+/* The same for the image models, which run MNIST's test images. */
+static bool have_onnxruntime(void) { return have_mnist() && have_node_onnxruntime(); }
 
 static bool have_onnx_checker(void) {
     static int cached = -1;
@@ -281,6 +288,169 @@ static void test_onnx_checker(void) {
         if (ckpts[i]) check_model(onnx_of(ckpts[i]));
 }
 
+/* ---- text models: token ids in, the recurrent layers as ONNX's RNN, LSTM, GRU ---- */
+
+#define N_SEQUENCES 300
+#define TEXT_VOCAB 40
+
+/* Text models built here through the C API with random weights: PyTorch's
+ * initialisation, then perturb_model (linears scaled up, layernorms given
+ * non-trivial scales) and the recurrent weights doubled so that their gates
+ * leave the linear middle of the sigmoid and tanh. */
+static const struct text_model {
+    const char *name, *spec;
+    int classes; /* 0: a language model, classes = vocab */
+} text_models[] = {
+    {"lstm_lm", "embed(16) lstm(32) linear(40)", 0},
+    {"gru_classifier", "embed(16) gru(32) last linear(18)", 18},
+    {"rnn_lm", "embed(12) rnn(24) layernorm tanh linear(40)", 0},
+    {"stacked", "embed(16) linear(24) gelu lstm(32) dropout(0.1) gru(24) rnn(16) last layernorm linear(10)", 10},
+};
+#define N_TEXT_MODELS (int)(sizeof text_models / sizeof text_models[0])
+
+/* The checkpoint of text model i, written and exported once per run (its
+ * ONNX file is PATH.onnx), or NULL. */
+static const char *text_checkpoint(int i) {
+    static char paths[N_TEXT_MODELS][256];
+    static bool done[N_TEXT_MODELS];
+    const struct text_model *t = &text_models[i];
+    char *path = paths[i];
+    if (done[i]) return *path ? path : NULL;
+    done[i] = true;
+    char name[64];
+    snprintf(name, sizeof name, "%s.safetensors", t->name);
+    snprintf(path, 256, "%s", tmp(name));
+    int failures = check_failures_;
+    nn_model m;
+    nn_rng rng;
+    nn_rng_seed(&rng, 11 + (uint64_t)i, 0);
+    int rc = nn_model_plan_text(&m, t->spec, TEXT_VOCAB, t->classes ? t->classes : TEXT_VOCAB);
+    CHECKF(rc == 0, "%s: %s", t->spec, nn_last_error());
+    if (rc != 0) return *path = 0, NULL;
+    nn_model_build(&m, &rng);
+    perturb_model(&m, &rng);
+    for (int k = 0; k < m.n_layers; k++)
+        for (int j = 0; nn_layer_tensor(&m.layers[k], "weight_ih_l0") && j < m.layers[k].n_tensors; j++) {
+            nn_tensor *w = m.layers[k].tensors[j];
+            for (size_t e = 0; e < w->size; e++) w->data[e] *= 2.0f;
+        }
+    CHECKF(nn_model_save(&m, path) == 0, "%s", nn_last_error());
+    nn_model_free(&m);
+    char onnx[300];
+    snprintf(onnx, sizeof onnx, "%s.onnx", path);
+    if (check_failures_ != failures || export(path, onnx) != 0) *path = 0;
+    return *path ? path : NULL;
+}
+
+/* N_SEQUENCES random sequences of T ids, the same for every model. */
+static int *random_tokens(int T) {
+    nn_rng rng;
+    nn_rng_seed(&rng, 5, (uint64_t)T);
+    int *ids = malloc((size_t)N_SEQUENCES * T * sizeof *ids);
+    for (int i = 0; i < N_SEQUENCES * T; i++) ids[i] = (int)nn_rng_below(&rng, TEXT_VOCAB);
+    return ids;
+}
+
+/* nn's logits of the sequences through the library in evaluation mode:
+ * [N_SEQUENCES * per], per = classes or T * classes; NULL if it cannot load. */
+static float *nn_text_logits(const char *ckpt, const int *ids, int T, int *per, int *out_ndim) {
+    nn_model m;
+    if (nn_model_load(&m, ckpt) != 0) {
+        fprintf(stderr, "  nn_model_load(%s): %s\n", ckpt, nn_last_error());
+        return NULL;
+    }
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_set_training(ctx, false);
+    nn_set_grad_enabled(ctx, false);
+    nn_tensor *y = nn_model_forward_tokens(&m, ctx, ids, N_SEQUENCES, T, NULL, NULL);
+    float *out = malloc(y->size * sizeof *out);
+    memcpy(out, y->data, y->size * sizeof *out);
+    *per = (int)(y->size / N_SEQUENCES);
+    *out_ndim = y->ndim;
+    nn_ctx_free(ctx);
+    nn_model_free(&m);
+    return out;
+}
+
+/* Runs N_SEQUENCES random sequences of T tokens through the ONNX file of
+ * text model i in onnxruntime, in batches of `batch`, and compares the
+ * logits with nn's: max |diff| <= TOLERANCE * the largest |logit|. Returns
+ * the largest difference relative to the largest |logit| (-1: not compared). */
+static double text_onnxruntime_diff(int i, int T, int batch) {
+    const char *ckpt = text_checkpoint(i);
+    if (!ckpt) return -1;
+    const char *onnx = onnx_of(ckpt);
+    int *ids = random_tokens(T);
+    int per = 0, ndim = 0;
+    float *expected = nn_text_logits(ckpt, ids, T, &per, &ndim);
+    char tokens[256], logits[256];
+    snprintf(tokens, sizeof tokens, "%s", tmp("tokens.i64"));
+    snprintf(logits, sizeof logits, "%s", tmp("text_logits.txt"));
+    FILE *f = fopen(tokens, "wb");
+    CHECK(f != NULL);
+    for (int k = 0; f && k < N_SEQUENCES * T; k++) {
+        int64_t id = ids[k];
+        CHECK(fwrite(&id, sizeof id, 1, f) == 1);
+    }
+    if (f) CHECK(fclose(f) == 0);
+    int rc = expected ? shell(logits, "node tests/onnx_run.mjs %s %s %d %d %d", onnx, tokens, N_SEQUENCES, batch, T)
+                      : -1;
+    CHECKF(rc == 0, "onnx_run.mjs exited %d: %s", rc, err_text);
+    double rel = -1;
+    f = rc == 0 ? fopen(logits, "r") : NULL;
+    if (rc == 0) CHECKF(f, "%s: %s", logits, strerror(errno));
+    if (f) {
+        const struct text_model *t = &text_models[i];
+        int classes = t->classes ? t->classes : TEXT_VOCAB;
+        char header[256] = "", want[256];
+        if (ndim == 3)
+            snprintf(want, sizeof want, "tokens int64 [N,T] -> logits float32 [N,T,%d]\n", classes);
+        else
+            snprintf(want, sizeof want, "tokens int64 [N,T] -> logits float32 [N,%d]\n", classes);
+        CHECKF(fgets(header, sizeof header, f) && strcmp(header, want) == 0, "the session reports: %s", header);
+        double worst = 0, largest = 0;
+        int read = 0;
+        for (int k = 0; k < N_SEQUENCES * per; k++) {
+            float v;
+            if (fscanf(f, "%f", &v) != 1) break;
+            read++;
+            double d = fabs((double)v - expected[k]);
+            if (!(d <= worst)) worst = d; /* NaN sticks */
+            largest = fmax(largest, fabs(expected[k]));
+        }
+        CHECKF(read == N_SEQUENCES * per, "read %d logits of %d", read, N_SEQUENCES * per);
+        CHECK(fscanf(f, "%*s") == EOF);
+        fclose(f);
+        rel = worst / largest;
+        printf("  %s (%s), %d sequences of %d tokens in batches of %d: max |logit diff| %.3g (largest |logit| "
+               "%.3g, relative %.3g)\n", t->name, t->spec, N_SEQUENCES, T, batch, worst, largest, rel);
+        CHECKF(worst <= TOLERANCE * largest, "max |diff| %g > %g * %g", worst, TOLERANCE, largest);
+        /* Logits far above the tolerance, so the comparison means something. */
+        CHECKF(largest > 1.0, "largest |logit| %g", largest);
+    }
+    free(expected);
+    free(ids);
+    return rel;
+}
+
+static void test_text_onnxruntime(void) {
+    if (!have_node_onnxruntime()) return;
+    for (int i = 0; i < N_TEXT_MODELS; i++) {
+        text_onnxruntime_diff(i, 24, 64); /* the last batch is 44 */
+        /* T is symbolic too: other lengths, a single step among them. */
+        text_onnxruntime_diff(i, 7, N_SEQUENCES);
+        text_onnxruntime_diff(i, 1, 100);
+    }
+}
+
+static void test_text_onnx_checker(void) {
+    if (!have_onnx_checker()) return;
+    for (int i = 0; i < N_TEXT_MODELS; i++) {
+        const char *ckpt = text_checkpoint(i);
+        if (ckpt) check_model(onnx_of(ckpt));
+    }
+}
+
 /* An error: exit status 1 and one line "nn: error: ..." naming what. */
 static bool one_line(int rc, const char *must_contain) {
     const char *nl = strchr(err_text, '\n');
@@ -369,4 +539,4 @@ static void test_errors(void) {
 }
 
 TEST_MAIN(TEST(test_mlp_onnxruntime), TEST(test_default_mlp_onnxruntime), TEST(test_cnn_onnxruntime), TEST(test_every_layer_onnxruntime),
-          TEST(test_onnx_checker), TEST(test_errors))
+          TEST(test_onnx_checker), TEST(test_text_onnxruntime), TEST(test_text_onnx_checker), TEST(test_errors))

@@ -1,8 +1,10 @@
 /* nn_model -> ONNX ModelProto through the protobuf-c code generated from
  * onnx.proto (app/onnx/module.mk). Each layer becomes the ONNX operator with
  * nn's exact semantics (docs/onnx.md): the same padding, strides, floor-mode
- * pooling, epsilons and slopes. The graph is built in memory with every
- * allocation recorded in one list, packed once and written atomically. */
+ * pooling, epsilons and slopes; a text model's recurrent layers become
+ * ONNX's RNN, LSTM and GRU with PyTorch's gates in ONNX's order. The graph
+ * is built in memory with every allocation recorded in one list, packed
+ * once and written atomically. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +34,7 @@ typedef struct graph {
     Onnx__TensorProto **inits;
     size_t n_inits, cap_inits;
     const char *sqrt2, *one, *half; /* GELU's constants, added once */
+    const char *axis1, *minus1;     /* int64 [1] and -1 for Squeeze and Gather, added once */
 } graph;
 
 #define PUSH(arr, n, cap, item)                                                    \
@@ -88,6 +91,26 @@ static const char *initializer(graph *g, const char *name, int ndim, const int *
     }
     t->has_raw_data = 1;
     t->raw_data.len = n * sizeof(float);
+    t->raw_data.data = (uint8_t *)data;
+    PUSH(g->inits, g->n_inits, g->cap_inits, t);
+    return t->name;
+}
+
+/* An int64 initializer of n values (shape [n], or a scalar when ndim is 0):
+ * axes, indices. The values are copied into memory owned by g. */
+static const char *int64_initializer(graph *g, const char *name, int ndim, int n, const int64_t *v) {
+    Onnx__TensorProto *t = alloc(g, sizeof *t);
+    onnx__tensor_proto__init(t);
+    t->name = str(g, "%s", name);
+    t->has_data_type = 1;
+    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    t->n_dims = (size_t)ndim;
+    t->dims = alloc(g, sizeof *t->dims);
+    if (ndim) t->dims[0] = n;
+    int64_t *data = alloc(g, (size_t)n * sizeof *data);
+    memcpy(data, v, (size_t)n * sizeof *data);
+    t->has_raw_data = 1;
+    t->raw_data.len = (size_t)n * sizeof *data;
     t->raw_data.data = (uint8_t *)data;
     PUSH(g->inits, g->n_inits, g->cap_inits, t);
     return t->name;
@@ -158,7 +181,21 @@ static void attr_ints(graph *g, Onnx__NodeProto *n, const char *name, int count,
     for (int i = 0; i < count; i++) a->ints[i] = v;
 }
 
+/* An INTS attribute of the given values (a Transpose's perm). */
+static void attr_int_list(graph *g, Onnx__NodeProto *n, const char *name, int count, const int64_t *v) {
+    Onnx__AttributeProto *a = attr(g, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    a->n_ints = (size_t)count;
+    a->ints = alloc(g, (size_t)count * sizeof *a->ints);
+    memcpy(a->ints, v, (size_t)count * sizeof *a->ints);
+}
+
 /* ---- layers ---- */
+
+/* [A, B, F] -> [B, A, F]: batch-major to ONNX's sequence-major and back. */
+static const char *swap01(graph *g, const char *x, const char *out) {
+    attr_int_list(g, node(g, "Transpose", out, 1, (const char *[]){x}), "perm", 3, (const int64_t[]){1, 0, 2});
+    return out;
+}
 
 /* GELU as nn computes it (the exact form, not the tanh approximation):
  *   y = x * 0.5 * (1 + erf(x / sqrt 2)) */
@@ -184,8 +221,20 @@ static const char *param(graph *g, const nn_layer *l, const char *suffix) {
     return tensor_initializer(g, nn_layer_tensor(l, suffix));
 }
 
-/* y = x W^T + b, W [out, in] as PyTorch stores it */
+/* [A, B] -> [B, A] */
+static const char *swap01_2d(graph *g, const char *x, const char *out) {
+    attr_int_list(g, node(g, "Transpose", out, 1, (const char *[]){x}), "perm", 2, (const int64_t[]){1, 0});
+    return out;
+}
+
+/* y = x W^T + b, W [out, in] as PyTorch stores it. On a sequence [N, T, F]
+ * (Gemm takes matrices only): MatMul by the transposed weight, then Add. */
 static const char *emit_linear(graph *g, const nn_layer *l, const char *x, const char *out) {
+    if (l->in_ndim == 2) {
+        const char *wt = swap01_2d(g, param(g, l, "weight"), str(g, "%s.weight_t", out));
+        const char *xw = binary(g, "MatMul", str(g, "%s.matmul", out), x, wt);
+        return binary(g, "Add", out, xw, param(g, l, "bias"));
+    }
     Onnx__NodeProto *n = node(g, "Gemm", out, 3, (const char *[]){x, param(g, l, "weight"), param(g, l, "bias")});
     attr_int(g, n, "transB", 1);
     return out;
@@ -258,6 +307,68 @@ static const char *emit_flatten(graph *g, const nn_layer *l, const char *x, cons
     return out;
 }
 
+/* embed(D): the rows of embedN.weight [V, D] the ids pick, [N, T] -> [N, T, D] */
+static const char *emit_embed(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return binary(g, "Gather", out, param(g, l, "weight"), x); /* axis 0 */
+}
+
+/* Copies G blocks of rows blocks of PyTorch's tensor t [G*H, cols] into
+ * ONNX's gate order: block k of the result is block from[k] of t. */
+static float *reorder_gates(graph *g, const nn_tensor *t, int G, const int *from) {
+    size_t block = t->size / (size_t)G;
+    float *p = alloc(g, t->size * sizeof *p);
+    for (int k = 0; k < G; k++) memcpy(p + k * block, t->data + from[k] * block, block * sizeof *p);
+    return p;
+}
+
+/* rnn(H), lstm(H), gru(H) on [N, T, D]: ONNX's RNN, LSTM and GRU run
+ * sequence-major ([T, N, D] in, Y [T, 1, N, H] out), so a Transpose on
+ * each side (opset 14's layout=1 is not in every runtime) and a Squeeze of
+ * the direction axis. Gates go from PyTorch's order to ONNX's: LSTM i,f,g,o
+ * -> i,o,f,c; GRU r,z,n -> z,r,h with linear_before_reset=1, PyTorch's
+ * n = tanh(W_in x + b_in + r * (W_hn h + b_hn)). W [1, G*H, D], R [1, G*H, H],
+ * B [1, 2*G*H] = concat(b_ih, b_hh), all reordered. */
+static const char *emit_recurrent(graph *g, const nn_layer *l, const char *x, const char *out, const char *op,
+                                  int G, const int *from) {
+    const nn_tensor *w_ih = nn_layer_tensor(l, "weight_ih_l0"), *w_hh = nn_layer_tensor(l, "weight_hh_l0");
+    const nn_tensor *b_ih = nn_layer_tensor(l, "bias_ih_l0"), *b_hh = nn_layer_tensor(l, "bias_hh_l0");
+    int H = l->out, D = l->in_shape[1];
+    float *bias = alloc(g, 2 * (size_t)G * H * sizeof *bias);
+    float *b_i = reorder_gates(g, b_ih, G, from), *b_h = reorder_gates(g, b_hh, G, from);
+    memcpy(bias, b_i, (size_t)G * H * sizeof *bias);
+    memcpy(bias + (size_t)G * H, b_h, (size_t)G * H * sizeof *bias);
+    const char *w = initializer(g, str(g, "%s.W", l->name), 3, (int[]){1, G * H, D}, reorder_gates(g, w_ih, G, from));
+    const char *r = initializer(g, str(g, "%s.R", l->name), 3, (int[]){1, G * H, H}, reorder_gates(g, w_hh, G, from));
+    const char *b = initializer(g, str(g, "%s.B", l->name), 2, (int[]){1, 2 * G * H}, bias);
+    const char *xt = swap01(g, x, str(g, "%s.seq_major", out));
+    Onnx__NodeProto *n = node(g, op, str(g, "%s.Y", out), 4, (const char *[]){xt, w, r, b});
+    attr_int(g, n, "hidden_size", H);
+    if (G == 3) attr_int(g, n, "linear_before_reset", 1);
+    if (!g->axis1) g->axis1 = int64_initializer(g, "axes_1", 1, 1, (const int64_t[]){1});
+    const char *y = binary(g, "Squeeze", str(g, "%s.squeezed", out), n->output[0], g->axis1);
+    return swap01(g, y, out);
+}
+
+static const char *emit_rnn(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return emit_recurrent(g, l, x, out, "RNN", 1, (const int[]){0});
+}
+
+static const char *emit_lstm(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return emit_recurrent(g, l, x, out, "LSTM", 4, (const int[]){0, 3, 1, 2});
+}
+
+static const char *emit_gru(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return emit_recurrent(g, l, x, out, "GRU", 3, (const int[]){1, 0, 2});
+}
+
+/* last: step T-1 of [N, T, H] -> [N, H]; every sequence of the batch is
+ * taken as full length (docs/onnx.md) */
+static const char *emit_last(graph *g, const nn_layer *l, const char *x, const char *out) {
+    if (!g->minus1) g->minus1 = int64_initializer(g, "index_last", 0, 1, (const int64_t[]){-1});
+    attr_int(g, node(g, "Gather", out, 2, (const char *[]){x, g->minus1}), "axis", 1);
+    return out;
+}
+
 /* One line per layer kind of nn (src/layers/table.c). */
 static const struct {
     const char *kind;
@@ -266,7 +377,8 @@ static const struct {
     {"linear", emit_linear},   {"conv", emit_conv},           {"maxpool", emit_maxpool}, {"avgpool", emit_avgpool},
     {"batchnorm", emit_batchnorm}, {"layernorm", emit_layernorm}, {"relu", emit_relu},   {"leakyrelu", emit_leakyrelu},
     {"gelu", emit_gelu},       {"sigmoid", emit_sigmoid},     {"tanh", emit_tanh},       {"dropout", emit_dropout},
-    {"flatten", emit_flatten},
+    {"flatten", emit_flatten}, {"embed", emit_embed},     {"rnn", emit_rnn},         {"lstm", emit_lstm},
+    {"gru", emit_gru},         {"last", emit_last},
 };
 
 /* Adds the nodes of layer i reading x; *y is the value it gives. */
@@ -282,8 +394,9 @@ static int emit_layer(graph *g, const nn_model *m, int i, const char *x, const c
     return nn_error("layer %d, %s: has no ONNX form in nn export", i + 1, nn_layer_str(l, text, sizeof text));
 }
 
-/* A float32 tensor value of shape [N, dims...], N symbolic. */
-static Onnx__ValueInfoProto *value_info(graph *g, const char *name, int ndim, const int *dims) {
+/* A tensor value of shape [N, dims...] of the given element type: N
+ * symbolic, and so is a dimension of 0 (a sequence's length, T). */
+static Onnx__ValueInfoProto *value_info(graph *g, const char *name, int elem_type, int ndim, const int *dims) {
     Onnx__TensorShapeProto *shape = alloc(g, sizeof *shape);
     onnx__tensor_shape_proto__init(shape);
     shape->n_dim = (size_t)ndim + 1;
@@ -291,9 +404,9 @@ static Onnx__ValueInfoProto *value_info(graph *g, const char *name, int ndim, co
     for (size_t d = 0; d < shape->n_dim; d++) {
         Onnx__TensorShapeProto__Dimension *dim = alloc(g, sizeof *dim);
         onnx__tensor_shape_proto__dimension__init(dim);
-        if (d == 0) {
+        if (d == 0 || dims[d - 1] == 0) {
             dim->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-            dim->dim_param = str(g, "N");
+            dim->dim_param = str(g, "%s", d == 0 ? "N" : "T");
         } else {
             dim->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
             dim->dim_value = dims[d - 1];
@@ -303,7 +416,7 @@ static Onnx__ValueInfoProto *value_info(graph *g, const char *name, int ndim, co
     Onnx__TypeProto__Tensor *tensor = alloc(g, sizeof *tensor);
     onnx__type_proto__tensor__init(tensor);
     tensor->has_elem_type = 1;
-    tensor->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tensor->elem_type = elem_type;
     tensor->shape = shape;
     Onnx__TypeProto *type = alloc(g, sizeof *type);
     onnx__type_proto__init(type);
@@ -321,9 +434,12 @@ int onnx_export(const nn_model *m, const char *path, onnx_export_info *info) {
     int rc = -1;
     uint8_t *buf = NULL;
 
-    /* Raw pixels in [0, 1] in, normalised as nn_model_predict does. */
-    const char *x = binary(&g, "Sub", "image_centred", "image", scalar(&g, "input_mean", m->input_mean));
-    x = binary(&g, "Div", "image_normalised", x, scalar(&g, "input_std", m->input_std));
+    const char *x = "tokens"; /* a text model's token ids [N, T], as they are */
+    if (!m->vocab) {
+        /* Raw pixels in [0, 1] in, normalised as nn_model_predict does. */
+        x = binary(&g, "Sub", "image_centred", "image", scalar(&g, "input_mean", m->input_mean));
+        x = binary(&g, "Div", "image_normalised", x, scalar(&g, "input_std", m->input_std));
+    }
     for (int i = 0; i < m->n_layers; i++)
         if (emit_layer(&g, m, i, x, &x) != 0) goto done;
     /* The last node gives the current value (dropout adds none): it becomes the output. */
@@ -337,14 +453,23 @@ int onnx_export(const nn_model *m, const char *path, onnx_export_info *info) {
     const char *spec = nn_model_spec(m);
     Onnx__GraphProto graph_proto = ONNX__GRAPH_PROTO__INIT;
     graph_proto.name = str(&g, "nn");
-    graph_proto.doc_string = str(&g, "nn model %s; image: raw pixels in [0, 1], normalised in the graph "
-                                     "((x - %.9g) / %.9g)", spec, m->input_mean, m->input_std);
+    if (m->vocab)
+        graph_proto.doc_string = str(&g, "nn model %s; tokens: int64 ids in [0, %d), [N, T], every sequence "
+                                         "of a batch T long", spec, m->vocab);
+    else
+        graph_proto.doc_string = str(&g, "nn model %s; image: raw pixels in [0, 1], normalised in the graph "
+                                         "((x - %.9g) / %.9g)", spec, m->input_mean, m->input_std);
     graph_proto.n_node = g.n_nodes;
     graph_proto.node = g.nodes;
     graph_proto.n_initializer = g.n_inits;
     graph_proto.initializer = g.inits;
-    Onnx__ValueInfoProto *input = value_info(&g, "image", 3, m->in_shape);
-    Onnx__ValueInfoProto *output = value_info(&g, "logits", 1, &m->classes);
+    const nn_layer *top = &m->layers[m->n_layers - 1];
+    Onnx__ValueInfoProto *input =
+        m->vocab ? value_info(&g, "tokens", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, (const int[]){0})
+                 : value_info(&g, "image", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, m->in_shape);
+    /* [N, classes], or [N, T, classes] for a model that scores every position */
+    Onnx__ValueInfoProto *output = value_info(&g, "logits", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, top->out_ndim,
+                                              top->out_shape);
     graph_proto.n_input = graph_proto.n_output = 1;
     graph_proto.input = &input;
     graph_proto.output = &output;

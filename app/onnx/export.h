@@ -4,9 +4,14 @@
  * [N, 1, 28, 28]) of raw pixels in [0, 1], applies the model's input
  * normalisation (x - input_mean) / input_std, runs every layer in evaluation
  * mode (BatchNorm with its running statistics, no dropout) and gives
- * `logits`, [N, classes]. Weights are initializers under their checkpoint
- * names (fc1.weight, conv1.bias, bn1.running_mean, ...). docs/onnx.md lists
- * the operator each layer becomes. */
+ * `logits`, [N, classes]. A text model (m->vocab > 0) takes `tokens`,
+ * int64 ids [N, T] (T symbolic too, every sequence of a batch T long: no
+ * lengths), and gives [N, classes] or, when it scores every position,
+ * [N, T, classes]; its rnn/lstm/gru layers become ONNX's RNN, LSTM and GRU
+ * with the gates reordered. Weights are initializers under their checkpoint
+ * names (fc1.weight, conv1.bias, bn1.running_mean, ...; a recurrent layer's,
+ * reordered, as lstm1.W, .R, .B). docs/onnx.md lists the operator each
+ * layer becomes. */
 #ifndef NN_APP_ONNX_EXPORT_H
 #define NN_APP_ONNX_EXPORT_H
 
