@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "commands.h"
@@ -20,16 +21,20 @@ bool is_text_dataset(const char *dataset) {
     return false;
 }
 
-/* Text rather than IDX images: a file, or a folder with no IDX files. */
+/* Text rather than IDX images: a file, or a folder that holds a .txt file
+ * (anything else gets the IDX loader's message about the four files). */
 bool is_text_path(const char *path) {
     struct stat st;
     if (stat(path, &st) != 0) return false;
     if (S_ISREG(st.st_mode)) return true;
-    char idx[4096];
-    snprintf(idx, sizeof idx, "%s/train-images-idx3-ubyte", path);
-    if (stat(idx, &st) == 0) return false;
-    snprintf(idx, sizeof idx, "%s/train-images-idx3-ubyte.gz", path);
-    return stat(idx, &st) != 0;
+    DIR *dir = opendir(path);
+    bool text = false;
+    for (struct dirent *e; dir && !text && (e = readdir(dir));) {
+        size_t len = strlen(e->d_name);
+        text = e->d_name[0] != '.' && len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0;
+    }
+    if (dir) closedir(dir);
+    return text;
 }
 
 typedef struct text_run {
