@@ -7,7 +7,8 @@
 #                     node and no browser (the others are listed as skipped)
 #   make sanitize     the same suite built with ASan+UBSan, into build-san/
 #   make leakcheck    a short training run under valgrind --leak-check=full
-#   make data         fetch MNIST into data/mnist (DATASET=fashion-mnist for that)
+#   make data         fetch MNIST into data/mnist (DATASET=fashion-mnist, or a text
+#                     set: tinyshakespeare, names, names-by-language)
 #   make run          the main job: train the default model, write its plot
 #   make benches      the benchmark binaries (build/bench/)
 #   make bench        build them and run the training-speed benchmark

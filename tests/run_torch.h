@@ -10,14 +10,14 @@
 
 #define PYTHON "/usr/bin/python3"
 
-static bool have_torch(void) {
+static inline bool have_torch(void) {
     static int cached = -1;
     if (cached < 0) cached = system(PYTHON " -c 'import torch' >/dev/null 2>&1") == 0;
     return cached;
 }
 
 /* Whether the test can run; if not, marks it skipped and says why. */
-static bool can_run(const char *what) {
+static inline bool can_run(const char *what) {
     if (!have_mnist()) return false;
     if (!have_torch()) {
         SKIP("%s -c 'import torch' fails (is Debian's python3-torch installed?); %s not run", PYTHON, what);
@@ -28,7 +28,7 @@ static bool can_run(const char *what) {
 
 /* Runs "/usr/bin/python3 ARGS" with stdout and stderr captured in
  * out_text/err_text; returns the exit status (128+N for signal N). */
-static int python(const char *fmt, ...) {
+static inline int python(const char *fmt, ...) {
     char args[2048], cmd[4096];
     va_list ap;
     va_start(ap, fmt);
@@ -43,7 +43,7 @@ static int python(const char *fmt, ...) {
 }
 
 /* MNIST's test set, loaded on first use. */
-static const nn_dataset *test_set(void) {
+static inline const nn_dataset *test_set(void) {
     static nn_dataset test;
     static bool loaded;
     if (!loaded) {

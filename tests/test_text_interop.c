@@ -21,22 +21,16 @@
 
 #include "check.h"
 #include "run_nn.h"
+#include "run_torch.h"
 #include "nn/core.h"
 #include "nn/model.h"
 #include "nn/rng.h"
 #include "nn/text.h"
 
-#define PYTHON "/usr/bin/python3"
 #define SHAKESPEARE "datasets/tinyshakespeare"
 #define NAMES "datasets/names-by-language"
 #define N_SEQS 200
 #define BLOCK 64
-
-static inline bool have_torch(void) {
-    static int cached = -1;
-    if (cached < 0) cached = system(PYTHON " -c 'import torch' >/dev/null 2>&1") == 0;
-    return cached;
-}
 
 /* Whether the test can run (PyTorch and the committed text data); if not,
  * marks it skipped and says why. */
@@ -50,22 +44,6 @@ static inline bool can_run_text(const char *what) {
         return false;
     }
     return true;
-}
-
-/* Runs "/usr/bin/python3 ARGS" with stdout and stderr captured in
- * out_text/err_text; returns the exit status (128+N for signal N). */
-static inline int python(const char *fmt, ...) {
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, PYTHON " %s >%s 2>%s </dev/null", args, tmp("py.out"), tmp("py.err"));
-    int status = system(cmd);
-    slurp(tmp("py.out"), out_text, sizeof out_text);
-    slurp(tmp("py.err"), err_text, sizeof err_text);
-    if (!WIFEXITED(status)) return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
 }
 
 static bool write_raw(const char *path, const void *data, size_t size, size_t n) {
