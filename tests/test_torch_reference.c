@@ -571,7 +571,7 @@ static void run_recurrent_case(const nn_safetensors *st, int k) {
     char name[128];
     nn_params params;
     nn_params_init(&params);
-    nn_tensor *p[5];
+    nn_tensor *p[5] = {NULL};
     if (load_params(st, case_name, names, 5, &params, p) != 0) goto done;
     int B = p[0]->shape[0], H = p[2]->shape[1];
     float *h = NULL, *c = NULL;
@@ -603,10 +603,12 @@ static void run_recurrent_case(const nn_safetensors *st, int k) {
     free(h);
     free(c);
 done:
+    /* The shapes for the report, read before the store frees its views. */
+    if (p[2]) snprintf(name, sizeof name, "%s [%d,%d,%d] H %d", case_name, p[0]->shape[0], p[0]->shape[1],
+                       p[0]->shape[2], p[2]->shape[1]);
+    else snprintf(name, sizeof name, "%s", case_name);
     nn_params_free(&params);
     CHECKF(e.compared > 0, "%s: nothing compared", case_name);
-    snprintf(name, sizeof name, "%s [%d,%d,%d] H %d", case_name, p[0]->shape[0], p[0]->shape[1], p[0]->shape[2],
-             p[2]->shape[1]);
     report(name, &e);
 }
 
