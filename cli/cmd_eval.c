@@ -19,6 +19,10 @@ static const char *const usage_text =
     "\n"
     "Loads a checkpoint written by 'nn train' and evaluates it on the test set\n"
     "(t10k files): overall accuracy and loss, per-class accuracy, confusion matrix.\n"
+    "\n"
+    "With a text classifier's checkpoint: the same on the validation split of the\n"
+    "folder of one .txt file per class it was trained on (--data DIR; default\n"
+    "data/names-by-language), rebuilt with the seed stored in the checkpoint.\n"
     "\n";
 
 static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -49,13 +53,57 @@ static int report_mistakes(const char *path, int count, nn_model *model, nn_ctx 
     return rc;
 }
 
+/* A text classifier on the validation split it was trained beside: the
+ * split is rebuilt from the checkpoint's seed (nn.text_seed) and vocabulary. */
+static int eval_text(nn_model *model, const char *model_path, const char *dir) {
+    nn_safetensors st;
+    if (nn_st_load(&st, model_path) != 0) return runtime_error();
+    nn_vocab vocab = {0};
+    const char *v = nn_st_meta(&st, "nn.vocab"), *seed_s = nn_st_meta(&st, "nn.text_seed");
+    char **names = NULL, *end = NULL;
+    int C = model->classes, rc = 0;
+    unsigned long long seed = seed_s ? strtoull(seed_s, &end, 10) : 0;
+    if (!v) rc = nn_error("%s: no vocabulary (metadata nn.vocab): not a text model's checkpoint", model_path);
+    else if (!(names = nn_text_classes_split(nn_st_meta(&st, "nn.classes"), C, model_path))) rc = -1;
+    else if (!seed_s || !*seed_s || *end)
+        rc = nn_error("%s: no seed of the validation split (metadata nn.text_seed)", model_path);
+    else if (nn_vocab_parse(&vocab, v, model_path) != 0) rc = -1;
+    nn_st_free(&st);
+    nn_text data = {0};
+    if (rc == 0 && nn_text_load(&data, dir, NN_TEXT_CLASSES, seed, &vocab) != 0) rc = -1;
+    if (rc == 0 && data.n_classes != C)
+        rc = nn_error("%s has %d classes, %s was trained on %d", dir, data.n_classes, model_path, C);
+    for (int k = 0; rc == 0 && k < C; k++)
+        if (strcmp(data.class_names[k], names[k]) != 0)
+            rc = nn_error("%s: class %d is '%s', %s was trained with '%s'", dir, k + 1, data.class_names[k], model_path,
+                          names[k]);
+    if (rc == 0) {
+        nn_ctx *ctx = nn_ctx_new(0);
+        nn_confusion conf;
+        nn_confusion_init(&conf, C);
+        double loss, acc = nn_evaluate_text(model, ctx, &data.val, 256, &loss, &conf);
+        printf("%s on %s (validation split, seed %llu): validation accuracy %.2f%% (%ld of %d), cross-entropy loss "
+               "%.4f\n\n",
+               model_path, dir, seed, 100 * acc, (long)(acc * data.val.n_seqs + 0.5), data.val.n_seqs, loss);
+        nn_confusion_print(&conf, stdout, (const char *const *)names);
+        nn_confusion_free(&conf);
+        nn_ctx_free(ctx);
+    }
+    nn_text_free(&data);
+    nn_vocab_free(&vocab);
+    nn_text_classes_free(names, C);
+    return rc == 0 ? 0 : runtime_error();
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model_path = NULL, *dataset = "mnist", *data_dir = NULL, *errors_path = NULL, *filters_path = NULL;
     int threads = 0, errors_count = 36;
     flag table[] = {
         {"model", FLAG_STRING, &model_path, .metavar = "FILE", .def = "required", .help = "the checkpoint"},
-        {"dataset", FLAG_STRING, &dataset, .metavar = "NAME", .help = "mnist or fashion-mnist, from data/<name>"},
-        {"data", FLAG_STRING, &data_dir, .metavar = "DIR", .help = "folder with the IDX files instead"},
+        {"dataset", FLAG_STRING, &dataset, .metavar = "NAME",
+         .help = "mnist or fashion-mnist (names-by-language for a text\nclassifier), from data/<name>"},
+        {"data", FLAG_STRING, &data_dir, .metavar = "DIR",
+         .help = "folder with the IDX files instead (a text classifier's:\nits folder of one .txt file per class)"},
         {"errors", FLAG_CUSTOM, &errors_path, .parse = flag_picture, .metavar = "FILE", .def = "",
          .help = "draw the test images the model gets wrong with the most\n"
                  "confidence, captioned true -> predicted (probability),\n"
@@ -72,12 +120,28 @@ int cmd_eval(int argc, char **argv) {
     bool count_given = flag_given(table, "errors-count");
     if (!model_path) return usage_error("eval", "--model FILE is required");
     if (count_given && !errors_path) return usage_error("eval", "--errors-count needs --errors FILE");
-    const char *dir = dataset_dir("eval", dataset, data_dir);
-    if (!dir) return EXIT_USAGE;
+    bool dataset_given = flag_given(table, "dataset");
     set_threads(threads);
 
     nn_model model;
     if (nn_model_load(&model, model_path) != 0) return runtime_error();
+    if (model.in_ndim == 1) {
+        int rc;
+        if (errors_path || filters_path) {
+            rc = usage_error("eval", "--%s is for image classifiers; %s is a text model",
+                             errors_path ? "errors" : "filters", model_path);
+        } else {
+            const char *dir = dataset_dir("eval", dataset_given ? dataset : "names-by-language", data_dir);
+            rc = dir ? eval_text(&model, model_path, dir) : EXIT_USAGE;
+        }
+        nn_model_free(&model);
+        return rc;
+    }
+    const char *dir = dataset_dir("eval", dataset, data_dir);
+    if (!dir) {
+        nn_model_free(&model);
+        return EXIT_USAGE;
+    }
     /* The kernels need no data: a model without a conv layer fails here, at once. */
     if (filters_path && nn_plot_conv_filters(filters_path, &model, model_path) != 0) {
         nn_model_free(&model);

@@ -1,6 +1,7 @@
 /* nn train on text: a character language model trained by steps
  * (nn_train_lm), its validation loss and a sample of its writing at every
- * evaluation. */
+ * evaluation; or, on a folder of one file per class, a classifier trained by
+ * epochs (nn_train_classify_text) with the validation accuracy after each. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,16 +78,91 @@ static int show_eval(void *user, const nn_lm_history *h, nn_model *m) {
     return 0;
 }
 
+/* ---- a classifier of one file per class ---- */
+
+typedef struct classify_cli {
+    progress_bar bar;
+    int epochs;
+} classify_cli;
+
+static void show_classify_progress(void *user, const nn_train_progress *p) {
+    classify_cli *c = user;
+    if (p->batch == 1) {
+        char label[64];
+        snprintf(label, sizeof label, "epoch %d/%d", p->epoch, p->epochs);
+        progress_begin(&c->bar, label, p->batches);
+    }
+    progress_update(&c->bar, p->batch, p->loss, p->images_per_sec);
+}
+
+/* One line per epoch: the validation split is what the history's test columns hold. */
+static int show_classify_epoch(void *user, const nn_history *h) {
+    classify_cli *c = user;
+    const nn_epoch_metrics *m = &h->epochs[h->n - 1];
+    progress_end(&c->bar);
+    printf("epoch %2d/%d  train loss %.4f acc %6.2f%%  val loss %.4f acc %6.2f%%  lr %.3g  %.1f s  %.0f seq/s\n",
+           m->epoch, c->epochs, m->train_loss, 100 * m->train_acc, m->test_loss, 100 * m->test_acc, m->lr, m->seconds,
+           m->images_per_sec);
+    fflush(stdout);
+    return 0;
+}
+
+static int train_classifier(nn_train_config *cfg, const char *arch, const char *path, const nn_text *data) {
+    int V = data->vocab.size, C = data->n_classes, status = 0;
+    char def[64];
+    snprintf(def, sizeof def, "embed(32) gru(128) last linear(%d)", C);
+    const char *spec = arch ? arch : def;
+    nn_model model = {0};
+    if (nn_model_plan_text(&model, spec, V, C) != 0) {
+        status = usage_error("train", "--arch: %s", nn_last_error());
+        nn_model_free(&model);
+        return status;
+    }
+    printf("training %s on %s (classes): %d train, %d validation sequences, %d classes, vocabulary %d; %s lr %g, %s "
+           "schedule, batch %d, %d epochs, seed %llu\n",
+           spec, path, data->train.n_seqs, data->val.n_seqs, C, V, nn_optim_name(cfg->opt.kind),
+           (double)cfg->sched.base_lr, nn_schedule_name(cfg->sched.kind), cfg->batch_size, cfg->epochs,
+           (unsigned long long)cfg->seed);
+    nn_model_summary(&model, stdout);
+    fflush(stdout);
+    classify_cli c = {.epochs = cfg->epochs};
+    struct sigaction old_sa;
+    catch_sigint(&old_sa);
+    cfg->stop = &stop_requested;
+    cfg->on_progress = show_classify_progress;
+    cfg->on_epoch = show_classify_epoch;
+    cfg->user = &c;
+    cfg->spec = NULL; /* planned above */
+    nn_history hist;
+    nn_train_status rc = nn_train_classify_text(cfg, data, &model, &hist);
+    release_sigint(&old_sa);
+    progress_end(&c.bar);
+    if (rc >= 0 && hist.n > 0) {
+        const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
+        printf("final validation accuracy: %.2f%% (epoch %d; best %.2f%% at epoch %d)\n", 100 * last->test_acc,
+               last->epoch, 100 * hist.epochs[hist.best_epoch - 1].test_acc, hist.best_epoch);
+        if (cfg->save_path)
+            printf("checkpoint: %s (nn predict --model %s TEXT..., nn eval --model %s --data %s)\n", cfg->save_path,
+                   cfg->save_path, cfg->save_path, path);
+        if (cfg->metrics_path) printf("metrics: %s\n", cfg->metrics_path);
+    } else if (rc < 0) {
+        status = runtime_error();
+        if (rc == NN_TRAIN_INTERRUPTED) status = 130;
+    }
+    nn_history_free(&hist);
+    nn_model_free(&model);
+    return status;
+}
+
 int train_text(nn_train_config *cfg, const char *arch, const char *path) {
     nn_text data;
     if (nn_text_load(&data, path, NN_TEXT_AUTO, cfg->seed, NULL) != 0) return runtime_error();
-    int status = 0;
     if (data.kind == NN_TEXT_CLASSES) {
-        nn_error("%s: one file per class: nn train classifies text in a later release; it trains language models of "
-                 "a text stream or of lines",
-                 path);
-        status = runtime_error();
+        int status = train_classifier(cfg, arch, path, &data);
+        nn_text_free(&data);
+        return status;
     }
+    int status = 0;
     int V = data.vocab.size;
     char *spec = NULL;
     if (status == 0) {

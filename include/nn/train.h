@@ -198,6 +198,46 @@ double nn_evaluate(nn_model *m, nn_ctx *ctx, const nn_dataset *ds, nn_loss_kind 
 int nn_train_data_load(nn_train_data *d, const char *dataset_dir, int train_limit, float val_split);
 void nn_train_data_free(nn_train_data *d);
 
+/* ---- text classifiers ---- */
+
+/* Trains a text classifier on data (a CLASSES nn_text: one file per class)
+ * by cfg->epochs epochs: each epoch the training split's sequences, shuffled
+ * by cfg->seed, in padded batches of batch_size (nn_text_batcher) with their
+ * lengths and labels; the cross-entropy of each sequence's class scores
+ * (label_smoothing applies); clip, opt and sched as nn_train_lm (the
+ * schedule spans all the epochs' steps). The model is cfg->spec planned with
+ * nn_model_plan_text for the vocabulary and data->n_classes classes (e.g.
+ * "embed(32) gru(128) last linear(18)"), or, with spec NULL, *model as the
+ * caller planned it; cfg->seed also initialises it and draws dropout. After
+ * every epoch the validation split's loss and accuracy go in the history's
+ * test columns (there is no separate test set: has_val is false, best_epoch
+ * is the epoch of the best validation accuracy), metrics_path gets the row
+ * (the eight columns, sequences/s as the speed), save_path the model (the
+ * final weights) with metadata nn.vocab (nn_vocab_to_string), nn.text_kind
+ * "classes", nn.classes (the class names in label order, joined by "\n":
+ * nn_text_classes_join), nn.text_seed (the seed that chose the validation
+ * split: nn_text_load(..., NN_TEXT_CLASSES, seed, &vocab) rebuilds it) and
+ * nn.train.epoch, then on_epoch is called. Resuming is not supported yet.
+ * Writes nothing to the terminal. */
+nn_train_status nn_train_classify_text(const nn_train_config *cfg, const nn_text *data, nn_model *model,
+                                       nn_history *hist);
+
+/* A text classifier on a labelled split (CLASSES), in evaluation mode
+ * without gradients, batch_size sequences at a time: returns the accuracy,
+ * the mean cross-entropy in *loss (may be NULL); conf (may be NULL) counts
+ * every sequence. NaN for an empty split. */
+double nn_evaluate_text(nn_model *m, nn_ctx *ctx, const nn_text_split *split, int batch_size, double *loss,
+                        nn_confusion *conf);
+
+/* The class names of data joined by "\n" (malloc'd; the caller frees), as
+ * a checkpoint's nn.classes holds them. */
+char *nn_text_classes_join(const nn_text *data);
+/* Splits a checkpoint's nn.classes (joined may be NULL: the key is missing)
+ * into `classes` malloc'd names; NULL with the error naming source when it is
+ * missing or names another number of classes. */
+char **nn_text_classes_split(const char *joined, int classes, const char *source);
+void nn_text_classes_free(char **names, int n);
+
 NN_END_DECLS
 
 #endif
