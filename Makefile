@@ -210,6 +210,9 @@ leakcheck: data
 		--filters build-vg/filters.png >/dev/null
 	$(VALGRIND) build-vg/nn train --resume build-vg/leakcheck.safetensors >/dev/null
 	$(VALGRIND) build-vg/nn linreg --features 2 --steps 200 --plot build-vg/linreg.png >/dev/null 2>&1
+	$(VALGRIND) build-vg/nn train --data datasets/tinyshakespeare/input.txt --arch 'embed(8) lstm(16) gru(8) linear(65)' \
+		--steps 6 --eval-every 3 --eval-windows 4 --context 8 --batch-size 4 --threads 1 --save build-vg/lm.safetensors >/dev/null
+	$(VALGRIND) build-vg/nn generate --model build-vg/lm.safetensors --length 20 >/dev/null
 
 data:
 	@scripts/fetch_data.sh $(DATASET)
