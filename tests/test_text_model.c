@@ -128,6 +128,25 @@ static void test_checkpoint(void) {
     unlink(path);
 }
 
+/* A text checkpoint whose nn.input_shape is malformed is refused with a
+ * message naming the key. */
+static void test_bad_input_shape(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/nn_test_text_model_bad_%d.safetensors", (int)getpid());
+    float w[12 * 4] = {0};
+    nn_st_entry e[1] = {{"embed1.weight", 2, (int64_t[]){12, 4}, w}};
+    const char *bad[] = {"tokens(0)", "tokens(abc)", "tokens(12", "tokens(-3)", "tokens(99999999)", "tokens()"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        const char *keys[] = {"nn.spec", "nn.input_shape", "nn.input_mean", "nn.input_std"};
+        const char *values[] = {"embed(4) linear(3)", bad[i], "0", "1"};
+        CHECK(nn_st_save(path, e, 1, keys, values, 4) == 0);
+        nn_model m;
+        CHECKF(nn_model_load(&m, path) == -1 && strstr(nn_last_error(), "nn.input_shape"), "'%s': %s", bad[i],
+               nn_last_error());
+    }
+    unlink(path);
+}
+
 static int collect(void *user, int id) {
     int *out = user;
     out[++out[0]] = id;
@@ -170,4 +189,5 @@ static void test_learns_and_writes(void) {
 }
 
 TEST_MAIN(TEST(test_plan_text), TEST(test_carried_state), TEST(test_padded_batch), TEST(test_checkpoint),
+          TEST(test_bad_input_shape),
           TEST(test_learns_and_writes))
