@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "run_child.h"
 #include "nn/core.h"
 #include "core/util.h"
 
@@ -192,32 +193,6 @@ static void test_threads_and_eval(void) {
 }
 
 /* ---- misuse ---- */
-
-static int run_in_child(void (*fn)(void), char *msg, size_t cap) {
-    int fds[2];
-    msg[0] = '\0';
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[1]);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t got;
-    while ((got = read(fds[0], msg + len, cap - 1 - len)) > 0) len += (size_t)got;
-    msg[len] = '\0';
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
-}
 
 static void child_bad_id(void) {
     nn_ctx *ctx = nn_ctx_new(0);

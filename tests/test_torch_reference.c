@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "run_child.h"
 #include "nn/core.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
@@ -875,34 +876,6 @@ static void test_dropout(void) {
 }
 
 /* ---- misuse aborts with a message naming the shapes ------------------------- */
-
-/* Runs fn in a child with stderr captured; returns its wait status and puts
- * what it wrote into msg. */
-static int run_in_child(void (*fn)(void), char *msg, size_t cap) {
-    int fds[2];
-    msg[0] = '\0';
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        close(fds[0]);
-        dup2(fds[1], STDERR_FILENO);
-        close(fds[1]);
-        fn();
-        _exit(0); /* did not abort */
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t got;
-    while ((got = read(fds[0], msg + len, cap - 1 - len)) > 0) len += (size_t)got;
-    msg[len] = '\0';
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
-}
 
 static void child_add_mismatch(void) {
     nn_ctx *ctx = nn_ctx_new(0);
