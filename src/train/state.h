@@ -14,7 +14,8 @@ typedef struct train_state {
     double loss_sum;   /* running sums of the epoch in progress */
     long seen, correct;
     double train_seconds; /* training time of the epoch in progress so far */
-    nn_rng loader_rng; /* the shuffling generator as it was when this epoch began */
+    nn_rng loader_rng; /* the shuffling generator as it was when this epoch began (a
+                        * language model's: its window sampler's, as it is now) */
     nn_rng dropout_rng;
     nn_rng augment_rng;
     double best;       /* best validation (or test) accuracy so far */
@@ -34,6 +35,28 @@ int train_state_save(const char *path, const nn_train_config *cfg, const nn_trai
  * config first (its moments and step count are overwritten). */
 int train_state_load(const char *path, nn_model *model, train_state *st, nn_history *hist, int max_epochs,
                      nn_safetensors *file);
+
+/* What train_state_save and train_state_load do beneath a run's own history
+ * and settings, for the runs on text (text_run.c): the model, optimiser,
+ * state, best epoch, seed and the history as a string (nn.train.history),
+ * then the n_more metadata pairs given (settings, data); best holds
+ * best_count floats or is NULL. Reading loads the file into *file (freed
+ * on failure; the caller frees it after train_state_load_optim), the state
+ * and the model; the history stays in the file's metadata. */
+int train_state_write(const char *path, const nn_model *model, const nn_optim *opt, const train_state *st,
+                      int best_epoch, uint64_t seed, const char *history, const char *const *more_keys,
+                      const char *const *more_values, int n_more, const float *best, size_t best_count,
+                      const float *raw);
+int train_state_read(const char *path, nn_model *model, train_state *st, int *best_epoch, nn_safetensors *file);
+
+/* The histories as nn.train.history keeps them, every number exact: an
+ * epoch run's (with validation columns when has_val; parsing fills them when
+ * h->val_loss is not NULL) and a language model's evaluations. Parsing
+ * fails on malformed text or more than max entries. */
+char *train_history_str(const nn_history *h, bool has_val);
+int train_history_parse(const char *s, nn_history *h, int max_epochs);
+char *train_lm_history_str(const nn_lm_history *h);
+int train_lm_history_parse(const char *s, nn_lm_history *h, int max_evals);
 /* Restores the optimiser's moments and step count, the best weights (when
  * best is not NULL; best_count floats) and the raw weights under the average (when raw is not
  * NULL). */
