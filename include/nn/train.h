@@ -90,6 +90,10 @@ typedef struct nn_train_config {
     long steps;
     int context, eval_every, eval_windows;
     int (*on_eval)(void *user, const nn_lm_history *h, nn_model *model);
+    /* A text run's data as the program named it (a file or folder), kept
+     * in its checkpoints (nn.config.data) so that a resume finds it again;
+     * may be NULL. An image run's comes from nn_train_data.dir. */
+    const char *data_path;
 } nn_train_config;
 
 /* The defaults of a run: cross-entropy, SGD with Nesterov momentum 0.9 at
@@ -119,12 +123,19 @@ typedef struct nn_train_settings {
     char *data_dir;          /* the data's folder as the run named it */
     int train_limit;         /* 0 = all the training images */
     float val_split;
+    bool text;               /* a text run's (nn_train_settings_read_text) */
 } nn_train_settings;
 
 /* Reads them from a resumable checkpoint; -1 with the error for a file that
  * is not one (that of a finished run with a validation set, another
  * program's, an older release's). */
 int nn_train_settings_read(nn_train_settings *s, const char *path);
+/* Adds what a text run's checkpoint (nn_train_lm, nn_train_classify_text)
+ * says beyond that, to s as nn_train_settings_read filled it from the same
+ * file: cfg.steps, context, eval_every and eval_windows, with s->text set
+ * (data_dir is then the data's file or folder). An image run's checkpoint
+ * leaves s as it is. -1 with the error for a malformed text field. */
+int nn_train_settings_read_text(nn_train_settings *s, const char *path);
 void nn_train_settings_free(nn_train_settings *s);
 
 struct nn_history { /* the run's epochs so far */
@@ -177,11 +188,18 @@ struct nn_lm_history { /* the run's evaluations so far */
  * steps (see steps, context, eval_every above): cfg->spec planned with
  * nn_model_plan_text for the vocabulary (or, with spec NULL, *model as the
  * caller planned it), initialised from cfg->seed, which also draws the
- * windows and dropout. save_path, after every evaluation, holds the model
- * with the vocabulary (metadata nn.vocab, nn_vocab_to_string) for nn
- * generate; metrics_path gets a row per evaluation (the eight columns, with
- * validation loss and accuracy as the test columns and tokens/s as the
- * speed, then step and val_bits_per_char). Resuming is not supported yet.
+ * windows and dropout. clip, ema, opt, sched (over the steps), precision and
+ * graph_path (the first step's graph) as nn_train. Every evaluation writes
+ * metrics_path's row (the eight columns, with validation loss and accuracy
+ * as the test columns and tokens/s as the speed, then step and
+ * val_bits_per_char) and save_path: a resumable checkpoint (the model, or
+ * its average with ema, with the vocabulary as nn.vocab for nn generate,
+ * and the optimiser, the window generator, the position, the history and
+ * every setting). resume_path continues such a run bit for bit, as nn_train
+ * does; the checkpoint's settings (nn_train_settings_read and
+ * nn_train_settings_read_text give them), model and vocabulary
+ * (nn_train_text_check) must be the run's, else an error names the first
+ * that differs. A stop request writes a checkpoint at the exact step.
  * Writes nothing to the terminal. */
 nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_model *model, nn_lm_history *hist);
 void nn_lm_history_free(nn_lm_history *h);
@@ -212,15 +230,24 @@ void nn_train_data_free(nn_train_data *d);
  * every epoch the validation split's loss and accuracy go in the history's
  * test columns (there is no separate test set: has_val is false, best_epoch
  * is the epoch of the best validation accuracy), metrics_path gets the row
- * (the eight columns, sequences/s as the speed), save_path the model (the
- * final weights) with metadata nn.vocab (nn_vocab_to_string), nn.text_kind
- * "classes", nn.classes (the class names in label order, joined by "\n":
- * nn_text_classes_join), nn.text_seed (the seed that chose the validation
- * split: nn_text_load(..., NN_TEXT_CLASSES, seed, &vocab) rebuilds it) and
- * nn.train.epoch, then on_epoch is called. Resuming is not supported yet.
- * Writes nothing to the terminal. */
+ * (the eight columns, sequences/s as the speed; seconds from the run's
+ * start), save_path a resumable checkpoint (as nn_train_lm's) with metadata
+ * nn.vocab (nn_vocab_to_string), nn.text_kind "classes", nn.classes (the
+ * class names in label order, joined by "\n": nn_text_classes_join) and
+ * nn.text_seed (the seed that chose the validation split:
+ * nn_text_load(..., NN_TEXT_CLASSES, seed, &vocab) rebuilds it), then
+ * on_epoch is called. The run ends as an image run with a validation split
+ * does: the model holds the best epoch's weights (the average's with ema),
+ * and save_path the same with that metadata and no training state.
+ * resume_path, stop, clip, ema, graph_path as nn_train_lm. Writes nothing
+ * to the terminal. */
 nn_train_status nn_train_classify_text(const nn_train_config *cfg, const nn_text *data, nn_model *model,
                                        nn_history *hist);
+
+/* 0 when the checkpoint at path was trained on data: the same kind of text,
+ * vocabulary (nn.vocab) and, for classes, class names; else -1 with an
+ * error saying which differs. */
+int nn_train_text_check(const char *path, const nn_text *data);
 
 /* A text classifier on a labelled split (CLASSES), in evaluation mode
  * without gradients, batch_size sequences at a time: returns the accuracy,

@@ -2,14 +2,16 @@
  * split's sequences, shuffled, in padded batches with their lengths and
  * labels; the cross-entropy of each sequence's class scores, backward, clip,
  * an optimiser step; after the epoch the validation split's loss and
- * accuracy, a row of metrics, a checkpoint (with the vocabulary and the class
- * names) and the program's callback. */
+ * accuracy, a row of metrics, a resumable checkpoint (with the vocabulary
+ * and the class names) and the program's callback. The run ends on the
+ * weights of its best epoch by validation accuracy, as an image run with a
+ * validation split does. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
-#include "nn/train.h"
+#include "train/text_run.h"
 
 static int argmax(const float *z, int n) {
     int best = 0;
@@ -98,153 +100,159 @@ void nn_text_classes_free(char **names, int n) {
     free(names);
 }
 
-/* The checkpoint: the model, the vocabulary, the class names, and the seed
- * of the split (so that nn eval rebuilds the same validation split). */
-static int save(const nn_train_config *cfg, const nn_text *data, const nn_model *m, int epoch) {
-    char *vocab = nn_vocab_to_string(&data->vocab), *classes = nn_text_classes_join(data), seed[32], at[24];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
-    snprintf(at, sizeof at, "%d", epoch);
-    const char *keys[] = {"nn.vocab", "nn.text_kind", "nn.classes", "nn.text_seed", "nn.train.epoch"};
-    const char *values[] = {vocab, nn_text_kind_name(data->kind), classes, seed, at};
-    int rc = nn_model_save_with(m, cfg->save_path, NULL, 0, keys, values, 5);
-    free(vocab);
-    free(classes);
-    return rc;
-}
-
-/* Everything a run holds while it trains. */
+/* Everything a run holds while it trains, beside the shared scaffolding. */
 typedef struct classify_run {
-    const nn_train_config *cfg;
-    const nn_text *data;
-    nn_model *model;
+    text_run run;
     nn_history *hist;
-    nn_ctx *ctx;
-    nn_optim opt;
-    nn_schedule sched;
     nn_text_batcher batcher;
-    nn_rng dropout_rng;
     nn_metrics_file *metrics;
     int *ids, *lengths, *labels;
 } classify_run;
 
 static int classify_start(classify_run *r) {
-    const nn_train_config *cfg = r->cfg;
-    const nn_text *data = r->data;
-    int V = data->vocab.size, C = data->n_classes;
+    const nn_train_config *cfg = r->run.cfg;
+    const nn_text *data = r->run.data;
     if (data->kind != NN_TEXT_CLASSES)
         return nn_error("a text classifier trains on one file per class, not on %s data", nn_text_kind_name(data->kind));
     if (cfg->epochs < 1 || cfg->batch_size < 1)
         return nn_error("a text classifier's run needs epochs and batch size of at least 1 (%d, %d)", cfg->epochs,
                         cfg->batch_size);
-    if (cfg->resume_path) return nn_error("resuming a text classifier's run is not supported yet");
     if (data->val.n_seqs < 1) return nn_error("the validation split holds no sequences");
-    if (cfg->spec && nn_model_plan_text(r->model, cfg->spec, V, C) != 0) return -1;
-    if (!cfg->spec && (r->model->vocab != V || r->model->classes != C || r->model->in_ndim != 1))
-        return nn_error("the model '%s' is not a classifier of %d tokens into %d classes", nn_model_spec(r->model), V,
-                        C);
-    nn_rng init_rng;
-    nn_rng_seed(&init_rng, cfg->seed, 1);
-    nn_model_build(r->model, &init_rng);
-    nn_rng_seed(&r->dropout_rng, cfg->seed, 3);
     if (nn_text_batcher_init(&r->batcher, &data->train, cfg->batch_size, true, cfg->seed) != 0) return -1;
+    nn_history *h = r->hist;
+    h->epochs = nn_xcalloc((size_t)cfg->epochs, sizeof *h->epochs);
+    r->run.st.loader_rng = r->batcher.rng;
     long batches = nn_text_batcher_num_batches(&r->batcher);
-    nn_optim_init(&r->opt, &r->model->params, &cfg->opt);
-    r->sched = cfg->sched;
-    r->sched.total_steps = batches * cfg->epochs;
-    if (r->sched.kind == NN_SCHED_STEP && r->sched.step_size == 0)
-        r->sched.step_size = r->sched.total_steps / 3 > 0 ? r->sched.total_steps / 3 : 1;
-    r->ctx = nn_ctx_new(0);
+    if (text_run_start(&r->run, data->n_classes, batches * cfg->epochs, true) != 0) return -1;
+    if (r->run.history && train_history_parse(r->run.history, h, cfg->epochs) != 0)
+        return nn_error("%s: metadata 'nn.train.history' is malformed (or longer than the run's epochs)",
+                        cfg->resume_path);
+    h->best_epoch = r->run.best_epoch;
     int width = data->train.max_len > 0 ? data->train.max_len : 1;
     r->ids = nn_xmalloc((size_t)cfg->batch_size * (size_t)width * sizeof *r->ids);
     r->lengths = nn_xmalloc((size_t)cfg->batch_size * sizeof *r->lengths);
     r->labels = nn_xmalloc((size_t)cfg->batch_size * sizeof *r->labels);
-    r->hist->epochs = nn_xcalloc((size_t)cfg->epochs, sizeof *r->hist->epochs);
-    if (cfg->metrics_path && !(r->metrics = nn_metrics_open(cfg->metrics_path, NULL, 0))) return -1;
+    if (cfg->metrics_path) {
+        /* Rewritten from the history: after a resume it holds the rows before. */
+        if (!(r->metrics = nn_metrics_open(cfg->metrics_path, NULL, 0))) return -1;
+        for (int i = 0; i < h->n; i++)
+            if (nn_metrics_write(r->metrics, &h->epochs[i], NULL) != 0) return -1;
+    }
     return 0;
 }
 
-/* After an epoch: validation, the history's row, metrics, checkpoint, callback. */
-static int classify_epoch_end(classify_run *r, int epoch, double train_loss, double train_acc, double lr,
-                              double seconds, double seqs_per_sec) {
-    const nn_train_config *cfg = r->cfg;
+/* The checkpoint of the position st (the history so far in it). */
+static int classify_save(classify_run *r, const train_state *st, const char *where) {
+    char *history = train_history_str(r->hist, false);
+    int rc = where ? text_run_interrupt(&r->run, r->hist->best_epoch, history, where)
+                   : text_run_save(&r->run, st, r->hist->best_epoch, history);
+    free(history);
+    return rc;
+}
+
+/* One pass over the training split from where the state stands: forward,
+ * loss, step, for each batch. The epoch's order comes from the generator as
+ * it was when the epoch began; a resumed run re-derives it and skips the
+ * batches done. *t0: when the epoch's training began, less the time spent
+ * on it before an interruption. */
+static int classify_epoch(classify_run *r, double *lr, double *t0) {
+    text_run *run = &r->run;
+    const nn_train_config *cfg = run->cfg;
+    train_state *st = &run->st;
+    nn_train_progress progress = {.label = cfg->label, .epoch = st->epoch, .epochs = cfg->epochs,
+                                  .batches = nn_text_batcher_num_batches(&r->batcher)};
+    r->batcher.rng = st->loader_rng;
+    nn_text_batcher_start_epoch(&r->batcher);
+    r->batcher.pos = (int)(st->batch * cfg->batch_size);
+    *t0 = nn_seconds() - st->train_seconds;
+    int n, width;
+    while ((n = nn_text_batcher_next(&r->batcher, r->ids, r->lengths, r->labels, &width)) > 0) {
+        if (cfg->stop && *cfg->stop) {
+            char where[64];
+            st->train_seconds = nn_seconds() - *t0;
+            snprintf(where, sizeof where, "epoch %d, step %ld", st->epoch, st->batch);
+            return classify_save(r, st, where);
+        }
+        text_run_hold_average(run, false); /* train the raw weights */
+        nn_ctx_reset(run->ctx);
+        nn_tensor *logits =
+            nn_model_forward_tokens(run->model, run->ctx, r->ids, n, width, r->lengths, &st->dropout_rng);
+        nn_tensor *loss = nn_cross_entropy(run->ctx, logits, r->labels, cfg->label_smoothing);
+        if (text_run_step(run, loss, lr) != 0) return -1;
+        st->loss_sum += (double)loss->data[0] * n;
+        int C = logits->shape[1];
+        for (int i = 0; i < n; i++) st->correct += argmax(logits->data + (size_t)i * C, C) == r->labels[i];
+        st->seen += n;
+        st->batch++;
+        if (cfg->on_progress) {
+            double elapsed = nn_seconds() - *t0;
+            progress.batch = st->batch;
+            progress.step = st->step;
+            progress.loss = loss->data[0];
+            progress.images_per_sec = elapsed > 0 ? (double)st->seen / elapsed : 0.0;
+            cfg->on_progress(cfg->user, &progress);
+        }
+    }
+    return 0;
+}
+
+/* After an epoch, with the average if any: validation, the history's row,
+ * the best weights, metrics, the checkpoint of the position after it, then
+ * the callback. seconds in the row count from the run's start. */
+static int classify_epoch_end(classify_run *r, double lr, double t0) {
+    text_run *run = &r->run;
+    const nn_train_config *cfg = run->cfg;
+    train_state *st = &run->st;
     nn_history *h = r->hist;
+    double train_seconds = nn_seconds() - t0, before = h->n ? h->epochs[h->n - 1].seconds : 0.0;
+    text_run_hold_average(run, true);
     nn_epoch_metrics *e = &h->epochs[h->n++];
-    *e = (nn_epoch_metrics){.epoch = epoch, .train_loss = train_loss, .train_acc = train_acc, .lr = lr,
-                            .seconds = seconds, .images_per_sec = seqs_per_sec};
-    e->test_acc = nn_evaluate_text(r->model, r->ctx, &r->data->val, cfg->batch_size, &e->test_loss, NULL);
-    if (h->best_epoch < 1 || e->test_acc > h->epochs[h->best_epoch - 1].test_acc) h->best_epoch = epoch;
+    *e = (nn_epoch_metrics){.epoch = st->epoch, .train_loss = st->loss_sum / st->seen,
+                            .train_acc = (double)st->correct / st->seen, .lr = lr, .seconds = before + train_seconds,
+                            .images_per_sec = train_seconds > 0 ? st->seen / train_seconds : 0.0};
+    e->test_acc = nn_evaluate_text(run->model, run->ctx, &run->data->val, cfg->batch_size, &e->test_loss, NULL);
+    if (e->test_acc > st->best) {
+        st->best = e->test_acc;
+        st->since_best = 0;
+        h->best_epoch = st->epoch;
+        text_run_keep_best(run);
+    } else {
+        st->since_best++;
+    }
     if (r->metrics && nn_metrics_write(r->metrics, e, NULL) != 0) return -1;
-    if (cfg->save_path && save(cfg, r->data, r->model, epoch) != 0) return -1;
+    /* The position after this epoch: the next one starts from here. */
+    train_state next = *st;
+    next.epoch = st->epoch + 1;
+    next.batch = next.seen = next.correct = 0;
+    next.loss_sum = next.train_seconds = 0.0;
+    next.loader_rng = r->batcher.rng;
+    if (cfg->save_path && classify_save(r, &next, NULL) != 0) return -1;
+    /* After the checkpoint, so a callback that fails (a plot that cannot be
+     * written) still leaves this epoch saved. */
     if (cfg->on_epoch && cfg->on_epoch(cfg->user, h) != 0) return -1;
+    *st = next;
     return 0;
 }
 
 nn_train_status nn_train_classify_text(const nn_train_config *cfg, const nn_text *data, nn_model *model,
                                        nn_history *hist) {
-    classify_run r = {.cfg = cfg, .data = data, .model = model, .hist = hist};
+    classify_run r = {.hist = hist};
+    text_run *run = &r.run;
+    text_run_init(run, cfg, data, model);
     memset(hist, 0, sizeof *hist);
     if (cfg->spec) memset(model, 0, sizeof *model);
-    nn_precision old_precision = nn_get_precision();
-    nn_train_status status = NN_TRAIN_FAILED;
-    if (classify_start(&r) != 0 || nn_set_precision(cfg->precision) != 0) goto done;
-    long batches = nn_text_batcher_num_batches(&r.batcher), step = 0;
-    nn_train_progress progress = {.label = cfg->label, .epochs = cfg->epochs, .batches = batches};
-    double t0 = nn_seconds(), lr = 0.0;
-    status = NN_TRAIN_FINISHED;
-    for (int epoch = 1; epoch <= cfg->epochs && status == NN_TRAIN_FINISHED; epoch++) {
-        double loss_sum = 0.0, t_epoch = nn_seconds();
-        long correct = 0, seen = 0;
-        int n, width;
-        nn_text_batcher_start_epoch(&r.batcher);
-        progress.epoch = epoch;
-        progress.batch = 0;
-        while ((n = nn_text_batcher_next(&r.batcher, r.ids, r.lengths, r.labels, &width)) > 0) {
-            if (cfg->stop && *cfg->stop) {
-                nn_error("interrupted in epoch %d%s", epoch,
-                         cfg->save_path && epoch > 1 ? "; the last epoch's checkpoint stays" : "");
-                status = NN_TRAIN_INTERRUPTED;
-                break;
-            }
-            nn_ctx_reset(r.ctx);
-            nn_tensor *logits = nn_model_forward_tokens(model, r.ctx, r.ids, n, width, r.lengths, &r.dropout_rng);
-            nn_tensor *loss = nn_cross_entropy(r.ctx, logits, r.labels, cfg->label_smoothing);
-            lr = nn_schedule_lr(&r.sched, step);
-            step++;
-            if (!isfinite(loss->data[0])) {
-                nn_error("the loss became %s at step %ld with learning rate %g",
-                         isnan(loss->data[0]) ? "NaN" : "infinite", step, lr);
-                status = NN_TRAIN_DIVERGED;
-                break;
-            }
-            nn_params_zero_grad(&model->params);
-            nn_backward(r.ctx, loss);
-            if (cfg->clip > 0.0f) nn_clip_grad_norm(&model->params, cfg->clip);
-            nn_optim_step(&r.opt, (float)lr);
-            loss_sum += (double)loss->data[0] * n;
-            int C = logits->shape[1];
-            for (int i = 0; i < n; i++) correct += argmax(logits->data + (size_t)i * C, C) == r.labels[i];
-            seen += n;
-            if (cfg->on_progress) {
-                double elapsed = nn_seconds() - t_epoch;
-                progress.batch++;
-                progress.step = step;
-                progress.loss = loss->data[0];
-                progress.images_per_sec = elapsed > 0 ? (double)seen / elapsed : 0.0;
-                cfg->on_progress(cfg->user, &progress);
-            }
-        }
-        if (status != NN_TRAIN_FINISHED) break;
-        double epoch_seconds = nn_seconds() - t_epoch;
-        if (classify_epoch_end(&r, epoch, loss_sum / seen, (double)correct / seen, lr, nn_seconds() - t0,
-                               epoch_seconds > 0 ? seen / epoch_seconds : 0.0) != 0)
-            status = NN_TRAIN_FAILED;
+    int rc = classify_start(&r);
+    while (rc == 0 && run->st.epoch <= cfg->epochs) {
+        double lr = nn_schedule_lr(&run->sched, run->st.step > 0 ? run->st.step - 1 : 0), t0;
+        if ((rc = classify_epoch(&r, &lr, &t0)) == 0) rc = classify_epoch_end(&r, lr, t0);
     }
-done:
-    nn_set_precision(old_precision);
-    if (nn_metrics_close(r.metrics) != 0 && status >= 0) status = NN_TRAIN_FAILED;
-    nn_optim_free(&r.opt);
+    /* The run ends on its best epoch's weights, by validation accuracy. */
+    if (rc == 0 && text_run_finish_best(run) != 0) rc = -1;
+    text_run_hold_average(run, true);
+    nn_train_status status = rc == 0 ? NN_TRAIN_FINISHED : run->failure;
+    if (r.metrics && nn_metrics_close(r.metrics) != 0 && status >= 0) status = NN_TRAIN_FAILED;
+    text_run_end(run);
     nn_text_batcher_free(&r.batcher);
-    if (r.ctx) nn_ctx_free(r.ctx);
     free(r.ids);
     free(r.lengths);
     free(r.labels);

@@ -2,14 +2,16 @@
  * windows of the training text (inputs and next-token targets), the
  * cross-entropy at every position, backward, clip, an optimiser step; every
  * eval_every steps the loss on a fixed set of validation windows (the same
- * for every run, so runs compare), a row of metrics, a checkpoint and the
- * program's callback (which may sample text from the model). */
+ * for every run, so runs compare), a row of metrics, a resumable checkpoint
+ * and the program's callback (which may sample text from the model). A
+ * resumed run draws the same windows from the checkpoint's generator on, so
+ * it ends bit for bit where an uninterrupted one does. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
-#include "nn/train.h"
+#include "train/text_run.h"
 
 /* Next-token cross-entropy of logits [B, T, V] against targets y [B*T]. */
 static nn_tensor *lm_loss(nn_ctx *ctx, nn_tensor *logits, const int *y) {
@@ -55,18 +57,6 @@ void nn_lm_history_free(nn_lm_history *h) {
     memset(h, 0, sizeof *h);
 }
 
-/* The checkpoint: the model, the vocabulary (nn.vocab) and the run's shape. */
-static int save(const nn_train_config *cfg, const nn_text *data, const nn_model *m, long step) {
-    char *vocab = nn_vocab_to_string(&data->vocab), context[24], at[24];
-    snprintf(context, sizeof context, "%d", cfg->context);
-    snprintf(at, sizeof at, "%ld", step);
-    const char *keys[] = {"nn.vocab", "nn.text_kind", "nn.context", "nn.train.step"};
-    const char *values[] = {vocab, nn_text_kind_name(data->kind), context, at};
-    int rc = nn_model_save_with(m, cfg->save_path, NULL, 0, keys, values, 4);
-    free(vocab);
-    return rc;
-}
-
 /* A split as one stream of ids to draw windows from: a stream as it is;
  * lines (each [boundary, chars, boundary]) joined with one boundary between
  * two, as in makemore's ".emma.olivia.", so that a boundary is followed by a
@@ -81,145 +71,150 @@ static nn_text_split as_stream(const nn_text *data, const nn_text_split *s) {
     return out;
 }
 
-/* Everything a run holds while it trains. */
+/* Everything a run holds while it trains, beside the shared scaffolding. */
 typedef struct lm_run {
-    const nn_train_config *cfg;
-    const nn_text *data;
-    nn_model *model;
+    text_run run;
     nn_lm_history *hist;
-    nn_ctx *ctx;
-    nn_optim opt;
-    nn_schedule sched;
     nn_text_split train_stream, val_stream; /* own their ids for lines */
     nn_text_sampler sampler;
     nn_text_windows val;
-    nn_rng dropout_rng;
     nn_metrics_file *metrics;
     int *x, *y;
+    double t0; /* when training began, less the time of the run before a resume */
 } lm_run;
 
+static int write_row(nn_metrics_file *f, const nn_lm_history *h, int i) {
+    const nn_lm_eval *e = &h->evals[i];
+    nn_epoch_metrics row = {.epoch = i + 1, .train_loss = e->train_loss, .train_acc = e->train_acc,
+                            .test_loss = e->val_loss, .test_acc = e->val_acc, .lr = e->lr, .seconds = e->seconds,
+                            .images_per_sec = e->tokens_per_sec};
+    double extra[2] = {(double)e->step, e->val_loss / log(2.0)};
+    return nn_metrics_write(f, &row, extra);
+}
+
 static int lm_start(lm_run *r) {
-    const nn_train_config *cfg = r->cfg;
-    int V = r->data->vocab.size;
+    const nn_train_config *cfg = r->run.cfg;
+    const nn_text *data = r->run.data;
+    int V = data->vocab.size;
     if (cfg->steps < 1 || cfg->context < 1 || cfg->batch_size < 1 || cfg->eval_every < 1)
         return nn_error("a language model's run needs steps, context, batch size and eval_every of at least 1 "
                         "(%ld, %d, %d, %d)", cfg->steps, cfg->context, cfg->batch_size, cfg->eval_every);
-    if (cfg->resume_path) return nn_error("resuming a language model's run is not supported yet");
-    if (cfg->spec && nn_model_plan_text(r->model, cfg->spec, V, V) != 0) return -1;
-    if (!cfg->spec && (r->model->vocab != V || r->model->classes != V))
-        return nn_error("the model '%s' is not a language model of %d tokens", nn_model_spec(r->model), V);
-    nn_rng init_rng;
-    nn_rng_seed(&init_rng, cfg->seed, 1);
-    nn_model_build(r->model, &init_rng);
-    nn_rng_seed(&r->dropout_rng, cfg->seed, 3);
-    if (r->data->kind == NN_TEXT_CLASSES)
+    if (data->kind == NN_TEXT_CLASSES)
         return nn_error("one file per class is data for a classifier, not for a language model");
-    r->train_stream = as_stream(r->data, &r->data->train);
-    r->val_stream = as_stream(r->data, &r->data->val);
+    r->train_stream = as_stream(data, &data->train);
+    r->val_stream = as_stream(data, &data->val);
     if (nn_text_sampler_init(&r->sampler, &r->train_stream, cfg->context, cfg->seed) != 0 ||
         nn_text_windows_init(&r->val, &r->val_stream, cfg->context, cfg->eval_windows) != 0)
         return -1;
-    nn_optim_init(&r->opt, &r->model->params, &cfg->opt);
-    r->sched = cfg->sched;
-    r->sched.total_steps = cfg->steps;
-    if (r->sched.kind == NN_SCHED_STEP && r->sched.step_size == 0) r->sched.step_size = cfg->steps / 3 > 0 ? cfg->steps / 3 : 1;
-    r->ctx = nn_ctx_new(0);
+    int max_evals = (int)(cfg->steps / cfg->eval_every + 2);
+    r->hist->evals = nn_xcalloc((size_t)max_evals, sizeof *r->hist->evals);
+    r->run.st.loader_rng = r->sampler.rng;
+    if (text_run_start(&r->run, V, cfg->steps, false) != 0) return -1;
+    /* Resumed: the windows go on from where the file's generator stands. */
+    r->sampler.rng = r->run.st.loader_rng;
+    if (r->run.history && train_lm_history_parse(r->run.history, r->hist, max_evals) != 0)
+        return nn_error("%s: metadata 'nn.train.history' is malformed (or longer than the run's evaluations)",
+                        cfg->resume_path);
     size_t window = (size_t)cfg->batch_size * (size_t)cfg->context;
     r->x = nn_xmalloc(window * sizeof *r->x);
     r->y = nn_xmalloc(window * sizeof *r->y);
-    r->hist->evals = nn_xcalloc((size_t)(cfg->steps / cfg->eval_every + 2), sizeof *r->hist->evals);
     if (cfg->metrics_path) {
+        /* Rewritten from the history: after a resume it holds the rows before. */
         static const char *const extra[] = {"step", "val_bits_per_char"};
         if (!(r->metrics = nn_metrics_open(cfg->metrics_path, extra, 2))) return -1;
+        for (int i = 0; i < r->hist->n; i++)
+            if (write_row(r->metrics, r->hist, i) != 0) return -1;
     }
     return 0;
 }
 
-/* One evaluation: validation loss, the history's row, metrics, checkpoint, callback. */
-static int lm_evaluate(lm_run *r, long step, double train_loss, double train_acc, double lr, double seconds) {
-    const nn_train_config *cfg = r->cfg;
-    nn_lm_eval *e = &r->hist->evals[r->hist->n++];
-    double val_acc;
-    *e = (nn_lm_eval){.step = step, .train_loss = train_loss, .train_acc = train_acc, .lr = lr, .seconds = seconds};
-    e->val_loss = validate(r->model, r->ctx, &r->val, cfg->batch_size, r->x, r->y, &val_acc);
-    e->val_acc = val_acc;
-    e->tokens_per_sec = seconds > 0 ? (double)step * cfg->batch_size * cfg->context / seconds : 0.0;
-    if (r->metrics) {
-        nn_epoch_metrics row = {.epoch = r->hist->n, .train_loss = train_loss, .train_acc = train_acc,
-                                .test_loss = e->val_loss, .test_acc = val_acc, .lr = lr, .seconds = seconds,
-                                .images_per_sec = e->tokens_per_sec};
-        double extra[2] = {(double)step, e->val_loss / log(2.0)};
-        if (nn_metrics_write(r->metrics, &row, extra) != 0) return -1;
+/* A checkpoint of where the run stands (the sampler's generator and the
+ * time so far in the state). */
+static int lm_save(lm_run *r, bool interrupted) {
+    text_run *run = &r->run;
+    run->st.loader_rng = r->sampler.rng;
+    run->st.train_seconds = nn_seconds() - r->t0;
+    char *history = train_lm_history_str(r->hist);
+    int rc;
+    if (interrupted) {
+        char where[32];
+        snprintf(where, sizeof where, "step %ld", run->st.step);
+        rc = text_run_interrupt(run, 0, history, where);
+    } else {
+        rc = text_run_save(run, &run->st, 0, history);
     }
-    if (cfg->save_path && save(cfg, r->data, r->model, step) != 0) return -1;
-    if (cfg->on_eval && cfg->on_eval(cfg->user, r->hist, r->model) != 0) return -1;
+    free(history);
+    return rc;
+}
+
+/* One evaluation, of the average with weight averaging: validation loss,
+ * the history's row, metrics, checkpoint, callback. */
+static int lm_evaluate(lm_run *r, double lr) {
+    text_run *run = &r->run;
+    const nn_train_config *cfg = run->cfg;
+    train_state *st = &run->st;
+    int B = cfg->batch_size, T = cfg->context;
+    double seconds = nn_seconds() - r->t0, val_acc;
+    text_run_hold_average(run, true);
+    nn_lm_eval *e = &r->hist->evals[r->hist->n++];
+    *e = (nn_lm_eval){.step = st->step, .train_loss = st->loss_sum / st->seen,
+                      .train_acc = (double)st->correct / ((double)st->seen * B * T), .lr = lr, .seconds = seconds};
+    e->val_loss = validate(run->model, run->ctx, &r->val, B, r->x, r->y, &val_acc);
+    e->val_acc = val_acc;
+    e->tokens_per_sec = seconds > 0 ? (double)st->step * B * T / seconds : 0.0;
+    if (r->metrics && write_row(r->metrics, r->hist, r->hist->n - 1) != 0) return -1;
+    st->loss_sum = 0.0;
+    st->correct = st->seen = 0;
+    if (cfg->save_path && lm_save(r, false) != 0) return -1;
+    if (cfg->on_eval && cfg->on_eval(cfg->user, r->hist, run->model) != 0) return -1;
     return 0;
 }
 
 nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_model *model, nn_lm_history *hist) {
-    lm_run r = {.cfg = cfg, .data = data, .model = model, .hist = hist};
+    lm_run r = {.hist = hist};
+    text_run *run = &r.run;
+    text_run_init(run, cfg, data, model);
+    train_state *st = &run->st;
     memset(hist, 0, sizeof *hist);
     if (cfg->spec) memset(model, 0, sizeof *model);
-    nn_precision old_precision = nn_get_precision();
-    nn_train_status status = NN_TRAIN_FAILED;
-    if (lm_start(&r) != 0 || nn_set_precision(cfg->precision) != 0) goto done;
+    int rc = lm_start(&r);
     int B = cfg->batch_size, T = cfg->context;
     nn_train_progress progress = {.label = cfg->label, .epoch = 1, .epochs = 1, .batches = cfg->steps};
-    double t0 = nn_seconds(), loss_sum = 0.0, lr = 0.0;
-    long correct = 0, seen = 0;
-    status = NN_TRAIN_FINISHED;
-    for (long step = 1; step <= cfg->steps; step++) {
+    r.t0 = nn_seconds() - st->train_seconds;
+    double lr = 0.0;
+    while (rc == 0 && st->step < cfg->steps) {
         if (cfg->stop && *cfg->stop) {
-            nn_error("interrupted at step %ld%s", step - 1, cfg->save_path ? "; the last evaluation's checkpoint stays" : "");
-            status = NN_TRAIN_INTERRUPTED;
+            rc = lm_save(&r, true);
             break;
         }
-        nn_ctx_reset(r.ctx);
+        text_run_hold_average(run, false); /* train the raw weights */
+        nn_ctx_reset(run->ctx);
         nn_text_sampler_next(&r.sampler, B, r.x, r.y);
-        nn_tensor *logits = nn_model_forward_tokens(model, r.ctx, r.x, B, T, NULL, &r.dropout_rng);
-        nn_tensor *loss = lm_loss(r.ctx, logits, r.y);
-        lr = nn_schedule_lr(&r.sched, step - 1);
-        if (!isfinite(loss->data[0])) {
-            nn_error("the loss became %s at step %ld with learning rate %g", isnan(loss->data[0]) ? "NaN" : "infinite",
-                     step, lr);
-            status = NN_TRAIN_DIVERGED;
-            break;
-        }
-        nn_params_zero_grad(&model->params);
-        nn_backward(r.ctx, loss);
-        if (cfg->clip > 0.0f) nn_clip_grad_norm(&model->params, cfg->clip);
-        nn_optim_step(&r.opt, (float)lr);
-        loss_sum += loss->data[0];
-        correct += correct_next(logits, r.y);
-        seen++;
+        nn_tensor *logits = nn_model_forward_tokens(model, run->ctx, r.x, B, T, NULL, &st->dropout_rng);
+        nn_tensor *loss = lm_loss(run->ctx, logits, r.y);
+        if ((rc = text_run_step(run, loss, &lr)) != 0) break;
+        st->loss_sum += loss->data[0];
+        st->correct += correct_next(logits, r.y);
+        st->seen++;
         if (cfg->on_progress) {
-            double elapsed = nn_seconds() - t0;
-            progress.batch = progress.step = step;
+            double elapsed = nn_seconds() - r.t0;
+            progress.batch = progress.step = st->step;
             progress.loss = loss->data[0];
-            progress.images_per_sec = elapsed > 0 ? (double)step * B * T / elapsed : 0.0;
+            progress.images_per_sec = elapsed > 0 ? (double)st->step * B * T / elapsed : 0.0;
             cfg->on_progress(cfg->user, &progress);
         }
-        if (step % cfg->eval_every == 0 || step == cfg->steps) {
-            if (lm_evaluate(&r, step, loss_sum / seen, (double)correct / ((double)seen * B * T), lr,
-                            nn_seconds() - t0) != 0) {
-                status = NN_TRAIN_FAILED;
-                break;
-            }
-            loss_sum = 0.0;
-            correct = seen = 0;
-        }
+        if (st->step % cfg->eval_every == 0 || st->step == cfg->steps) rc = lm_evaluate(&r, lr);
     }
-done:
-    nn_set_precision(old_precision);
-    if (nn_metrics_close(r.metrics) != 0 && status >= 0) status = NN_TRAIN_FAILED;
-    nn_optim_free(&r.opt);
+    text_run_hold_average(run, true);
+    nn_train_status status = rc == 0 ? NN_TRAIN_FINISHED : run->failure;
+    if (r.metrics && nn_metrics_close(r.metrics) != 0 && status >= 0) status = NN_TRAIN_FAILED;
+    text_run_end(run);
     nn_text_sampler_free(&r.sampler);
     nn_text_windows_free(&r.val);
     if (data->kind == NN_TEXT_LINES) {
         free(r.train_stream.ids);
         free(r.val_stream.ids);
     }
-    if (r.ctx) nn_ctx_free(r.ctx);
     free(r.x);
     free(r.y);
     return status;
