@@ -25,6 +25,9 @@ the tensors, numbered per kind along the network):
     lstm(H)            lstmN  torch_model.LSTM: nn.LSTM(D, H, batch_first=True)
     gru(H)             gruN   torch_model.GRU:  nn.GRU(D, H, batch_first=True)
     last               lastN  torch_model.Last: [N, T, H] -> [N, H], each sequence's step at length - 1
+    residual(LAYERS)   resN   torch_model.Residual: x + f(x), a Sequential of its LAYERS named as above,
+                              numbered along the whole network (res1.conv2.weight, res1.bn1.running_mean)
+    repeat(N, LAYERS)         its LAYERS N times in a row, written out (each copy its own modules)
 
 RNN, LSTM and GRU subclass PyTorch's modules, one layer each, and return
 only the output (every step's hidden state [N, T, H], not the final state),
@@ -69,8 +72,9 @@ The other direction, a model trained in PyTorch to an nn checkpoint:
 save_model writes a torch.nn.Sequential of the layers nn knows (Linear,
 Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, LayerNorm, ReLU, LeakyReLU,
 GELU, Sigmoid, Tanh, Dropout, Flatten; for text Embedding, RNN, LSTM and GRU
-with one layer, bias and batch_first=True, and torch_model.Last; nested
-Sequentials are flattened) with its state_dict's tensors as they are
+with one layer, bias and batch_first=True, and torch_model.Last; a
+torch_model.Residual of them as residual(...); nested Sequentials are
+flattened) with its state_dict's tensors as they are
 (num_batches_tracked stays int64) under nn's names, and the metadata nn
 needs; `nn eval`, `nn predict` and `nn serve` then take the file. A module
 nn cannot express is refused with a CheckpointError naming it. A text model:
@@ -101,7 +105,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "NNModel", "Tokens", "RNN", "LSTM", "GRU", "Last", "read_safetensors", "write_safetensors", "parse_spec", "model_spec",
+__all__ = ["CheckpointError", "NNModel", "Tokens", "RNN", "LSTM", "GRU", "Last", "Residual", "read_safetensors", "write_safetensors", "parse_spec", "model_spec",
            "build_model", "load_model", "save_model", "module_spec", "load_idx_split"]
 
 BATCH_NORM_EPS = 1e-5
@@ -188,6 +192,8 @@ _KINDS = {
     "lstm": [("hidden", True, True, None, 1, 65536)],
     "gru": [("hidden", True, True, None, 1, 65536)],
     "last": [],
+    "residual": [],
+    "repeat": [("times", True, True, None, 1, 1024)],
 }
 
 
@@ -213,55 +219,109 @@ def _split_layers(spec):
     return layers
 
 
-def parse_spec(spec):
-    """"conv(8,3,padding=1) relu flatten linear(10)" -> [("conv", {"out": 8, "kernel": 3,
-    "stride": 1, "padding": 0}), ("relu", {}), ...]; ValueError on a bad spec."""
+# Blocks: kinds that hold layers, written name(LAYERS) or name(ARGS, LAYERS). Mirrors src/layers/block.c.
+_BLOCKS = {"residual": "residual(linear(64) relu linear(64))", "repeat": "repeat(2, linear(64) relu)"}
+_MAX_DEPTH = 32  # blocks inside blocks, as nn allows
+
+
+def _parse_args(text, name, defs, items):
+    """The argument texts items ("8", "stride=2") of layer text -> {key: value}, defaults filled in."""
+    values, seen_key = {}, False
+    if items and not defs:
+        raise ValueError(f"{text}: {name} takes no arguments")
+    for pos, item in enumerate(items):
+        key, eq, value = item.partition("=")
+        if eq:
+            seen_key, key = True, key.strip()
+            if key not in [d[0] for d in defs]:
+                raise ValueError(f"{text}: {name} has no argument '{key}'")
+        else:
+            if seen_key:
+                raise ValueError(f"{text}: a positional argument after key=value")
+            if pos >= len(defs):
+                raise ValueError(f"{text}: too many arguments ({name} takes {len(defs)})")
+            key, value = defs[pos][0], key
+        if key in values:
+            raise ValueError(f"{text}: {key} given twice")
+        d = next(d for d in defs if d[0] == key)
+        try:
+            v = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{text}: {key} '{value.strip()}' is not a number") from None
+        if not math.isfinite(v) or (d[1] and v != math.floor(v)) or not d[4] <= v <= d[5]:
+            raise ValueError(f"{text}: {key} {value.strip()} is not {'an integer' if d[1] else 'a number'} "
+                             f"in [{d[4]:g}, {d[5]:g}]")
+        values[key] = int(v) if d[1] else v
+    for key, _, required, default, _, _ in defs:
+        if key not in values:
+            if required:
+                raise ValueError(f"{text}: missing argument '{key}'")
+            values[key] = values["kernel"] if default is None else default
+    return values
+
+
+def _parse_block(text, name, defs, body, depth):
+    """A block's arguments (the first len(defs) items, split at commas outside
+    parentheses) and its layers (the rest of body, parsed)."""
+    if depth >= _MAX_DEPTH:
+        raise ValueError(f"{text}: blocks nested more than {_MAX_DEPTH} deep")
+    items, level, start = [], 0, 0
+    for i, ch in enumerate(body):
+        if len(items) == len(defs):
+            break
+        level += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and level == 0:
+            items.append(body[start:i])
+            start = i + 1
+    if len(items) < len(defs):
+        raise ValueError(f"{text}: expected its arguments, ',' and its layers, e.g. {_BLOCKS[name]}")
+    values = _parse_args(text, name, defs, items)
+    values["layers"] = _parse_layers(body[start:], depth + 1)
+    if not values["layers"]:
+        raise ValueError(f"{text}: holds no layers, e.g. {_BLOCKS[name]}")
+    return values
+
+
+def _parse_layers(spec, depth):
     layers = []
     for text in _split_layers(spec):
         name, paren, rest = text.partition("(")
         if name not in _KINDS:
             raise ValueError(f"unknown layer '{name}' (torch_model.py knows {', '.join(_KINDS)})")
         defs = _KINDS[name]
-        values = {}
+        if name in _BLOCKS:
+            if not paren or not rest.endswith(")"):
+                raise ValueError(f"{text}: holds layers, written inside its parentheses, e.g. {_BLOCKS[name]}")
+            layers.append((name, _parse_block(text, name, defs, rest[:-1], depth)))
+            continue
+        items = []
         if paren:
             if not rest.endswith(")") or "(" in rest:
                 raise ValueError(f"{text}: expected one '(...)' at the end")
             items = rest[:-1].split(",") if rest[:-1].strip() else []
-            if items and not defs:
-                raise ValueError(f"{text}: {name} takes no arguments")
-            seen_key = False
-            for pos, item in enumerate(items):
-                key, eq, value = item.partition("=")
-                if eq:
-                    seen_key, key = True, key.strip()
-                    if key not in [d[0] for d in defs]:
-                        raise ValueError(f"{text}: {name} has no argument '{key}'")
-                else:
-                    if seen_key:
-                        raise ValueError(f"{text}: a positional argument after key=value")
-                    if pos >= len(defs):
-                        raise ValueError(f"{text}: too many arguments ({name} takes {len(defs)})")
-                    key, value = defs[pos][0], key
-                if key in values:
-                    raise ValueError(f"{text}: {key} given twice")
-                d = next(d for d in defs if d[0] == key)
-                try:
-                    v = float(value.strip())
-                except ValueError:
-                    raise ValueError(f"{text}: {key} '{value.strip()}' is not a number") from None
-                if not math.isfinite(v) or (d[1] and v != math.floor(v)) or not d[4] <= v <= d[5]:
-                    raise ValueError(f"{text}: {key} {value.strip()} is not {'an integer' if d[1] else 'a number'} "
-                                     f"in [{d[4]:g}, {d[5]:g}]")
-                values[key] = int(v) if d[1] else v
-        for key, _, required, default, _, _ in defs:
-            if key not in values:
-                if required:
-                    raise ValueError(f"{text}: missing argument '{key}'")
-                values[key] = values["kernel"] if default is None else default
-        layers.append((name, values))
+        layers.append((name, _parse_args(text, name, defs, items)))
+    return layers
+
+
+def parse_spec(spec):
+    """"conv(8,3,padding=1) relu flatten linear(10)" -> [("conv", {"out": 8, "kernel": 3,
+    "stride": 1, "padding": 0}), ("relu", {}), ...]; a block's dict holds its
+    layers, parsed: "repeat(2, residual(linear(8) relu))" -> [("repeat", {"times": 2,
+    "layers": [("residual", {"layers": [("linear", {"out": 8}), ("relu", {})]})]})].
+    ValueError on a bad spec."""
+    layers = _parse_layers(spec, 0)
     if not layers:
         raise ValueError("the spec has no layers")
     return layers
+
+
+def _kinds(layers):
+    """The kinds of parsed layers in the order nn's stack holds them: a block,
+    then its layers (a repeat's copies written out)."""
+    for kind, a in layers:
+        yield kind
+        for _ in range(a.get("times", 1) if kind in _BLOCKS else 0):
+            yield from _kinds(a["layers"])
 
 
 def _legacy_spec(meta):
@@ -407,6 +467,132 @@ class Last(nn.Module):
         return x[torch.arange(x.shape[0], device=x.device), lengths - 1]
 
 
+def _child_name(kind, counts):
+    """nn's name of the next layer of kind: fc1, conv2, bn1, ln1, res1, relu3, ...
+    numbered per kind along the whole network, blocks' layers included."""
+    prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln", "residual": "res"}.get(kind, kind)
+    counts[prefix] = counts.get(prefix, 0) + 1
+    return f"{prefix}{counts[prefix]}"
+
+
+def _build(layers, shape, input_shape, modules, counts, index):
+    """Adds the modules of parsed layers to modules (an OrderedDict, by nn's
+    names) for an input of shape; returns the output shape. counts numbers the
+    layers per kind and index[0] counts the layers of nn's stack (blocks too),
+    both along the whole network."""
+    for kind, a in layers:
+        shape = _layer(kind, a, shape, input_shape, modules, counts, index)
+    return shape
+
+
+def _block(kind, a, shape, where, input_shape, modules, counts, index):
+    """residual: a Residual module of its layers; repeat: its layers' copies
+    written out into modules, each with its own tensors."""
+    if kind == "repeat":
+        for _ in range(a["times"]):
+            shape = _build(a["layers"], shape, input_shape, modules, counts, index)
+        return shape
+    name = _child_name(kind, counts)
+    inner = OrderedDict()
+    out = _build(a["layers"], shape, input_shape, inner, counts, index)
+    if out != shape:
+        raise ValueError(f"{where}: its layers map {_dims(shape)} to {_dims(out)}; a residual block must keep the shape")
+    modules[name] = Residual(inner)
+    return shape
+
+
+def _layer(kind, a, shape, input_shape, modules, counts, index):
+    """The module of one parsed layer (a block's: _block) into modules; returns its output shape."""
+    text = isinstance(input_shape, Tokens)
+    i = index[0]
+    index[0] += 1
+    where = f"layer {i + 1}, {kind}"
+    image = len(shape) == 3
+    seq = len(shape) == 2 and shape[0] is None
+
+    if text and i == 0 and kind != "embed":
+        raise ValueError(f"{where}: a text model starts with embed(D), which turns token ids into vectors")
+    if kind in _BLOCKS:
+        return _block(kind, a, shape, where, input_shape, modules, counts, index)
+    if kind == "embed":
+        if not text or i != 0:
+            raise ValueError(f"{where}: takes token ids, so it comes first in a text model")
+        m = nn.Embedding(input_shape.vocab, a["dim"])
+        shape = (None, a["dim"])
+    elif kind in ("rnn", "lstm", "gru"):
+        if not seq:
+            raise ValueError(f"{where}: runs over a sequence [T, D], but its input is {_dims(shape)}")
+        m = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[kind](shape[1], a["hidden"])
+        shape = (None, a["hidden"])
+    elif kind == "last":
+        if not seq:
+            raise ValueError(f"{where}: takes a sequence [T, H], but its input is {_dims(shape)}")
+        m = Last()
+        shape = (shape[1],)
+    elif kind in ("conv", "maxpool", "avgpool"):
+        if not image:
+            raise ValueError(f"{where}: needs an image [C, H, W] but gets {_dims(shape)}")
+        pad = a.get("padding", 0)
+        c, h, w = shape
+        if min(h, w) + 2 * pad < a["kernel"]:
+            raise ValueError(f"{where}: kernel {a['kernel']} is larger than its input {list(shape)}")
+        h, w = ((d + 2 * pad - a["kernel"]) // a["stride"] + 1 for d in (h, w))
+        if kind == "conv":
+            m = nn.Conv2d(c, a["out"], a["kernel"], stride=a["stride"], padding=pad)
+            c = a["out"]
+        elif kind == "maxpool":
+            m = nn.MaxPool2d(a["kernel"], a["stride"])
+        else:
+            m = nn.AvgPool2d(a["kernel"], a["stride"])
+        shape = (c, h, w)
+    elif kind == "linear":
+        if image:
+            raise ValueError(f"{where}: its input is {list(shape)}; add flatten before a linear layer")
+        m = nn.Linear(shape[-1], a["out"])  # on the last dimension of [T, F] too
+        shape = shape[:-1] + (a["out"],)
+    elif kind == "batchnorm":
+        if seq:
+            raise ValueError(f"{where}: does not normalise a sequence {_dims(shape)}; use layernorm")
+        bn = nn.BatchNorm2d if image else nn.BatchNorm1d
+        m = bn(shape[0], eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
+    elif kind == "layernorm":
+        if image:
+            raise ValueError(f"{where}: layernorm normalises features, but its input is {list(shape)}")
+        m = nn.LayerNorm(shape[-1], eps=LAYER_NORM_EPS)
+    elif kind == "flatten":
+        if seq:
+            raise ValueError(f"{where}: a sequence {_dims(shape)} has no fixed size to flatten; use last")
+        m = nn.Flatten(1)  # torch.flatten(x, 1)
+        shape = (math.prod(shape),)
+    elif kind == "relu":
+        m = nn.ReLU()
+    elif kind == "leakyrelu":
+        m = nn.LeakyReLU(a["slope"])
+    elif kind == "gelu":
+        m = nn.GELU()  # the exact erf form
+    elif kind == "sigmoid":
+        m = nn.Sigmoid()
+    elif kind == "tanh":
+        m = nn.Tanh()
+    elif kind == "dropout":
+        m = nn.Dropout(a["p"])
+    else:  # parse_spec knows no other kind
+        raise AssertionError(kind)
+    modules[_child_name(kind, counts)] = m
+    return shape
+
+
+class Residual(nn.Sequential):
+    """nn's residual(LAYERS): x + f(x), f its layers in order. A Sequential
+    whose children are named as nn names them, numbered along the whole
+    network (res1 holding conv2, bn1, relu2, conv3, bn2: its tensors are
+    res1.conv2.weight, res1.bn1.running_mean, ...). Its layers must keep the
+    shape of x."""
+
+    def forward(self, x):
+        return x + super().forward(x)
+
+
 class NNModel(nn.Sequential):
     """The layer stack as a torch.nn.Sequential whose children are named as
     nn names the tensors (fc1, conv1, bn1, ln1, embed1, lstm1, ...; relu1,
@@ -425,80 +611,7 @@ class NNModel(nn.Sequential):
         # Of one example: (C, H, W); (F,) after flatten; for text (None,) of
         # token ids, then (None, F) for a sequence of any length T.
         shape = (None,) if text else tuple(input_shape)
-        for i, (kind, a) in enumerate(parse_spec(spec)):
-            where = f"layer {i + 1}, {kind}"
-            image = len(shape) == 3
-            seq = len(shape) == 2 and shape[0] is None
-
-            if text and i == 0 and kind != "embed":
-                raise ValueError(f"{where}: a text model starts with embed(D), which turns token ids into vectors")
-            if kind == "embed":
-                if not text or i != 0:
-                    raise ValueError(f"{where}: takes token ids, so it comes first in a text model")
-                m = nn.Embedding(input_shape.vocab, a["dim"])
-                shape = (None, a["dim"])
-            elif kind in ("rnn", "lstm", "gru"):
-                if not seq:
-                    raise ValueError(f"{where}: runs over a sequence [T, D], but its input is {_dims(shape)}")
-                m = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[kind](shape[1], a["hidden"])
-                shape = (None, a["hidden"])
-            elif kind == "last":
-                if not seq:
-                    raise ValueError(f"{where}: takes a sequence [T, H], but its input is {_dims(shape)}")
-                m = Last()
-                shape = (shape[1],)
-            elif kind in ("conv", "maxpool", "avgpool"):
-                if not image:
-                    raise ValueError(f"{where}: needs an image [C, H, W] but gets {_dims(shape)}")
-                pad = a.get("padding", 0)
-                c, h, w = shape
-                if min(h, w) + 2 * pad < a["kernel"]:
-                    raise ValueError(f"{where}: kernel {a['kernel']} is larger than its input {list(shape)}")
-                h, w = ((d + 2 * pad - a["kernel"]) // a["stride"] + 1 for d in (h, w))
-                if kind == "conv":
-                    m = nn.Conv2d(c, a["out"], a["kernel"], stride=a["stride"], padding=pad)
-                    c = a["out"]
-                elif kind == "maxpool":
-                    m = nn.MaxPool2d(a["kernel"], a["stride"])
-                else:
-                    m = nn.AvgPool2d(a["kernel"], a["stride"])
-                shape = (c, h, w)
-            elif kind == "linear":
-                if image:
-                    raise ValueError(f"{where}: its input is {list(shape)}; add flatten before a linear layer")
-                m = nn.Linear(shape[-1], a["out"])  # on the last dimension of [T, F] too
-                shape = shape[:-1] + (a["out"],)
-            elif kind == "batchnorm":
-                if seq:
-                    raise ValueError(f"{where}: does not normalise a sequence {_dims(shape)}; use layernorm")
-                bn = nn.BatchNorm2d if image else nn.BatchNorm1d
-                m = bn(shape[0], eps=BATCH_NORM_EPS, momentum=BATCH_NORM_MOMENTUM)
-            elif kind == "layernorm":
-                if image:
-                    raise ValueError(f"{where}: layernorm normalises features, but its input is {list(shape)}")
-                m = nn.LayerNorm(shape[-1], eps=LAYER_NORM_EPS)
-            elif kind == "flatten":
-                if seq:
-                    raise ValueError(f"{where}: a sequence {_dims(shape)} has no fixed size to flatten; use last")
-                m = nn.Flatten(1)  # torch.flatten(x, 1)
-                shape = (math.prod(shape),)
-            elif kind == "relu":
-                m = nn.ReLU()
-            elif kind == "leakyrelu":
-                m = nn.LeakyReLU(a["slope"])
-            elif kind == "gelu":
-                m = nn.GELU()  # the exact erf form
-            elif kind == "sigmoid":
-                m = nn.Sigmoid()
-            elif kind == "tanh":
-                m = nn.Tanh()
-            elif kind == "dropout":
-                m = nn.Dropout(a["p"])
-            else:  # parse_spec knows no other kind
-                raise AssertionError(kind)
-            prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln"}.get(kind, kind)
-            counts[prefix] = counts.get(prefix, 0) + 1
-            modules[f"{prefix}{counts[prefix]}"] = m
+        shape = _build(parse_spec(spec), shape, input_shape, modules, counts, [0])
         if not (len(shape) == 1 and shape[0] is not None) and not (text and len(shape) == 2):
             raise ValueError(f"the model ends in {_dims(shape)}, not in class scores")
         super().__init__(modules)
@@ -642,16 +755,6 @@ def write_safetensors(path, tensors, metadata):
         raise CheckpointError(f"{path}: {e.strerror or e}") from None
 
 
-def _leaves(module, prefix=""):
-    """(qualified name, module) of each layer, nested Sequentials flattened."""
-    for name, child in module.named_children():
-        qual = f"{prefix}{name}"
-        if type(child) is nn.Sequential:
-            yield from _leaves(child, qual + ".")
-        else:
-            yield qual, child
-
-
 def _square(value):
     """An int, or a pair of equal ints, as one int; None if it is neither."""
     if isinstance(value, (tuple, list)) and len(value) == 2 and value[0] == value[1]:
@@ -664,161 +767,205 @@ def _num(v):
     return repr(float(v))
 
 
+def _first_leaf(module):
+    """The first layer of a Sequential, nested Sequentials and Residuals entered; None if it has none."""
+    for child in module.children():
+        if type(child) is nn.Sequential or isinstance(child, Residual):
+            leaf = _first_leaf(child)
+            if leaf is not None:
+                return leaf
+        else:
+            return child
+    return None
+
+
+def _module_layers(module, qual_prefix, nn_prefix, shape, input_shape, spec, named, counts):
+    """The layers of a Sequential (nested Sequentials flattened, a Residual
+    as a residual block) onto spec and named, checked against shape; returns
+    the output shape. nn_prefix names the block they are in ("res1.")."""
+    for child_name, m in module.named_children():
+        qual = f"{qual_prefix}{child_name}"
+        if type(m) is nn.Sequential:
+            shape = _module_layers(m, qual + ".", nn_prefix, shape, input_shape, spec, named, counts)
+        elif isinstance(m, Residual):
+            where = f"layer '{qual}' (Residual)"
+            if shape == (None,):
+                raise CheckpointError(f"{where}: a text model starts with nn.Embedding, which turns token ids "
+                                      "into vectors")
+            inner = []
+            out = _module_layers(m, qual + ".", nn_prefix + _child_name("residual", counts) + ".", shape,
+                                 input_shape, inner, named, counts)
+            if not inner:
+                raise CheckpointError(f"{where}: holds no layers")
+            if out != shape:
+                raise CheckpointError(f"{where}: its layers map {_dims(shape)} to {_dims(out)}; a residual block "
+                                      "must keep the shape")
+            spec.append(f"residual({' '.join(inner)})")
+        else:
+            shape = _module_leaf(qual, m, nn_prefix, shape, input_shape, spec, named, counts)
+    return shape
+
+
+def _module_leaf(qual, m, nn_prefix, shape, input_shape, spec, named, counts):
+    """One layer module onto spec (and named, when it has tensors); returns its output shape."""
+    text_model = isinstance(input_shape, Tokens)
+    where = f"layer '{qual}' ({m!r})"
+    image = len(shape) == 3
+    seq = len(shape) == 2 and shape[0] is None
+
+    def refuse(why):
+        raise CheckpointError(f"{where}: {why}")
+
+    if shape == (None,) and not isinstance(m, nn.Embedding):
+        refuse("a text model starts with nn.Embedding, which turns token ids into vectors")
+    kind, text = None, None
+    if isinstance(m, nn.Embedding):
+        if shape != (None,):
+            refuse("nn.Embedding takes token ids: it comes first, and only in a text model "
+                   "(input_shape Tokens(V))")
+        if m.num_embeddings != input_shape.vocab:
+            refuse(f"num_embeddings {m.num_embeddings}, but the vocabulary has {input_shape.vocab} tokens")
+        if m.max_norm is not None:
+            refuse("nn's embed has no max_norm")
+        # padding_idx and scale_grad_by_freq change training only; the lookup is the same.
+        kind, text, shape = "embed", f"embed({m.embedding_dim})", (None, m.embedding_dim)
+    elif isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)):
+        name = "lstm" if isinstance(m, nn.LSTM) else "gru" if isinstance(m, nn.GRU) else "rnn"
+        if m.num_layers != 1 or not m.bias or not m.batch_first or m.bidirectional:
+            refuse(f"nn's {name} is one layer, bias=True, batch_first=True, not bidirectional "
+                   "(stack layers as separate modules)")
+        if name == "rnn" and m.nonlinearity != "tanh":
+            refuse("nn's rnn uses tanh")
+        if getattr(m, "proj_size", 0):
+            refuse("nn's lstm has no projection (proj_size=0)")
+        if not seq:
+            refuse(f"runs over a sequence [T, D], but its input is {_dims(shape)}")
+        if m.input_size != shape[1]:
+            refuse(f"input_size {m.input_size}, but {shape[1]} features reach it")
+        kind, text, shape = name, f"{name}({m.hidden_size})", (None, m.hidden_size)
+    elif isinstance(m, Last):
+        if not seq:
+            refuse(f"takes a sequence [T, H], but its input is {_dims(shape)}")
+        kind, text, shape = "last", "last", (shape[1],)
+    elif isinstance(m, nn.Linear):
+        if m.bias is None:
+            refuse("nn's linear layer has a bias; bias=False is not supported")
+        if image:
+            refuse(f"its input is {list(shape)}; add nn.Flatten() before it")
+        if m.in_features != shape[-1]:
+            refuse(f"in_features {m.in_features}, but {shape[-1]} features reach it")
+        kind, text, shape = "linear", f"linear({m.out_features})", shape[:-1] + (m.out_features,)
+    elif isinstance(m, nn.Conv2d):
+        k, st, pad = _square(m.kernel_size), _square(m.stride), _square(m.padding)
+        if k is None or st is None or pad is None:
+            refuse("nn's conv has a square kernel, stride and padding (ints)")
+        if _square(m.dilation) != 1 or m.groups != 1 or m.padding_mode != "zeros" or m.bias is None:
+            refuse("nn's conv has dilation 1, groups 1, zero padding and a bias")
+        if not image:
+            refuse(f"needs an image [C, H, W] but gets {list(shape)}")
+        if m.in_channels != shape[0]:
+            refuse(f"in_channels {m.in_channels}, but {shape[0]} channels reach it")
+        c, h, w = shape
+        if min(h, w) + 2 * pad < k:
+            refuse(f"kernel {k} is larger than its input {list(shape)}")
+        h, w = ((d + 2 * pad - k) // st + 1 for d in (h, w))
+        args = [str(m.out_channels), str(k)] + ([f"stride={st}"] if st != 1 else []) + \
+            ([f"padding={pad}"] if pad else [])
+        kind, text, shape = "conv", f"conv({','.join(args)})", (m.out_channels, h, w)
+    elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        name = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
+        k = _square(m.kernel_size)
+        st = k if m.stride is None else _square(m.stride)
+        if k is None or st is None:
+            refuse(f"nn's {name} has a square kernel and stride (ints)")
+        if _square(m.padding) != 0 or m.ceil_mode:
+            refuse(f"nn's {name} has no padding and ceil_mode=False")
+        if name == "maxpool" and (_square(m.dilation) != 1 or m.return_indices):
+            refuse("nn's maxpool has dilation 1 and returns no indices")
+        if name == "avgpool" and m.divisor_override is not None:
+            refuse("nn's avgpool has no divisor_override")
+        if not image:
+            refuse(f"needs an image [C, H, W] but gets {list(shape)}")
+        c, h, w = shape
+        if min(h, w) < k:
+            refuse(f"kernel {k} is larger than its input {list(shape)}")
+        h, w = ((d - k) // st + 1 for d in (h, w))
+        kind, text, shape = name, f"{name}({k})" if st == k else f"{name}({k},stride={st})", (c, h, w)
+    elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if seq:
+            refuse(f"nn's batchnorm does not normalise a sequence {_dims(shape)}; use nn.LayerNorm")
+        if not m.affine or not m.track_running_stats:
+            refuse("nn's batchnorm has affine=True and track_running_stats=True")
+        if m.eps != BATCH_NORM_EPS:
+            refuse(f"eps {m.eps:g}; nn's batchnorm uses {BATCH_NORM_EPS:g}")
+        if isinstance(m, nn.BatchNorm2d) != image:
+            refuse(f"its input is {list(shape)}: BatchNorm2d follows a conv, BatchNorm1d a linear")
+        if m.num_features != shape[0]:
+            refuse(f"num_features {m.num_features}, but {shape[0]} reach it")
+        kind, text = "batchnorm", "batchnorm"  # momentum is for training only; nn trains on with 0.1
+    elif isinstance(m, nn.LayerNorm):
+        if image or tuple(m.normalized_shape) != (shape[-1],):
+            refuse(f"nn's layernorm normalises the last dimension of a flat input or a sequence; here "
+                   f"{_dims(shape)} reach it")
+        if not m.elementwise_affine or getattr(m, "bias", True) is None:
+            refuse("nn's layernorm has a weight and a bias")
+        if m.eps != LAYER_NORM_EPS:
+            refuse(f"eps {m.eps:g}; nn's layernorm uses {LAYER_NORM_EPS:g}")
+        kind, text = "layernorm", "layernorm"
+    elif isinstance(m, nn.Flatten):
+        if m.start_dim != 1 or m.end_dim != -1:
+            refuse("nn's flatten is Flatten(1, -1)")
+        if seq:
+            refuse(f"a sequence {_dims(shape)} has no fixed size to flatten; use torch_model.Last()")
+        kind, text, shape = "flatten", "flatten", (math.prod(shape),)
+    elif type(m) is nn.ReLU:
+        kind = text = "relu"
+    elif type(m) is nn.LeakyReLU:
+        if not 0.0 <= m.negative_slope <= 1.0:
+            refuse("nn's leakyrelu slope is in [0, 1]")
+        kind, text = "leakyrelu", f"leakyrelu({_num(m.negative_slope)})"
+    elif type(m) is nn.GELU:
+        if m.approximate != "none":
+            refuse("nn's gelu is the exact erf form (approximate='none')")
+        kind = text = "gelu"
+    elif type(m) is nn.Sigmoid:
+        kind = text = "sigmoid"
+    elif type(m) is nn.Tanh:
+        kind = text = "tanh"
+    elif type(m) is nn.Dropout:
+        if not 0.0 <= m.p <= 0.95:
+            refuse("nn's dropout p is in [0, 0.95]")
+        kind, text = "dropout", f"dropout({_num(m.p)})"
+    else:
+        refuse("nn has no such layer (it knows Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, "
+               "LayerNorm, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Dropout, Flatten, Embedding, "
+               "RNN, LSTM, GRU, torch_model.Last and torch_model.Residual)")
+    spec.append(text)
+    name = nn_prefix + _child_name(kind, counts)
+    if kind in ("linear", "conv", "batchnorm", "layernorm", "embed", "rnn", "lstm", "gru"):
+        named.append((name, m))
+    return shape
+
+
 def module_spec(module, input_shape):
     """(spec, [(nn name, module)] of the layers with tensors, output shape) for
-    a torch.nn.Sequential of the layers nn knows, checked layer by layer
-    against input_shape: (C, H, W), or Tokens(V) for a text model. Raises
-    CheckpointError naming the first module nn cannot express."""
-    if not isinstance(module, nn.Sequential):
+    a torch.nn.Sequential of the layers nn knows (torch_model.Residual for a
+    residual block), checked layer by layer against input_shape: (C, H, W),
+    or Tokens(V) for a text model. Raises CheckpointError naming the first
+    module nn cannot express."""
+    if not isinstance(module, nn.Sequential) or isinstance(module, Residual):
         raise CheckpointError(f"save_model needs a torch.nn.Sequential, not {type(module).__name__}")
     text_model = isinstance(input_shape, Tokens)
     shape = (None,) if text_model else tuple(input_shape)  # as in NNModel: (None, F) is a sequence [T, F]
     spec, named, counts = [], [], {}
-    leaves = list(_leaves(module))
-    if not leaves:
+    first = _first_leaf(module)
+    if first is None:
         raise CheckpointError("the Sequential has no layers")
     # A network that starts on flat features ([N, C*H*W]) reads the image flattened, as nn does.
-    if not text_model and isinstance(leaves[0][1], (nn.Linear, nn.BatchNorm1d, nn.LayerNorm)):
+    if not text_model and isinstance(first, (nn.Linear, nn.BatchNorm1d, nn.LayerNorm)):
         spec.append("flatten")
         shape = (math.prod(shape),)
-
-    for qual, m in leaves:
-        where = f"layer '{qual}' ({m!r})"
-        image = len(shape) == 3
-        seq = len(shape) == 2 and shape[0] is None
-
-        def refuse(why):
-            raise CheckpointError(f"{where}: {why}")
-
-        if shape == (None,) and not isinstance(m, nn.Embedding):
-            refuse("a text model starts with nn.Embedding, which turns token ids into vectors")
-        kind, text = None, None
-        if isinstance(m, nn.Embedding):
-            if shape != (None,):
-                refuse("nn.Embedding takes token ids: it comes first, and only in a text model "
-                       "(input_shape Tokens(V))")
-            if m.num_embeddings != input_shape.vocab:
-                refuse(f"num_embeddings {m.num_embeddings}, but the vocabulary has {input_shape.vocab} tokens")
-            if m.max_norm is not None:
-                refuse("nn's embed has no max_norm")
-            # padding_idx and scale_grad_by_freq change training only; the lookup is the same.
-            kind, text, shape = "embed", f"embed({m.embedding_dim})", (None, m.embedding_dim)
-        elif isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)):
-            name = "lstm" if isinstance(m, nn.LSTM) else "gru" if isinstance(m, nn.GRU) else "rnn"
-            if m.num_layers != 1 or not m.bias or not m.batch_first or m.bidirectional:
-                refuse(f"nn's {name} is one layer, bias=True, batch_first=True, not bidirectional "
-                       "(stack layers as separate modules)")
-            if name == "rnn" and m.nonlinearity != "tanh":
-                refuse("nn's rnn uses tanh")
-            if getattr(m, "proj_size", 0):
-                refuse("nn's lstm has no projection (proj_size=0)")
-            if not seq:
-                refuse(f"runs over a sequence [T, D], but its input is {_dims(shape)}")
-            if m.input_size != shape[1]:
-                refuse(f"input_size {m.input_size}, but {shape[1]} features reach it")
-            kind, text, shape = name, f"{name}({m.hidden_size})", (None, m.hidden_size)
-        elif isinstance(m, Last):
-            if not seq:
-                refuse(f"takes a sequence [T, H], but its input is {_dims(shape)}")
-            kind, text, shape = "last", "last", (shape[1],)
-        elif isinstance(m, nn.Linear):
-            if m.bias is None:
-                refuse("nn's linear layer has a bias; bias=False is not supported")
-            if image:
-                refuse(f"its input is {list(shape)}; add nn.Flatten() before it")
-            if m.in_features != shape[-1]:
-                refuse(f"in_features {m.in_features}, but {shape[-1]} features reach it")
-            kind, text, shape = "linear", f"linear({m.out_features})", shape[:-1] + (m.out_features,)
-        elif isinstance(m, nn.Conv2d):
-            k, st, pad = _square(m.kernel_size), _square(m.stride), _square(m.padding)
-            if k is None or st is None or pad is None:
-                refuse("nn's conv has a square kernel, stride and padding (ints)")
-            if _square(m.dilation) != 1 or m.groups != 1 or m.padding_mode != "zeros" or m.bias is None:
-                refuse("nn's conv has dilation 1, groups 1, zero padding and a bias")
-            if not image:
-                refuse(f"needs an image [C, H, W] but gets {list(shape)}")
-            if m.in_channels != shape[0]:
-                refuse(f"in_channels {m.in_channels}, but {shape[0]} channels reach it")
-            c, h, w = shape
-            if min(h, w) + 2 * pad < k:
-                refuse(f"kernel {k} is larger than its input {list(shape)}")
-            h, w = ((d + 2 * pad - k) // st + 1 for d in (h, w))
-            args = [str(m.out_channels), str(k)] + ([f"stride={st}"] if st != 1 else []) + \
-                ([f"padding={pad}"] if pad else [])
-            kind, text, shape = "conv", f"conv({','.join(args)})", (m.out_channels, h, w)
-        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            name = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
-            k = _square(m.kernel_size)
-            st = k if m.stride is None else _square(m.stride)
-            if k is None or st is None:
-                refuse(f"nn's {name} has a square kernel and stride (ints)")
-            if _square(m.padding) != 0 or m.ceil_mode:
-                refuse(f"nn's {name} has no padding and ceil_mode=False")
-            if name == "maxpool" and (_square(m.dilation) != 1 or m.return_indices):
-                refuse("nn's maxpool has dilation 1 and returns no indices")
-            if name == "avgpool" and m.divisor_override is not None:
-                refuse("nn's avgpool has no divisor_override")
-            if not image:
-                refuse(f"needs an image [C, H, W] but gets {list(shape)}")
-            c, h, w = shape
-            if min(h, w) < k:
-                refuse(f"kernel {k} is larger than its input {list(shape)}")
-            h, w = ((d - k) // st + 1 for d in (h, w))
-            kind, text, shape = name, f"{name}({k})" if st == k else f"{name}({k},stride={st})", (c, h, w)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if seq:
-                refuse(f"nn's batchnorm does not normalise a sequence {_dims(shape)}; use nn.LayerNorm")
-            if not m.affine or not m.track_running_stats:
-                refuse("nn's batchnorm has affine=True and track_running_stats=True")
-            if m.eps != BATCH_NORM_EPS:
-                refuse(f"eps {m.eps:g}; nn's batchnorm uses {BATCH_NORM_EPS:g}")
-            if isinstance(m, nn.BatchNorm2d) != image:
-                refuse(f"its input is {list(shape)}: BatchNorm2d follows a conv, BatchNorm1d a linear")
-            if m.num_features != shape[0]:
-                refuse(f"num_features {m.num_features}, but {shape[0]} reach it")
-            kind, text = "batchnorm", "batchnorm"  # momentum is for training only; nn trains on with 0.1
-        elif isinstance(m, nn.LayerNorm):
-            if image or tuple(m.normalized_shape) != (shape[-1],):
-                refuse(f"nn's layernorm normalises the last dimension of a flat input or a sequence; here "
-                       f"{_dims(shape)} reach it")
-            if not m.elementwise_affine or getattr(m, "bias", True) is None:
-                refuse("nn's layernorm has a weight and a bias")
-            if m.eps != LAYER_NORM_EPS:
-                refuse(f"eps {m.eps:g}; nn's layernorm uses {LAYER_NORM_EPS:g}")
-            kind, text = "layernorm", "layernorm"
-        elif isinstance(m, nn.Flatten):
-            if m.start_dim != 1 or m.end_dim != -1:
-                refuse("nn's flatten is Flatten(1, -1)")
-            if seq:
-                refuse(f"a sequence {_dims(shape)} has no fixed size to flatten; use torch_model.Last()")
-            kind, text, shape = "flatten", "flatten", (math.prod(shape),)
-        elif type(m) is nn.ReLU:
-            kind = text = "relu"
-        elif type(m) is nn.LeakyReLU:
-            if not 0.0 <= m.negative_slope <= 1.0:
-                refuse("nn's leakyrelu slope is in [0, 1]")
-            kind, text = "leakyrelu", f"leakyrelu({_num(m.negative_slope)})"
-        elif type(m) is nn.GELU:
-            if m.approximate != "none":
-                refuse("nn's gelu is the exact erf form (approximate='none')")
-            kind = text = "gelu"
-        elif type(m) is nn.Sigmoid:
-            kind = text = "sigmoid"
-        elif type(m) is nn.Tanh:
-            kind = text = "tanh"
-        elif type(m) is nn.Dropout:
-            if not 0.0 <= m.p <= 0.95:
-                refuse("nn's dropout p is in [0, 0.95]")
-            kind, text = "dropout", f"dropout({_num(m.p)})"
-        else:
-            refuse("nn has no such layer (it knows Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, "
-                   "LayerNorm, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Dropout, Flatten, Embedding, "
-                   "RNN, LSTM, GRU and torch_model.Last)")
-        spec.append(text)
-        prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln"}.get(kind, kind)
-        counts[prefix] = counts.get(prefix, 0) + 1
-        if kind in ("linear", "conv", "batchnorm", "layernorm", "embed", "rnn", "lstm", "gru"):
-            named.append((f"{prefix}{counts[prefix]}", m))
+    shape = _module_layers(module, "", "", shape, input_shape, spec, named, counts)
     if not (len(shape) == 1 and shape[0] is not None) and not (text_model and len(shape) == 2):
         raise CheckpointError(f"the model ends in {_dims(shape)}, not in class scores; end with a Linear layer")
     return " ".join(spec), named, shape
@@ -863,7 +1010,7 @@ def save_model(module, path, input_shape, input_mean=None, input_std=None, metad
 
     The tensors are the state_dict's, dtypes unchanged, renamed to nn's names
     (fc1, conv1, bn1, ln1, embed1, lstm1, ..., numbered per kind along the
-    network); the metadata is nn.arch, nn.spec, nn.input_shape,
+    network; a Residual's layers under its name, res1.conv2.weight); the metadata is nn.arch, nn.spec, nn.input_shape,
     nn.input_mean, nn.input_std and any extra string pairs given. Returns the
     spec. Raises CheckpointError naming what nn cannot express."""
     shape = _check_input_shape(input_shape)
@@ -889,7 +1036,7 @@ def save_model(module, path, input_shape, input_mean=None, input_std=None, metad
     if list(want) != list(tensors) or any(tuple(want[k].shape) != tuple(tensors[k].shape) for k in want):
         raise CheckpointError(f"{path}: the tensors of {type(module).__name__} do not match the spec '{spec}' "
                               f"({sorted(set(want) ^ set(tensors)) or 'shapes differ'})")
-    kinds = [k for k, _ in parse_spec(spec)]
+    kinds = list(_kinds(parse_spec(spec)))
     arch = "text" if text_model else "cnn" if {"conv", "maxpool", "avgpool"} & set(kinds) else "linear" if kinds.count("linear") == 1 else "mlp"
     meta = OrderedDict([("nn.arch", arch), ("nn.spec", spec), ("nn.input_shape", str(shape) if text_model else ",".join(map(str, shape))),
                         ("nn.input_mean", repr(mean)), ("nn.input_std", repr(std))])

@@ -9,7 +9,8 @@
  * LayerNorm, GELU and dropout trained by nn; a CNN with BatchNorm trained by
  * nn; a model built here that uses every layer kind and the non-default
  * arguments (stride, padding, pool stride, leaky slope) with made-up running
- * statistics; and the committed checkpoint of an earlier release. Also runs
+ * statistics; one of residual blocks, repeated and nested; and the committed
+ * checkpoint of an earlier release. Also runs
  * scripts/torch_model.py as a user would and checks its accuracy and errors.
  * Needs data/mnist and Debian's python3-torch; without them each test says
  * skipped (SKIP) with the reason, never passed. Runs the binary named by $NN (default build/nn). */
@@ -131,6 +132,30 @@ static void test_every_layer(void) {
     CHECKF(compare_with_torch(tmp("every.safetensors")) == 0, "PyTorch's model differs from nn's (see above)");
 }
 
+/* Residual blocks and repeat: a ResNet block (conv batchnorm relu conv
+ * batchnorm inside), blocks repeated and nested, and a residual over
+ * features; PyTorch's torch_model.Residual holds each block's layers under
+ * its name (res1.conv2.weight). Random weights, made-up running statistics. */
+static void test_residual_blocks(void) {
+    if (!can_run("PyTorch interop of residual blocks")) return;
+    const char *spec = "conv(8,3,padding=1) batchnorm relu residual(conv(8,3,padding=1) batchnorm relu "
+                       "conv(8,3,padding=1) batchnorm) relu maxpool(2) repeat(2, residual(conv(8,3,padding=1) tanh "
+                       "residual(conv(8,3,padding=1) batchnorm))) avgpool(2) flatten linear(32) "
+                       "residual(layernorm linear(64) gelu dropout(0.2) linear(32)) relu linear(10)";
+    nn_model m;
+    nn_rng rng;
+    nn_rng_seed(&rng, 13, 0);
+    CHECKF(nn_model_init(&m, spec, (int[]){1, 28, 28}, 10, &rng) == 0, "%s", nn_last_error());
+    if (check_failures_) return;
+    m.input_mean = 0.1307f;
+    m.input_std = 0.3081f;
+    perturb_model(&m, &rng);
+    CHECK(nn_params_find(&m.params, "res2.res3.conv5.weight") && nn_params_find(&m.params, "res4.res5.conv7.weight"));
+    CHECKF(nn_model_save(&m, tmp("residual.safetensors")) == 0, "%s", nn_last_error());
+    nn_model_free(&m);
+    CHECKF(compare_with_torch(tmp("residual.safetensors")) == 0, "PyTorch's residual model differs from nn's (see above)");
+}
+
 /* No caps: a 200-layer MLP and a model of 500 parameter tensors rebuild in
  * PyTorch with the same logits. */
 static void test_deep_models(void) {
@@ -230,5 +255,5 @@ static void test_torch_model_cli(void) {
     CHECKF(one_line_torch_error(rc, "no-such-dir"), "missing data folder: %d %s", rc, err_text);
 }
 
-TEST_MAIN(TEST(test_mlp_layernorm), TEST(test_cnn_batchnorm), TEST(test_every_layer), TEST(test_deep_models), TEST(test_legacy_checkpoint),
-          TEST(test_torch_model_cli))
+TEST_MAIN(TEST(test_mlp_layernorm), TEST(test_cnn_batchnorm), TEST(test_every_layer), TEST(test_residual_blocks),
+          TEST(test_deep_models), TEST(test_legacy_checkpoint), TEST(test_torch_model_cli))

@@ -16,9 +16,17 @@
  *                                     bnN.num_batches_tracked (PyTorch's BatchNorm1d/2d)
  *   layernorm                         [F] -> [F]                    lnN.weight, lnN.bias
  *   relu, leakyrelu[(SLOPE)], gelu, sigmoid, tanh, dropout(P), flatten
- * Names and layouts are PyTorch's, numbered from 1 along the network per kind,
- * so a PyTorch user can rebuild the model from the spec and load the weights
- * by name (scripts/torch_model.py). */
+ * Blocks hold layers of their own, written inside their parentheses:
+ *   residual(LAYERS)                  x + f(x), f the LAYERS in order, which must
+ *                                     keep the shape ([C,H,W] or [T,F]): resN
+ *   repeat(N, LAYERS)                 LAYERS N times in a row, each copy with its
+ *                                     own weights (repeat(2, linear(64) relu) is
+ *                                     linear(64) relu linear(64) relu)
+ *   e.g. a ResNet block: residual(conv(16,3,padding=1) batchnorm relu conv(16,3,padding=1) batchnorm) relu
+ * Names and layouts are PyTorch's, numbered from 1 along the network per kind
+ * (a block's layers included), so a PyTorch user can rebuild the model from
+ * the spec and load the weights by name (scripts/torch_model.py). A layer
+ * inside a residual block is named under it: res1.conv2.weight. */
 #ifndef NN_MODEL_H
 #define NN_MODEL_H
 
@@ -29,8 +37,8 @@
 NN_BEGIN_DECLS
 
 /* A layer kind: its spec name and arguments, shape rule, tensors,
- * initialisation and forward, one entry of the table in src/nn/layers.c
- * (each kind's code is in the file of its family under src/nn/layers/). */
+ * initialisation and forward, one entry of the table in src/layers/table.c
+ * (each kind's code is in the file of its family under src/layers/). */
 typedef struct nn_layer_kind nn_layer_kind;
 
 typedef struct nn_layer {
@@ -41,8 +49,13 @@ typedef struct nn_layer {
     float p;                     /* dropout: probability; leakyrelu: negative slope */
     /* Shapes of one example, filled in when the model is planned. */
     int in_ndim, in_shape[3], out_ndim, out_shape[3];
+    /* A block (residual, repeat) holds the n_inner layers that follow it in
+     * the stack (its own blocks' layers included): `times` copies of the
+     * layers its spec names (repeat: N; residual: 1). Any other layer: 0, 1. */
+    int n_inner, times;
     int vocab;           /* token ids in [0, vocab) when the input is token ids (embed), else 0 */
-    char *name;          /* "fc1", "conv2", "bn1", "ln1"; NULL for a layer without tensors */
+    char *name;          /* "fc1", "conv2", "bn1", "ln1", "res1", "res1.conv2"; NULL for a layer whose
+                          * kind names nothing (relu, flatten, repeat, ...) */
     int n_tensors;
     nn_tensor **tensors; /* the kind's tensors in its order (weight, bias, ...): learned
                           * ones live in the model's params, the others in its state */
@@ -54,7 +67,7 @@ typedef struct nn_model {
     int vocab;       /* a text model's token ids are in [0, vocab); 0 for images */
     int classes;     /* width of the output (per position for a language model) */
     int n_layers;
-    nn_layer *layers;
+    nn_layer *layers; /* in spec order, a block followed by the layers it holds */
     char *spec;       /* canonical (nn_model_spec) */
     nn_params params; /* learned: what the optimiser updates */
     nn_params state;  /* saved but not learned: BatchNorm's running statistics */
@@ -85,8 +98,9 @@ void nn_model_build(nn_model *m, nn_rng *rng);
 /* Checks a spec's syntax and every layer's arguments (not yet the shapes,
  * which need the input): 0, or -1 with an error naming the layer. */
 int nn_spec_check(const char *spec);
-/* One layer in canonical spec form, e.g. "conv(32,3,padding=1)"; writes at
- * most cap bytes and returns buf. */
+/* One layer in canonical spec form, e.g. "conv(32,3,padding=1)", a block
+ * with the layers it holds (which follow it in the stack); writes at most cap
+ * bytes and returns buf. */
 char *nn_layer_str(const nn_layer *l, char *buf, size_t cap);
 /* The kind's spec name: "linear", "conv", ... */
 const char *nn_layer_kind_name(const nn_layer_kind *kind);

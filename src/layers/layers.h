@@ -1,15 +1,21 @@
 /* Layer kinds: each kind of layer a spec can name, described once.
  *
  * A kind is one nn_layer_kind value in the file of its family (dense.c,
- * conv.c, pool.c, norm.c, activation.c, dropout.c, reshape.c), listed in
- * the table of table.c. The spec parser, shape inference, the parameter
+ * conv.c, pool.c, norm.c, activation.c, dropout.c, reshape.c, embed.c,
+ * recurrent.c, block.c), listed in the table of table.c. The spec parser, shape inference, the parameter
  * store, initialisation and the forward loop (src/nn/) learn everything
  * about a kind from its entry. Adding a kind is a value in its family's
  * file and a line in the table, plus its ONNX form (app/onnx/export.c) and
  * its PyTorch module (scripts/torch_model.py).
  *
  * A run of layers that has a fused op (conv batchnorm relu maxpool(2), ...)
- * is a line in the fusion table, also in table.c. */
+ * is a line in the fusion table, also in table.c.
+ *
+ * A block (residual, repeat: block.c) holds layers: in the stack it is
+ * followed by the n_inner layers it holds, and its forward runs them with
+ * layers_forward. The stack stays one flat array, so everything that walks
+ * every layer (the parameter store, naming, checkpoints, a recurrent
+ * layer's carried state) sees the inner layers like any other. */
 #ifndef NN_LAYERS_LAYERS_H
 #define NN_LAYERS_LAYERS_H
 
@@ -65,6 +71,10 @@ struct nn_layer_kind {
     bool spatial;      /* takes images [C, H, W] (a model with one is a "cnn") */
     bool takes_tokens; /* takes token ids [T] (l->vocab of them): a text model's first layer */
     int state_vectors; /* carries [B, out] vectors from step to step (h: 1; h and c: 2), else 0 */
+    /* A block: its spec is name(ARGS, LAYERS) (name(LAYERS) without
+     * arguments), and the n_inner layers after it in the stack are its own,
+     * planned before it, so its infer sees their shapes. */
+    bool holds_layers;
     /* Sets l->out_ndim/out_shape from l->in_ndim/in_shape; -1 with an error
      * that starts with `where` when the input does not fit. NULL: the output
      * has the input's shape. */
@@ -97,6 +107,7 @@ extern const nn_layer_kind layer_dropout;
 extern const nn_layer_kind layer_flatten;
 extern const nn_layer_kind layer_embed;
 extern const nn_layer_kind layer_rnn, layer_lstm, layer_gru;
+extern const nn_layer_kind layer_residual, layer_repeat;
 
 /* The fused forwards, by family. */
 nn_tensor *conv_relu_forward(nn_layer *l, const layer_run *run, nn_tensor *x);
@@ -117,11 +128,16 @@ const char *layer_kind_names(void);
 /* The fused op that starts at l[0] of the n layers left, or NULL. */
 const layer_fusion *layer_fusion_at(const nn_layer *l, int n);
 
-/* The layer loop over one batch: n layers in a row, each run of them that
+/* The layer loop over one batch: the n layers from l on (a block counts
+ * with the layers it holds, which its forward runs), each run of them that
  * has a fused op (the fusion table) as that op, every other layer by its
- * kind's forward. The model runs its stack through it; a kind that holds
- * layers of its own (a residual block) runs them through it too. */
+ * kind's forward. The model runs its stack through it; a block runs the
+ * layers it holds through it too, so a fused run never crosses a block's
+ * edge. */
 nn_tensor *layers_forward(nn_layer *l, int n, const layer_run *run, nn_tensor *x);
+/* The last of the layers at the top level of the span of n from l (a
+ * block's inner layers skipped): the one whose output leaves the span. */
+const nn_layer *layers_span_last(const nn_layer *l, int n);
 
 /* ---- what the families share ---- */
 

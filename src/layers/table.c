@@ -16,6 +16,7 @@ static const nn_layer_kind *const kinds[] = {
     &layer_flatten,                                                         /* reshape.c */
     &layer_embed,                                                           /* embed.c */
     &layer_rnn, &layer_lstm, &layer_gru,                                    /* recurrent.c */
+    &layer_residual, &layer_repeat,                                         /* block.c */
 };
 #define N_KINDS (int)(sizeof kinds / sizeof kinds[0])
 
@@ -45,10 +46,10 @@ const nn_layer_kind *layer_kind_find(const char *name, size_t len) {
 }
 
 const char *layer_kind_names(void) {
-    static char names[256];
+    static char names[1024];
     if (!names[0]) {
         size_t pos = 0;
-        for (int i = 0; i < N_KINDS; i++)
+        for (int i = 0; i < N_KINDS && pos < sizeof names; i++)
             pos += (size_t)snprintf(names + pos, sizeof names - pos, "%s%s", i ? ", " : "", kinds[i]->name);
     }
     return names;
@@ -64,13 +65,22 @@ const layer_fusion *layer_fusion_at(const nn_layer *l, int n) {
     return NULL;
 }
 
+/* No fused run contains a block (none is in the fusion table), and the
+ * layers a block holds run in the block's own call, bounded by its n_inner:
+ * a fused run stays on one side of a block's edge. */
 nn_tensor *layers_forward(nn_layer *l, int n, const layer_run *run, nn_tensor *x) {
     for (int i = 0; i < n;) {
         const layer_fusion *fused = layer_fusion_at(&l[i], n - i);
         x = fused ? fused->forward(&l[i], run, x) : l[i].kind->forward(&l[i], run, x);
-        i += fused ? fused->n : 1;
+        i += fused ? fused->n : 1 + l[i].n_inner;
     }
     return x;
+}
+
+const nn_layer *layers_span_last(const nn_layer *l, int n) {
+    const nn_layer *last = NULL;
+    for (int i = 0; i < n; i += 1 + l[i].n_inner) last = &l[i];
+    return last;
 }
 
 int layer_window(const char *where, const char *axis, int in, int k, int stride, int pad, int *out) {

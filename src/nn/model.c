@@ -22,10 +22,11 @@ static long shape_size(int ndim, const int *shape) {
 }
 
 /* Infers the output shape of layer l (index in the stack) from its input
- * shape; -1 with an error naming the layer when it does not fit. */
+ * shape (a block's from its layers', planned before it); -1 with an error
+ * naming the layer when it does not fit. */
 static int infer(nn_layer *l, int index) {
     char text[96], where[128];
-    snprintf(where, sizeof where, "layer %d, %s", index + 1, nn_layer_str(l, text, sizeof text));
+    snprintf(where, sizeof where, "layer %d, %s", index + 1, spec_layer_brief(l, text, sizeof text));
     l->out_ndim = l->in_ndim;
     memcpy(l->out_shape, l->in_shape, sizeof l->out_shape);
     if (l->kind->infer && l->kind->infer(l, where) != 0) return -1;
@@ -48,57 +49,70 @@ static void layer_counts(const nn_layer *l, size_t *learned, size_t *state) {
     for (int k = 0; k < n; k++) *(t[k].learned ? learned : state) += (size_t)shape_size(t[k].ndim, t[k].shape);
 }
 
-/* Layer names: fc1, conv1, bn1, ln1, ... numbered along the network per kind. */
-static void name_layer(nn_layer *layers, int i) {
-    const char *prefix = layers[i].kind->prefix;
-    if (!prefix) return;
-    int number = 1;
-    for (int j = 0; j < i; j++) number += layers[j].kind == layers[i].kind;
-    int len = snprintf(NULL, 0, "%s%d", prefix, number);
-    layers[i].name = nn_xmalloc((size_t)len + 1);
-    snprintf(layers[i].name, (size_t)len + 1, "%s%d", prefix, number);
+/* Layer names: fc1, conv1, bn1, ln1, res1, ... numbered along the network
+ * per kind, blocks' layers included; a layer inside a named block (a
+ * residual) is named under it: res1.conv2. One pass (a repeat can make
+ * many layers of a short spec). */
+static void name_layers(nn_layer *layers, int n) {
+    /* How many of each kind so far: kinds are few, a short list does. */
+    const nn_layer_kind **kinds = nn_xmalloc((size_t)n * sizeof *kinds);
+    int *counts = nn_xmalloc((size_t)n * sizeof *counts), n_kinds = 0;
+    /* The blocks that hold layer i, outermost first. */
+    int *open = nn_xmalloc((size_t)n * sizeof *open), depth = 0;
+    for (int i = 0; i < n; i++) {
+        while (depth > 0 && open[depth - 1] + layers[open[depth - 1]].n_inner < i) depth--;
+        const char *prefix = layers[i].kind->prefix, *parent = NULL;
+        for (int d = depth - 1; d >= 0 && !parent; d--) parent = layers[open[d]].name; /* a repeat has none */
+        if (layers[i].n_inner) open[depth++] = i;
+        if (!prefix) continue;
+        int k = 0;
+        while (k < n_kinds && kinds[k] != layers[i].kind) k++;
+        if (k == n_kinds) kinds[n_kinds] = layers[i].kind, counts[n_kinds++] = 0;
+        int number = ++counts[k];
+        int len = snprintf(NULL, 0, "%s%s%s%d", parent ? parent : "", parent ? "." : "", prefix, number);
+        layers[i].name = nn_xmalloc((size_t)len + 1);
+        snprintf(layers[i].name, (size_t)len + 1, "%s%s%s%d", parent ? parent : "", parent ? "." : "", prefix, number);
+    }
+    free(kinds);
+    free(counts);
+    free(open);
 }
 
-/* The canonical spec of the planned layers. */
-static char *canonical_spec(const nn_model *m) {
-    size_t len = 0, cap = 64;
-    char *spec = nn_xmalloc(cap);
-    spec[0] = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        char layer[128];
-        nn_layer_str(&m->layers[i], layer, sizeof layer);
-        size_t need = len + strlen(layer) + 2;
-        if (need > cap) spec = nn_xrealloc(spec, cap = 2 * need);
-        len += (size_t)sprintf(spec + len, "%s%s", i ? " " : "", layer);
+/* Plans the n layers from index first on an input of ndim/shape (updated to
+ * their output): each layer's shapes, a block's after those of the layers
+ * it holds; *floats counts the parameters and state. */
+static int plan_span(nn_model *m, int first, int n, int *ndim, int shape[3], size_t *floats) {
+    for (int i = first; i < first + n; i += 1 + m->layers[i].n_inner) {
+        nn_layer *l = &m->layers[i];
+        char text[96];
+        l->in_ndim = *ndim;
+        memcpy(l->in_shape, shape, sizeof l->in_shape);
+        l->vocab = i == 0 ? m->vocab : 0;
+        if (i == 0 && m->vocab && !l->kind->takes_tokens)
+            return nn_error("layer 1, %s: a text model starts with embed(D), which turns token ids into vectors",
+                            spec_layer_brief(l, text, sizeof text));
+        if (l->n_inner) {
+            int inner_ndim = *ndim, inner_shape[3];
+            memcpy(inner_shape, shape, sizeof inner_shape);
+            if (plan_span(m, i + 1, l->n_inner, &inner_ndim, inner_shape, floats) != 0) return -1;
+        }
+        if (infer(l, i) != 0) return -1;
+        *ndim = l->out_ndim;
+        memcpy(shape, l->out_shape, sizeof l->out_shape);
+        size_t learned, state;
+        layer_counts(l, &learned, &state);
+        if ((*floats += learned + state) > MAX_PARAMS_FLOATS)
+            return nn_error("layer %d, %s: the model has more than %ld parameters", i + 1,
+                            spec_layer_brief(l, text, sizeof text), MAX_PARAMS_FLOATS);
     }
-    return spec;
+    return 0;
 }
 
 static int plan_layers(nn_model *m, int classes) {
     int ndim = m->in_ndim, shape[3] = {m->in_shape[0], m->in_shape[1], m->in_shape[2]};
     size_t floats = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        nn_layer *l = &m->layers[i];
-        l->in_ndim = ndim;
-        memcpy(l->in_shape, shape, sizeof shape);
-        l->vocab = i == 0 ? m->vocab : 0;
-        if (i == 0 && m->vocab && !l->kind->takes_tokens) {
-            char text[96];
-            return nn_error("layer 1, %s: a text model starts with embed(D), which turns token ids into vectors",
-                            nn_layer_str(l, text, sizeof text));
-        }
-        if (infer(l, i) != 0) return -1;
-        ndim = l->out_ndim;
-        memcpy(shape, l->out_shape, sizeof shape);
-        name_layer(m->layers, i);
-        size_t learned, state;
-        layer_counts(l, &learned, &state);
-        if ((floats += learned + state) > MAX_PARAMS_FLOATS) {
-            char text[96];
-            return nn_error("layer %d, %s: the model has more than %ld parameters", i + 1,
-                            nn_layer_str(l, text, sizeof text), MAX_PARAMS_FLOATS);
-        }
-    }
+    name_layers(m->layers, m->n_layers);
+    if (plan_span(m, 0, m->n_layers, &ndim, shape, &floats) != 0) return -1;
     /* Class scores [classes], or for a text model scores at every position [T, classes]. */
     char out[48];
     layer_shape_str(ndim, shape, out, sizeof out);
@@ -107,8 +121,8 @@ static int plan_layers(nn_model *m, int classes) {
                         m->vocab ? "last and" : "flatten and", classes > 0 ? classes : 10);
     int width = shape[ndim - 1];
     if (classes > 0 && width != classes) {
-        char last[96];
-        nn_layer_str(&m->layers[m->n_layers - 1], last, sizeof last);
+        char last[96]; /* the last layer of the stack (the last a block at the end holds) */
+        spec_layer_brief(&m->layers[m->n_layers - 1], last, sizeof last);
         return nn_error("layer %d, %s: the model ends in %d features but the data has %d classes", m->n_layers,
                         last, width, classes);
     }
@@ -126,7 +140,7 @@ static int plan(nn_model *m, const char *spec, int classes) {
         nn_model_free(m);
         return -1;
     }
-    m->spec = canonical_spec(m);
+    m->spec = spec_string(m->layers, m->n_layers);
     return 0;
 }
 
@@ -261,16 +275,20 @@ const char *nn_model_spec(const nn_model *m) { return m->spec; }
 size_t nn_model_param_count(const nn_model *m) { return m->params.count; }
 
 
+/* A block's row says what it is and its output; the rows of the layers it
+ * holds follow it, indented, with their parameters. */
 void nn_model_summary(const nn_model *m, FILE *f) {
-    char shape[48], text[96];
+    char shape[48], text[96], row[128];
     fprintf(f, "%-4s %-28s %-16s %12s\n", "", "layer", "output shape", "parameters");
     layer_shape_str(m->in_ndim, m->in_shape, shape, sizeof shape);
     char input[48];
     snprintf(input, sizeof input, m->vocab ? "token ids < %d" : "input", m->vocab);
     fprintf(f, "%-4s %-28s %-16s %12s\n", "", input, shape, "");
     size_t total = 0, total_state = 0;
+    int *block_end = nn_xmalloc((size_t)m->n_layers * sizeof *block_end), depth = 0; /* of the blocks open */
     for (int i = 0; i < m->n_layers; i++) {
         const nn_layer *l = &m->layers[i];
+        while (depth > 0 && block_end[depth - 1] < i) depth--;
         layer_shape_str(l->out_ndim, l->out_shape, shape, sizeof shape);
         size_t learned, state;
         layer_counts(l, &learned, &state);
@@ -278,8 +296,11 @@ void nn_model_summary(const nn_model *m, FILE *f) {
         total_state += state;
         char params[24] = "";
         if (learned) snprintf(params, sizeof params, "%zu", learned);
-        fprintf(f, "%-4d %-28s %-16s %12s\n", i + 1, nn_layer_str(l, text, sizeof text), shape, params);
+        snprintf(row, sizeof row, "%*s%s", 2 * depth, "", spec_layer_brief(l, text, sizeof text));
+        fprintf(f, "%-4d %-28s %-16s %12s\n", i + 1, row, shape, params);
+        if (l->n_inner) block_end[depth++] = i + l->n_inner;
     }
+    free(block_end);
     fprintf(f, "total: %zu parameters (%.1f MB as float32)", total, total * 4.0 / 1e6);
     if (total_state) fprintf(f, ", %zu running statistics", total_state);
     fputc('\n', f);
