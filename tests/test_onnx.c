@@ -8,9 +8,11 @@
  * full_check (shape inference in strict mode) on the file. Models: an MLP
  * with LayerNorm, GELU and dropout and the default MLP (784-1024-1024-10,
  * ReLU), trained by nn; a CNN with BatchNorm trained by nn; a model built here with every layer kind and the
- * non-default arguments and made-up running statistics. Text models built
+ * non-default arguments and made-up running statistics; one built here of
+ * residual blocks (a ResNet block, repeated and nested blocks, one over
+ * features: the blocks' layers, then an Add). Text models built
  * here (an LSTM language model, a GRU classifier, an RNN language model with
- * layernorm, a stack of all three): 300 random int64 token sequences of
+ * layernorm, a stack of all three, a language model of residual blocks): 300 random int64 token sequences of
  * several lengths through onnxruntime against nn_model_forward_tokens, max
  * |diff| <= 1e-4 of the largest |logit|, and the checker. Then the command's
  * errors: usage, missing and corrupt checkpoints, unwritable outputs.
@@ -248,6 +250,34 @@ static const char *every(void) {
     return check_failures_ != failures || export(path, onnx) != 0 ? NULL : path;
 }
 
+/* Residual blocks (a ResNet block, repeated and nested ones, one over
+ * features) as their layers' nodes and an Add, with random weights and
+ * made-up running statistics. */
+static const char *const residual_spec =
+    "conv(8,3,padding=1) batchnorm relu residual(conv(8,3,padding=1) batchnorm relu conv(8,3,padding=1) batchnorm) "
+    "relu maxpool(2) repeat(2, residual(conv(8,3,padding=1) tanh residual(conv(8,3,padding=1) batchnorm))) "
+    "avgpool(2) flatten linear(32) residual(layernorm linear(64) gelu dropout(0.2) linear(32)) relu linear(10)";
+
+static const char *residual(void) {
+    static char path[256];
+    snprintf(path, sizeof path, "%s", tmp("residual.safetensors"));
+    if (access(path, R_OK) == 0) return path;
+    int failures = check_failures_;
+    nn_model m;
+    nn_rng rng;
+    nn_rng_seed(&rng, 13, 0);
+    CHECKF(nn_model_init(&m, residual_spec, (int[]){1, 28, 28}, 10, &rng) == 0, "%s", nn_last_error());
+    if (check_failures_ != failures) return NULL;
+    m.input_mean = 0.1307f;
+    m.input_std = 0.3081f;
+    perturb_model(&m, &rng);
+    CHECKF(nn_model_save(&m, path) == 0, "%s", nn_last_error());
+    nn_model_free(&m);
+    char onnx[300];
+    snprintf(onnx, sizeof onnx, "%s.onnx", path);
+    return check_failures_ != failures || export(path, onnx) != 0 ? NULL : path;
+}
+
 static const char *onnx_of(const char *ckpt) {
     static char buf[300];
     snprintf(buf, sizeof buf, "%s.onnx", ckpt);
@@ -281,10 +311,16 @@ static void test_every_layer_onnxruntime(void) {
     if (ckpt) onnxruntime_diff(ckpt, onnx_of(ckpt), N_IMAGES);
 }
 
+static void test_residual_onnxruntime(void) {
+    if (!have_onnxruntime()) return;
+    const char *ckpt = residual();
+    if (ckpt) onnxruntime_diff(ckpt, onnx_of(ckpt), 300);
+}
+
 static void test_onnx_checker(void) {
     if (!have_mnist() || !have_onnx_checker()) return;
-    const char *ckpts[] = {mlp(), default_mlp(), cnn(), every()};
-    for (int i = 0; i < 4; i++)
+    const char *ckpts[] = {mlp(), default_mlp(), cnn(), every(), residual()};
+    for (int i = 0; i < 5; i++)
         if (ckpts[i]) check_model(onnx_of(ckpts[i]));
 }
 
@@ -305,6 +341,8 @@ static const struct text_model {
     {"gru_classifier", "embed(16) gru(32) last linear(18)", 18},
     {"rnn_lm", "embed(12) rnn(24) layernorm tanh linear(40)", 0},
     {"stacked", "embed(16) linear(24) gelu lstm(32) dropout(0.1) gru(24) rnn(16) last layernorm linear(10)", 10},
+    {"residual_lm", "embed(16) repeat(2, residual(layernorm linear(32) gelu linear(16))) residual(lstm(16) tanh) "
+                    "layernorm linear(40)", 0},
 };
 #define N_TEXT_MODELS (int)(sizeof text_models / sizeof text_models[0])
 
@@ -539,4 +577,4 @@ static void test_errors(void) {
 }
 
 TEST_MAIN(TEST(test_mlp_onnxruntime), TEST(test_default_mlp_onnxruntime), TEST(test_cnn_onnxruntime), TEST(test_every_layer_onnxruntime),
-          TEST(test_onnx_checker), TEST(test_text_onnxruntime), TEST(test_text_onnx_checker), TEST(test_errors))
+          TEST(test_residual_onnxruntime), TEST(test_onnx_checker), TEST(test_text_onnxruntime), TEST(test_text_onnx_checker), TEST(test_errors))

@@ -35,6 +35,7 @@ typedef struct graph {
     size_t n_inits, cap_inits;
     const char *sqrt2, *one, *half; /* GELU's constants, added once */
     const char *axis1, *minus1;     /* int64 [1] and -1 for Squeeze and Gather, added once */
+    const nn_layer *layers;         /* the model's stack, for the layers' numbers in names */
 } graph;
 
 #define PUSH(arr, n, cap, item)                                                    \
@@ -381,17 +382,41 @@ static const struct {
     {"gru", emit_gru},         {"last", emit_last},
 };
 
-/* Adds the nodes of layer i reading x; *y is the value it gives. */
-static int emit_layer(graph *g, const nn_model *m, int i, const char *x, const char **y) {
-    const nn_layer *l = &m->layers[i];
+static int emit_layer(graph *g, const nn_layer *l, const char *x, const char **y);
+
+/* Adds the nodes of the n layers from l on (a block counts with the layers
+ * it holds) reading x; *y is the value they give. */
+static int emit_span(graph *g, const nn_layer *l, int n, const char *x, const char **y) {
+    for (int i = 0; i < n; i += 1 + l[i].n_inner)
+        if (emit_layer(g, &l[i], x, &x) != 0) return -1;
+    *y = x;
+    return 0;
+}
+
+/* Blocks: the nodes of the layers they hold (which follow them in the
+ * stack; a repeat's copies one after the other), and for residual(LAYERS)
+ * an Add of its input and theirs, x + f(x). */
+static const char *const blocks[] = {"residual", "repeat"};
+
+/* Adds the nodes of layer l (index l - g->layers in the stack) reading x;
+ * *y is the value it gives. */
+static int emit_layer(graph *g, const nn_layer *l, const char *x, const char **y) {
     const char *kind = nn_layer_kind_name(l->kind);
+    int index = (int)(l - g->layers) + 1;
     for (size_t k = 0; k < sizeof emitters / sizeof emitters[0]; k++)
         if (strcmp(emitters[k].kind, kind) == 0) {
-            *y = emitters[k].emit(g, l, x, str(g, "layer%d_%s", i + 1, kind));
+            *y = emitters[k].emit(g, l, x, str(g, "layer%d_%s", index, kind));
+            return 0;
+        }
+    for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++)
+        if (strcmp(blocks[k], kind) == 0) {
+            const char *fx;
+            if (emit_span(g, l + 1, l->n_inner, x, &fx) != 0) return -1;
+            *y = strcmp(kind, "residual") == 0 ? binary(g, "Add", str(g, "layer%d_%s", index, kind), x, fx) : fx;
             return 0;
         }
     char text[96];
-    return nn_error("layer %d, %s: has no ONNX form in nn export", i + 1, nn_layer_str(l, text, sizeof text));
+    return nn_error("layer %d, %s: has no ONNX form in nn export", index, nn_layer_str(l, text, sizeof text));
 }
 
 /* A tensor value of shape [N, dims...] of the given element type: N
@@ -440,8 +465,8 @@ int onnx_export(const nn_model *m, const char *path, onnx_export_info *info) {
         x = binary(&g, "Sub", "image_centred", "image", scalar(&g, "input_mean", m->input_mean));
         x = binary(&g, "Div", "image_normalised", x, scalar(&g, "input_std", m->input_std));
     }
-    for (int i = 0; i < m->n_layers; i++)
-        if (emit_layer(&g, m, i, x, &x) != 0) goto done;
+    g.layers = m->layers;
+    if (emit_span(&g, m->layers, m->n_layers, x, &x) != 0) goto done;
     /* The last node gives the current value (dropout adds none): it becomes the output. */
     Onnx__NodeProto *last = g.nodes[g.n_nodes - 1];
     if (strcmp(last->output[0], x) != 0) {
@@ -463,7 +488,7 @@ int onnx_export(const nn_model *m, const char *path, onnx_export_info *info) {
     graph_proto.node = g.nodes;
     graph_proto.n_initializer = g.n_inits;
     graph_proto.initializer = g.inits;
-    const nn_layer *top = &m->layers[m->n_layers - 1];
+    const nn_layer *top = &m->layers[m->n_layers - 1]; /* or the last a block holds: the same shape */
     Onnx__ValueInfoProto *input =
         m->vocab ? value_info(&g, "tokens", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, (const int[]){0})
                  : value_info(&g, "image", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, m->in_shape);

@@ -8,8 +8,10 @@
  * int64 ids [N, T] (T symbolic too, every sequence of a batch T long: no
  * lengths), and gives [N, classes] or, when it scores every position,
  * [N, T, classes]; its rnn/lstm/gru layers become ONNX's RNN, LSTM and GRU
- * with the gates reordered. Weights are initializers under their checkpoint
- * names (fc1.weight, conv1.bias, bn1.running_mean, ...; a recurrent layer's,
+ * with the gates reordered. A residual block is its layers' nodes and an
+ * Add of its input and their output; a repeat, its copies' nodes in a row.
+ * Weights are initializers under their checkpoint names (fc1.weight,
+ * conv1.bias, bn1.running_mean, res1.conv2.weight, ...; a recurrent layer's,
  * reordered, as lstm1.W, .R, .B). docs/onnx.md lists the operator each
  * layer becomes. */
 #ifndef NN_APP_ONNX_EXPORT_H
