@@ -29,7 +29,10 @@ static const char *const usage_text =
     "On a folder of one .txt file per class (--dataset names-by-language): a\n"
     "classifier trained by epochs, with the validation accuracy after each. With\n"
     "no options: embed(32) gru(128) last linear(C), Adam lr 0.003, clip 1, batch\n"
-    "64, 10 epochs; nn predict --model FILE TEXT... and nn eval use the checkpoint.\n"
+    "64, 10 epochs; nn predict --model FILE TEXT... and nn eval use the checkpoint,\n"
+    "which ends holding the best epoch's weights by validation accuracy.\n"
+    "Text runs resume (--resume), plot (--plot), draw their graph (--graph) and\n"
+    "average their weights (--ema) as image runs do.\n"
     "\n";
 
 static const char *const epilogue =
@@ -229,15 +232,19 @@ static flag *output_flags(train_opts *o, flag *t) {
          .help = "folder with the four IDX files instead, or text: a file\nor a folder (nn/text.h says how its layout is read)"},
         {"metrics", FLAG_STRING, &c->metrics_path, .metavar = "FILE.csv", .help = "per-epoch metrics"},
         {"plot", FLAG_CUSTOM, &o->plot_path, .parse = flag_picture, .metavar = "FILE.png|.svg", .def = "",
-         .help = "train vs test accuracy and loss per epoch"},
+         .help = "train vs test accuracy and loss per epoch (a text\n"
+                 "classifier: vs validation; a language model: train and\n"
+                 "validation loss per step)"},
         {"graph", FLAG_STRING, &c->graph_path, .metavar = "FILE.dot",
          .help = "the computation graph of one training step (Graphviz; render\n"
                  "with: dot -Tpng FILE.dot -o graph.png)"},
         {"save", FLAG_STRING, &c->save_path, .metavar = "FILE.safetensors",
-         .help = "checkpoint, rewritten atomically after every epoch; it also\n"
-                 "holds the optimiser state, the position and every setting, so\n"
-                 "the run can resume. With --val-split it ends holding the best\n"
-                 "epoch's weights"},
+         .help = "checkpoint, rewritten atomically after every epoch\n"
+                 "(a language model: every --eval-every steps); it also\n"
+                 "holds the optimiser state, the position and every\n"
+                 "setting, so the run can resume. With --val-split (a text\n"
+                 "classifier: always) it ends holding the best epoch's\n"
+                 "weights by validation accuracy"},
         {"resume", FLAG_STRING, &o->resume, .metavar = "FILE",
          .help = "continue an interrupted run from its checkpoint, with the\n"
                  "settings stored in it (a flag here that contradicts one is\n"
@@ -322,7 +329,8 @@ static void apply_preset(train_opts *o, int preset) {
 
 /* A resumed run starts from the settings its checkpoint holds. */
 static int from_checkpoint(train_opts *o, const char *path) {
-    if (nn_train_settings_read(&o->resumed, path) != 0) return -1;
+    if (nn_train_settings_read(&o->resumed, path) != 0 || nn_train_settings_read_text(&o->resumed, path) != 0)
+        return -1;
     const nn_train_settings *s = &o->resumed;
     o->cfg = s->cfg;
     o->arch = s->spec;
@@ -409,7 +417,7 @@ static int finish(train_opts *o, const flag *table) {
     if (is_text_dataset(o->dataset) || (o->data_dir && is_text_path(o->data_dir))) {
         static const char *const image_only[] = {"model", "hidden", "act", "norm", "dropout", "input-dropout", "preset",
                                                  "epochs", "augment", "val-split", "train-limit", "early-stop",
-                                                 "resume", "plot", "graph", "ema", "loss", "label-smoothing"};
+                                                 "loss", "label-smoothing"};
         bool classifier = is_classes_folder(o->data_dir ? o->data_dir : dataset_path(o->dataset));
         for (size_t i = 0; i < sizeof image_only / sizeof *image_only; i++)
             if (flag_given(table, image_only[i]) &&
@@ -422,9 +430,9 @@ static int finish(train_opts *o, const flag *table) {
                 if (flag_given(table, lm_only[i]))
                     return usage_error("train", "--%s is for a language model; a classifier of one file per class "
                                                 "trains by --epochs", lm_only[i]);
-            classifier_defaults(o, table);
-        } else {
-            text_defaults(o, table);
+            if (!o->resumed.text) classifier_defaults(o, table);
+        } else if (!o->resumed.text) {
+            text_defaults(o, table); /* a resumed run's come from its checkpoint */
         }
         o->text = true;
     } else {
@@ -462,16 +470,21 @@ static int parse_args(int argc, char **argv, train_opts *o, flag *table) {
     return finish(o, table);
 }
 
-/* For the kill-and-resume tests: NN_TEST_RAISE=STEP:SIGNAL makes the run
- * send itself SIGNAL after optimiser step STEP, a point in the run that no
- * timer outside the process can hit reliably on a busy machine. */
-static long raise_at_step;
-static int raise_signal;
+void raise_for_tests(long step) {
+    /* A point in the run that no timer outside the process can hit reliably on a busy machine. */
+    static long at = -1;
+    static int sig;
+    if (at < 0) {
+        const char *s = getenv("NN_TEST_RAISE");
+        if (!s || sscanf(s, "%ld:%d", &at, &sig) != 2 || at < 0) at = 0;
+    }
+    if (at && step == at) raise(sig);
+}
 
 static void show_progress(void *user, const nn_train_progress *p) {
     train_opts *o = user;
     progress_train(&o->bar, p);
-    if (raise_at_step && p->step == raise_at_step) raise(raise_signal);
+    raise_for_tests(p->step);
 }
 
 static int show_epoch(void *user, const nn_history *h) {
@@ -519,8 +532,7 @@ static void print_result(const train_opts *o, nn_train_status rc, const nn_train
     if (o->cfg.metrics_path) printf("metrics: %s\n", o->cfg.metrics_path);
 }
 
-/* The error of a run that failed, with what to do about it on this command line. */
-static int run_error(nn_train_status rc, const nn_train_config *cfg) {
+int train_run_error(nn_train_status rc, const nn_train_config *cfg) {
     fflush(stdout);
     fprintf(stderr, "nn: error: %s", nn_last_error());
     if (rc == NN_TRAIN_DIVERGED) fprintf(stderr, " (try a smaller --lr)");
@@ -535,8 +547,6 @@ static nn_train_status run(train_opts *o, const nn_train_data *data, nn_model *m
     struct sigaction old_sa;
     catch_sigint(&old_sa);
     o->cfg.stop = &stop_requested;
-    const char *test_raise = getenv("NN_TEST_RAISE");
-    if (!test_raise || sscanf(test_raise, "%ld:%d", &raise_at_step, &raise_signal) != 2) raise_at_step = 0;
     o->cfg.on_progress = show_progress;
     o->cfg.on_epoch = show_epoch;
     o->cfg.user = o;
@@ -553,7 +563,7 @@ static int train_with(train_opts *o) {
     const char *dir = dataset_dir("train", o->dataset, o->data_dir);
     if (!dir) return EXIT_USAGE;
     set_threads(o->threads);
-    if (o->text) return train_text(&o->cfg, o->arch, dir);
+    if (o->text) return train_text(&o->cfg, o->arch, dir, o->plot_path);
     nn_train_data data;
     if (nn_train_data_load(&data, dir, o->train_limit, o->val_split) != 0) return data_error(o->dataset, o->data_dir);
     o->mlp.classes = data.classes;
@@ -567,7 +577,7 @@ static int train_with(train_opts *o) {
         nn_history hist;
         nn_train_status rc = run(o, &data, &model, &hist);
         if (rc >= 0) print_result(o, rc, &data, &hist);
-        else status = run_error(rc, &o->cfg);
+        else status = train_run_error(rc, &o->cfg);
         nn_history_free(&hist);
     }
     nn_model_free(&model);

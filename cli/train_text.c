@@ -1,7 +1,8 @@
 /* nn train on text: a character language model trained by steps
  * (nn_train_lm), its validation loss and a sample of its writing at every
  * evaluation; or, on a folder of one file per class, a classifier trained by
- * epochs (nn_train_classify_text) with the validation accuracy after each. */
+ * epochs (nn_train_classify_text) with the validation accuracy after each.
+ * Both resume from their checkpoints and draw their curves with --plot. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "commands.h"
 #include "core/util.h"
 #include "nn/train.h"
+#include "plot/plot.h"
 #include "progress.h"
 
 static const char *const text_sets[] = {"tinyshakespeare", "names", "names-by-language"};
@@ -38,16 +40,22 @@ bool is_text_path(const char *path) {
     return text;
 }
 
-typedef struct text_run {
+/* ---- a language model ---- */
+
+typedef struct lm_cli {
     const nn_text *data;
+    const char *plot_path;
     progress_bar bar;
+    bool bar_open;
     long steps;
-} text_run;
+} lm_cli;
 
 static void show_progress(void *user, const nn_train_progress *p) {
-    text_run *r = user;
-    if (p->step == 1) progress_begin(&r->bar, "steps", r->steps);
-    progress_update(&r->bar, p->step, p->loss, p->images_per_sec);
+    lm_cli *c = user;
+    if (!c->bar_open) progress_begin(&c->bar, "steps", c->steps);
+    c->bar_open = true;
+    progress_update(&c->bar, p->step, p->loss, p->images_per_sec);
+    raise_for_tests(p->step);
 }
 
 static int print_token(void *user, int id) {
@@ -58,44 +66,127 @@ static int print_token(void *user, int id) {
     return 0;
 }
 
-/* The evaluation's line, then 200 characters the model writes from a line break. */
+/* The loss curves of a language model's run against the step, in nats:
+ * training (the mean since the previous evaluation) and validation. */
+static int plot_lm(const char *path, const nn_lm_history *h) {
+    int n = h->n;
+    double *x = nn_xmalloc((size_t)n * 3 * sizeof(double)), *train = x + n, *val = x + 2 * n;
+    for (int i = 0; i < n; i++) {
+        x[i] = (double)h->evals[i].step;
+        train[i] = h->evals[i].train_loss;
+        val[i] = h->evals[i].val_loss;
+    }
+    nn_series series[2] = {{"train", x, train, n, 0}, {"validation", x, val, n, 0}};
+    nn_panel panel = {"Loss per step", "step", "loss (nats per token)", series, 2, 0, 0};
+    int rc = nn_plot(path, &panel, 1);
+    free(x);
+    return rc;
+}
+
+/* The evaluation's line, then 200 characters the model writes from a line
+ * break, and the plot so far. */
 static int show_eval(void *user, const nn_lm_history *h, nn_model *m) {
-    text_run *r = user;
+    lm_cli *c = user;
     const nn_lm_eval *e = &h->evals[h->n - 1];
-    progress_end(&r->bar);
+    progress_end(&c->bar);
+    c->bar_open = false;
     printf("step %5ld/%ld  train loss %.4f  val loss %.4f (%.3f bits/char, acc %.1f%%)  lr %.3g  %.1f s  %.0f tok/s\n",
-           e->step, r->steps, e->train_loss, e->val_loss, e->val_loss / 0.6931471805599453, 100 * e->val_acc, e->lr,
+           e->step, c->steps, e->train_loss, e->val_loss, e->val_loss / 0.6931471805599453, 100 * e->val_acc, e->lr,
            e->seconds, e->tokens_per_sec);
     nn_rng rng;
     nn_rng_seed(&rng, 1, 0);
-    int start = nn_vocab_id(&r->data->vocab, '\n');
+    int start = nn_vocab_id(&c->data->vocab, '\n');
     printf("  | ");
     fflush(stdout);
-    nn_generate(m, (int[]){start >= 0 ? start : 0}, 1, 200, 1.0f, 0, &rng, print_token, (void *)&r->data->vocab);
+    nn_generate(m, (int[]){start >= 0 ? start : 0}, 1, 200, 1.0f, 0, &rng, print_token, (void *)&c->data->vocab);
     printf("\n");
-    if (h->evals[h->n - 1].step < r->steps) progress_begin(&r->bar, "steps", r->steps);
     fflush(stdout);
-    return 0;
+    return c->plot_path ? plot_lm(c->plot_path, h) : 0;
+}
+
+static int train_lm(nn_train_config *cfg, const char *spec, const char *path, const char *plot_path,
+                    const nn_text *data) {
+    int V = data->vocab.size, status = 0;
+    nn_model model = {0};
+    if (nn_model_plan_text(&model, spec, V, V) != 0) {
+        status = usage_error("train", "--arch: %s", nn_last_error());
+        nn_model_free(&model);
+        return status;
+    }
+    printf("training %s on %s (%s): %zu train, %zu validation tokens, vocabulary %d; %s lr %g, %s schedule, "
+           "batch %d, context %d, %ld steps, seed %llu%s\n",
+           spec, path, nn_text_kind_name(data->kind), data->train.n_ids, data->val.n_ids, V,
+           nn_optim_name(cfg->opt.kind), (double)cfg->sched.base_lr, nn_schedule_name(cfg->sched.kind),
+           cfg->batch_size, cfg->context, cfg->steps, (unsigned long long)cfg->seed,
+           cfg->ema > 0 ? ", weight average" : "");
+    nn_model_summary(&model, stdout);
+    if (cfg->resume_path) printf("resuming from %s\n", cfg->resume_path);
+    fflush(stdout);
+    lm_cli c = {.data = data, .plot_path = plot_path, .steps = cfg->steps};
+    struct sigaction old_sa;
+    catch_sigint(&old_sa);
+    cfg->stop = &stop_requested;
+    cfg->on_progress = show_progress;
+    cfg->on_eval = show_eval;
+    cfg->user = &c;
+    cfg->spec = NULL; /* planned above */
+    nn_lm_history hist;
+    nn_train_status rc = nn_train_lm(cfg, data, &model, &hist);
+    release_sigint(&old_sa);
+    progress_end(&c.bar);
+    if (rc >= 0 && hist.n > 0) {
+        printf("final validation loss: %.4f (%.3f bits/char)\n", hist.evals[hist.n - 1].val_loss,
+               hist.evals[hist.n - 1].val_loss / 0.6931471805599453);
+        if (cfg->save_path) printf("checkpoint: %s (nn generate --model %s)\n", cfg->save_path, cfg->save_path);
+        if (plot_path) printf("plot: %s\n", plot_path);
+        if (cfg->metrics_path) printf("metrics: %s\n", cfg->metrics_path);
+    } else if (rc < 0) {
+        status = train_run_error(rc, cfg);
+    }
+    nn_lm_history_free(&hist);
+    nn_model_free(&model);
+    return status;
 }
 
 /* ---- a classifier of one file per class ---- */
 
 typedef struct classify_cli {
     progress_bar bar;
+    const char *plot_path;
     int epochs;
 } classify_cli;
 
 static void show_classify_progress(void *user, const nn_train_progress *p) {
     classify_cli *c = user;
-    if (p->batch == 1) {
-        char label[64];
-        snprintf(label, sizeof label, "epoch %d/%d", p->epoch, p->epochs);
-        progress_begin(&c->bar, label, p->batches);
-    }
-    progress_update(&c->bar, p->batch, p->loss, p->images_per_sec);
+    progress_train(&c->bar, p);
+    raise_for_tests(p->step);
 }
 
-/* One line per epoch: the validation split is what the history's test columns hold. */
+/* Accuracy and loss per epoch, training and validation (the history's test
+ * columns hold the validation split's). */
+static int plot_classifier(const char *path, const nn_history *h) {
+    int n = h->n;
+    double *x = nn_xmalloc((size_t)n * 5 * sizeof(double));
+    double *tr_acc = x + n, *va_acc = x + 2 * n, *tr_loss = x + 3 * n, *va_loss = x + 4 * n;
+    for (int i = 0; i < n; i++) {
+        const nn_epoch_metrics *m = &h->epochs[i];
+        x[i] = m->epoch;
+        tr_acc[i] = 100.0 * m->train_acc;
+        va_acc[i] = 100.0 * m->test_acc;
+        tr_loss[i] = m->train_loss;
+        va_loss[i] = m->test_loss;
+    }
+    nn_series acc[2] = {{"train", x, tr_acc, n, 0}, {"validation", x, va_acc, n, 0}};
+    nn_series loss[2] = {{"train", x, tr_loss, n, 0}, {"validation", x, va_loss, n, 0}};
+    nn_panel panels[2] = {{"Accuracy per epoch", "epoch", "accuracy (%)", acc, 2, 0, 0},
+                          {"Loss per epoch", "epoch", "loss", loss, 2, 0, 0}};
+    int rc = nn_plot(path, panels, 2);
+    free(x);
+    return rc;
+}
+
+/* One line per epoch (the validation split is what the history's test
+ * columns hold), and the plot so far. */
 static int show_classify_epoch(void *user, const nn_history *h) {
     classify_cli *c = user;
     const nn_epoch_metrics *m = &h->epochs[h->n - 1];
@@ -104,14 +195,12 @@ static int show_classify_epoch(void *user, const nn_history *h) {
            m->epoch, c->epochs, m->train_loss, 100 * m->train_acc, m->test_loss, 100 * m->test_acc, m->lr, m->seconds,
            m->images_per_sec);
     fflush(stdout);
-    return 0;
+    return c->plot_path ? plot_classifier(c->plot_path, h) : 0;
 }
 
-static int train_classifier(nn_train_config *cfg, const char *arch, const char *path, const nn_text *data) {
+static int train_classifier(nn_train_config *cfg, const char *spec, const char *path, const char *plot_path,
+                            const nn_text *data) {
     int V = data->vocab.size, C = data->n_classes, status = 0;
-    char def[64];
-    snprintf(def, sizeof def, "embed(32) gru(128) last linear(%d)", C);
-    const char *spec = arch ? arch : def;
     nn_model model = {0};
     if (nn_model_plan_text(&model, spec, V, C) != 0) {
         status = usage_error("train", "--arch: %s", nn_last_error());
@@ -119,13 +208,14 @@ static int train_classifier(nn_train_config *cfg, const char *arch, const char *
         return status;
     }
     printf("training %s on %s (classes): %d train, %d validation sequences, %d classes, vocabulary %d; %s lr %g, %s "
-           "schedule, batch %d, %d epochs, seed %llu\n",
+           "schedule, batch %d, %d epochs, seed %llu%s\n",
            spec, path, data->train.n_seqs, data->val.n_seqs, C, V, nn_optim_name(cfg->opt.kind),
            (double)cfg->sched.base_lr, nn_schedule_name(cfg->sched.kind), cfg->batch_size, cfg->epochs,
-           (unsigned long long)cfg->seed);
+           (unsigned long long)cfg->seed, cfg->ema > 0 ? ", weight average" : "");
     nn_model_summary(&model, stdout);
+    if (cfg->resume_path) printf("resuming from %s\n", cfg->resume_path);
     fflush(stdout);
-    classify_cli c = {.epochs = cfg->epochs};
+    classify_cli c = {.plot_path = plot_path, .epochs = cfg->epochs};
     struct sigaction old_sa;
     catch_sigint(&old_sa);
     cfg->stop = &stop_requested;
@@ -138,74 +228,41 @@ static int train_classifier(nn_train_config *cfg, const char *arch, const char *
     release_sigint(&old_sa);
     progress_end(&c.bar);
     if (rc >= 0 && hist.n > 0) {
-        const nn_epoch_metrics *last = &hist.epochs[hist.n - 1];
-        printf("final validation accuracy: %.2f%% (epoch %d; best %.2f%% at epoch %d)\n", 100 * last->test_acc,
-               last->epoch, 100 * hist.epochs[hist.best_epoch - 1].test_acc, hist.best_epoch);
+        const nn_epoch_metrics *last = &hist.epochs[hist.n - 1], *best = &hist.epochs[hist.best_epoch - 1];
+        printf("final validation accuracy: %.2f%% (epoch %d)\n", 100 * last->test_acc, last->epoch);
+        /* The model ends on its best epoch's weights. */
+        if (best != last)
+            printf("kept epoch %d, the best by validation accuracy (%.2f%%)\n", hist.best_epoch, 100 * best->test_acc);
         if (cfg->save_path)
             printf("checkpoint: %s (nn predict --model %s TEXT..., nn eval --model %s --data %s)\n", cfg->save_path,
                    cfg->save_path, cfg->save_path, path);
+        if (plot_path) printf("plot: %s\n", plot_path);
         if (cfg->metrics_path) printf("metrics: %s\n", cfg->metrics_path);
     } else if (rc < 0) {
-        status = runtime_error();
-        if (rc == NN_TRAIN_INTERRUPTED) status = 130;
+        status = train_run_error(rc, cfg);
     }
     nn_history_free(&hist);
     nn_model_free(&model);
     return status;
 }
 
-int train_text(nn_train_config *cfg, const char *arch, const char *path) {
+int train_text(nn_train_config *cfg, const char *arch, const char *path, const char *plot_path) {
     nn_text data;
     if (nn_text_load(&data, path, NN_TEXT_AUTO, cfg->seed, NULL) != 0) return runtime_error();
-    if (data.kind == NN_TEXT_CLASSES) {
-        int status = train_classifier(cfg, arch, path, &data);
+    /* A resumed run's data must be what it was trained on: said before its
+     * spec (whose output size is the data's) could fail to fit it. */
+    if (cfg->resume_path && nn_train_text_check(cfg->resume_path, &data) != 0) {
         nn_text_free(&data);
-        return status;
+        return runtime_error();
     }
-    int status = 0;
-    int V = data.vocab.size;
-    char *spec = NULL;
-    if (status == 0) {
-        char def[64];
-        snprintf(def, sizeof def, "embed(64) lstm(256) linear(%d)", V);
-        spec = nn_xstrdup(arch ? arch : def);
-    }
-    nn_model model = {0};
-    if (status == 0 && nn_model_plan_text(&model, spec, V, V) != 0)
-        status = usage_error("train", "--arch: %s", nn_last_error());
-    if (status == 0) {
-        printf("training %s on %s (%s): %zu train, %zu validation tokens, vocabulary %d; %s lr %g, %s schedule, "
-               "batch %d, context %d, %ld steps, seed %llu\n",
-               spec, path, nn_text_kind_name(data.kind), data.train.n_ids, data.val.n_ids, V,
-               nn_optim_name(cfg->opt.kind), (double)cfg->sched.base_lr, nn_schedule_name(cfg->sched.kind),
-               cfg->batch_size, cfg->context, cfg->steps, (unsigned long long)cfg->seed);
-        nn_model_summary(&model, stdout);
-        fflush(stdout);
-        text_run r = {.data = &data, .steps = cfg->steps};
-        struct sigaction old_sa;
-        catch_sigint(&old_sa);
-        cfg->stop = &stop_requested;
-        cfg->on_progress = show_progress;
-        cfg->on_eval = show_eval;
-        cfg->user = &r;
-        cfg->spec = NULL; /* planned above */
-        nn_lm_history hist;
-        nn_train_status rc = nn_train_lm(cfg, &data, &model, &hist);
-        release_sigint(&old_sa);
-        progress_end(&r.bar);
-        if (rc >= 0 && hist.n > 0) {
-            printf("final validation loss: %.4f (%.3f bits/char)\n", hist.evals[hist.n - 1].val_loss,
-                   hist.evals[hist.n - 1].val_loss / 0.6931471805599453);
-            if (cfg->save_path) printf("checkpoint: %s (nn generate --model %s)\n", cfg->save_path, cfg->save_path);
-            if (cfg->metrics_path) printf("metrics: %s\n", cfg->metrics_path);
-        } else if (rc < 0) {
-            status = runtime_error();
-            if (rc == NN_TRAIN_INTERRUPTED) status = 130;
-        }
-        nn_lm_history_free(&hist);
-    }
-    nn_model_free(&model);
-    free(spec);
+    cfg->data_path = path;
+    char def[64];
+    bool classes = data.kind == NN_TEXT_CLASSES;
+    if (classes) snprintf(def, sizeof def, "embed(32) gru(128) last linear(%d)", data.n_classes);
+    else snprintf(def, sizeof def, "embed(64) lstm(256) linear(%d)", data.vocab.size);
+    const char *spec = arch ? arch : def;
+    int status = classes ? train_classifier(cfg, spec, path, plot_path, &data)
+                         : train_lm(cfg, spec, path, plot_path, &data);
     nn_text_free(&data);
     return status;
 }

@@ -1,9 +1,10 @@
 /* A text classifier (nn_train_classify_text) on the committed
  * datasets/names-by-language: a short run classifies the validation names
  * far better than always answering the largest class (Russian, 47%); the
- * checkpoint carries the model, the vocabulary, the class names and the
- * split's seed; nn train, nn predict and nn eval use it; bad input is a
- * one-line error. */
+ * run ends on its best epoch's weights; the checkpoint carries the model,
+ * the vocabulary, the class names and the split's seed; nn train (with its
+ * plot and graph), nn predict and nn eval use it; bad input is a one-line
+ * error. */
 #include <math.h>
 #include <omp.h>
 #include <unistd.h>
@@ -58,8 +59,10 @@ static void test_learns_languages(void) {
     nn_history h;
     CHECKF(nn_train_classify_text(&c, &t, &m, &h) == NN_TRAIN_FINISHED, "%s", nn_last_error());
     CHECKF(h.n == 2 && epochs_seen == 2 && !h.has_val, "%d epochs", h.n);
-    /* 2 epochs reach about 82% (11 reach 83-84%). */
-    double acc = h.n == 2 ? h.epochs[1].test_acc : 0.0;
+    /* 2 epochs reach about 82% (11 reach 83-84%); the model is the best epoch's. */
+    CHECK(h.best_epoch >= 1 && h.best_epoch <= h.n);
+    const nn_epoch_metrics *best = &h.epochs[h.best_epoch >= 1 && h.best_epoch <= h.n ? h.best_epoch - 1 : 0];
+    double acc = best->test_acc;
     CHECKF(acc > 0.75 && acc > largest + 0.25, "validation accuracy %.2f%% after 2 epochs", 100 * acc);
     CHECK(h.n == 2 && h.epochs[1].test_loss < h.epochs[0].test_loss && h.epochs[1].train_loss < h.epochs[0].train_loss);
 
@@ -86,7 +89,7 @@ static void test_learns_languages(void) {
     nn_confusion conf;
     nn_confusion_init(&conf, 18);
     double loss, again = nn_evaluate_text(&back, ctx, &t.val, 100, &loss, &conf);
-    CHECKF(fabs(again - acc) < 1e-12 && fabs(loss - h.epochs[1].test_loss) < 1e-5, "%g %g", again, loss);
+    CHECKF(fabs(again - acc) < 1e-12 && fabs(loss - best->test_loss) < 1e-5, "%g %g", again, loss);
     CHECK(nn_confusion_total(&conf) == t.val.n_seqs);
     nn_confusion_free(&conf);
     nn_ctx_free(ctx);
@@ -95,6 +98,69 @@ static void test_learns_languages(void) {
     slurp(c.metrics_path, csv, sizeof csv);
     CHECK(strncmp(csv, "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds,images_per_sec\n", 72) == 0 &&
           strstr(csv, "\n2,") != NULL);
+    nn_model_free(&back);
+    nn_model_free(&m);
+    nn_history_free(&h);
+    nn_text_free(&t);
+}
+
+/* on_epoch: the model's weights after each epoch (user: the model being trained). */
+static float *epoch_weights[8];
+static int snapshot_weights(void *user, const nn_history *h) {
+    const nn_model *m = user;
+    int e = h->epochs[h->n - 1].epoch;
+    if (e < 1 || e > 8) return nn_error("epoch %d", e);
+    free(epoch_weights[e - 1]);
+    epoch_weights[e - 1] = malloc(m->params.count * sizeof(float));
+    memcpy(epoch_weights[e - 1], m->params.data, m->params.count * sizeof(float));
+    return 0;
+}
+
+/* The run ends holding its best epoch's weights by validation accuracy, not
+ * the last epoch's, as an image run with a validation split does: a step
+ * schedule that multiplies the learning rate by 30 for the third epoch
+ * makes that epoch worse than the second. */
+static void test_ends_on_best_epoch(void) {
+    omp_set_num_threads(1);
+    if (!have_data()) return;
+    nn_text t;
+    CHECKF(nn_text_load(&t, DATA, NN_TEXT_AUTO, 1, NULL) == 0, "%s", nn_last_error());
+    nn_model m;
+    nn_train_config c = classify_config();
+    c.spec = "embed(8) gru(16) last linear(18)";
+    c.batch_size = 256; /* 67 steps an epoch */
+    c.epochs = 3;
+    c.sched = (nn_schedule){.kind = NN_SCHED_STEP, .base_lr = 1e-2f, .step_size = 2 * 67, .gamma = 30.0f};
+    c.save_path = tmp("best.safetensors");
+    c.on_epoch = snapshot_weights;
+    c.user = &m;
+    nn_history h;
+    CHECKF(nn_train_classify_text(&c, &t, &m, &h) == NN_TRAIN_FINISHED, "%s", nn_last_error());
+    CHECKF(h.n == 3 && h.best_epoch == 2 && h.epochs[2].test_acc < h.epochs[1].test_acc,
+           "best epoch %d of %d: the schedule did not spoil the last one", h.best_epoch, h.n);
+    size_t bytes = m.params.count * sizeof(float);
+    if (h.n == 3 && h.best_epoch >= 1 && epoch_weights[h.best_epoch - 1] && epoch_weights[2]) {
+        CHECK(memcmp(m.params.data, epoch_weights[h.best_epoch - 1], bytes) == 0);
+        CHECK(h.best_epoch == 3 || memcmp(m.params.data, epoch_weights[2], bytes) != 0);
+    }
+    /* The checkpoint: the same weights, what predict and eval need, no
+     * training state (the run is over). */
+    nn_model back;
+    CHECKF(nn_model_load(&back, c.save_path) == 0, "%s", nn_last_error());
+    CHECK(back.params.count == m.params.count && memcmp(back.params.data, m.params.data, bytes) == 0);
+    nn_safetensors st;
+    CHECK(nn_st_load(&st, c.save_path) == 0);
+    CHECK(nn_st_meta(&st, "nn.vocab") && nn_st_meta(&st, "nn.classes") && nn_st_meta(&st, "nn.text_seed"));
+    CHECK(!nn_st_meta(&st, "nn.train.epoch") && !nn_st_find(&st, "train.optim_m"));
+    nn_st_free(&st);
+    nn_ctx *ctx = nn_ctx_new(0);
+    double acc = nn_evaluate_text(&back, ctx, &t.val, 256, NULL, NULL);
+    CHECKF(h.best_epoch >= 1 && acc == h.epochs[h.best_epoch - 1].test_acc, "the checkpoint scores %.4f", acc);
+    nn_ctx_free(ctx);
+    for (int i = 0; i < 8; i++) {
+        free(epoch_weights[i]);
+        epoch_weights[i] = NULL;
+    }
     nn_model_free(&back);
     nn_model_free(&m);
     nn_history_free(&h);
@@ -152,12 +218,22 @@ static int line_probs(const char *line, double *sum) {
 static void test_cli(void) {
     if (!have_data()) return;
     const char *ckpt = tmp("cli.safetensors");
-    int rc = nn("train --data " DATA " --epochs 2 --threads 1 --save %s", ckpt);
+    int rc = nn("train --data " DATA " --epochs 2 --threads 1 --save %s --plot %s --graph %s", ckpt,
+                tmp("curves.png"), tmp("step.dot"));
     CHECKF(rc == 0, "train exited %d: %s", rc, err_text);
     CHECK(strstr(out_text, "embed(32) gru(128) last linear(18)") && strstr(out_text, "epoch  2/2"));
-    const char *f = strstr(out_text, "final validation accuracy: ");
+    /* The checkpoint's accuracy: the last epoch's, or the best one's it kept. */
+    const char *f = strstr(out_text, "final validation accuracy: "), *kept = strstr(out_text, "kept epoch ");
     double acc = f ? atof(f + 27) : 0.0;
+    if (kept && strchr(kept, '(')) acc = atof(strchr(kept, '(') + 1);
     CHECKF(acc > 75.0, "validation accuracy %.2f%%: %s", acc, out_text);
+    /* The curves and the first step's graph. */
+    char buf[4096];
+    slurp(tmp("curves.png"), buf, sizeof buf);
+    CHECKF(memcmp(buf, "\x89PNG", 4) == 0, "%s is not a PNG", tmp("curves.png"));
+    CHECK(strstr(out_text, "plot: "));
+    slurp(tmp("step.dot"), buf, sizeof buf);
+    CHECKF(strncmp(buf, "digraph", 7) == 0 && strstr(buf, "embed"), "%.200s", buf);
 
     rc = nn("predict --model %s Nakamura Schmidt Papadopoulos", ckpt);
     CHECKF(rc == 0, "predict exited %d: %s", rc, err_text);
@@ -200,10 +276,12 @@ static void test_cli(void) {
     CHECKF(rc == 2 && strstr(err_text, "--steps") && strstr(err_text, "--epochs"), "%d %s", rc, err_text);
     rc = nn("train --data " DATA " --augment");
     CHECKF(rc == 2 && strstr(err_text, "--augment is for images"), "%d %s", rc, err_text);
+    rc = nn("train --data " DATA " --early-stop 2 --val-split 0.1");
+    CHECKF(rc == 2 && strstr(err_text, "is for images"), "%d %s", rc, err_text);
     if (access("datasets/names/names.txt", R_OK) == 0) {
         rc = nn("train --data datasets/names --epochs 2");
         CHECKF(rc == 2 && strstr(err_text, "--epochs is for images"), "%d %s", rc, err_text);
     }
 }
 
-TEST_MAIN(TEST(test_learns_languages), TEST(test_bad_settings), TEST(test_cli))
+TEST_MAIN(TEST(test_learns_languages), TEST(test_ends_on_best_epoch), TEST(test_bad_settings), TEST(test_cli))

@@ -1,22 +1,17 @@
 /* A language model's run (nn_train_lm) on the committed Tiny Shakespeare:
  * a short run takes the validation loss well below the uniform ln(65); the
  * checkpoint carries the vocabulary and generates with it; the metrics CSV
- * has a row per evaluation; the same seed gives the same run; and bad
- * settings are refused. */
+ * has a row per evaluation; the same seed gives the same run; bad settings
+ * are refused; nn train draws its loss curves and graph. */
 #include <math.h>
 #include <omp.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "run_nn.h"
 #include "nn/train.h"
 
 #define DATA "datasets/tinyshakespeare"
-
-static char path_buf[2][128];
-static const char *tmp(int k, const char *name) {
-    snprintf(path_buf[k], sizeof path_buf[k], "/tmp/nn_test_train_lm_%d_%s", (int)getpid(), name);
-    return path_buf[k];
-}
 
 static nn_train_config lm_config(void) {
     nn_train_config c = nn_train_config_defaults();
@@ -51,8 +46,11 @@ static void test_learns_shakespeare(void) {
     CHECKF(nn_text_load(&t, DATA, NN_TEXT_AUTO, 1, NULL) == 0, "%s", nn_last_error());
     CHECK(t.vocab.size == 65);
     nn_train_config c = lm_config();
-    c.save_path = tmp(0, "lm.safetensors");
-    c.metrics_path = tmp(1, "lm.csv");
+    char save[256], metrics[256];
+    snprintf(save, sizeof save, "%s", tmp("lm.safetensors"));
+    snprintf(metrics, sizeof metrics, "%s", tmp("lm.csv"));
+    c.save_path = save;
+    c.metrics_path = metrics;
     c.on_eval = count_evals;
     nn_model m;
     nn_lm_history h;
@@ -95,8 +93,6 @@ static void test_learns_shakespeare(void) {
     nn_lm_history_free(&h2);
     nn_lm_history_free(&h);
     nn_text_free(&t);
-    unlink(c.save_path);
-    unlink(c.metrics_path);
 }
 
 static void test_bad_settings(void) {
@@ -122,4 +118,27 @@ static void test_bad_settings(void) {
     nn_text_free(&t);
 }
 
-TEST_MAIN(TEST(test_learns_shakespeare), TEST(test_bad_settings))
+/* nn train on text draws the loss curves (--plot) and the first step's
+ * graph (--graph); what only images take is still refused. */
+static void test_cli_plot_and_graph(void) {
+    if (access(DATA "/input.txt", R_OK) != 0) {
+        SKIP("%s is missing", DATA);
+        return;
+    }
+    int rc = nn("train --data " DATA "/input.txt --arch 'embed(8) lstm(16) linear(65)' --steps 20 --eval-every 10 "
+                "--eval-windows 8 --context 8 --batch-size 4 --threads 1 --plot %s --graph %s",
+                tmp("loss.svg"), tmp("step.dot"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    CHECK(strstr(out_text, "plot: ") && strstr(out_text, "step    20/20"));
+    char buf[1 << 14];
+    slurp(tmp("loss.svg"), buf, sizeof buf);
+    CHECKF(strstr(buf, "<svg"), "%s is not an SVG", tmp("loss.svg"));
+    slurp(tmp("step.dot"), buf, sizeof buf);
+    CHECKF(strncmp(buf, "digraph", 7) == 0 && strstr(buf, "->"), "%.200s", buf);
+    rc = nn("train --data " DATA "/input.txt --steps 20 --plot %s", tmp("loss.txt"));
+    CHECKF(rc == 2 && strstr(err_text, "--plot"), "exited %d: %s", rc, err_text);
+    rc = nn("train --data " DATA "/input.txt --early-stop 2 --val-split 0.1");
+    CHECKF(rc == 2 && strstr(err_text, "is for images"), "exited %d: %s", rc, err_text);
+}
+
+TEST_MAIN(TEST(test_learns_shakespeare), TEST(test_bad_settings), TEST(test_cli_plot_and_graph))
