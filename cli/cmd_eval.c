@@ -1,6 +1,6 @@
 /* nn eval: a checkpoint's test accuracy, per-class accuracy and confusion
- * matrix; on request, pictures of its most confident mistakes and of its first
- * conv layer's kernels. */
+ * matrix; on request, pictures of the confusion matrix, of its most confident
+ * mistakes and of its first conv layer's kernels. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +15,8 @@
 
 static const char *const usage_text =
     "usage: nn eval --model FILE.safetensors [--dataset mnist|fashion-mnist] [--data DIR]\n"
-    "               [--errors FILE.png|.svg [--errors-count N]] [--filters FILE.png|.svg]\n"
+    "               [--confusion FILE.png|.svg] [--errors FILE.png|.svg [--errors-count N]]\n"
+    "               [--filters FILE.png|.svg]\n"
     "\n"
     "Loads a checkpoint written by 'nn train' and evaluates it on the test set\n"
     "(t10k files): overall accuracy and loss, per-class accuracy, confusion matrix.\n"
@@ -27,6 +28,19 @@ static const char *const usage_text =
 
 static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                             "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+/* The confusion matrix printed, and drawn into path when it is not NULL
+ * (`what`, e.g. "model.safetensors on data/mnist", under the title). */
+static int report_confusion(const nn_confusion *conf, const char *const *names, const char *path,
+                            const char *model_path, const char *what) {
+    nn_confusion_print(conf, stdout, names);
+    if (!path) return 0;
+    char name[1024];
+    snprintf(name, sizeof name, "%s on %s", model_path, what);
+    if (nn_plot_confusion(path, conf, names, name) != 0) return -1;
+    printf("\nconfusion matrix drawn in %s\n", path);
+    return 0;
+}
 
 /* The most confident mistakes: drawn into path and listed on stdout. */
 static int report_mistakes(const char *path, int count, nn_model *model, nn_ctx *ctx, const nn_dataset *test,
@@ -55,7 +69,7 @@ static int report_mistakes(const char *path, int count, nn_model *model, nn_ctx 
 
 /* A text classifier on the validation split it was trained beside: the
  * split is rebuilt from the checkpoint's seed (nn.text_seed) and vocabulary. */
-static int eval_text(nn_model *model, const char *model_path, const char *dir) {
+static int eval_text(nn_model *model, const char *model_path, const char *dir, const char *confusion_path) {
     nn_safetensors st;
     if (nn_st_load(&st, model_path) != 0) return runtime_error();
     nn_vocab vocab = {0};
@@ -85,7 +99,9 @@ static int eval_text(nn_model *model, const char *model_path, const char *dir) {
         printf("%s on %s (validation split, seed %llu): validation accuracy %.2f%% (%ld of %d), cross-entropy loss "
                "%.4f\n\n",
                model_path, dir, seed, 100 * acc, (long)(acc * data.val.n_seqs + 0.5), data.val.n_seqs, loss);
-        nn_confusion_print(&conf, stdout, (const char *const *)names);
+        char what[768];
+        snprintf(what, sizeof what, "%s (validation split, %d names)", dir, data.val.n_seqs);
+        rc = report_confusion(&conf, (const char *const *)names, confusion_path, model_path, what);
         nn_confusion_free(&conf);
         nn_ctx_free(ctx);
     }
@@ -96,7 +112,8 @@ static int eval_text(nn_model *model, const char *model_path, const char *dir) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_path = NULL, *dataset = "mnist", *data_dir = NULL, *errors_path = NULL, *filters_path = NULL;
+    const char *model_path = NULL, *dataset = "mnist", *data_dir = NULL, *errors_path = NULL, *filters_path = NULL,
+               *confusion_path = NULL;
     int threads = 0, errors_count = 36;
     flag table[] = {
         {"model", FLAG_STRING, &model_path, .metavar = "FILE", .def = "required", .help = "the checkpoint"},
@@ -104,6 +121,10 @@ int cmd_eval(int argc, char **argv) {
          .help = "mnist or fashion-mnist (names-by-language for a text\nclassifier), from data/<name>"},
         {"data", FLAG_STRING, &data_dir, .metavar = "DIR",
          .help = "folder with the IDX files instead (a text classifier's:\nits folder of one .txt file per class)"},
+        {"confusion", FLAG_CUSTOM, &confusion_path, .parse = flag_picture, .metavar = "FILE", .def = "",
+         .help = "draw the confusion matrix: rows the true class, columns\n"
+                 "the prediction, each cell shaded by its share of its row,\n"
+                 "with its count and share written in it (.png or .svg)"},
         {"errors", FLAG_CUSTOM, &errors_path, .parse = flag_picture, .metavar = "FILE", .def = "",
          .help = "draw the test images the model gets wrong with the most\n"
                  "confidence, captioned true -> predicted (probability),\n"
@@ -132,7 +153,7 @@ int cmd_eval(int argc, char **argv) {
                              errors_path ? "errors" : "filters", model_path);
         } else {
             const char *dir = dataset_dir("eval", dataset_given ? dataset : "names-by-language", data_dir);
-            rc = dir ? eval_text(&model, model_path, dir) : EXIT_USAGE;
+            rc = dir ? eval_text(&model, model_path, dir, confusion_path) : EXIT_USAGE;
         }
         nn_model_free(&model);
         return rc;
@@ -166,9 +187,11 @@ int cmd_eval(int argc, char **argv) {
                100 * acc, (long)(acc * test.n + 0.5), test.n, loss);
         bool is_fashion = strcmp(dataset, "fashion-mnist") == 0 && conf.n_classes == 10;
         const char *const *names = is_fashion ? fashion_names : NULL;
-        nn_confusion_print(&conf, stdout, names);
+        char what[600];
+        snprintf(what, sizeof what, "%s (%d test images)", dir, test.n);
+        if (report_confusion(&conf, names, confusion_path, model_path, what) != 0) rc = runtime_error();
         nn_confusion_free(&conf);
-        if (errors_path &&
+        if (rc == 0 && errors_path &&
             report_mistakes(errors_path, errors_count, &model, ctx, &test, model_path, dir, names) != 0)
             rc = runtime_error();
         if (rc == 0 && filters_path) printf("\nkernels of the first conv layer drawn in %s\n", filters_path);

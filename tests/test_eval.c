@@ -1,6 +1,9 @@
-/* End-to-end tests of `nn eval --errors/--filters`: a tiny CNN trained on a
- * slice of MNIST by the nn binary ($NN, default build/nn), its pictures, and
- * the listed mistakes checked against the model run here on those images. */
+/* End-to-end tests of `nn eval --errors/--filters/--confusion`: a tiny CNN
+ * trained on a slice of MNIST by the nn binary ($NN, default build/nn), its
+ * pictures, and the listed mistakes checked against the model run here on
+ * those images; the confusion matrix drawn for an image classifier and for a
+ * text classifier of names by language. (What the confusion picture shows,
+ * cell by cell, is checked in test_confusion_plot.c.) */
 #include <math.h>
 
 #include "check.h"
@@ -25,6 +28,21 @@ static long file_size(const char *path) {
     fclose(f);
     return n;
 }
+
+/* A PNG's size from its IHDR chunk; false if the file is no PNG. */
+static bool png_size(const char *path, int *w, int *h) {
+    unsigned char buf[32] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    if (n < 24 || memcmp(buf, "\x89PNG\r\n\x1a\n", 8) != 0 || memcmp(buf + 12, "IHDR", 4) != 0) return false;
+    *w = (int)((unsigned)buf[16] << 24 | (unsigned)buf[17] << 16 | (unsigned)buf[18] << 8 | buf[19]);
+    *h = (int)((unsigned)buf[20] << 24 | (unsigned)buf[21] << 16 | (unsigned)buf[22] << 8 | buf[23]);
+    return true;
+}
+
+/* stderr is one line. */
+static bool one_line(void) { return strchr(err_text, '\n') == err_text + strlen(err_text) - 1; }
 
 typedef struct listed {
     int index, truth, pred;
@@ -143,14 +161,78 @@ static void test_filters_need_a_conv_layer(void) {
     CHECK(out_text[0] == '\0');
 }
 
+static void test_confusion_image(void) {
+    if (!have_mnist()) return;
+    char mlp[256], png[256], svg[256];
+    snprintf(mlp, sizeof mlp, "%s", tmp("conf_mlp.safetensors"));
+    snprintf(png, sizeof png, "%s", tmp("confusion.png"));
+    snprintf(svg, sizeof svg, "%s", tmp("confusion.svg"));
+    int rc = nn("train --hidden 16 --train-limit 1000 --epochs 1 --threads 1 --save %s", mlp);
+    CHECKF(rc == 0, "train exited %d: %s", rc, err_text);
+    rc = nn("eval --model %s --threads 1", mlp);
+    CHECKF(rc == 0, "eval exited %d: %s", rc, err_text);
+    char plain[sizeof out_text];
+    strcpy(plain, out_text);
+
+    rc = nn("eval --model %s --threads 1 --confusion %s", mlp, png);
+    CHECKF(rc == 0, "eval --confusion exited %d: %s", rc, err_text);
+    /* The printed report as before, then where the picture went. */
+    CHECKF(strncmp(out_text, plain, strlen(plain)) == 0, "the output changed:\n%s", out_text);
+    CHECKF(strstr(out_text + strlen(plain), "confusion matrix drawn in ") && strstr(out_text, png), "%s", out_text);
+    /* 10 x 10 cells of 72 px with the labels and titles around them. */
+    int w = 0, h = 0;
+    CHECKF(png_size(png, &w, &h), "%s is not a PNG", png);
+    CHECKF(w >= 10 * 72 && w < 1400 && h >= 10 * 72 && h < 1400, "%dx%d", w, h);
+    CHECK(file_size(png) > 20000);
+
+    rc = nn("eval --model %s --threads 1 --confusion %s", mlp, svg);
+    CHECKF(rc == 0, "eval --confusion .svg exited %d: %s", rc, err_text);
+    char text[1 << 12];
+    slurp(svg, text, sizeof text);
+    CHECK(strstr(text, "<svg") != NULL && file_size(svg) > 20000);
+
+    /* A folder that is not there: the report, then a one-line error naming the file. */
+    rc = nn("eval --model %s --threads 1 --confusion /nonexistent/dir/c.png", mlp);
+    CHECKF(rc == 1 && one_line_error("/nonexistent/dir/c.png") && one_line(), "exited %d: %s", rc, err_text);
+    CHECK(strncmp(out_text, plain, strlen(plain)) == 0);
+}
+
+static void test_confusion_text(void) {
+    const char *data = "datasets/names-by-language";
+    if (access("datasets/names-by-language/Russian.txt", R_OK) != 0) {
+        SKIP("%s is missing", data);
+        return;
+    }
+    char model[256], png[256];
+    snprintf(model, sizeof model, "%s", tmp("lang.safetensors"));
+    snprintf(png, sizeof png, "%s", tmp("lang_confusion.png"));
+    int rc = nn("train --data %s --epochs 1 --threads 1 --save %s", data, model);
+    CHECKF(rc == 0, "train exited %d: %s", rc, err_text);
+    rc = nn("eval --model %s --data %s --threads 1 --confusion %s", model, data, png);
+    CHECKF(rc == 0, "eval --confusion exited %d: %s", rc, err_text);
+    CHECKF(strstr(out_text, "Vietnamese") && strstr(out_text, "confusion matrix drawn in ") && strstr(out_text, png),
+           "%s", out_text);
+    /* 18 x 18 cells of 40 px under the languages' names written upwards. */
+    int w = 0, h = 0;
+    CHECKF(png_size(png, &w, &h), "%s is not a PNG", png);
+    CHECKF(w >= 18 * 40 && w < 1600 && h >= 18 * 40 + 10 * 13 * 0.6 && h < 1600, "%dx%d", w, h);
+    CHECK(file_size(png) > 40000);
+    rc = nn("eval --model %s --data %s --threads 1 --confusion %s", model, data, "/nonexistent/dir/t.svg");
+    CHECKF(rc == 1 && one_line_error("/nonexistent/dir/t.svg") && one_line(), "exited %d: %s", rc, err_text);
+    rc = nn("eval --model %s --data %s --confusion t.jpg", model, data);
+    CHECKF(rc == 2 && strncmp(err_text, "nn eval: ", 9) == 0 && strstr(err_text, "t.jpg"), "exited %d: %s", rc,
+           err_text);
+}
+
 static void test_usage_errors(void) {
     CHECK(nn("eval --help") == 0);
     CHECK(strstr(out_text, "--errors FILE") && strstr(out_text, "--errors-count N") &&
-          strstr(out_text, "--filters FILE"));
+          strstr(out_text, "--filters FILE") && strstr(out_text, "--confusion FILE"));
     /* Flags are checked before the checkpoint is read: none needs to exist. */
     const char *bad[] = {"--errors e.gif",        "--errors e",          "--filters f.jpg",
                          "--errors-count 0 --errors e.png", "--errors-count x --errors e.png",
-                         "--errors-count 1025 --errors e.png", "--errors-count 5", "--errors"};
+                         "--errors-count 1025 --errors e.png", "--errors-count 5", "--errors",
+                         "--confusion c.gif",   "--confusion c",       "--confusion"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = nn("eval --model %s %s", tmp("none.safetensors"), bad[i]);
         CHECKF(rc == 2, "eval %s exited %d", bad[i], rc);
@@ -158,4 +240,5 @@ static void test_usage_errors(void) {
     }
 }
 
-TEST_MAIN(TEST(test_errors_and_filters), TEST(test_filters_need_a_conv_layer), TEST(test_usage_errors))
+TEST_MAIN(TEST(test_errors_and_filters), TEST(test_filters_need_a_conv_layer), TEST(test_confusion_image),
+          TEST(test_confusion_text), TEST(test_usage_errors))

@@ -20,8 +20,8 @@
 enum { COL_BG, COL_FG, COL_FRAME, COL_SUBTITLE, N_COLOURS };
 enum { LEVELS = 255 };
 
-/* Sizes in pixels. PLplot takes text heights in mm, and the cairo drivers
- * draw text through Pango at 96 dpi. */
+/* Sizes in pixels (PLplot's text heights in mm are converted with
+ * REPORT_PX_PER_MM). */
 #define TILE_PX 112 /* an image is scaled up by a whole factor to about this */
 #define MARGIN_PX 16
 #define GAP_X_PX 18      /* between columns */
@@ -32,23 +32,8 @@ enum { LEVELS = 255 };
 #define TITLE_PX 19.0     /* text heights (Pango's em) */
 #define SUBTITLE_PX 14.0
 #define CAPTION_PX 14.0
-#define PX_PER_MM (96.0 / 25.4)
 #define LINE_SPACING 1.4 /* line height, in text heights */
 #define MAX_CAPTION_LINES 2
-
-/* The width of a line of text in pixels, estimated (PLplot can only measure
- * text by drawing it) for the default sans font, DejaVu Sans: about 0.62 em
- * per ASCII character (digits are 0.64, a space 0.32), 0.85 for others such
- * as the arrow. Counts UTF-8 code points. */
-static double text_width_px(const char *s, size_t len, double px) {
-    double em = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x80) em += 0.62;
-        else if (c >= 0xc0) em += 0.85; /* the lead byte of a multi-byte character */
-    }
-    return em * px;
-}
 
 /* The lines of a caption: how many, and the width of the widest. */
 static int caption_lines(const char *s, double *widest_px) {
@@ -57,7 +42,7 @@ static int caption_lines(const char *s, double *widest_px) {
     if (!s) return 0;
     for (const char *line = s;; n++) {
         size_t len = strcspn(line, "\n");
-        *widest_px = fmax(*widest_px, text_width_px(line, len, CAPTION_PX));
+        *widest_px = fmax(*widest_px, report_text_width_px(line, len, CAPTION_PX));
         if (!line[len]) return n + 1;
         line += len + 1;
     }
@@ -95,8 +80,8 @@ static int plan_layout(const char *path, const nn_image_grid *g, layout *L) {
     double tile_w = (double)L->scale * g->cols, tile_h = (double)L->scale * g->rows;
     L->cell_w = (int)ceil(fmax(tile_w, caption_w)) + GAP_X_PX;
     L->cell_h = (int)ceil(tile_h + (L->lines ? CAPTION_GAP_PX + L->lines * line_px(CAPTION_PX) : 0)) + GAP_Y_PX;
-    double title_w = g->title ? text_width_px(g->title, strlen(g->title), TITLE_PX) : 0;
-    double subtitle_w = g->subtitle ? text_width_px(g->subtitle, strlen(g->subtitle), SUBTITLE_PX) : 0;
+    double title_w = g->title ? report_text_width_px(g->title, strlen(g->title), TITLE_PX) : 0;
+    double subtitle_w = g->subtitle ? report_text_width_px(g->subtitle, strlen(g->subtitle), SUBTITLE_PX) : 0;
     double grid_w = (double)L->columns * L->cell_w - GAP_X_PX;
     double width = 2 * MARGIN_PX + fmax(fmax(grid_w, MIN_WIDTH_PX), fmax(title_w, subtitle_w));
     L->top = MARGIN_PX + (int)ceil((g->title ? line_px(TITLE_PX) : 0) + (g->subtitle ? line_px(SUBTITLE_PX) : 0));
@@ -164,7 +149,7 @@ static void centred_text(const layout *L, double x, double y_top, double text_px
     memcpy(line, s, len);
     line[len] = '\0';
     char *text = report_pl_text(line);
-    plschr(text_px / PX_PER_MM, 1.0);
+    plschr(text_px / REPORT_PX_PER_MM, 1.0);
     /* plptex centres the text vertically on its reference point. */
     plptex(x, L->height - (y_top + 0.5 * line_px(text_px)), 1, 0, 0.5, text);
     free(text);

@@ -1,7 +1,7 @@
-/* Pictures for the nn program: line plots and image grids, PNG or SVG
- * through PLplot. Not part of libnn, so that programs which embed the
- * library do not link PLplot; the functions still follow its conventions
- * (-1 with a one-line message in nn_last_error()). */
+/* Pictures for the nn program: line plots, image grids and confusion
+ * matrices, PNG or SVG through PLplot. Not part of libnn, so that programs
+ * which embed the library do not link PLplot; the functions still follow
+ * its conventions (-1 with a one-line message in nn_last_error()). */
 #ifndef NN_APP_PLOT_H
 #define NN_APP_PLOT_H
 
@@ -88,6 +88,64 @@ int nn_plot_mistakes(const char *path, const nn_dataset *ds, const nn_mistake *m
  * mean over them. `name` (e.g. the checkpoint's file) goes under the title.
  * -1 with the error when m has no conv layer. */
 int nn_plot_conv_filters(const char *path, const nn_model *m, const char *name);
+
+/* ---- Confusion matrix ------------------------------------------------------ */
+
+/* A confusion matrix as a picture: rows are the true classes, columns the
+ * predicted ones, each cell shaded by its share of its row (white 0%, dark
+ * blue 100%, on a square-root scale so that the few per cent of a common
+ * confusion show) with its count and that share written in it where they
+ * fit; each row's accuracy beside it. The pieces are public so that what is
+ * drawn can be checked. */
+
+#define NN_CONFUSION_MAX_DRAWN 100 /* classes a picture can show */
+#define NN_CONFUSION_LEVELS 256    /* steps of the shade */
+
+/* One cell as drawn. */
+typedef struct nn_confusion_cell {
+    long count;
+    double share;     /* count over its row's total (the true class's examples); 0 in an empty row */
+    int level;        /* the shade, nn_plot_confusion_level(share): 0 is white */
+    bool light_text;  /* white text, on a dark shade */
+    char text[2][24]; /* what is written in it, line by line ("" for none): the count, the share */
+} nn_confusion_cell;
+
+/* Where things go, in pixels from the page's top left. */
+typedef struct nn_confusion_layout {
+    int width, height;   /* the page */
+    int left, top, cell; /* the matrix's top left corner and a cell's side */
+    int lines;           /* lines of text a cell holds: 2 (count and share), 1 (count) or 0 */
+    double text_px;      /* their height */
+    bool rotated;        /* the column labels are written upwards (too wide for a column) */
+} nn_confusion_layout;
+
+/* The layout of c's picture with these class names (NULL: the class
+ * numbers) and `name` under the title (NULL: none). -1 with the error for
+ * more than NN_CONFUSION_MAX_DRAWN classes or a page too large. */
+int nn_plot_confusion_layout(const nn_confusion *c, const char *const *class_names, const char *name,
+                             nn_confusion_layout *L);
+
+/* Fills the n x n cells (row-major, row = true class) as drawn in a layout
+ * whose cells are cell_px wide and hold `lines` lines of text_px high text:
+ * nothing is written in a cell with no examples, nor a line wider than the
+ * cell. A share is written with one decimal, truncated (99.96% is "99.9%",
+ * only all of a row "100%"), and a share under 0.1% as "<0.1%". */
+void nn_plot_confusion_cells(const nn_confusion *c, int cell_px, int lines, double text_px,
+                             nn_confusion_cell *cells);
+
+/* The shade of a share in [0, 1]: round(sqrt(share) * (NN_CONFUSION_LEVELS
+ * - 1)), so 1% is a tenth of the way to the darkest, 25% half way. */
+int nn_plot_confusion_level(double share);
+
+/* The colour of shade level 0 .. NN_CONFUSION_LEVELS - 1: white through
+ * ColorBrewer's "Blues" to dark blue. */
+void nn_plot_confusion_shade(int level, unsigned char rgb[3]);
+
+/* Draws c into path, PNG or SVG by its extension, replacing it atomically.
+ * `name` (e.g. "model.safetensors on data/mnist") goes under the title.
+ * -1 with the error for an empty matrix, a wrong extension, too many
+ * classes or a failed write. Not thread-safe. */
+int nn_plot_confusion(const char *path, const nn_confusion *c, const char *const *class_names, const char *name);
 
 /* The training curves of a run: accuracy and loss per epoch, train vs test
  * (and validation when the history has it), two panels side by side. */

@@ -36,6 +36,16 @@ char *report_pl_text(const char *s) {
     return out;
 }
 
+double report_text_width_px(const char *s, size_t len, double px) {
+    double em = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) em += 0.62;
+        else if (c >= 0xc0) em += 0.85; /* the lead byte of a multi-byte character */
+    }
+    return em * px;
+}
+
 static jmp_buf plplot_exit;
 static char plplot_msg[1024]; /* why PLplot stopped; plabort needs >= 160 bytes */
 static PLINT plplot_aborted;

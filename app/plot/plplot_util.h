@@ -13,6 +13,7 @@
 #define NN_APP_PLOT_PLPLOT_UTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include "core/util.h"
 
 /* The format a picture's path asks for: 1 for .svg, 0 for .png (either
@@ -38,6 +39,17 @@ int report_render(const char *path, const report_picture *pic);
 
 /* Whether PLplot aborted an operation in the drawing under way. */
 bool report_aborted(void);
+
+/* The cairo drivers draw text through Pango at 96 dpi; PLplot takes text
+ * heights in mm. */
+#define REPORT_PX_PER_MM (96.0 / 25.4)
+
+/* The width in pixels of the first len bytes of s drawn px pixels high,
+ * estimated (PLplot can only measure text by drawing it) for the default
+ * sans font, DejaVu Sans: about 0.62 em per ASCII character (digits are
+ * 0.64, a space 0.32), 0.85 for others such as an arrow or an accented
+ * letter. Counts UTF-8 code points. */
+double report_text_width_px(const char *s, size_t len, double px);
 
 /* PLplot treats '#' as an escape character: the text with it doubled, so
  * it prints as given. NULL becomes "". The caller frees the result. */

@@ -93,8 +93,11 @@ nn_tensor *nn_input(nn_ctx *ctx, const char *name, int ndim, const int *shape);
 void nn_backward(nn_ctx *ctx, nn_tensor *loss);
 
 /* Writes the recorded graph in Graphviz DOT: one box per op with its name and
- * output shape, ellipses for inputs, parameters highlighted. Returns 0 or -1
- * with the error set. */
+ * output shape, ellipses for inputs, parameters highlighted. A recurrent op
+ * (rnn, lstm, gru) over at most 8 steps is drawn unrolled, one cell per step
+ * (x_t and h_{t-1}, and c_{t-1}, into cell t, h_t out) fed by one node of
+ * shared weights; a longer one stays one box labelled with its T. Display
+ * only: the tape is not changed. Returns 0 or -1 with the error set. */
 int nn_graph_write_dot(const nn_ctx *ctx, FILE *f);
 int nn_graph_save_dot(const nn_ctx *ctx, const char *path);
 int nn_graph_nodes(const nn_ctx *ctx);

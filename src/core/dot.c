@@ -1,12 +1,31 @@
 /* The recorded graph as Graphviz DOT, for learners to see what backward
  * walks through: inputs as grey ellipses, parameters as green ellipses, ops
- * as boxes labelled with the op and its output shape, the loss in red. */
+ * as boxes labelled with the op and its output shape, the loss in red.
+ *
+ * A recurrent op (rnn, lstm, gru) is one node on the tape: it runs the whole
+ * sequence. Over a short sequence (T <= DOT_UNROLL_MAX steps) it is drawn
+ * unrolled instead, as what it computes: a cluster of T cells, cell t reading
+ * x_t and the previous step's h (and c for the LSTM) and writing h_t, every
+ * cell fed by one node of shared weights, and the op's own node gathering
+ * h_1 ... h_T. Only the drawing changes; the tape is read, never modified. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/graph.h"
 #include "core/util.h"
+
+/* Recurrent ops over at most this many steps are drawn unrolled; longer
+ * ones stay one node, labelled with their number of steps. */
+#define DOT_UNROLL_MAX 8
+
+/* Fill colours: ops, the loss, parameters, inputs, the unrolled steps' states. */
+#define COLOUR_OP "#dde6f5"
+#define COLOUR_LOSS "#f4b6b6"
+#define COLOUR_PARAM "#c8e6c9"
+#define COLOUR_INPUT "#eeeeee"
+#define COLOUR_STATE "#fff3cd"
+#define COLOUR_SHARED "#e8f5e9"
 
 /* Leaves (inputs and parameters) are numbered in order of first use, so the
  * same graph always gives the same text. Returns the number, and whether the
@@ -22,34 +41,140 @@ static int leaf_id(const nn_tensor **seen, int *n_seen, int cap, const nn_tensor
     return *n_seen - 1;
 }
 
+/* A name inside a quoted DOT string: quotes and backslashes escaped. */
+static void put_escaped(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc(*s, f);
+    }
+}
+
+typedef struct dot_writer {
+    const nn_ctx *ctx;
+    FILE *f;
+    const nn_tensor **seen;
+    int n_seen, cap;
+} dot_writer;
+
+/* The DOT id of node i's k-th input into buf: "nJ" when it is the output of
+ * an earlier op, else "tJ", a leaf, written out the first time it is seen. */
+static const char *input_id(dot_writer *w, int i, int k, char *buf, size_t cap) {
+    const nn_node *n = &w->ctx->nodes[i];
+    const nn_tensor *in = n->in[k];
+    if (in->node >= 0 && in->node < i && w->ctx->nodes[in->node].out == in) {
+        snprintf(buf, cap, "n%d", in->node);
+        return buf;
+    }
+    bool param = in->role == NN_PARAM, is_new;
+    int id = leaf_id(w->seen, &w->n_seen, w->cap, in, &is_new);
+    if (is_new) {
+        char shape[64];
+        fprintf(w->f, "  t%d [shape=ellipse, style=filled, fillcolor=\"%s\", label=\"%s", id,
+                param ? COLOUR_PARAM : COLOUR_INPUT, param ? "param " : "");
+        put_escaped(w->f, in->name ? in->name : "input");
+        fprintf(w->f, "\\n%s\"];\n", nn_shape_str(in, shape, sizeof shape));
+    }
+    snprintf(buf, cap, "t%d", id);
+    return buf;
+}
+
+static bool is_recurrent(nn_op op) { return op == NN_OP_RNN || op == NN_OP_LSTM || op == NN_OP_GRU; }
+
+/* The last part of a parameter's name: "weight_ih_l0" of "lstm1.weight_ih_l0". */
+static const char *short_name(const nn_tensor *t) {
+    const char *name = t->name ? t->name : "weight";
+    const char *dot = strrchr(name, '.');
+    return dot ? dot + 1 : name;
+}
+
+/* A state of the unrolled recurrence, h_t or c_t: an ellipse with its shape. */
+static void state_node(FILE *f, int i, char which, int t, int B, int H) {
+    fprintf(f,
+            "    n%d_%c%d [shape=ellipse, style=filled, fillcolor=\"" COLOUR_STATE
+            "\", label=<%c<SUB>%d</SUB><BR/><FONT POINT-SIZE=\"9\">[%d, %d]</FONT>>];\n",
+            i, which, t, which, t, B, H);
+}
+
+/* Node i, a recurrent op over x [B,T,D] giving h [B,T,H], unrolled over its
+ * T steps (see the top of the file). */
+static void write_unrolled(dot_writer *w, int i) {
+    FILE *f = w->f;
+    const nn_node *n = &w->ctx->nodes[i];
+    const char *op = nn_op_table[n->op].name;
+    const nn_tensor *x = n->in[0];
+    int B = n->out->shape[0], T = n->out->shape[1], H = n->out->shape[2], D = x->shape[2];
+    bool lstm = n->op == NN_OP_LSTM;
+    char shape[64], ids[NN_NODE_MAX_INPUTS][32];
+
+    /* What the cluster reads: the sequence and the weights (leaves are
+     * declared here, outside it). */
+    for (int k = 0; k < n->n_in; k++) input_id(w, i, k, ids[k], sizeof ids[k]);
+
+    fprintf(f, "  subgraph cluster_n%d {\n", i);
+    fprintf(f, "    label=\"%s unrolled over its T = %d steps:\\none cell per step, the same weights in every cell\";\n",
+            op, T);
+    fprintf(f, "    labelloc=b; style=\"rounded,dashed\"; color=\"#7a8ba8\"; fontname=\"Helvetica\"; fontsize=11;\n");
+    fprintf(f, "    n%d_w [shape=note, style=filled, fillcolor=\"" COLOUR_SHARED "\", label=\"shared by all %d cells", i,
+            T);
+    for (int k = 1; k < n->n_in; k++) {
+        fputs("\\n", f);
+        put_escaped(f, short_name(n->in[k]));
+    }
+    fputs("\"];\n", f);
+    /* The initial state: zeros, or the state carried from a previous call. */
+    state_node(f, i, 'h', 0, B, H);
+    if (lstm) state_node(f, i, 'c', 0, B, H);
+    for (int t = 1; t <= T; t++) {
+        fprintf(f,
+                "    n%d_x%d [shape=ellipse, style=filled, fillcolor=\"" COLOUR_INPUT
+                "\", label=<x<SUB>%d</SUB><BR/><FONT POINT-SIZE=\"9\">[%d, %d]</FONT>>];\n",
+                i, t, t, B, D);
+        fprintf(f,
+                "    n%d_cell%d [shape=box, style=\"rounded,filled\", fillcolor=\"" COLOUR_OP
+                "\", label=\"%s cell\\nt = %d\"];\n",
+                i, t, op, t);
+        state_node(f, i, 'h', t, B, H);
+        if (lstm) state_node(f, i, 'c', t, B, H);
+    }
+    fprintf(f, "    n%d [shape=box, style=\"rounded,filled\", fillcolor=\"" COLOUR_OP "\", label=\"%s\\n%s\"];\n", i,
+            op, nn_shape_str(n->out, shape, sizeof shape));
+    fprintf(f, "  }\n");
+
+    for (int k = 1; k < n->n_in; k++) fprintf(f, "  %s -> n%d_w;\n", ids[k], i);
+    for (int t = 1; t <= T; t++) {
+        fprintf(f, "  %s -> n%d_x%d;\n", ids[0], i, t);
+        fprintf(f, "  n%d_x%d -> n%d_cell%d;\n", i, t, i, t);
+        fprintf(f, "  n%d_h%d -> n%d_cell%d;\n", i, t - 1, i, t);
+        if (lstm) fprintf(f, "  n%d_c%d -> n%d_cell%d;\n", i, t - 1, i, t);
+        fprintf(f, "  n%d_w -> n%d_cell%d [style=dashed, color=\"#5b8c5e\"];\n", i, i, t);
+        fprintf(f, "  n%d_cell%d -> n%d_h%d;\n", i, t, i, t);
+        if (lstm) fprintf(f, "  n%d_cell%d -> n%d_c%d;\n", i, t, i, t);
+        fprintf(f, "  n%d_h%d -> n%d;\n", i, t, i);
+    }
+}
+
 int nn_graph_write_dot(const nn_ctx *ctx, FILE *f) {
-    char shape[64];
-    int cap = 3 * ctx->n_nodes + 1, n_seen = 0;
-    const nn_tensor **seen = nn_xmalloc((size_t)cap * sizeof *seen);
+    char shape[64], id[32];
+    dot_writer w = {.ctx = ctx, .f = f, .cap = 3 * ctx->n_nodes + 1};
+    w.seen = nn_xmalloc((size_t)w.cap * sizeof *w.seen);
     fprintf(f, "digraph nn {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=11];\n");
     for (int i = 0; i < ctx->n_nodes; i++) {
         const nn_node *n = &ctx->nodes[i];
         const nn_tensor *out = n->out;
-        bool is_loss = out->role == NN_LOSS || (i == ctx->n_nodes - 1 && out->size == 1);
-        fprintf(f, "  n%d [shape=box, style=\"rounded,filled\", fillcolor=\"%s\", label=\"%s\\n%s\"];\n", i,
-                is_loss ? "#f4b6b6" : "#dde6f5", nn_op_table[n->op].name, nn_shape_str(out, shape, sizeof shape));
-        for (int k = 0; k < n->n_in; k++) {
-            const nn_tensor *in = n->in[k];
-            if (in->node >= 0 && in->node < i && ctx->nodes[in->node].out == in) {
-                fprintf(f, "  n%d -> n%d;\n", in->node, i);
-                continue;
-            }
-            bool param = in->role == NN_PARAM, is_new;
-            int id = leaf_id(seen, &n_seen, cap, in, &is_new);
-            if (is_new)
-                fprintf(f, "  t%d [shape=ellipse, style=filled, fillcolor=\"%s\", label=\"%s%s\\n%s\"];\n", id,
-                        param ? "#c8e6c9" : "#eeeeee", param ? "param " : "", in->name ? in->name : "input",
-                        nn_shape_str(in, shape, sizeof shape));
-            fprintf(f, "  t%d -> n%d;\n", id, i);
+        bool recurrent = is_recurrent(n->op) && out->ndim == 3;
+        if (recurrent && out->shape[1] <= DOT_UNROLL_MAX) {
+            write_unrolled(&w, i);
+            continue;
         }
+        bool is_loss = out->role == NN_LOSS || (i == ctx->n_nodes - 1 && out->size == 1);
+        fprintf(f, "  n%d [shape=box, style=\"rounded,filled\", fillcolor=\"%s\", label=\"%s\\n%s", i,
+                is_loss ? COLOUR_LOSS : COLOUR_OP, nn_op_table[n->op].name, nn_shape_str(out, shape, sizeof shape));
+        if (recurrent) fprintf(f, "\\nT = %d steps (drawn unrolled up to %d)", out->shape[1], DOT_UNROLL_MAX);
+        fprintf(f, "\"];\n");
+        for (int k = 0; k < n->n_in; k++) fprintf(f, "  %s -> n%d;\n", input_id(&w, i, k, id, sizeof id), i);
     }
     fprintf(f, "}\n");
-    free(seen);
+    free(w.seen);
     return ferror(f) ? nn_error("writing graph: %s", strerror(errno)) : 0;
 }
 
