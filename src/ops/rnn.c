@@ -30,10 +30,12 @@
  * count. */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "ops/fastmath.h"
 #include "ops/ops.h"
+#include "ops/vec16.h"
 
 /* Gate floats per step (B * G * H) worth waking the threads for: each
  * takes an exp or tanh, ten times an add's work. */
@@ -68,6 +70,118 @@ static inline float tanh_fast(float x) {
     return ax < 0.4f ? poly : copysignf(big, x);
 }
 
+/* ---- the per-step product ----
+ * hp = h_{t-1} W_hh^T and dh_{t-1} = dhp_t W_hh are [B, H] x [H, G*H] and
+ * [B, G*H] x [G*H, H] products, T of each per sequence. OpenBLAS's sgemm
+ * packs its operands on every call (the whole W_hh, once per step), and
+ * the bits it gives a row depend on how many rows it is given. rnn_gemm
+ * reads W_hh (forward: its transpose, packed once per call of the op) as
+ * it lies, and adds each output's products in k order with one rounding
+ * each (FMA): a row's result is the same whichever rows go with it, so the
+ * batch's sequences can be split over threads with the same bits as one. */
+
+/* Register tile: RNN_MR rows x RNN_NV vectors of 16 columns (AVX-512: 24
+ * accumulators of 32 registers; elsewhere a v16 is two or four registers). */
+#ifdef __AVX512F__
+#define RNN_MR 6
+#define RNN_NV 4
+#else
+#define RNN_MR 4
+#define RNN_NV 1
+#endif
+#define RNN_NB (RNN_NV * VL) /* columns per tile */
+
+/* The first n (0..16) floats at p, the rest 0. */
+static inline v16 load_upto(const float *p, int n) {
+    return n >= VL ? v16_load(p) : n > 0 ? v16_load_n(p, n) : (v16){0};
+}
+
+/* C[r, c] = base[r, c] + sum_k A[r, k] B[k, c] for the mr rows of A and C
+ * and the n (<= RNN_NB) columns of B and C; base is C itself (accumulate),
+ * the bias row (bias), or 0. mr is a constant where this is inlined, so the
+ * accumulators live in registers. */
+static inline __attribute__((always_inline)) void rnn_tile(int mr, int n, int K, const float *restrict A, int lda,
+                                                           const float *restrict B, int ldb, float *restrict C,
+                                                           int ldc, const float *bias, bool accumulate) {
+    int len[RNN_NV];
+    for (int v = 0; v < RNN_NV; v++) len[v] = n - v * VL < 0 ? 0 : n - v * VL > VL ? VL : n - v * VL;
+    v16 acc[RNN_MR][RNN_NV];
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < RNN_NV; v++) acc[r][v] = (v16){0};
+    if (n == RNN_NB) {
+        for (int k = 0; k < K; k++) {
+            v16 b[RNN_NV];
+            for (int v = 0; v < RNN_NV; v++) b[v] = v16_load(B + (size_t)k * ldb + v * VL);
+            for (int r = 0; r < mr; r++) {
+                v16 a = (v16){0} + A[(size_t)r * lda + k];
+                for (int v = 0; v < RNN_NV; v++) acc[r][v] = v16_fma(a, b[v], acc[r][v]);
+            }
+        }
+    } else {
+        for (int k = 0; k < K; k++) {
+            v16 b[RNN_NV];
+            for (int v = 0; v < RNN_NV; v++) b[v] = load_upto(B + (size_t)k * ldb + v * VL, len[v]);
+            for (int r = 0; r < mr; r++) {
+                v16 a = (v16){0} + A[(size_t)r * lda + k];
+                for (int v = 0; v < RNN_NV; v++) acc[r][v] = v16_fma(a, b[v], acc[r][v]);
+            }
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < RNN_NV; v++) {
+            if (len[v] == 0) continue;
+            float *c = C + (size_t)r * ldc + v * VL;
+            v16 out = acc[r][v];
+            if (accumulate) out = load_upto(c, len[v]) + out;
+            else if (bias) out = load_upto(bias + v * VL, len[v]) + out;
+            if (len[v] == VL) v16_store(c, out);
+            else v16_store_n(c, out, len[v]);
+        }
+}
+
+/* C [M, N] = base + A [M, K] B [K, N] (row-major, leading dimensions lda,
+ * ldb, ldc), base as rnn_tile's (bias: [N]). Column blocks outside, so a
+ * block of B stays in cache while every row goes through it. */
+static void rnn_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                     const float *bias, bool accumulate) {
+    for (int c0 = 0; c0 < N; c0 += RNN_NB) {
+        int n = N - c0 < RNN_NB ? N - c0 : RNN_NB;
+        const float *Bc = B + c0, *bc = bias ? bias + c0 : NULL;
+        int r0 = 0;
+        for (; r0 + RNN_MR <= M; r0 += RNN_MR)
+            rnn_tile(RNN_MR, n, K, A + (size_t)r0 * lda, lda, Bc, ldb, C + (size_t)r0 * ldc + c0, ldc, bc, accumulate);
+        const float *Ar = A + (size_t)r0 * lda;
+        float *Cr = C + (size_t)r0 * ldc + c0;
+        switch (M - r0) { /* the last rows, each count its own inlined tile */
+#if RNN_MR > 5
+        case 5: rnn_tile(5, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
+        case 4: rnn_tile(4, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
+#endif
+        case 3: rnn_tile(3, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
+        case 2: rnn_tile(2, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
+        case 1: rnn_tile(1, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
+        default: break;
+        }
+    }
+}
+
+/* Threads to split a batch of B sequences over (G*H gate units each):
+ * each thread runs whole sequences, so a step's recurrence GEMM and gate
+ * pass need no barrier; one thread for batches too small to be worth it.
+ * Inside the team OpenBLAS keeps each thread's GEMM on that thread. */
+static int rnn_team(int B, int GH) {
+    if ((size_t)B * GH < RNN_PARALLEL_MIN) return 1;
+    int threads = omp_get_max_threads();
+    return threads < B ? threads : B;
+}
+
+/* This thread's rows [*b0, *b1) of B: contiguous, in thread order. */
+static void rnn_rows(int B, int *b0, int *b1) {
+    int k = omp_get_thread_num(), n = omp_get_num_threads();
+    *b0 = (int)((long)B * k / n);
+    *b1 = (int)((long)B * (k + 1) / n);
+}
+
 static void check_args(const char *op, int G, const nn_tensor *x, const nn_tensor *w_ih, const nn_tensor *w_hh,
                        const nn_tensor *b_ih, const nn_tensor *b_hh, const nn_rnn_state *state) {
     char sx[64], si[64], sh[64], sb[64];
@@ -91,17 +205,18 @@ static void check_args(const char *op, int G, const nn_tensor *x, const nn_tenso
     }
 }
 
-/* The gate pass of step t for batch row b; g holds xp (with b_ih) on entry
- * and the activated gates on exit, hp the recurrence h_{t-1} W_hh^T + b_hh.
+/* The gate pass of step t for batch row b; g holds x_t W_ih^T on entry
+ * and the activated gates on exit, bx is b_ih, hp the recurrence
+ * h_{t-1} W_hh^T + b_hh; xp = x_t W_ih^T + b_ih.
  *   i, f, o = s(xp + hp),  g = tanh(xp + hp),  c = f c_prev + i g,  h = o tanh(c) */
-static inline void lstm_cell(int H, const float *restrict hp, float *restrict g, const float *restrict c_prev,
-                             float *restrict c, float *restrict tc, float *restrict h) {
+static inline void lstm_cell(int H, const float *restrict bx, const float *restrict hp, float *restrict g,
+                             const float *restrict c_prev, float *restrict c, float *restrict tc, float *restrict h) {
 #pragma omp simd
     for (int j = 0; j < H; j++) {
-        float i = sigm(g[j] + hp[j]);
-        float f = sigm(g[H + j] + hp[H + j]);
-        float gg = tanh_fast(g[2 * H + j] + hp[2 * H + j]);
-        float o = sigm(g[3 * H + j] + hp[3 * H + j]);
+        float i = sigm(g[j] + bx[j] + hp[j]);
+        float f = sigm(g[H + j] + bx[H + j] + hp[H + j]);
+        float gg = tanh_fast(g[2 * H + j] + bx[2 * H + j] + hp[2 * H + j]);
+        float o = sigm(g[3 * H + j] + bx[3 * H + j] + hp[3 * H + j]);
         float cj = f * c_prev[j] + i * gg;
         float t = tanh_fast(cj);
         g[j] = i, g[H + j] = f, g[2 * H + j] = gg, g[3 * H + j] = o;
@@ -112,16 +227,33 @@ static inline void lstm_cell(int H, const float *restrict hp, float *restrict g,
 
 /* r = s(xp_r + hp_r), z = s(xp_z + hp_z), n = tanh(xp_n + r hp_n),
  * h = n + z (h_prev - n) (PyTorch's order of operations). */
-static inline void gru_cell(int H, const float *restrict hp, float *restrict g, const float *restrict h_prev,
-                            float *restrict hn_out, float *restrict h) {
+static inline void gru_cell(int H, const float *restrict bx, const float *restrict hp, float *restrict g,
+                            const float *restrict h_prev, float *restrict hn_out, float *restrict h) {
 #pragma omp simd
     for (int j = 0; j < H; j++) {
-        float r = sigm(g[j] + hp[j]), z = sigm(g[H + j] + hp[H + j]);
-        float n = tanh_fast(g[2 * H + j] + r * hp[2 * H + j]);
+        float r = sigm(g[j] + bx[j] + hp[j]), z = sigm(g[H + j] + bx[H + j] + hp[H + j]);
+        float n = tanh_fast(g[2 * H + j] + bx[2 * H + j] + r * hp[2 * H + j]);
         g[j] = r, g[H + j] = z, g[2 * H + j] = n;
         hn_out[j] = hp[2 * H + j];
         h[j] = n + z * (h_prev[j] - n);
     }
+}
+
+/* n zeros from the arena (the bias of a layer without one). */
+static const float *zeros(nn_ctx *ctx, int n) {
+    float *z = nn_arena_alloc(ctx, (size_t)n * sizeof(float));
+    memset(z, 0, (size_t)n * sizeof(float));
+    return z;
+}
+
+/* w [R, C] transposed into a new [C, R] from the arena. */
+static float *transpose(nn_ctx *ctx, const float *w, int R, int C) {
+    float *t = nn_arena_alloc(ctx, (size_t)R * C * sizeof(float));
+    for (int r0 = 0; r0 < R; r0 += 16) /* 16 x 16 blocks: both sides' lines stay in cache */
+        for (int c0 = 0; c0 < C; c0 += 16)
+            for (int r = r0; r < R && r < r0 + 16; r++)
+                for (int c = c0; c < C && c < c0 + 16; c++) t[(size_t)c * R + r] = w[(size_t)r * C + c];
+    return t;
 }
 
 static nn_tensor *recurrent(nn_ctx *ctx, nn_op op, int G, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh,
@@ -150,35 +282,46 @@ static nn_tensor *recurrent(nn_ctx *ctx, nn_op op, int G, nn_tensor *x, nn_tenso
         memset(h0, 0, 2 * bh * sizeof(float));
     }
 
-    /* xp = x W_ih^T + b_ih, every step at once */
-    if (b_ih) {
-#pragma omp parallel for if (rows * GH >= NN_PARALLEL_MIN)
-        for (size_t r = 0; r < rows; r++) memcpy(gates + r * GH, b_ih->data, (size_t)GH * sizeof(float));
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, GH, D, 1.0f, x->data, D, w_ih->data, D,
-                b_ih ? 1.0f : 0.0f, gates, GH);
+    /* xp = x W_ih^T, every step at once (b_ih is added in the gate pass) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, GH, D, 1.0f, x->data, D, w_ih->data, D, 0.0f,
+                gates, GH);
+    const float *bx = b_ih ? b_ih->data : zeros(ctx, GH), *bias_hh = b_hh ? b_hh->data : NULL;
+    /* W_hh^T [H, G*H] for rnn_gemm; a single sequence (generation, one
+     * step a call) calls sgemm on W_hh as it is instead */
+    float *w_t = B > 1 ? transpose(ctx, w_hh->data, GH, H) : NULL;
 
-    for (int t = 0; t < T; t++) {
-        /* hp = h_{t-1} W_hh^T + b_hh; h_{t-1} is row b of h0, or y[b, t-1] */
-        const float *h_prev = t ? y->data + (size_t)(t - 1) * H : h0;
-        int ld_prev = t ? T * H : H;
-        if (b_hh)
-            for (int b = 0; b < B; b++) memcpy(hp + (size_t)b * GH, b_hh->data, (size_t)GH * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, h_prev, ld_prev, w_hh->data, H,
-                    b_hh ? 1.0f : 0.0f, hp, GH);
-#pragma omp parallel for if ((size_t)B * GH >= RNN_PARALLEL_MIN)
-        for (int b = 0; b < B; b++) {
-            size_t at = (size_t)b * T + t; /* row of step t of sequence b */
-            float *g = gates + at * GH, *h = y->data + at * H;
-            const float *hpb = hp + (size_t)b * GH, *hprev = h_prev + (size_t)b * ld_prev;
-            if (G == 4) {
-                const float *c_prev = t ? cell + (at - 1) * H : c0 + (size_t)b * H;
-                lstm_cell(H, hpb, g, c_prev, cell + at * H, tanh_cell + at * H, h);
-            } else if (G == 3) {
-                gru_cell(H, hpb, g, hprev, cell + at * H, h);
+    /* The sequences of the batch are independent: each thread runs its
+     * rows through every step, with no barrier between steps. */
+    int team = rnn_team(B, GH);
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int b0, b1;
+        rnn_rows(B, &b0, &b1);
+        for (int t = 0; t < T; t++) {
+            /* hp = h_{t-1} W_hh^T + b_hh; h_{t-1} is row b of h0, or y[b, t-1] */
+            int ld_prev = t ? T * H : H;
+            const float *h_prev = t ? y->data + (size_t)(t - 1) * H : h0;
+            if (w_t) {
+                rnn_gemm(b1 - b0, GH, H, h_prev + (size_t)b0 * ld_prev, ld_prev, w_t, GH, hp + (size_t)b0 * GH, GH,
+                         bias_hh, false);
             } else {
+                if (bias_hh) memcpy(hp, bias_hh, (size_t)GH * sizeof(float));
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, GH, H, 1.0f, h_prev, ld_prev, w_hh->data, H,
+                            bias_hh ? 1.0f : 0.0f, hp, GH);
+            }
+            for (int b = b0; b < b1; b++) {
+                size_t at = (size_t)b * T + t; /* row of step t of sequence b */
+                float *g = gates + at * GH, *h = y->data + at * H;
+                const float *hpb = hp + (size_t)b * GH, *hprev = h_prev + (size_t)b * ld_prev;
+                if (G == 4) {
+                    const float *c_prev = t ? cell + (at - 1) * H : c0 + (size_t)b * H;
+                    lstm_cell(H, bx, hpb, g, c_prev, cell + at * H, tanh_cell + at * H, h);
+                } else if (G == 3) {
+                    gru_cell(H, bx, hpb, g, hprev, cell + at * H, h);
+                } else {
 #pragma omp simd
-                for (int j = 0; j < H; j++) h[j] = tanh_fast(g[j] + hpb[j]);
+                    for (int j = 0; j < H; j++) h[j] = tanh_fast(g[j] + bx[j] + hpb[j]);
+                }
             }
         }
     }
@@ -284,28 +427,35 @@ void nn_recurrent_backward(nn_node *n) {
         memcpy(h_prev + ((size_t)b * T + 1) * H, y->data + (size_t)b * T * H, (size_t)(T - 1) * H * sizeof(float));
     }
 
-    for (int t = T - 1; t >= 0; t--) {
-#pragma omp parallel for if ((size_t)B * GH >= RNN_PARALLEL_MIN)
-        for (int b = 0; b < B; b++) {
-            size_t at = (size_t)b * T + t;
-            const float *g = s->gates + at * GH, *dy = y->grad + at * H;
-            float *dhn = dh_next + (size_t)b * H;
-            if (G == 4) {
-                const float *c_prev = t ? s->cell + (at - 1) * H : s->c0 + (size_t)b * H;
-                lstm_cell_backward(H, g, s->tanh_cell + at * H, c_prev, dy, dhn, dc_next + (size_t)b * H,
-                                   dxp + at * GH);
-            } else if (G == 3) {
-                gru_cell_backward(H, g, s->cell + at * H, h_prev + at * H, dy, dhn, dxp + at * GH, dhp + at * GH);
-            } else { /* h = tanh(a): da = dh (1 - h^2) */
-                const float *h = y->data + at * H;
-                float *da = dxp + at * GH;
-                for (int j = 0; j < H; j++) da[j] = (dy[j] + dhn[j]) * (1.0f - h[j] * h[j]);
+    /* Each thread carries its rows back through every step, as forward. */
+    int team = rnn_team(B, GH);
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+        int b0, b1;
+        rnn_rows(B, &b0, &b1);
+        for (int t = T - 1; t >= 0; t--) {
+            for (int b = b0; b < b1; b++) {
+                size_t at = (size_t)b * T + t;
+                const float *g = s->gates + at * GH, *dy = y->grad + at * H;
+                float *dhn = dh_next + (size_t)b * H;
+                if (G == 4) {
+                    const float *c_prev = t ? s->cell + (at - 1) * H : s->c0 + (size_t)b * H;
+                    lstm_cell_backward(H, g, s->tanh_cell + at * H, c_prev, dy, dhn, dc_next + (size_t)b * H,
+                                       dxp + at * GH);
+                } else if (G == 3) {
+                    gru_cell_backward(H, g, s->cell + at * H, h_prev + at * H, dy, dhn, dxp + at * GH,
+                                      dhp + at * GH);
+                } else { /* h = tanh(a): da = dh (1 - h^2) */
+                    const float *h = y->data + at * H;
+                    float *da = dxp + at * GH;
+                    for (int j = 0; j < H; j++) da[j] = (dy[j] + dhn[j]) * (1.0f - h[j] * h[j]);
+                }
             }
+            /* dh_{t-1} = dhp_t W_hh (added to the GRU's direct term) */
+            if (t > 0)
+                rnn_gemm(b1 - b0, H, GH, dhp + ((size_t)b0 * T + t) * GH, T * GH, w_hh->data, H,
+                         dh_next + (size_t)b0 * H, H, NULL, G == 3);
         }
-        /* dh_{t-1} = dhp_t W_hh (added to the GRU's direct term) */
-        if (t > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0f, dhp + (size_t)t * GH, T * GH,
-                        w_hh->data, H, G == 3 ? 1.0f : 0.0f, dh_next, H);
     }
 
     if (w_hh->grad)
