@@ -18,14 +18,10 @@
  * layer's input needs no gradient. Layers that only move or compare data
  * count nothing. "done" counts the multiply-adds nn really does instead
  * (Winograd's are fewer; its transforms are not counted). */
-#include <cblas.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "bench_util.h"
 #include "nn/train.h"
@@ -49,26 +45,6 @@ static const config configs[] = {
      "batchnorm relu maxpool(2) flatten linear(128) batchnorm relu dropout(0.3) linear(10)"},
 };
 #define N_CONFIGS (int)(sizeof configs / sizeof configs[0])
-
-/* Best-of-5 GFLOP/s of a 1024^3 C = A B^T on `threads` threads. */
-static double sgemm_peak(int threads) {
-    enum { N = 1024 };
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
-    float *a = nn_xmalloc((size_t)N * N * sizeof(float)), *b = nn_xmalloc((size_t)N * N * sizeof(float)),
-          *c = nn_xmalloc((size_t)N * N * sizeof(float));
-    for (size_t i = 0; i < (size_t)N * N; i++) a[i] = (float)(i % 7) * 1e-3f, b[i] = (float)(i % 5) * 1e-3f;
-    double best = 0.0;
-    for (int r = 0; r < 6; r++) {
-        double t = nn_seconds();
-        for (int i = 0; i < 10; i++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, N, N, 1.0f, a, N, b, N, 0.0f, c, N);
-        double g = 2.0 * N * N * N * 10 / (nn_seconds() - t) / 1e9;
-        if (r > 0 && g > best) best = g; /* r = 0 warms up */
-    }
-    free(a), free(b), free(c);
-    return best;
-}
 
 /* Training FLOPs per image of the model's conv and linear layers (see the
  * top), and in *done those nn really does: a 3x3 convolution that runs as
@@ -153,21 +129,9 @@ static int run_config(const config *c) {
     return 0;
 }
 
-/* Runs fn(arg) in a child process, so that its peak RSS is its own and the
- * parent never starts OpenMP threads (a child forked after that would run
- * on one thread); 0 if it exited 0, with its resource usage in *ru. */
-static int in_child(int (*fn)(const void *), const void *arg, struct rusage *ru) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) _exit(fn(arg));
-    int status;
-    if (pid < 0 || wait4(pid, &status, 0, ru) < 0 || !WIFEXITED(status)) return -1;
-    return WEXITSTATUS(status);
-}
-
 static int peak_child(const void *threads) {
     int n = *(const int *)threads;
-    printf("sgemm.peak_gflops%s %.1f\n", n == 1 ? "_1thread" : "", sgemm_peak(n));
+    printf("sgemm.peak_gflops%s %.1f\n", n == 1 ? "_1thread" : "", bench_sgemm_peak(n));
     if (n == 1) printf("sgemm.kernels %s\n", openblas_get_corename()); /* OPENBLAS_CORETYPE or OpenBLAS's own pick */
     fflush(stdout); /* the child leaves by _exit */
     return 0;
@@ -193,9 +157,9 @@ int main(int argc, char **argv) {
     if (n_run == 0) run[n_run++] = &configs[0], run[n_run++] = &configs[1];
     struct rusage ru;
     for (int threads = 2; threads >= 1; threads--)
-        if (in_child(peak_child, &threads, &ru) != 0) return 1;
+        if (bench_in_child(peak_child, &threads, &ru) != 0) return 1;
     for (int c = 0; c < n_run; c++) {
-        if (in_child(config_child, run[c], &ru) != 0) {
+        if (bench_in_child(config_child, run[c], &ru) != 0) {
             fprintf(stderr, "bench_conv: configuration %s failed\n", run[c]->name);
             return 1;
         }

@@ -1,13 +1,16 @@
-"""Turns the "key value" lines of `make bench` (bench_train, torch_bench.py
-and the other benchmarks scripts/bench.sh runs) into the tables of
-docs/PERFORMANCE.md. "bench.round N" lines start round N. A value seen in
-several rounds is reported as the median over rounds; speed-ups are computed
-per round, against PyTorch's best setting in that same round.
+"""Turns the "key value" lines of `make bench` (bench_train, torch_bench.py,
+bench_text, torch_text.py and the other benchmarks scripts/bench.sh runs)
+into the tables of docs/PERFORMANCE.md. "bench.round N" lines start round
+N. A value seen in several rounds is reported as the median over rounds;
+speed-ups are computed per round, against PyTorch's best setting in that
+same round.
 
 Key conventions: nn's "<config>.<key>" (config basic, basic-bf16, ...), the
 PyTorch side's "torch.<config>.<setting>.<key>" for every setting and
 "torch.<config>.<key>" for the round's best, "torch.<config>.best <setting>".
-An nn configuration "<config>-bf16" is compared with PyTorch's fp32
+The MLPs and CNNs report images_per_sec; the recurrent models (charlstm,
+namesgru, generate) per_sec, in the unit of "<config>.unit" (tokens, names,
+chars). An nn configuration "<config>-bf16" is compared with PyTorch's fp32
 "<config>". Standard library only.
 
 usage: report.py FILE"""
@@ -109,8 +112,10 @@ def cnn_table(data):
 SETTING = re.compile(r"^(openmp|pthread)_t(\d+)(?:_(active|passive))?(?:_([a-z0-9]+))?$")
 
 
-def torch_configs(data):
-    return sorted({k.split(".")[1] for k in data if k.startswith("torch.") and k.count(".") == 3})
+def torch_configs(data, key="images_per_sec"):
+    """The configurations PyTorch ran whose rate is key."""
+    return sorted({k.split(".")[1] for k in data if k.startswith("torch.") and k.count(".") == 3
+                   and k.endswith(f".{key}")})
 
 
 def settings_of(data, config):
@@ -172,12 +177,86 @@ def speedups(data, key="images_per_sec", what="median epochs"):
     return rows if len(rows) > 4 else []
 
 
+TEXT_CONFIGS = ("charlstm", "namesgru", "generate")
+
+
+def unit_of(data, config):
+    units = per_round(data, f"{config}.unit") or per_round(data, f"torch.{config}.unit")
+    return next(iter(units.values())) if units else "items"
+
+
+def text_table(data):
+    """bench_text's recurrent models: the rate (unit/s, median run and fastest run of each turn, medians over
+    turns); for the char-LSTM the matrix products' FLOPs per second against the sgemm peak at its thread count."""
+    rows = ["| nn configuration | unit | per s | fastest run per s | ms/step | threads | GFLOP/s | share of sgemm peak "
+            "| peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for c in TEXT_CONFIGS:
+        if f"{c}.per_sec" not in data:
+            continue
+        threads, g = median_of(data, f"{c}.threads"), median_of(data, f"{c}.gflops")
+        peak = median_of(data, "sgemm.peak_gflops_1thread" if threads == 1 else "sgemm.peak_gflops")
+        share = f"{100 * g / peak:.0f}%" if peak and g else "-"
+        rows.append(f"| {c} | {unit_of(data, c)} | {median_of(data, f'{c}.per_sec'):,.0f} "
+                    f"| {fmt(median_of(data, f'{c}.fastest_per_sec'), ',.0f')} | {fmt(median_of(data, f'{c}.step_ms'), '.1f')} "
+                    f"| {fmt(threads, '.0f')} | {fmt(g, '.0f')} | {share} | {fmt(median_of(data, f'{c}.peak_rss_mb'), '.0f')} |")
+    return rows if len(rows) > 2 else []
+
+
+def torch_text_table(data, config):
+    """Every setting of one text configuration, the best (by median rate) marked."""
+    names = settings_of(data, config)
+    if not names:
+        return []
+    rate = {n: median_of(data, f"torch.{config}.{n}.per_sec") for n in names}
+    best = max(names, key=lambda n: rate[n])
+    wins = [n for n, _ in torch_best(data, config, "per_sec").values()]
+    unit = unit_of(data, config)
+    rows = [f"PyTorch {config}: every setting (median over rounds; best of the round in how many rounds)", "",
+            f"| OpenBLAS | kernels | torch threads | OMP_WAIT_POLICY | {unit}/s | fastest run {unit}/s | peak RSS MB "
+            "| best in |",
+            "|---|---|---|---|---|---|---|---|"]
+    for n in names:
+        blas, threads, wait, _ = SETTING.match(n).groups()
+        kernels = per_round(data, f"torch.{config}.{n}.kernels")
+        kernels = next(iter(kernels.values())) if kernels else "-"
+        mark = " **best**" if n == best else ""
+        rows.append(f"| {blas} | {kernels} | {threads} | {wait or 'n/a'} | {rate[n]:,.0f}{mark} "
+                    f"| {fmt(median_of(data, f'torch.{config}.{n}.fastest_per_sec'), ',.0f')} "
+                    f"| {fmt(median_of(data, f'torch.{config}.{n}.peak_rss_mb'), '.0f')} | {wins.count(n)}/{len(wins)} |")
+    return rows
+
+
+def text_speedups(data, key="per_sec", what="median runs"):
+    """nn's recurrent models against PyTorch's best setting, round by round."""
+    rows = [f"Recurrent models: speed-up over PyTorch's best setting of the same round ({what})", "",
+            "| configuration | unit | nn per s | PyTorch best per s | PyTorch best setting | speed-up (median of rounds) "
+            "| each round |",
+            "|---|---|---|---|---|---|---|"]
+    for c in TEXT_CONFIGS:
+        nn_r = per_round(data, f"{c}.{key}")
+        best = torch_best(data, c, key)
+        common = sorted(set(nn_r) & set(best))
+        if not common:
+            continue
+        ratios = [nn_r[r] / best[r][1] for r in common]
+        settings = sorted({best[r][0] for r in common})
+        rows.append(f"| {c} | {unit_of(data, c)} | {statistics.median(nn_r[r] for r in common):,.0f} "
+                    f"| {statistics.median(best[r][1] for r in common):,.0f} | {', '.join(settings)} "
+                    f"| {statistics.median(ratios):.2f}x | {', '.join(f'{x:.2f}x' for x in ratios)} |")
+    return rows if len(rows) > 4 else []
+
+
 def main():
     data = parse(sys.argv[1])
     sections = [machine(data), nn_table(data), cnn_table(data)]
     sections += [torch_table(data, c) for c in torch_configs(data)]
     sections.append(speedups(data))
     sections.append(speedups(data, "fastest_images_per_sec", "fastest epoch of each run: the least disturbed by other jobs"))
+    sections.append(text_table(data))
+    sections += [torch_text_table(data, c) for c in torch_configs(data, "per_sec")]
+    sections.append(text_speedups(data))
+    sections.append(text_speedups(data, "fastest_per_sec", "fastest run of each turn: the least disturbed by other jobs"))
     if "torch.version" in data:
         sections.append([f"PyTorch {per_round(data, 'torch.version').popitem()[1]}"])
     print()

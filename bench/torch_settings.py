@@ -70,12 +70,12 @@ def chosen_settings(tool, rotate):
     return order[rotate % len(order):] + order[: rotate % len(order)]
 
 
-def run_settings(tool, script, config, child_args, keys, order):
+def run_settings(tool, script, config, child_args, keys, order, rate="images_per_sec"):
     """Runs `script --child config THREADS child_args...` at each setting of
     order; prints "torch.<config>.<setting>.<key> <value>" for each, then
-    "torch.<config>.best <setting>" and the best one's values. The child
-    prints "key value" lines, among them images_per_sec, blas (blas_loaded())
-    and kernels (blas_kernels())."""
+    "torch.<config>.best <setting>" (the highest rate) and the best one's
+    values. The child prints "key value" lines, among them the rate, blas
+    (blas_loaded()) and kernels (blas_kernels())."""
     results = {}
     for name, setting_env, threads in order:
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")}
@@ -94,7 +94,7 @@ def run_settings(tool, script, config, child_args, keys, order):
         for key in keys:
             print(f"torch.{config}.{name}.{key} {r[key]}")
         sys.stdout.flush()
-    best = max(results, key=lambda n: float(results[n]["images_per_sec"]))
+    best = max(results, key=lambda n: float(results[n][rate]))
     print(f"torch.{config}.best {best}")
     for key in keys:
         print(f"torch.{config}.{key} {results[best][key]}")

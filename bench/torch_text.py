@@ -1,16 +1,36 @@
 #!/usr/bin/python3
-"""PyTorch's side of the char-LSTM benchmark: the recipe of `nn train
---dataset tinyshakespeare` (Embedding(65, 64), LSTM(64, 256) batch_first,
-Linear(256, 65); random windows of 64 characters, batch 32, Adam lr 2e-3,
-gradients clipped to norm 1), timed in training tokens per second at every
-PyTorch setting (bench/torch_settings.py: OpenBLAS build, threads, wait
-policy), the best marked.
+"""PyTorch's side of the recurrent models' benchmark (bench/bench_text.c is
+nn's), each configuration at every PyTorch setting (bench/torch_settings.py:
+OpenBLAS build, threads, wait policy), each setting in its own process, the
+best marked:
 
-    /usr/bin/python3 bench/torch_text.py [--steps N] [--runs R]
+  charlstm  the recipe of `nn train --dataset tinyshakespeare`: Embedding(65,
+            64), LSTM(64, 256) batch_first, Linear(256, 65); random windows of
+            64 characters of the first 90% of the text, batch 32, Adam lr 2e-3,
+            gradients clipped to norm 1; training tokens per second
+  namesgru  `nn train --dataset names-by-language`: Embedding(V, 32), GRU(32,
+            128) batch_first, each name's last real step, Linear(128, 18);
+            85% of each language's names, shuffled every epoch, batches of 64
+            padded to the batch's longest name (the work nn does: the GRU runs
+            over the padding, the last real step is gathered), Adam lr 3e-3,
+            clip 1; training names per second
+  generate  the char-LSTM, freshly initialised, writing at batch 1 from a line
+            break with temperature 1: each character's embedding through the
+            LSTM with the state (h, c) carried from the step before, softmax,
+            torch.multinomial, .item() (the character a program would print);
+            characters per second
 
-nn's side: build/nn train --dataset tinyshakespeare --steps N --eval-every N
---eval-windows 20 --threads T prints tokens/s of the training alone."""
+A warm-up (10 steps, 20 steps, 200 characters) is not timed; then --runs
+runs of --steps / --names-steps steps or --gen-chars characters each; the
+child reports the median run (per_sec) and the fastest (fastest_per_sec).
+
+    /usr/bin/python3 bench/torch_text.py [--steps N] [--names-steps N]
+        [--gen-chars N] [--runs R] [--rotate K] [charlstm|namesgru|generate...]
+
+defaults 100, 300, 2000, 2 runs, all three configurations; --rotate K starts
+at the K-th setting (scripts/bench.sh turns it each round)."""
 import os
+import random
 import resource
 import statistics
 import sys
@@ -22,7 +42,8 @@ from torch import nn  # noqa: E402
 
 from torch_settings import blas_kernels, blas_loaded, chosen_settings, run_settings  # noqa: E402
 
-BATCH, CONTEXT, WARMUP_STEPS = 32, 64, 10
+CONFIGS = {"charlstm": ("tokens", 10), "namesgru": ("names", 20), "generate": ("chars", 200)}  # unit, warm-up
+LM_BATCH, CONTEXT, NAMES_BATCH = 32, 64, 64
 
 
 class CharLSTM(nn.Module):
@@ -32,41 +53,141 @@ class CharLSTM(nn.Module):
         self.lstm = nn.LSTM(64, 256, batch_first=True)
         self.fc = nn.Linear(256, vocab)
 
-    def forward(self, x):
-        return self.fc(self.lstm(self.embed(x))[0])
+    def forward(self, x, state=None):
+        out, state = self.lstm(self.embed(x), state)
+        return self.fc(out), state
 
 
-def child(config, threads, steps, runs):
-    torch.set_num_threads(threads)
-    torch.manual_seed(1)
-    text = open("datasets/tinyshakespeare/input.txt", encoding="utf-8").read()
+class NamesGRU(nn.Module):
+    def __init__(self, vocab, classes):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 32)
+        self.gru = nn.GRU(32, 128, batch_first=True)
+        self.fc = nn.Linear(128, classes)
+
+    def forward(self, x, lengths):
+        out = self.gru(self.embed(x))[0]  # [B, T, H]
+        return self.fc(out[torch.arange(x.shape[0]), lengths - 1])
+
+
+def shakespeare():
+    text = open("data/tinyshakespeare/input.txt", encoding="utf-8").read()
     chars = sorted(set(text))
-    ids = torch.tensor([chars.index(c) for c in text[: len(text) * 9 // 10]], dtype=torch.long)
+    index = {c: i for i, c in enumerate(chars)}
+    return chars, torch.tensor([index[c] for c in text[: len(text) * 9 // 10]], dtype=torch.long)
+
+
+def timed(step, warmup, per_run, runs):
+    """Items per second of each timed run; step(k) does the k-th unit of work
+    and returns the items it handled."""
+    for k in range(warmup):
+        step(k)
+    rates, k = [], warmup
+    for _ in range(runs):
+        items, start = 0, time.perf_counter()
+        for _ in range(per_run):
+            items += step(k)
+            k += 1
+        rates.append(items / (time.perf_counter() - start))
+    return rates
+
+
+def charlstm(per_run, runs):
+    chars, ids = shakespeare()
     net = CharLSTM(len(chars))
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(1)
+    net.train()
 
-    def step():
-        starts = torch.randint(0, ids.numel() - CONTEXT - 1, (BATCH,), generator=g)
+    def step(_):
+        starts = torch.randint(0, ids.numel() - CONTEXT - 1, (LM_BATCH,), generator=g)
         x = torch.stack([ids[s : s + CONTEXT] for s in starts])
         y = torch.stack([ids[s + 1 : s + CONTEXT + 1] for s in starts])
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x).reshape(-1, len(chars)), y.reshape(-1))
+        loss = loss_fn(net(x)[0].reshape(-1, len(chars)), y.reshape(-1))
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
+        return LM_BATCH * CONTEXT
 
+    return timed(step, CONFIGS["charlstm"][1], per_run, runs)
+
+
+def names_by_language():
+    """(train names as lists of ids, their labels, vocabulary size, classes):
+    a seeded 85/15 split within each language, id 0 the padding."""
+    folder = "data/names-by-language"
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".txt"))
+    lines = [open(os.path.join(folder, f), encoding="utf-8").read().replace("\r", "").splitlines() for f in files]
+    chars = sorted({c for names in lines for name in names for c in name})
+    index = {c: i + 1 for i, c in enumerate(chars)}
+    rng = random.Random(1)
+    train, labels = [], []
+    for label, names in enumerate(lines):
+        names = [n for n in names if n]
+        val = set(rng.sample(range(len(names)), len(names) * 15 // 100))
+        for i, name in enumerate(names):
+            if i not in val:
+                train.append([index[c] for c in name])
+                labels.append(label)
+    return train, labels, len(chars) + 1, len(files)
+
+
+def namesgru(per_run, runs):
+    train, labels, vocab, classes = names_by_language()
+    net = NamesGRU(vocab, classes)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    rng = random.Random(1)
+    order, pos = [], 0
     net.train()
-    for _ in range(WARMUP_STEPS):
-        step()
-    rates = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        rates.append(steps * BATCH * CONTEXT / (time.perf_counter() - start))
-    print(f"images_per_sec {statistics.median(rates):.0f}")  # tokens per second here
+
+    def step(_):
+        nonlocal order, pos
+        if pos >= len(order):  # a new epoch
+            order, pos = list(range(len(train))), 0
+            rng.shuffle(order)
+        batch = order[pos : pos + NAMES_BATCH]
+        pos += NAMES_BATCH
+        lengths = torch.tensor([len(train[i]) for i in batch])
+        x = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long)
+        for row, i in enumerate(batch):
+            x[row, : len(train[i])] = torch.tensor(train[i])
+        y = torch.tensor([labels[i] for i in batch])
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x, lengths), y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return len(batch)
+
+    return timed(step, CONFIGS["namesgru"][1], per_run, runs)
+
+
+def generate(per_run, runs):
+    chars, _ = shakespeare()
+    net = CharLSTM(len(chars)).eval()
+    g = torch.Generator().manual_seed(1)
+    x, state = torch.tensor([[chars.index("\n")]]), None
+
+    def step(_):
+        nonlocal x, state
+        logits, state = net(x, state)
+        nxt = torch.multinomial(torch.softmax(logits[0, -1], -1), 1, generator=g).item()
+        x = torch.tensor([[nxt]])
+        return 1
+
+    with torch.no_grad():
+        return timed(step, CONFIGS["generate"][1], per_run, runs)
+
+
+def child(config, threads, per_run, runs):
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    rates = {"charlstm": charlstm, "namesgru": namesgru, "generate": generate}[config](per_run, runs)
+    print(f"per_sec {statistics.median(rates):.0f}")
+    print(f"fastest_per_sec {max(rates):.0f}")
     print(f"peak_rss_mb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
     print(f"blas {blas_loaded()}")
     print(f"kernels {blas_kernels()}")
@@ -77,12 +198,19 @@ def main():
     if args[:1] == ["--child"]:
         child(args[1], int(args[2]), int(args[3]), int(args[4]))
         return
-    opts = {"--steps": 100, "--runs": 2}
+    opts = {"--steps": 100, "--names-steps": 300, "--gen-chars": 2000, "--runs": 2, "--rotate": 0}
     while args and args[0] in opts:
         opts[args[0]], args = int(args[1]), args[2:]
+    unknown = [c for c in args if c not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"torch_text.py: unknown configurations {unknown}; known: {list(CONFIGS)}")
+    per_run = {"charlstm": opts["--steps"], "namesgru": opts["--names-steps"], "generate": opts["--gen-chars"]}
     print(f"torch.version {torch.__version__}")
-    run_settings("torch_text.py", __file__, "charlstm", [opts["--steps"], opts["--runs"]],
-                 ("images_per_sec", "peak_rss_mb", "kernels"), chosen_settings("torch_text.py", 0))
+    for config in args or list(CONFIGS):
+        print(f"torch.{config}.unit {CONFIGS[config][0]}")
+        run_settings("torch_text.py", __file__, config, [per_run[config], opts["--runs"]],
+                     ("per_sec", "fastest_per_sec", "peak_rss_mb", "kernels"),
+                     chosen_settings("torch_text.py", opts["--rotate"]), rate="per_sec")
 
 
 if __name__ == "__main__":

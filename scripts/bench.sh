@@ -4,12 +4,21 @@
 # each of its settings (bench/torch_bench.py); then the tables of
 # docs/PERFORMANCE.md (bench/report.py). EPOCHS (default 3) timed epochs per
 # MLP configuration and round, ROUNDS (default 2) rounds; BUILD (default
-# build) is where the benchmark binaries are.
+# build) is where the benchmark binaries are. BENCH (default "mlp cnn text")
+# picks the groups of rows: BENCH=text runs only the recurrent models'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${EPOCHS:-3}
 rounds=${ROUNDS:-2}
 build=${BUILD:-build}
+groups=" ${BENCH:-mlp cnn text} "
+for group in $groups; do
+  case $group in
+  mlp | cnn | text) ;;
+  *) echo "bench: BENCH: unknown group '$group' (mlp, cnn, text)" >&2; exit 2 ;;
+  esac
+done
+wants() { [[ $groups == *" $1 "* ]]; }
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 have_torch=0
@@ -37,6 +46,7 @@ mlp_turn() {
 # spread the drift over both sides instead of one. The report takes medians
 # and compares each round with itself.
 for round in $(seq "$rounds"); do
+  wants mlp || break
   echo "bench.round $round" | tee -a "$out" # in the printed record too, so that report.py can re-read it
   for config in basic advanced; do
     mlp_turn "$config"
@@ -49,6 +59,7 @@ done
 cnn_steps=${CNN_STEPS:-200}
 cnn_epochs=${CNN_EPOCHS:-2}
 for round in $(seq "$rounds"); do
+  wants cnn || break
   echo "bench.round $round" | tee -a "$out" # in the printed record too, so that report.py can re-read it
   for config in keras examples; do
     echo "bench: round $round/$rounds, $config CNN: nn, $cnn_epochs x $cnn_steps steps (plus a warm-up)..." >&2
@@ -56,6 +67,39 @@ for round in $(seq "$rounds"); do
     if [ $have_torch = 1 ]; then
       echo "bench: round $round/$rounds, $config CNN: PyTorch at each of its settings..." >&2
       /usr/bin/python3 bench/torch_cnn.py --steps "$cnn_steps" --runs "$cnn_epochs" --rotate $((round - 1)) "$config" |
+        tee -a "$out"
+    fi
+  done
+done
+# The recurrent models (bench/bench_text.c, bench/torch_text.py): the
+# char-LSTM's training tokens/s (TEXT_STEPS steps per run, default 100), the
+# names GRU's training names/s (NAMES_STEPS, default 300) and generation's
+# characters/s at batch 1 (GEN_CHARS, default 2000), TEXT_RUNS (default 2)
+# timed runs per turn after a warm-up; nn and PyTorch (every setting) take
+# turns, configuration by configuration, for ROUNDS rounds. Both sides run
+# with OpenBLAS's own kernels and cache sizes: OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE, which an environment may set, are removed.
+lm_steps=${TEXT_STEPS:-100}
+names_steps=${NAMES_STEPS:-300}
+gen_chars=${GEN_CHARS:-2000}
+text_runs=${TEXT_RUNS:-2}
+if wants text; then
+  scripts/fetch_data.sh tinyshakespeare
+  scripts/fetch_data.sh names-by-language
+fi
+for round in $(seq "$rounds"); do
+  wants text || break
+  echo "bench.round $round" | tee -a "$out" # in the printed record too, so that report.py can re-read it
+  peak=peak # this machine's sgemm peak once a round, for the char-LSTM's share of it
+  for config in charlstm namesgru generate; do
+    echo "bench: round $round/$rounds, $config: nn..." >&2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$build/bench/bench_text" --lm-steps "$lm_steps" \
+      --names-steps "$names_steps" --gen-chars "$gen_chars" --runs "$text_runs" $peak "$config" | tee -a "$out"
+    peak=
+    if [ $have_torch = 1 ]; then
+      echo "bench: round $round/$rounds, $config: PyTorch at each of its settings..." >&2
+      env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/torch_text.py --steps "$lm_steps" \
+        --names-steps "$names_steps" --gen-chars "$gen_chars" --runs "$text_runs" --rotate $((round - 1)) "$config" |
         tee -a "$out"
     fi
   done
