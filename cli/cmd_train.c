@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "flags.h"
@@ -414,6 +415,12 @@ static int finish(train_opts *o, const flag *table) {
     if (o->resume && flag_given(table, "dataset") && !flag_given(table, "data")) o->data_dir = NULL;
     if (o->cfg.early_stop > 0 && o->val_split <= 0.0f)
         return usage_error("train", "--early-stop needs a validation set: add --val-split F");
+    if (is_text_dataset(o->dataset) && !o->data_dir && access(dataset_path(o->dataset), F_OK) != 0) {
+        /* Said first: what the folder holds decides which flags apply. */
+        fprintf(stderr, "nn train: %s not found: fetch it with: make data DATASET=%s\n", dataset_path(o->dataset),
+                o->dataset);
+        return 1;
+    }
     if (is_text_dataset(o->dataset) || (o->data_dir && is_text_path(o->data_dir))) {
         static const char *const image_only[] = {"model", "hidden", "act", "norm", "dropout", "input-dropout", "preset",
                                                  "epochs", "augment", "val-split", "train-limit", "early-stop",
