@@ -52,7 +52,9 @@ static const char *const epilogue =
 
 enum { MODEL_LINEAR, MODEL_MLP };
 enum { NORM_NONE, NORM_LAYER };
-enum { PRESET_NONE = -1, PRESET_BASIC, PRESET_ADVANCED, PRESET_CNN };
+enum { PRESET_NONE = -1, PRESET_BASIC, PRESET_ADVANCED, PRESET_CNN, PRESET_CHARLSTM, PRESET_NAMEGRU };
+#define PRESET_IS_TEXT(p) ((p) == PRESET_CHARLSTM || (p) == PRESET_NAMEGRU)
+static const char *const preset_names[] = {"basic", "advanced", "cnn", "charlstm", "namegru"};
 
 /* What a user can set. Every setting of the run is a field of cfg, which the
  * flags write into directly; the rest is the program's: the MLP the model
@@ -64,6 +66,7 @@ typedef struct train_opts {
     int model, norm, preset;
     const char *arch;      /* --arch, a CNN preset's or a resumed file's spec; NULL = the MLP flags */
     const char *arch_from; /* which: "--arch", "--preset cnn" or "the checkpoint" */
+    const char *text_body; /* a text preset's layers before the output layer (sized by the data) */
     bool augment, no_augment;
     nn_augment aug;        /* --aug-*: the distortions --augment turns on */
     int threads, train_limit;
@@ -194,7 +197,7 @@ static flag *training_flags(train_opts *o, flag *t) {
         {"early-stop", FLAG_INT, &c->early_stop, 0, 100000, .metavar = "N", .def = "",
          .help = "stop after N epochs without validation improvement\n"
                  "(needs --val-split; the checkpoint keeps the best epoch)"},
-        {"preset", FLAG_CHOICE, &o->preset, .choices = "basic|advanced|cnn", .def = "",
+        {"preset", FLAG_CHOICE, &o->preset, .choices = "basic|advanced|cnn|charlstm|namegru", .def = "",
          .help = "\nbasic: the course's assignment, 784-1024-1024-10 ReLU,\n"
                  "cross-entropy, plain SGD lr 0.1, batch 256, 10 epochs;\n"
                  "advanced: LayerNorm + GELU + dropout 0.2 (input 0.2) +\n"
@@ -202,7 +205,15 @@ static flag *training_flags(train_opts *o, flag *t) {
                  "30 epochs: 98.9% (docs/RESULTS.md);\n"
                  "cnn: four 3x3 convs with BatchNorm, max pooling, linear(128),\n"
                  "dropout 0.3; --augment, AdamW lr 0.002 wd 0.05, warm-up 300\n"
-                 "+ cosine, label smoothing 0.1, 10 epochs (docs/RESULTS.md).\n"
+                 "+ cosine, label smoothing 0.1, 10 epochs (docs/RESULTS.md);\n"
+                 "charlstm (a language model, e.g. Tiny Shakespeare):\n"
+                 "embed(64) lstm(512) dropout(0.2) linear(V), context 128,\n"
+                 "Adam lr 0.002, warm-up 100 + cosine, clip 1, batch 32,\n"
+                 "3000 steps: validation loss ~1.45 in ~10 minutes;\n"
+                 "namegru (one file per class, e.g. names-by-language):\n"
+                 "embed(64) gru(256) last dropout(0.5) linear(C), AdamW lr\n"
+                 "0.003 wd 0.1, cosine, clip 1, label smoothing 0.1, batch 64,\n"
+                 "8 epochs: ~85% (docs/RESULTS.md).\n"
                  "Other flags override a preset's values."},
     };
     return flags_append(t, table, sizeof table / sizeof *table);
@@ -325,6 +336,29 @@ static void apply_preset(train_opts *o, int preset) {
         c->batch_size = 128;
         c->epochs = 10;
         break;
+    case PRESET_CHARLSTM: /* docs/RESULTS.md, "Text" */
+        o->text_body = "embed(64) lstm(512) dropout(0.2)";
+        set_optimiser(c, NN_OPT_ADAM);
+        c->sched.kind = NN_SCHED_COSINE;
+        c->sched.base_lr = 2e-3f;
+        c->sched.warmup = 100;
+        c->clip = 1.0f;
+        c->batch_size = 32;
+        c->context = 128;
+        c->steps = 3000;
+        c->eval_every = 500;
+        break;
+    case PRESET_NAMEGRU:
+        o->text_body = "embed(64) gru(256) last dropout(0.5)";
+        set_optimiser(c, NN_OPT_ADAMW);
+        c->opt.weight_decay = 0.1f;
+        c->sched.kind = NN_SCHED_COSINE;
+        c->sched.base_lr = 3e-3f;
+        c->clip = 1.0f;
+        c->label_smoothing = 0.1f;
+        c->batch_size = 64;
+        c->epochs = 8;
+        break;
     }
 }
 
@@ -422,7 +456,7 @@ static int finish(train_opts *o, const flag *table) {
         return 1;
     }
     if (is_text_dataset(o->dataset) || (o->data_dir && is_text_path(o->data_dir))) {
-        static const char *const image_only[] = {"model", "hidden", "act", "norm", "dropout", "input-dropout", "preset",
+        static const char *const image_only[] = {"model", "hidden", "act", "norm", "dropout", "input-dropout",
                                                  "epochs", "augment", "val-split", "train-limit", "early-stop",
                                                  "loss", "label-smoothing"};
         bool classifier = is_classes_folder(o->data_dir ? o->data_dir : dataset_path(o->dataset));
@@ -431,18 +465,31 @@ static int finish(train_opts *o, const flag *table) {
                 !(classifier && (strcmp(image_only[i], "epochs") == 0 || strcmp(image_only[i], "label-smoothing") == 0)))
                 return usage_error("train", "--%s is for images; a %s on text does not take it yet", image_only[i],
                                    classifier ? "classifier" : "language model");
+        if (o->preset != PRESET_NONE && !PRESET_IS_TEXT(o->preset))
+            return usage_error("train", "--preset %s is for images; on text: charlstm (a language model) or namegru "
+                                        "(a classifier)", preset_names[o->preset]);
+        if (o->preset != PRESET_NONE && (o->preset == PRESET_NAMEGRU) != classifier)
+            return usage_error("train", "--preset %s is for %s; this data is %s", preset_names[o->preset],
+                               classifier ? "a language model's text" : "a folder of one .txt file per class",
+                               classifier ? "one file per class (try --preset namegru)"
+                                          : "a language model's (try --preset charlstm)");
+        if (o->text_body && flag_given(table, "arch")) o->text_body = NULL; /* --arch gives the whole model */
+        bool preset_set = o->preset != PRESET_NONE || o->resumed.text; /* the rest is the preset's or the file's */
         if (classifier) {
             static const char *const lm_only[] = {"steps", "context", "eval-every", "eval-windows"};
             for (size_t i = 0; i < sizeof lm_only / sizeof *lm_only; i++)
                 if (flag_given(table, lm_only[i]))
                     return usage_error("train", "--%s is for a language model; a classifier of one file per class "
                                                 "trains by --epochs", lm_only[i]);
-            if (!o->resumed.text) classifier_defaults(o, table);
-        } else if (!o->resumed.text) {
-            text_defaults(o, table); /* a resumed run's come from its checkpoint */
+            if (!preset_set) classifier_defaults(o, table);
+        } else if (!preset_set) {
+            text_defaults(o, table);
         }
         o->text = true;
     } else {
+        if (PRESET_IS_TEXT(o->preset))
+            return usage_error("train", "--preset %s is for text (--dataset tinyshakespeare, names-by-language, or "
+                                        "--data FILE.txt)", preset_names[o->preset]);
         static const char *const text_only[] = {"steps", "context", "eval-every", "eval-windows"};
         for (size_t i = 0; i < sizeof text_only / sizeof *text_only; i++)
             if (flag_given(table, text_only[i]))
@@ -570,7 +617,7 @@ static int train_with(train_opts *o) {
     const char *dir = dataset_dir("train", o->dataset, o->data_dir);
     if (!dir) return EXIT_USAGE;
     set_threads(o->threads);
-    if (o->text) return train_text(&o->cfg, o->arch, dir, o->plot_path);
+    if (o->text) return train_text(&o->cfg, o->arch, o->text_body, dir, o->plot_path);
     nn_train_data data;
     if (nn_train_data_load(&data, dir, o->train_limit, o->val_split) != 0) return data_error(o->dataset, o->data_dir);
     o->mlp.classes = data.classes;

@@ -42,11 +42,13 @@ void set_threads(int n);
 
 /* nn train on text (cli/train_text.c): whether --dataset names a text data
  * set, whether a --data path holds text rather than IDX images, and the run
- * itself (a language model by steps, or a classifier by epochs; arch NULL =
- * the default model, plot_path may be NULL); returns the exit status. */
+ * itself (a language model by steps, or a classifier by epochs; arch: the
+ * whole spec, else body (a preset's layers, NULL: the default's) and an
+ * output layer sized by the data; plot_path may be NULL); returns the exit
+ * status. */
 bool is_text_dataset(const char *dataset);
 bool is_text_path(const char *path);
-int train_text(nn_train_config *cfg, const char *arch, const char *path, const char *plot_path);
+int train_text(nn_train_config *cfg, const char *arch, const char *body, const char *path, const char *plot_path);
 /* For every nn train run (cli/cmd_train.c): the error of a run that failed,
  * with what to do about it on this command line; returns the exit status.
  * And for the kill-and-resume tests: NN_TEST_RAISE=STEP:SIGNAL makes the

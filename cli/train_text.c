@@ -108,7 +108,7 @@ static int train_lm(nn_train_config *cfg, const char *spec, const char *path, co
                     const nn_text *data) {
     int V = data->vocab.size, status = 0;
     nn_model model = {0};
-    if (nn_model_plan_text(&model, spec, V, V) != 0) {
+    if (nn_model_plan_text_context(&model, spec, V, V, cfg->context) != 0) {
         status = usage_error("train", "--arch: %s", nn_last_error());
         nn_model_free(&model);
         return status;
@@ -246,7 +246,7 @@ static int train_classifier(nn_train_config *cfg, const char *spec, const char *
     return status;
 }
 
-int train_text(nn_train_config *cfg, const char *arch, const char *path, const char *plot_path) {
+int train_text(nn_train_config *cfg, const char *arch, const char *body, const char *path, const char *plot_path) {
     nn_text data;
     if (nn_text_load(&data, path, NN_TEXT_AUTO, cfg->seed, NULL) != 0) return runtime_error();
     /* A resumed run's data must be what it was trained on: said before its
@@ -256,10 +256,11 @@ int train_text(nn_train_config *cfg, const char *arch, const char *path, const c
         return runtime_error();
     }
     cfg->data_path = path;
-    char def[64];
+    /* The output layer is sized by the data: one score per class or per token. */
+    char def[512];
     bool classes = data.kind == NN_TEXT_CLASSES;
-    if (classes) snprintf(def, sizeof def, "embed(32) gru(128) last linear(%d)", data.n_classes);
-    else snprintf(def, sizeof def, "embed(64) lstm(256) linear(%d)", data.vocab.size);
+    if (!body) body = classes ? "embed(32) gru(128) last" : "embed(64) lstm(256)";
+    snprintf(def, sizeof def, "%s linear(%d)", body, classes ? data.n_classes : data.vocab.size);
     const char *spec = arch ? arch : def;
     int status = classes ? train_classifier(cfg, spec, path, plot_path, &data)
                          : train_lm(cfg, spec, path, plot_path, &data);

@@ -2,7 +2,7 @@
  * a short run takes the validation loss well below the uniform ln(65); the
  * checkpoint carries the vocabulary and generates with it; the metrics CSV
  * has a row per evaluation; the same seed gives the same run; bad settings
- * are refused; nn train draws its loss curves and graph. */
+ * are refused; nn train draws its loss curves and graph; --preset charlstm. */
 #include <math.h>
 #include <omp.h>
 #include <unistd.h>
@@ -141,4 +141,31 @@ static void test_cli_plot_and_graph(void) {
     CHECKF(rc == 2 && strstr(err_text, "is for images"), "exited %d: %s", rc, err_text);
 }
 
-TEST_MAIN(TEST(test_learns_shakespeare), TEST(test_bad_settings), TEST(test_cli_plot_and_graph))
+/* --preset charlstm sets the recipe (the output layer sized by the data),
+ * a flag overrides one of its values, --arch the whole model; a preset for
+ * other data is refused. */
+static void test_cli_presets(void) {
+    if (access(DATA "/input.txt", R_OK) != 0) {
+        SKIP("%s is missing", DATA);
+        return;
+    }
+    int rc = nn("train --data " DATA "/input.txt --preset charlstm --steps 1 --eval-every 1 --eval-windows 2 "
+                "--context 8 --batch-size 2 --threads 1");
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    CHECKF(strstr(out_text, "training embed(64) lstm(512) dropout(0.2) linear(65) on") &&
+               strstr(out_text, "adam lr 0.002, cosine schedule, batch 2, context 8, 1 steps"),
+           "%.300s", out_text);
+    rc = nn("train --data " DATA "/input.txt --preset charlstm --arch 'embed(8) lstm(8) linear(65)' --steps 1 "
+            "--eval-every 1 --eval-windows 2 --context 8 --batch-size 2 --threads 1");
+    CHECKF(rc == 0 && strstr(out_text, "training embed(8) lstm(8) linear(65) on"), "exited %d: %.300s", rc, out_text);
+    rc = nn("train --data " DATA "/input.txt --preset cnn");
+    CHECKF(rc == 2 && strstr(err_text, "--preset cnn is for images"), "exited %d: %s", rc, err_text);
+    rc = nn("train --data " DATA "/input.txt --preset namegru");
+    CHECKF(rc == 2 && strstr(err_text, "one .txt file per class"), "exited %d: %s", rc, err_text);
+    rc = nn("train --data datasets/names-by-language --preset charlstm");
+    CHECKF(rc == 2 && strstr(err_text, "try --preset namegru"), "exited %d: %s", rc, err_text);
+    rc = nn("train --preset charlstm");
+    CHECKF(rc == 2 && strstr(err_text, "is for text"), "exited %d: %s", rc, err_text);
+}
+
+TEST_MAIN(TEST(test_learns_shakespeare), TEST(test_bad_settings), TEST(test_cli_plot_and_graph), TEST(test_cli_presets))
