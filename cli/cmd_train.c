@@ -159,6 +159,10 @@ static flag *optimiser_flags(train_opts *o, flag *t) {
          .metavar = "const|step|cosine",
          .help = "learning-rate schedule over all steps (step: 10x down\nafter each third)"},
         {"warmup", FLAG_LONG, &c->sched.warmup, 0, 100000000, .metavar = "N", .help = "linear warm-up steps"},
+        {"min-lr", FLAG_FLOAT, &c->sched.min_lr, 0, 1e9, .metavar = "X",
+         .help = "the learning rate the cosine schedule ends at"},
+        {"beta1", FLAG_FLOAT, &c->opt.beta1, 0, 0.999999, .metavar = "B", .help = "adam/adamw's first-moment decay"},
+        {"beta2", FLAG_FLOAT, &c->opt.beta2, 0, 0.999999, .metavar = "B", .help = "adam/adamw's second-moment decay"},
         {"clip", FLAG_FLOAT, &c->clip, 0, 1e6, .metavar = "X", .help = "clip the gradients' global L2 norm to X, 0 = off"},
         {"ema", FLAG_FLOAT, &c->ema, 0, 0.999999, .metavar = "D",
          .help = "evaluate and save a moving average of the weights, updated\n"
@@ -380,11 +384,21 @@ static int from_checkpoint(train_opts *o, const char *path) {
 
 static const char *const mlp_flags[] = {"model", "hidden", "act", "norm", "dropout", "input-dropout"};
 
+/* Adam for a text run whose flags name no optimiser, keeping what the flags
+ * do say about it (--wd, --beta1, --beta2). */
+static void text_optimiser(nn_train_config *c, const flag *table) {
+    nn_optim_config given = c->opt;
+    c->opt = nn_optim_defaults(NN_OPT_ADAM);
+    if (flag_given(table, "wd")) c->opt.weight_decay = given.weight_decay;
+    if (flag_given(table, "beta1")) c->opt.beta1 = given.beta1;
+    if (flag_given(table, "beta2")) c->opt.beta2 = given.beta2;
+}
+
 /* A language model's defaults for what the flags leave unsaid: the char-LSTM
  * recipe (Adam lr 0.002, constant, clip 1, batch 32, context 64, 2000 steps). */
 static void text_defaults(train_opts *o, const flag *table) {
     nn_train_config *c = &o->cfg;
-    if (!flag_given(table, "opt")) c->opt = nn_optim_defaults(NN_OPT_ADAM);
+    if (!flag_given(table, "opt")) text_optimiser(c, table);
     if (!flag_given(table, "lr")) c->sched.base_lr = flag_given(table, "opt") ? nn_optim_default_lr(c->opt.kind) : 2e-3f;
     if (!flag_given(table, "schedule")) c->sched.kind = NN_SCHED_CONST;
     if (!flag_given(table, "clip")) c->clip = 1.0f;
@@ -398,7 +412,7 @@ static void text_defaults(train_opts *o, const flag *table) {
  * constant, clip 1, batch 64, 10 epochs. */
 static void classifier_defaults(train_opts *o, const flag *table) {
     nn_train_config *c = &o->cfg;
-    if (!flag_given(table, "opt")) c->opt = nn_optim_defaults(NN_OPT_ADAM);
+    if (!flag_given(table, "opt")) text_optimiser(c, table);
     if (!flag_given(table, "lr")) c->sched.base_lr = flag_given(table, "opt") ? nn_optim_default_lr(c->opt.kind) : 3e-3f;
     if (!flag_given(table, "schedule")) c->sched.kind = NN_SCHED_CONST;
     if (!flag_given(table, "clip")) c->clip = 1.0f;

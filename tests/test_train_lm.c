@@ -168,4 +168,26 @@ static void test_cli_presets(void) {
     CHECKF(rc == 2 && strstr(err_text, "is for text"), "exited %d: %s", rc, err_text);
 }
 
-TEST_MAIN(TEST(test_learns_shakespeare), TEST(test_bad_settings), TEST(test_cli_plot_and_graph), TEST(test_cli_presets))
+/* On text, flags that tune the optimiser without naming it (--wd, --beta1,
+ * --beta2) and --min-lr reach the run: the checkpoint's settings hold them. */
+static void test_cli_optimiser_flags(void) {
+    if (access(DATA "/input.txt", R_OK) != 0) {
+        SKIP("%s is missing", DATA);
+        return;
+    }
+    int rc = nn("train --data " DATA "/input.txt --arch 'embed(8) lstm(8) linear(65)' --steps 2 --eval-every 2 "
+                "--eval-windows 2 --context 8 --batch-size 2 --threads 1 --beta1 0.8 --beta2 0.99 --wd 0.1 "
+                "--schedule cosine --min-lr 1e-4 --save %s",
+                tmp("opt.safetensors"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    nn_train_settings s;
+    CHECKF(nn_train_settings_read(&s, tmp("opt.safetensors")) == 0, "%s", nn_last_error());
+    CHECKF(s.cfg.opt.kind == NN_OPT_ADAM && s.cfg.opt.beta1 == 0.8f && s.cfg.opt.beta2 == 0.99f &&
+               s.cfg.opt.weight_decay == 0.1f && s.cfg.sched.min_lr == 1e-4f,
+           "beta1 %g beta2 %g wd %g min_lr %g", s.cfg.opt.beta1, s.cfg.opt.beta2, s.cfg.opt.weight_decay,
+           s.cfg.sched.min_lr);
+    nn_train_settings_free(&s);
+}
+
+TEST_MAIN(TEST(test_learns_shakespeare), TEST(test_bad_settings), TEST(test_cli_plot_and_graph), TEST(test_cli_presets),
+          TEST(test_cli_optimiser_flags))
