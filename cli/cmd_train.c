@@ -42,13 +42,21 @@ static const char *const epilogue =
     "\n"
     "SPEC: layers separated by spaces, each NAME or NAME(ARGS), positional numbers\n"
     "first, then key=value; input sizes are inferred from the data. Layers:\n"
-    "  linear(OUT)  conv(OUT,K[,stride=S][,padding=P])  maxpool(K[,stride=S])\n"
+    "  linear(OUT[,bias=0])  conv(OUT,K[,stride=S][,padding=P])  maxpool(K[,stride=S])\n"
     "  avgpool(K[,stride=S])  batchnorm  layernorm  relu  leakyrelu[(SLOPE)]  gelu\n"
     "  sigmoid  tanh  dropout(P)  flatten\n"
     "  text: embed(D)  rnn(H)  lstm(H)  gru(H)  last (a sequence's last step)\n"
+    "        mean (the average of a sequence's steps)  posembed (learned positions,\n"
+    "        up to --context)  attention(HEADS[,causal=0][,bias=0]) (multi-head\n"
+    "        self-attention; causal unless causal=0)  unembed (scores from the\n"
+    "        embed layer's own matrix: a tied output layer)\n"
+    "  blocks: residual(LAYERS) (x + f(x); LAYERS keep the shape)\n"
+    "          repeat(N, LAYERS) (N copies in a row, each its own weights)\n"
     "The last layer must give one score per class. Examples:\n"
     "  --arch 'conv(32,3) relu maxpool(2) conv(64,3) relu maxpool(2) flatten dropout(0.5) linear(10)'\n"
-    "  --arch 'flatten linear(1024) relu linear(1024) relu linear(10)'   (the default MLP)\n";
+    "  --arch 'flatten linear(1024) relu linear(1024) relu linear(10)'   (the default MLP)\n"
+    "  --arch 'embed(128) posembed repeat(4, residual(layernorm attention(4))\n"
+    "          residual(layernorm linear(512) gelu linear(128))) layernorm unembed'   (a GPT)\n";
 
 enum { MODEL_LINEAR, MODEL_MLP };
 enum { NORM_NONE, NORM_LAYER };

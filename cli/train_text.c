@@ -108,7 +108,7 @@ static int train_lm(nn_train_config *cfg, const char *spec, const char *path, co
                     const nn_text *data) {
     int V = data->vocab.size, status = 0;
     nn_model model = {0};
-    if (nn_model_plan_text(&model, spec, V, V) != 0) {
+    if (nn_model_plan_text_context(&model, spec, V, V, cfg->context) != 0) {
         status = usage_error("train", "--arch: %s", nn_last_error());
         nn_model_free(&model);
         return status;

@@ -5,7 +5,8 @@ An nn checkpoint is a safetensors file whose metadata describes the model
 (`nn.spec`, a layer stack such as "conv(32,3) batchnorm relu maxpool(2)
 flatten linear(10)", and `nn.input_shape`, e.g. "1,28,28", or "tokens(V)"
 for a text model over token ids in [0, V); files of earlier releases give
-`nn.layers`, `nn.act`, `nn.norm` and `nn.dropout` instead) and whose tensors
+`nn.layers`, `nn.act`, `nn.norm` and `nn.dropout` instead; "tokens(V,T)" for a
+text model with learned positions, which takes at most T tokens) and whose tensors
 carry PyTorch's names and layouts (fc1.weight, conv1.weight,
 bn1.running_mean, ln1.bias, embed1.weight, lstm1.weight_ih_l0, ...). This
 module turns the metadata alone into an equivalent torch.nn.Module and loads
@@ -14,7 +15,8 @@ the weights with strict=True.
 The layers and the PyTorch modules they become (children named as nn names
 the tensors, numbered per kind along the network):
 
-    linear(OUT)        fcN    nn.Linear (on the last dimension, so per step of [N, T, F] too)
+    linear(OUT)        fcN    nn.Linear (on the last dimension, so per step of [N, T, F] too);
+                              linear(OUT,bias=0): nn.Linear(..., bias=False)
     conv(OUT,K,...)    convN  nn.Conv2d
     maxpool, avgpool          nn.MaxPool2d, nn.AvgPool2d
     batchnorm          bnN    nn.BatchNorm1d after a linear, nn.BatchNorm2d after a conv
@@ -24,7 +26,14 @@ the tensors, numbered per kind along the network):
     rnn(H)             rnnN   torch_model.RNN:  nn.RNN(D, H, nonlinearity="tanh", batch_first=True)
     lstm(H)            lstmN  torch_model.LSTM: nn.LSTM(D, H, batch_first=True)
     gru(H)             gruN   torch_model.GRU:  nn.GRU(D, H, batch_first=True)
+    posembed           posN   torch_model.PosEmbed: nn.Embedding(T, D) of positions, its first T rows added
+    attention(H,...)   attnN  torch_model.Attention: nn.MultiheadAttention(D, H, bias=..., batch_first=True)
+                              of x with itself, the causal mask unless causal=0, padding hidden by lengths
+                              (attn1.in_proj_weight [3D, D], attn1.in_proj_bias, attn1.out_proj.weight, ...)
+    unembed                   torch_model.Unembed: h E^T with E the embed layer's weight (tied: no tensor of
+                              its own, as nanoGPT's lm_head.weight = wte.weight)
     last               lastN  torch_model.Last: [N, T, H] -> [N, H], each sequence's step at length - 1
+    mean               meanN  torch_model.Mean: [N, T, H] -> [N, H], the mean of each sequence's real steps
     residual(LAYERS)   resN   torch_model.Residual: x + f(x), a Sequential of its LAYERS named as above,
                               numbered along the whole network (res1.conv2.weight, res1.bn1.running_mean)
     repeat(N, LAYERS)         its LAYERS N times in a row, written out (each copy its own modules)
@@ -52,7 +61,7 @@ metadata dict; read_safetensors(path) gives (tensors, metadata).
 
 A text model (model.vocab = V > 0, model.input_shape = Tokens(V)) takes
 token ids, int64 [N, T] with no normalisation, and the real length of each
-sequence when the batch is padded (only last uses them; None: all T):
+sequence when the batch is padded (last, mean and attention use them; None: all T):
 
     model = load_model("names.safetensors")     # embed(16) gru(32) last linear(18)
     ids = torch.tensor([[5, 12, 9, 0], [7, 3, 0, 0]])   # padded after each sequence's end
@@ -72,8 +81,9 @@ The other direction, a model trained in PyTorch to an nn checkpoint:
 save_model writes a torch.nn.Sequential of the layers nn knows (Linear,
 Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, LayerNorm, ReLU, LeakyReLU,
 GELU, Sigmoid, Tanh, Dropout, Flatten; for text Embedding, RNN, LSTM and GRU
-with one layer, bias and batch_first=True, and torch_model.Last; a
-torch_model.Residual of them as residual(...); nested Sequentials are
+with one layer, bias and batch_first=True, and torch_model's Last, Mean,
+PosEmbed, Attention and Unembed (tied to the Sequential's first layer, its
+nn.Embedding); a torch_model.Residual of them as residual(...); nested Sequentials are
 flattened) with its state_dict's tensors as they are
 (num_batches_tracked stays int64) under nn's names, and the metadata nn
 needs; `nn eval`, `nn predict` and `nn serve` then take the file. A module
@@ -84,6 +94,11 @@ nn cannot express is refused with a CheckpointError naming it. A text model:
     save_model(net, "lm.safetensors", Tokens(65))
     net = nn.Sequential(nn.Embedding(60, 16), GRU(16, 32), Last(), nn.Linear(32, 18))     # a classifier
     save_model(net, "names.safetensors", Tokens(60))
+    emb = nn.Embedding(65, 128)                                                            # a GPT, context 64
+    net = nn.Sequential(emb, PosEmbed(64, 128), Residual(nn.LayerNorm(128), Attention(128, 4, bias=False)),
+                        Residual(nn.LayerNorm(128), nn.Linear(128, 512), nn.GELU(), nn.Linear(512, 128)),
+                        nn.LayerNorm(128), Unembed(emb))
+    save_model(net, "gpt.safetensors", Tokens(65, 64))
 
 From the command line, the test accuracy computed by PyTorch in eval mode
 (image models; a text model is refused, use it from Python):
@@ -103,15 +118,18 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CheckpointError", "NNModel", "Tokens", "RNN", "LSTM", "GRU", "Last", "Residual", "read_safetensors", "write_safetensors", "parse_spec", "model_spec",
+__all__ = ["CheckpointError", "NNModel", "Tokens", "RNN", "LSTM", "GRU", "Last", "Mean", "PosEmbed", "Attention",
+           "Unembed", "Residual", "read_safetensors", "write_safetensors", "parse_spec", "model_spec",
            "build_model", "load_model", "save_model", "module_spec", "load_idx_split"]
 
 BATCH_NORM_EPS = 1e-5
 BATCH_NORM_MOMENTUM = 0.1
 LAYER_NORM_EPS = 1e-5
 MAX_VOCAB = 1 << 21  # NN_MAX_VOCAB
+MAX_CONTEXT = 65536  # NN_MAX_CONTEXT
 
 
 class CheckpointError(Exception):
@@ -173,7 +191,7 @@ def read_safetensors(path):
 # name -> arguments in positional order: (key, is_int, required, default, lo, hi); a stride
 # default of None means "the kernel size". Mirrors src/nn/spec.c.
 _KINDS = {
-    "linear": [("out", True, True, None, 1, 65536)],
+    "linear": [("out", True, True, None, 1, 65536), ("bias", True, False, 1, 0, 1)],
     "conv": [("out", True, True, None, 1, 4096), ("kernel", True, True, None, 1, 32),
              ("stride", True, False, 1, 1, 32), ("padding", True, False, 0, 0, 32)],
     "maxpool": [("kernel", True, True, None, 1, 32), ("stride", True, False, None, 1, 32)],
@@ -188,10 +206,14 @@ _KINDS = {
     "dropout": [("p", False, True, None, 0.0, 0.95)],
     "flatten": [],
     "embed": [("dim", True, True, None, 1, 65536)],
+    "posembed": [],
+    "unembed": [],
+    "attention": [("heads", True, True, None, 1, 1024), ("causal", True, False, 1, 0, 1), ("bias", True, False, 1, 0, 1)],
     "rnn": [("hidden", True, True, None, 1, 65536)],
     "lstm": [("hidden", True, True, None, 1, 65536)],
     "gru": [("hidden", True, True, None, 1, 65536)],
     "last": [],
+    "mean": [],
     "residual": [],
     "repeat": [("times", True, True, None, 1, 1024)],
 }
@@ -360,34 +382,50 @@ def _legacy_spec(meta):
     return " ".join(spec), shape
 
 
+def _count(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
 class Tokens(tuple):
     """The input of a text model: sequences of token ids in [0, vocab) of any
-    length (nn.input_shape "tokens(V)"). Tokens(65).vocab == 65."""
+    length (nn.input_shape "tokens(V)"), or of at most context tokens for a
+    model with learned positions, posembed ("tokens(V,T)"). Tokens(65).vocab
+    == 65; Tokens(65, 64).context == 64 (None without one)."""
 
-    def __new__(cls, vocab):
-        if not isinstance(vocab, int) or isinstance(vocab, bool) or not 1 <= vocab <= MAX_VOCAB:
+    def __new__(cls, vocab, context=None):
+        if not _count(vocab, 1, MAX_VOCAB):
             raise ValueError(f"a vocabulary of {vocab!r} tokens (1 to {MAX_VOCAB})")
-        return super().__new__(cls, (vocab,))
+        if context is not None and not _count(context, 1, MAX_CONTEXT):
+            raise ValueError(f"a context of {context!r} tokens (1 to {MAX_CONTEXT})")
+        return super().__new__(cls, (vocab,) if context is None else (vocab, context))
 
     @property
     def vocab(self):
         return self[0]
 
+    @property
+    def context(self):
+        return self[1] if len(self) > 1 else None
+
     def __repr__(self):
-        return f"Tokens(vocab={self[0]})"
+        return f"Tokens(vocab={self[0]})" if len(self) == 1 else f"Tokens(vocab={self[0]}, context={self[1]})"
 
     def __str__(self):
-        return f"tokens({self[0]})"
+        return f"tokens({','.join(map(str, self))})"
 
 
 def _parse_tokens(text):
-    """Tokens(V) from "tokens(V)", or None when text is not of that form."""
+    """Tokens(V) from "tokens(V)", Tokens(V, T) from "tokens(V,T)", or None
+    when text is not of that form."""
     if not text.startswith("tokens("):
         return None
-    body = text[7:]
-    if not body.endswith(")") or not body[:-1].isdigit() or not 1 <= int(body[:-1]) <= MAX_VOCAB:
-        raise ValueError(f"metadata 'nn.input_shape' = '{text}' is not tokens(V) with V in 1..{MAX_VOCAB}")
-    return Tokens(int(body[:-1]))
+    parts = text[7:-1].split(",") if text.endswith(")") else []
+    numbers = [int(p) for p in parts if p.isdigit()]
+    if len(numbers) not in (1, 2) or len(numbers) != len(parts) or not 1 <= numbers[0] <= MAX_VOCAB or \
+            (len(numbers) == 2 and not 1 <= numbers[1] <= MAX_CONTEXT):
+        raise ValueError(f"metadata 'nn.input_shape' = '{text}' is not tokens(V) or tokens(V,T) with V in "
+                         f"1..{MAX_VOCAB} and T in 1..{MAX_CONTEXT}")
+    return Tokens(*numbers)
 
 
 def model_spec(meta):
@@ -461,16 +499,104 @@ class Last(nn.Module):
     def forward(self, x, lengths=None):
         if lengths is None:
             return x[:, -1]
-        lengths = torch.as_tensor(lengths, dtype=torch.int64, device=x.device)
-        if lengths.shape != (x.shape[0],) or bool((lengths < 1).any()) or bool((lengths > x.shape[1]).any()):
-            raise ValueError(f"lengths must be {x.shape[0]} ints in [1, {x.shape[1]}]")
+        lengths = _lengths(lengths, x)
         return x[torch.arange(x.shape[0], device=x.device), lengths - 1]
+
+
+class Mean(nn.Module):
+    """nn's mean: [N, T, F] -> [N, F], the average of each sequence's first
+    lengths[i] steps (its real ones; None: all T)."""
+
+    def forward(self, x, lengths=None):
+        if lengths is None:
+            return x.mean(1)
+        lengths = _lengths(lengths, x)
+        real = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        return (x * real[..., None].to(x.dtype)).sum(1) / lengths[:, None].to(x.dtype)
+
+
+def _lengths(lengths, x):
+    """lengths as int64 [N], checked to be in [1, T] for x [N, T, ...]."""
+    lengths = torch.as_tensor(lengths, dtype=torch.int64, device=x.device)
+    if lengths.shape != (x.shape[0],) or bool((lengths < 1).any()) or bool((lengths > x.shape[1]).any()):
+        raise ValueError(f"lengths must be {x.shape[0]} ints in [1, {x.shape[1]}]")
+    return lengths
+
+
+class PosEmbed(nn.Embedding):
+    """nn's posembed: learned positions, nn.Embedding(context, D), whose
+    first T rows are added to x [N, T, D] (T at most the context). Its
+    tensor is posN.weight."""
+
+    def forward(self, x):
+        if x.shape[1] > self.num_embeddings:
+            raise ValueError(f"a sequence of {x.shape[1]} tokens, but the model has learned positions for at most "
+                             f"{self.num_embeddings} (its context)")
+        return x + self.weight[: x.shape[1]]
+
+
+class Attention(nn.MultiheadAttention):
+    """nn's attention(HEADS[,causal=0][,bias=0]): torch.nn.MultiheadAttention
+    (batch_first) of x [N, T, D] with itself, returning the output only; with
+    causal=True position i attends to positions 0..i only. lengths (ints in
+    [1, T], None: all T) hide the padding keys (key_padding_mask). Its
+    tensors are PyTorch's: in_proj_weight [3D, D] (q, k, v stacked),
+    in_proj_bias, out_proj.weight, out_proj.bias."""
+
+    def __init__(self, embed_dim, num_heads, causal=True, bias=True):
+        super().__init__(embed_dim, num_heads, bias=bias, batch_first=True)
+        self.causal = bool(causal)
+
+    def forward(self, x, lengths=None):
+        T = x.shape[1]
+        # Always a mask, all False when not causal: that keeps MultiheadAttention
+        # off its inference fast path, which drops the padding positions' rows.
+        mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1) if self.causal else \
+            torch.zeros(T, T, dtype=torch.bool, device=x.device)
+        pad = None
+        if lengths is not None:
+            pad = torch.arange(T, device=x.device)[None, :] >= _lengths(lengths, x)[:, None]
+        return super().forward(x, x, x, attn_mask=mask, key_padding_mask=pad, need_weights=False)[0]
+
+    def extra_repr(self):
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, causal={self.causal}"
+
+
+class Unembed(nn.Module):
+    """nn's unembed: scores h E^T over the vocabulary with E the weight of
+    the model's nn.Embedding (tied, as nanoGPT's lm_head.weight = wte.weight).
+    The embedding is held outside the module tree, so the state_dict has the
+    matrix once, as the embedding's (embed1.weight), and its gradient sums
+    both uses."""
+
+    def __init__(self, embedding):
+        super().__init__()
+        self._tied = (embedding,)  # a tuple: not registered as a child
+
+    @property
+    def embedding(self):
+        return self._tied[0]
+
+    def forward(self, x):
+        return F.linear(x, self._tied[0].weight)
+
+
+# The layers whose forward takes the batch's lengths besides x.
+_TAKES_LENGTHS = (Last, Mean, Attention)
+
+
+def _run(modules, x, lengths):
+    """x through modules in order, the lengths given to those that take them."""
+    for m in modules:
+        x = m(x, lengths) if isinstance(m, _TAKES_LENGTHS) or isinstance(m, Residual) else m(x)
+    return x
 
 
 def _child_name(kind, counts):
     """nn's name of the next layer of kind: fc1, conv2, bn1, ln1, res1, relu3, ...
     numbered per kind along the whole network, blocks' layers included."""
-    prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln", "residual": "res"}.get(kind, kind)
+    prefix = {"linear": "fc", "batchnorm": "bn", "layernorm": "ln", "residual": "res", "attention": "attn",
+              "posembed": "pos"}.get(kind, kind)
     counts[prefix] = counts.get(prefix, 0) + 1
     return f"{prefix}{counts[prefix]}"
 
@@ -518,7 +644,37 @@ def _layer(kind, a, shape, input_shape, modules, counts, index):
         if not text or i != 0:
             raise ValueError(f"{where}: takes token ids, so it comes first in a text model")
         m = nn.Embedding(input_shape.vocab, a["dim"])
+        counts["@embedding"] = m  # what unembed ties to
         shape = (None, a["dim"])
+    elif kind == "posembed":
+        if not seq:
+            raise ValueError(f"{where}: adds positions to a sequence [T, D], but its input is {_dims(shape)}")
+        if not text or input_shape.context is None:
+            raise ValueError(f"{where}: needs the model's context, the longest sequence it takes "
+                             "(input_shape Tokens(V, T))")
+        m = PosEmbed(input_shape.context, shape[1])
+    elif kind == "unembed":
+        embedding = counts.get("@embedding")
+        if embedding is None:
+            raise ValueError(f"{where}: uses the matrix of a text model's first layer, embed(D)")
+        if not seq:
+            raise ValueError(f"{where}: scores a sequence [T, D], but its input is {_dims(shape)}")
+        if shape[1] != embedding.embedding_dim:
+            raise ValueError(f"{where}: its input has {shape[1]} features, but the embedding's vectors have "
+                             f"{embedding.embedding_dim}")
+        m = Unembed(embedding)
+        shape = (None, embedding.num_embeddings)
+    elif kind == "attention":
+        if not seq:
+            raise ValueError(f"{where}: attends over a sequence [T, D], but its input is {_dims(shape)}")
+        if shape[1] % a["heads"]:
+            raise ValueError(f"{where}: {shape[1]} features do not split into {a['heads']} heads")
+        m = Attention(shape[1], a["heads"], causal=a["causal"], bias=bool(a["bias"]))
+    elif kind == "mean":
+        if not seq:
+            raise ValueError(f"{where}: takes a sequence [T, H], but its input is {_dims(shape)}")
+        m = Mean()
+        shape = (shape[1],)
     elif kind in ("rnn", "lstm", "gru"):
         if not seq:
             raise ValueError(f"{where}: runs over a sequence [T, D], but its input is {_dims(shape)}")
@@ -548,7 +704,7 @@ def _layer(kind, a, shape, input_shape, modules, counts, index):
     elif kind == "linear":
         if image:
             raise ValueError(f"{where}: its input is {list(shape)}; add flatten before a linear layer")
-        m = nn.Linear(shape[-1], a["out"])  # on the last dimension of [T, F] too
+        m = nn.Linear(shape[-1], a["out"], bias=bool(a["bias"]))  # on the last dimension of [T, F] too
         shape = shape[:-1] + (a["out"],)
     elif kind == "batchnorm":
         if seq:
@@ -589,8 +745,8 @@ class Residual(nn.Sequential):
     res1.conv2.weight, res1.bn1.running_mean, ...). Its layers must keep the
     shape of x."""
 
-    def forward(self, x):
-        return x + super().forward(x)
+    def forward(self, x, lengths=None):
+        return x + _run(self, x, lengths)
 
 
 class NNModel(nn.Sequential):
@@ -638,9 +794,7 @@ class NNModel(nn.Sequential):
         x = x.to(torch.int64)
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.vocab):
             raise ValueError(f"token ids must be in [0, {self.vocab})")
-        for m in self:
-            x = m(x, lengths) if isinstance(m, Last) else m(x)
-        return x
+        return _run(self, x, lengths)
 
     def normalize(self, pixels):
         """uint8 pixels (a NumPy array or tensor, [N, H, W], [N, C, H, W] or
@@ -806,6 +960,11 @@ def _module_layers(module, qual_prefix, nn_prefix, shape, input_shape, spec, nam
     return shape
 
 
+def _is_token_table(m):
+    """An nn.Embedding of token ids (PosEmbed is one too, of positions)."""
+    return isinstance(m, nn.Embedding) and not isinstance(m, PosEmbed)
+
+
 def _module_leaf(qual, m, nn_prefix, shape, input_shape, spec, named, counts):
     """One layer module onto spec (and named, when it has tensors); returns its output shape."""
     text_model = isinstance(input_shape, Tokens)
@@ -816,10 +975,10 @@ def _module_leaf(qual, m, nn_prefix, shape, input_shape, spec, named, counts):
     def refuse(why):
         raise CheckpointError(f"{where}: {why}")
 
-    if shape == (None,) and not isinstance(m, nn.Embedding):
+    if shape == (None,) and not _is_token_table(m):
         refuse("a text model starts with nn.Embedding, which turns token ids into vectors")
     kind, text = None, None
-    if isinstance(m, nn.Embedding):
+    if _is_token_table(m):
         if shape != (None,):
             refuse("nn.Embedding takes token ids: it comes first, and only in a text model "
                    "(input_shape Tokens(V))")
@@ -847,14 +1006,43 @@ def _module_leaf(qual, m, nn_prefix, shape, input_shape, spec, named, counts):
         if not seq:
             refuse(f"takes a sequence [T, H], but its input is {_dims(shape)}")
         kind, text, shape = "last", "last", (shape[1],)
+    elif isinstance(m, Mean):
+        if not seq:
+            refuse(f"takes a sequence [T, H], but its input is {_dims(shape)}")
+        kind, text, shape = "mean", "mean", (shape[1],)
+    elif isinstance(m, PosEmbed):
+        if not seq:
+            refuse(f"adds positions to a sequence [T, D], but its input is {_dims(shape)}")
+        if m.num_embeddings != input_shape.context:
+            refuse(f"{m.num_embeddings} positions, but the model's context (input_shape Tokens(V, T)) is "
+                   f"{input_shape.context}")
+        if m.embedding_dim != shape[1] or m.max_norm is not None:
+            refuse(f"nn's posembed has {shape[1]} features here and no max_norm")
+        kind, text = "posembed", "posembed"
+    elif isinstance(m, Attention):
+        if not seq:
+            refuse(f"attends over a sequence [T, D], but its input is {_dims(shape)}")
+        if m.embed_dim != shape[1] or not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn or \
+                m.dropout or not m.batch_first:
+            refuse(f"nn's attention is over the {shape[1]} features that reach it, one in_proj_weight, no bias_k or "
+                   "bias_v, no add_zero_attn, no dropout, batch_first")
+        args = [str(m.num_heads)] + ([] if m.causal else ["causal=0"]) + ([] if m.in_proj_bias is not None else ["bias=0"])
+        if (m.in_proj_bias is None) != (m.out_proj.bias is None):
+            refuse("nn's attention has both biases or neither")
+        kind, text = "attention", f"attention({','.join(args)})"
+    elif isinstance(m, Unembed):
+        if not seq or not text_model or m.embedding is not counts.get("@first"):
+            refuse("unembed ties to the model's first layer, its nn.Embedding")
+        if shape[1] != m.embedding.embedding_dim:
+            refuse(f"{shape[1]} features reach it, but the embedding's vectors have {m.embedding.embedding_dim}")
+        kind, text, shape = "unembed", "unembed", (None, m.embedding.num_embeddings)
     elif isinstance(m, nn.Linear):
-        if m.bias is None:
-            refuse("nn's linear layer has a bias; bias=False is not supported")
         if image:
             refuse(f"its input is {list(shape)}; add nn.Flatten() before it")
         if m.in_features != shape[-1]:
             refuse(f"in_features {m.in_features}, but {shape[-1]} features reach it")
-        kind, text, shape = "linear", f"linear({m.out_features})", shape[:-1] + (m.out_features,)
+        kind, text = "linear", f"linear({m.out_features})" if m.bias is not None else f"linear({m.out_features},bias=0)"
+        shape = shape[:-1] + (m.out_features,)
     elif isinstance(m, nn.Conv2d):
         k, st, pad = _square(m.kernel_size), _square(m.stride), _square(m.padding)
         if k is None or st is None or pad is None:
@@ -939,10 +1127,10 @@ def _module_leaf(qual, m, nn_prefix, shape, input_shape, spec, named, counts):
     else:
         refuse("nn has no such layer (it knows Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d, "
                "LayerNorm, ReLU, LeakyReLU, GELU, Sigmoid, Tanh, Dropout, Flatten, Embedding, "
-               "RNN, LSTM, GRU, torch_model.Last and torch_model.Residual)")
+               "RNN, LSTM, GRU and torch_model's Last, Mean, PosEmbed, Attention, Unembed and Residual)")
     spec.append(text)
     name = nn_prefix + _child_name(kind, counts)
-    if kind in ("linear", "conv", "batchnorm", "layernorm", "embed", "rnn", "lstm", "gru"):
+    if kind in ("linear", "conv", "batchnorm", "layernorm", "embed", "posembed", "attention", "rnn", "lstm", "gru"):
         named.append((name, m))
     return shape
 
@@ -959,6 +1147,7 @@ def module_spec(module, input_shape):
     shape = (None,) if text_model else tuple(input_shape)  # as in NNModel: (None, F) is a sequence [T, F]
     spec, named, counts = [], [], {}
     first = _first_leaf(module)
+    counts["@first"] = first  # what an Unembed must be tied to
     if first is None:
         raise CheckpointError("the Sequential has no layers")
     # A network that starts on flat features ([N, C*H*W]) reads the image flattened, as nn does.

@@ -63,16 +63,23 @@ static bool read_raw(const char *path, void *data, size_t size, size_t n) {
     return ok;
 }
 
-/* Makes every layer matter: linear and recurrent weight matrices times gain
- * (PyTorch's initialisation keeps a recurrence's gates near their linear
- * range and shrinks the signal), the last layer's 4 times more (logits well
- * above the comparison's absolute floor of 1e-4), layer norms off their
- * identity start. */
+/* Makes every layer matter: linear, recurrent and attention weight matrices
+ * times gain (PyTorch's initialisation keeps a recurrence's gates near their
+ * linear range and shrinks the signal), the last layer's 4 times more
+ * (logits well above the comparison's absolute floor of 1e-4), layer norms
+ * off their identity start; learned positions, and an embedding that is the
+ * output layer too (unembed), as large as an untied embedding's N(0, 1). */
 static void perturb_text_model(nn_model *m, nn_rng *rng, float gain) {
+    bool tied = strcmp(nn_layer_kind_name(m->layers[m->n_layers - 1].kind), "unembed") == 0;
     for (int i = 0; i < m->n_layers; i++) {
         nn_layer *l = &m->layers[i];
         const char *kind = nn_layer_kind_name(l->kind);
-        const char *scaled[] = {"weight", "weight_ih_l0", "weight_hh_l0"};
+        const char *scaled[] = {"weight", "weight_ih_l0", "weight_hh_l0", "in_proj_weight", "out_proj.weight"};
+        if (strcmp(kind, "posembed") == 0 || (tied && strcmp(kind, "embed") == 0)) {
+            nn_tensor *w = nn_layer_tensor(l, "weight");
+            for (size_t k = 0; k < w->size; k++) w->data[k] *= 50.0f;
+            continue;
+        }
         if (strcmp(kind, "embed") == 0) continue;
         if (strcmp(kind, "layernorm") == 0) {
             nn_tensor *w = nn_layer_tensor(l, "weight"), *b = nn_layer_tensor(l, "bias");
@@ -90,15 +97,16 @@ static void perturb_text_model(nn_model *m, nn_rng *rng, float gain) {
     }
 }
 
-/* Builds spec over vocab with the seed, perturbs it, saves it to
- * tmp(name) and loads it back into *m (what PyTorch reads is what nn runs). */
-static bool build_saved(nn_model *m, const char *name, const char *spec, int vocab, int classes, uint64_t seed,
-                        float gain) {
+/* Builds spec over vocab (taking at most context tokens when it has
+ * learned positions) with the seed, perturbs it, saves it to tmp(name) and
+ * loads it back into *m (what PyTorch reads is what nn runs). */
+static bool build_saved(nn_model *m, const char *name, const char *spec, int vocab, int classes, int context,
+                        uint64_t seed, float gain) {
     int failures = check_failures_;
     nn_model built;
     nn_rng rng;
     nn_rng_seed(&rng, seed, 0);
-    CHECKF(nn_model_plan_text(&built, spec, vocab, classes) == 0, "'%s': %s", spec, nn_last_error());
+    CHECKF(nn_model_plan_text_context(&built, spec, vocab, classes, context) == 0, "'%s': %s", spec, nn_last_error());
     if (check_failures_ != failures) return false;
     nn_model_build(&built, &rng);
     perturb_text_model(&built, &rng, gain);
@@ -153,7 +161,7 @@ static void check_language_model(const char *name, const char *spec_fmt, uint64_
     char spec[256];
     snprintf(spec, sizeof spec, spec_fmt, t.vocab.size);
     nn_model m;
-    if (check_failures_ == failures && build_saved(&m, name, spec, t.vocab.size, t.vocab.size, seed, gain)) {
+    if (check_failures_ == failures && build_saved(&m, name, spec, t.vocab.size, t.vocab.size, BLOCK, seed, gain)) {
         CHECKF(compare_with_torch(&m, name, x, N_SEQS, BLOCK, NULL) == 0, "PyTorch's '%s' differs from nn's (see above)",
                spec);
         nn_model_free(&m);
@@ -188,7 +196,7 @@ static void check_classifier(const char *name, const char *spec_fmt, uint64_t se
     char spec[256];
     snprintf(spec, sizeof spec, spec_fmt, t.n_classes);
     nn_model m;
-    if (check_failures_ == failures && build_saved(&m, name, spec, t.vocab.size, t.n_classes, seed, gain)) {
+    if (check_failures_ == failures && build_saved(&m, name, spec, t.vocab.size, t.n_classes, t.val.max_len, seed, gain)) {
         CHECKF(compare_with_torch(&m, name, ids, N_SEQS, width, lengths) == 0,
                "PyTorch's '%s' differs from nn's (see above)", spec);
         nn_model_free(&m);
@@ -224,6 +232,22 @@ static void test_stacked(void) {
     check_classifier("stacked_classifier.safetensors",
                      "embed(8) lstm(24) layernorm gru(16) last linear(16) layernorm relu dropout(0.3) linear(%d)", 6,
                      1.5f);
+}
+
+/* A GPT (positions, pre-LayerNorm blocks of causal attention and an MLP,
+ * linear layers without biases, the output tied to the embedding) and an
+ * encoder that classifies padded names (attention over every real
+ * position, the mean of the real steps). */
+static void test_transformer(void) {
+    if (!can_run_text("PyTorch interop of a GPT and an encoder")) return;
+    check_language_model("gpt.safetensors",
+                         "embed(32) posembed repeat(2, residual(layernorm attention(4,bias=0)) residual(layernorm "
+                         "linear(128,bias=0) gelu linear(32,bias=0))) layernorm unembed",
+                         7, 1.0f);
+    check_classifier("encoder.safetensors",
+                     "embed(32) posembed residual(layernorm attention(4,causal=0)) residual(layernorm linear(64) gelu "
+                     "linear(32)) layernorm mean linear(%d)",
+                     8, 1.0f);
 }
 
 /* The other direction: text models written by PyTorch with save_model give
@@ -322,4 +346,5 @@ static void test_cli_refuses_text(void) {
 }
 
 TEST_MAIN(TEST(test_lstm_language_model), TEST(test_gru_classifier), TEST(test_rnn), TEST(test_stacked),
+          TEST(test_transformer),
           TEST(test_torch_saved), TEST(test_cli_refuses_text))

@@ -184,7 +184,7 @@ static void test_save_model_refuses(void) {
         "nn's conv has a square kernel",
         "dilation=(2, 2))): nn's conv has dilation 1",
         "refused: layer '2' (Softmax(dim=1)): nn has no such layer",
-        "(Linear(in_features=784, out_features=10, bias=False)): nn's linear layer has a bias",
+        "bias=False)): nn's conv has dilation 1, groups 1, zero padding and a bias",
         "in_features 700, but 784 features reach it",
         "(GELU(approximate='tanh')): nn's gelu is the exact erf form",
         "eps 0.001; nn's batchnorm uses 1e-05",

@@ -100,7 +100,7 @@ def main_refuse(outdir):
         nn.Sequential(nn.Conv2d(1, 4, (3, 5)), nn.Flatten(), nn.Linear(4 * 26 * 24, 10)),
         nn.Sequential(nn.Conv2d(1, 4, 3, dilation=2), nn.Flatten(), nn.Linear(4 * 24 * 24, 10)),
         nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Softmax(1)),
-        nn.Sequential(nn.Flatten(), nn.Linear(784, 10, bias=False)),
+        nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)),
         nn.Sequential(nn.Flatten(), nn.Linear(700, 10)),
         nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.GELU(approximate="tanh"), nn.Linear(32, 10)),
         nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, eps=1e-3), nn.Flatten(), nn.Linear(4 * 26 * 26, 10)),

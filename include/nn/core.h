@@ -236,6 +236,21 @@ nn_tensor *nn_gru(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, n
 /* Each sequence's last real step: x [B,T,H] -> [B,H] with row b the step
  * lengths[b] - 1 (lengths: B ints in [1,T]; NULL = all T). */
 nn_tensor *nn_last_step(nn_ctx *ctx, nn_tensor *x, const int *lengths);
+/* The mean of each sequence's real steps: x [B,T,F] -> [B,F], row b the
+ * average of steps 0 .. lengths[b] - 1 (lengths: B ints in [1,T]; NULL = all T). */
+nn_tensor *nn_mean_steps(nn_ctx *ctx, nn_tensor *x, const int *lengths);
+/* Learned positions added to every sequence: x [B,T,F] + pos[0..T) of the
+ * table pos [T_max,F] (T <= T_max) -> [B,T,F]. */
+nn_tensor *nn_add_positions(nn_ctx *ctx, nn_tensor *x, nn_tensor *pos);
+/* Multi-head self-attention, fused (scores, mask, softmax, weighted sum):
+ * x [B,T,3D] the QKV projection's output (q, k, v side by side, each D =
+ * heads x hd, head h in columns h*hd..(h+1)*hd-1 of each) -> [B,T,D], the
+ * heads' outputs side by side: for each head softmax(q k^T / sqrt(hd)) v,
+ * with key j hidden from query i when j > i (causal) or j >= lengths[b]
+ * (padding; lengths: B ints in [1,T], NULL = all T). As
+ * torch.nn.MultiheadAttention between its projections, with the causal
+ * attn_mask and key_padding_mask. */
+nn_tensor *nn_attention(nn_ctx *ctx, nn_tensor *x, int heads, bool causal, const int *lengths);
 
 NN_END_DECLS
 

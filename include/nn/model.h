@@ -14,8 +14,18 @@
  *   batchnorm                         over features after a linear, over channels after a conv:
  *                                     bnN.weight, bnN.bias, bnN.running_mean, bnN.running_var,
  *                                     bnN.num_batches_tracked (PyTorch's BatchNorm1d/2d)
+ *   linear(OUT,bias=0)                the same without fcN.bias
  *   layernorm                         [F] -> [F]                    lnN.weight, lnN.bias
  *   relu, leakyrelu[(SLOPE)], gelu, sigmoid, tanh, dropout(P), flatten
+ * Text (token ids [T] in, a text model's first layer is embed):
+ *   embed(D)                          [T] ids -> [T, D]             embedN.weight [V, D]
+ *   posembed                          [T, D] -> [T, D] + P[:T]      posN.weight [context, D]
+ *   rnn(H), lstm(H), gru(H)           [T, D] -> [T, H]              PyTorch's weight_ih_l0, ...
+ *   attention(HEADS[,causal=0][,bias=0])  [T, D] -> [T, D]          attnN.in_proj_weight [3D, D],
+ *                                     attnN.in_proj_bias [3D], attnN.out_proj.weight [D, D],
+ *                                     attnN.out_proj.bias [D] (torch.nn.MultiheadAttention's)
+ *   unembed                           [T, D] -> [T, V]: h E^T with E the embed's matrix (tied)
+ *   last, mean                        [T, H] -> [H]: each sequence's last real step, or their mean
  * Blocks hold layers of their own, written inside their parentheses:
  *   residual(LAYERS)                  x + f(x), f the LAYERS in order, which must
  *                                     keep the shape ([C,H,W] or [T,F]): resN
@@ -53,7 +63,10 @@ typedef struct nn_layer {
      * the stack (its own blocks' layers included): `times` copies of the
      * layers its spec names (repeat: N; residual: 1). Any other layer: 0, 1. */
     int n_inner, times;
+    int heads, causal;   /* attention: heads, and 1 when a position sees only those before it */
+    int bias;            /* linear, attention: 1 with biases (the default), 0 without */
     int vocab;           /* token ids in [0, vocab) when the input is token ids (embed), else 0 */
+    const struct nn_layer *tied; /* unembed: the embed layer whose matrix it shares (the model's first) */
     char *name;          /* "fc1", "conv2", "bn1", "ln1", "res1", "res1.conv2"; NULL for a layer whose
                           * kind names nothing (relu, flatten, repeat, ...) */
     int n_tensors;
@@ -63,7 +76,8 @@ typedef struct nn_layer {
 
 typedef struct nn_model {
     int in_ndim;     /* 3: an image; 1: a sequence of token ids */
-    int in_shape[3]; /* [C, H, W] of one image (MNIST is [1, 28, 28]), or [T] with T 0: any length */
+    int in_shape[3]; /* [C, H, W] of one image (MNIST is [1, 28, 28]), or [T]: at most T tokens (the
+                      * context of a model with learned positions), 0: any length */
     int vocab;       /* a text model's token ids are in [0, vocab); 0 for images */
     int classes;     /* width of the output (per position for a language model) */
     int n_layers;
@@ -90,7 +104,14 @@ int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int clas
  * [classes] (e.g. `... last linear(18)`: a class per sequence) or in
  * [T, classes] (a score per position: a language model, classes = vocab). */
 int nn_model_plan_text(nn_model *m, const char *spec, int vocab, int classes);
+/* The same with the longest sequence the model will be given (a language
+ * model's training context): a model with learned positions (posembed) has
+ * that many, and takes no longer input; its in_shape is [context]. Other
+ * models take any length and keep [0]. context 0: not known (a model with
+ * posembed is then refused). */
+int nn_model_plan_text_context(nn_model *m, const char *spec, int vocab, int classes, int context);
 #define NN_MAX_VOCAB (1 << 21) /* every Unicode code point, and room for specials */
+#define NN_MAX_CONTEXT 65536
 /* Registers the planned model's parameters and state and initialises them
  * as PyTorch does (Linear and Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
  * weight and bias; norms: weight 1, bias 0; running variance 1). */

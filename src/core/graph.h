@@ -45,6 +45,9 @@ typedef enum nn_op {
     NN_OP_LSTM,
     NN_OP_GRU,
     NN_OP_LAST_STEP,
+    NN_OP_ATTENTION,
+    NN_OP_ADD_POSITIONS,
+    NN_OP_MEAN_STEPS,
     NN_OP_COUNT
 } nn_op;
 

@@ -41,4 +41,7 @@ const nn_op_info nn_op_table[NN_OP_COUNT] = {
     [NN_OP_LSTM] = {"lstm", nn_recurrent_backward},
     [NN_OP_GRU] = {"gru", nn_recurrent_backward},
     [NN_OP_LAST_STEP] = {"last_step", nn_last_step_backward},
+    [NN_OP_ATTENTION] = {"attention", nn_attention_backward},
+    [NN_OP_ADD_POSITIONS] = {"add_positions", nn_add_positions_backward},
+    [NN_OP_MEAN_STEPS] = {"mean_steps", nn_mean_steps_backward},
 };

@@ -2,7 +2,7 @@
  *
  * A kind is one nn_layer_kind value in the file of its family (dense.c,
  * conv.c, pool.c, norm.c, activation.c, dropout.c, reshape.c, embed.c,
- * recurrent.c, block.c), listed in the table of table.c. The spec parser, shape inference, the parameter
+ * recurrent.c, attention.c, block.c), listed in the table of table.c. The spec parser, shape inference, the parameter
  * store, initialisation and the forward loop (src/nn/) learn everything
  * about a kind from its entry. Adding a kind is a value in its family's
  * file and a line in the table, plus its ONNX form (app/onnx/export.c) and
@@ -71,6 +71,13 @@ struct nn_layer_kind {
     bool spatial;      /* takes images [C, H, W] (a model with one is a "cnn") */
     bool takes_tokens; /* takes token ids [T] (l->vocab of them): a text model's first layer */
     int state_vectors; /* carries [B, out] vectors from step to step (h: 1; h and c: 2), else 0 */
+    /* Needs the longest sequence the model takes (posembed's table has a row
+     * per position): the model's in_shape[0], which its layers see as their
+     * in_shape[0] of [T, F]. */
+    bool needs_context;
+    /* Shares the matrix of the model's first layer, an embed (unembed): the
+     * planner sets l->tied, and the layer stores no tensor of its own. */
+    bool ties_embedding;
     /* A block: its spec is name(ARGS, LAYERS) (name(LAYERS) without
      * arguments), and the n_inner layers after it in the stack are its own,
      * planned before it, so its infer sees their shapes. */
@@ -100,12 +107,13 @@ typedef struct layer_fusion {
 /* The kinds, by family. */
 extern const nn_layer_kind layer_linear;
 extern const nn_layer_kind layer_conv;
-extern const nn_layer_kind layer_maxpool, layer_avgpool, layer_last;
+extern const nn_layer_kind layer_maxpool, layer_avgpool, layer_last, layer_mean;
 extern const nn_layer_kind layer_batchnorm, layer_layernorm;
 extern const nn_layer_kind layer_relu, layer_leakyrelu, layer_gelu, layer_sigmoid, layer_tanh;
 extern const nn_layer_kind layer_dropout;
 extern const nn_layer_kind layer_flatten;
-extern const nn_layer_kind layer_embed;
+extern const nn_layer_kind layer_embed, layer_posembed, layer_unembed;
+extern const nn_layer_kind layer_attention;
 extern const nn_layer_kind layer_rnn, layer_lstm, layer_gru;
 extern const nn_layer_kind layer_residual, layer_repeat;
 

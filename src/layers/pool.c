@@ -2,7 +2,8 @@
  * windows, no padding, floor mode, as F.max_pool2d / F.avg_pool2d; the
  * stride defaults to the kernel.
  *   [C, H, W] -> [C, H', W']
- * and over time: last, each sequence's last real step.
+ * and over time: last, each sequence's last real step, and mean, the
+ * average of its real steps (an encoder's pooled output; padding is left out).
  *   [T, H] -> [H] */
 #include "layers/layers.h"
 
@@ -39,7 +40,8 @@ bool layer_is_maxpool_2x2(const nn_layer *l) {
     return l->kind == &layer_maxpool && l->kernel == 2 && l->stride == 2;
 }
 
-static int last_infer(nn_layer *l, const char *where) {
+/* last and mean: a sequence to one vector. */
+static int over_time_infer(nn_layer *l, const char *where) {
     if (l->in_ndim != 2) {
         char in[48];
         return nn_error("%s: takes a sequence [T, H], but its input is %s", where,
@@ -55,4 +57,10 @@ static nn_tensor *last_forward(nn_layer *l, const layer_run *run, nn_tensor *x) 
     return nn_last_step(run->ctx, x, run->lengths);
 }
 
-const nn_layer_kind layer_last = {.name = "last", .infer = last_infer, .forward = last_forward};
+const nn_layer_kind layer_last = {.name = "last", .infer = over_time_infer, .forward = last_forward};
+
+static nn_tensor *mean_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
+    return nn_mean_steps(run->ctx, x, run->lengths);
+}
+
+const nn_layer_kind layer_mean = {.name = "mean", .infer = over_time_infer, .forward = mean_forward};

@@ -9,13 +9,14 @@
 static const nn_layer_kind *const kinds[] = {
     &layer_linear,                                                          /* dense.c */
     &layer_conv,                                                            /* conv.c */
-    &layer_maxpool, &layer_avgpool, &layer_last,                            /* pool.c */
+    &layer_maxpool, &layer_avgpool, &layer_last, &layer_mean,               /* pool.c */
     &layer_batchnorm, &layer_layernorm,                                     /* norm.c */
     &layer_relu, &layer_leakyrelu, &layer_gelu, &layer_sigmoid, &layer_tanh, /* activation.c */
     &layer_dropout,                                                         /* dropout.c */
     &layer_flatten,                                                         /* reshape.c */
-    &layer_embed,                                                           /* embed.c */
+    &layer_embed, &layer_posembed, &layer_unembed,                          /* embed.c */
     &layer_rnn, &layer_lstm, &layer_gru,                                    /* recurrent.c */
+    &layer_attention,                                                       /* attention.c */
     &layer_residual, &layer_repeat,                                         /* block.c */
 };
 #define N_KINDS (int)(sizeof kinds / sizeof kinds[0])

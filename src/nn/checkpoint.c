@@ -2,6 +2,7 @@
  * under their PyTorch names, the spec, input shape and normalisation in the
  * string metadata. Files of earlier releases describe an MLP with nn.layers,
  * nn.act, nn.norm and nn.dropout instead of a spec; they load as that spec. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -39,7 +40,8 @@ int nn_model_save_with(const nn_model *m, const char *path, const nn_st_entry *e
     enum { N_OWN = 5 };
     NN_CHECK(n_extra >= 0 && n_extra_tensors >= 0, "nn_model_save_with: negative counts");
     char shape[48], mean[32], std[32];
-    if (m->vocab) snprintf(shape, sizeof shape, "tokens(%d)", m->vocab);
+    if (m->vocab && m->in_shape[0]) snprintf(shape, sizeof shape, "tokens(%d,%d)", m->vocab, m->in_shape[0]);
+    else if (m->vocab) snprintf(shape, sizeof shape, "tokens(%d)", m->vocab);
     else snprintf(shape, sizeof shape, "%d,%d,%d", m->in_shape[0], m->in_shape[1], m->in_shape[2]);
     snprintf(mean, sizeof mean, "%.9g", m->input_mean);
     snprintf(std, sizeof std, "%.9g", m->input_std);
@@ -198,16 +200,21 @@ static int read_store(nn_params *p, const nn_safetensors *st, const char *path) 
 /* The spec and input shape the file describes: *owned is set (and must be
  * freed) when the spec was rebuilt from an earlier release's metadata. */
 /* What the file's model takes: an image [C, H, W] (*vocab 0) or token ids
- * ("tokens(V)": *vocab V). */
+ * ("tokens(V)": *vocab V; "tokens(V,T)", a model with learned positions:
+ * at most T of them, in_shape[0] = T). */
 static int parse_input(const char *path, const char *s, int in_shape[3], int *vocab) {
     *vocab = 0;
     if (strncmp(s, "tokens(", 7) != 0) return parse_shape(path, s, in_shape);
-    char *end;
+    char *end, *end_t = NULL;
     errno = 0;
-    long v = strtol(s + 7, &end, 10);
-    if (errno || end == s + 7 || strcmp(end, ")") != 0 || v < 1 || v > NN_MAX_VOCAB)
-        return nn_error("%s: metadata 'nn.input_shape' = '%s' is not tokens(V) with V in 1..%d", path, s, NN_MAX_VOCAB);
+    long v = strtol(s + 7, &end, 10), t = 0;
+    if (!errno && end != s + 7 && *end == ',' && isdigit((unsigned char)end[1])) t = strtol(end + 1, &end_t, 10);
+    if (end_t) end = end_t;
+    if (errno || end == s + 7 || strcmp(end, ")") != 0 || v < 1 || v > NN_MAX_VOCAB || (end_t && (t < 1 || t > NN_MAX_CONTEXT)))
+        return nn_error("%s: metadata 'nn.input_shape' = '%s' is not tokens(V) or tokens(V,T) with V in 1..%d and T "
+                        "in 1..%d", path, s, NN_MAX_VOCAB, NN_MAX_CONTEXT);
     *vocab = (int)v;
+    in_shape[0] = (int)t;
     return 0;
 }
 
@@ -233,7 +240,7 @@ int nn_model_load_st(nn_model *m, const nn_safetensors *st, const char *path) {
         parse_float(path, "nn.input_mean", smean, -1e6f, 1e6f, &mean) != 0 ||
         parse_float(path, "nn.input_std", sstd, 1e-12f, 1e6f, &std) != 0)
         goto done;
-    if ((vocab ? nn_model_plan_text(m, spec, vocab, 0) : nn_model_plan(m, spec, in_shape, 0)) != 0) {
+    if ((vocab ? nn_model_plan_text_context(m, spec, vocab, 0, in_shape[0]) : nn_model_plan(m, spec, in_shape, 0)) != 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", nn_last_error());
         nn_error("%s: metadata 'nn.spec': %s", path, why);

@@ -88,6 +88,7 @@ static int plan_span(nn_model *m, int first, int n, int *ndim, int shape[3], siz
         l->in_ndim = *ndim;
         memcpy(l->in_shape, shape, sizeof l->in_shape);
         l->vocab = i == 0 ? m->vocab : 0;
+        if (l->kind->ties_embedding) l->tied = m->layers[0].kind->takes_tokens ? &m->layers[0] : NULL;
         if (i == 0 && m->vocab && !l->kind->takes_tokens)
             return nn_error("layer 1, %s: a text model starts with embed(D), which turns token ids into vectors",
                             spec_layer_brief(l, text, sizeof text));
@@ -130,12 +131,15 @@ static int plan_layers(nn_model *m, int classes) {
     return 0;
 }
 
-/* The layers of spec planned for the input m describes. */
-static int plan(nn_model *m, const char *spec, int classes) {
+/* The layers of spec planned for the input m describes; a text model
+ * whose layers need its context (posembed) takes at most `context` tokens. */
+static int plan(nn_model *m, const char *spec, int classes, int context) {
     int n = spec_parse(spec, &m->layers);
     if (n < 0) return -1;
     m->n_layers = n;
     m->input_std = 1.0f;
+    for (int i = 0; m->vocab && i < n; i++)
+        if (m->layers[i].kind->needs_context) m->in_shape[0] = context;
     if (plan_layers(m, classes) != 0) {
         nn_model_free(m);
         return -1;
@@ -151,15 +155,21 @@ int nn_model_plan(nn_model *m, const char *spec, const int in_shape[3], int clas
             return nn_error("input shape [%d, %d, %d] is not an image shape", in_shape[0], in_shape[1], in_shape[2]);
     m->in_ndim = 3;
     memcpy(m->in_shape, in_shape, sizeof m->in_shape);
-    return plan(m, spec, classes);
+    return plan(m, spec, classes, 0);
+}
+
+int nn_model_plan_text_context(nn_model *m, const char *spec, int vocab, int classes, int context) {
+    memset(m, 0, sizeof *m);
+    if (vocab < 1 || vocab > NN_MAX_VOCAB) return nn_error("a vocabulary of %d tokens (1 to %d)", vocab, NN_MAX_VOCAB);
+    if (context < 0 || context > NN_MAX_CONTEXT)
+        return nn_error("a context of %d tokens (1 to %d)", context, NN_MAX_CONTEXT);
+    m->in_ndim = 1; /* [T]: token ids, T 0 for any length until a layer needs the context */
+    m->vocab = vocab;
+    return plan(m, spec, classes, context);
 }
 
 int nn_model_plan_text(nn_model *m, const char *spec, int vocab, int classes) {
-    memset(m, 0, sizeof *m);
-    if (vocab < 1 || vocab > NN_MAX_VOCAB) return nn_error("a vocabulary of %d tokens (1 to %d)", vocab, NN_MAX_VOCAB);
-    m->in_ndim = 1; /* [T]: token ids, any length */
-    m->vocab = vocab;
-    return plan(m, spec, classes);
+    return nn_model_plan_text_context(m, spec, vocab, classes, 0);
 }
 
 void nn_model_build(nn_model *m, nn_rng *rng) {
@@ -249,6 +259,9 @@ nn_tensor *nn_model_forward_tokens(nn_model *m, nn_ctx *ctx, const int *ids, int
     for (int b = 0; lengths && b < B; b++)
         NN_CHECK(lengths[b] >= 1 && lengths[b] <= T, "nn_model_forward_tokens: length %d not in [1, %d]", lengths[b],
                  T);
+    NN_CHECK(!m->in_shape[0] || T <= m->in_shape[0],
+             "nn_model_forward_tokens: %d tokens, but '%s' has learned positions for at most %d (its context)", T,
+             m->spec, m->in_shape[0]);
     const layer_run run = {.ctx = ctx, .dropout_rng = dropout_rng, .ids = ids, .B = B, .T = T, .lengths = lengths};
     return layers_forward(m->layers, m->n_layers, &run, NULL);
 }

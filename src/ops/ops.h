@@ -36,6 +36,11 @@ void nn_embedding_backward(nn_node *n);
 /* nn_rnn, nn_lstm and nn_gru (ops/rnn.c) */
 void nn_recurrent_backward(nn_node *n);
 void nn_last_step_backward(nn_node *n);
+/* ops/attention.c */
+void nn_attention_backward(nn_node *n);
+/* nn_add_positions and nn_mean_steps (ops/sequence.c) */
+void nn_add_positions_backward(nn_node *n);
+void nn_mean_steps_backward(nn_node *n);
 
 /* Fused forms of layer sequences, for the model's forward loop (same results
  * as the separate ops, without the tensors between them). */

@@ -126,7 +126,9 @@ static nn_train_data data_source(const nn_train_config *cfg) {
 static int plan(text_run *r, int classes) {
     const nn_train_config *cfg = r->cfg;
     int V = r->data->vocab.size;
-    if (cfg->spec) return nn_model_plan_text(r->model, cfg->spec, V, classes);
+    /* A language model sees windows of cfg->context tokens: learned positions go that far. */
+    int context = r->data->kind == NN_TEXT_CLASSES ? 0 : cfg->context;
+    if (cfg->spec) return nn_model_plan_text_context(r->model, cfg->spec, V, classes, context);
     NN_CHECK(r->model->spec, "a text run: no cfg->spec and no planned model");
     if (r->model->vocab != V || r->model->classes != classes || r->model->in_ndim != 1)
         return nn_error("the model '%s' is not a model of %d tokens into %d classes", nn_model_spec(r->model), V,

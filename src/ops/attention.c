@@ -1,0 +1,285 @@
+/* Multi-head self-attention, one fused op: the scaled dot products, the
+ * mask, the softmax and the weighted sum of the values, and the backward
+ * through all of them.
+ *
+ * Shapes: x [B, T, 3D] is the QKV projection's output, q | k | v along the
+ * last dimension, each D = H heads of hd = D / H; head h reads columns
+ * h*hd .. (h+1)*hd - 1 of each (as torch.nn.MultiheadAttention and nanoGPT
+ * split them). y [B, T, D] holds the heads' outputs side by side, head h in
+ * the same columns, for the output projection to mix.
+ *
+ * Forward, per sequence b and head h (Q, K, V [T, hd], s = 1 / sqrt(hd)):
+ *   S = s Q K^T                        [T, T]
+ *   S[i, j] = -inf where key j is masked: j > i (causal), j >= len_b (padding)
+ *   P = softmax(S) by rows             [T, T]
+ *   Y = P V                            [T, hd]
+ * The forward makes S and P one row at a time (the row stays in L1) and
+ * keeps of each row only m_i + log sum_j e^(S_ij - m_i), its log-sum-exp
+ * ([B, H, T] in all): the backward recomputes P from Q, K and it, so no
+ * [T, T] block goes out to memory between the two.
+ *
+ * Backward, with dY [T, hd]:
+ *   P  = exp(s Q K^T - lse)            [T, T]    recomputed, row by row
+ *   dP = dY V^T                        [T, T]
+ *   dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik)   (the softmax's Jacobian; masked
+ *                                              entries have P = 0, so dS = 0)
+ *   dQ = s dS K                        [T, hd]   row by row, as dS's rows are made
+ *   dK = s dS^T Q,  dV = P^T dY        [T, hd]   from the P and dS blocks, kept
+ *                                                in the thread's scratch (cache)
+ *
+ * Each (b, h) is one task on an OpenMP thread, with its head's Q, K^T, V
+ * (and in the backward Q^T, K, V^T, dY^T) copied into the thread's scratch,
+ * where the products run along contiguous padded rows with their sums in
+ * registers; no two tasks write one float of y or dx, and each sums in a
+ * fixed order, so the results do not depend on the thread count. Query rows
+ * past a sequence's length still attend (to its real keys), as PyTorch's
+ * key_padding_mask has them. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "ops/fastmath.h"
+#include "ops/ops.h"
+#include "ops/vec16.h"
+
+typedef struct attention_saved {
+    nn_ctx *ctx; /* whose scratch the backward works in */
+    int heads;
+    bool causal;
+    int *lengths; /* [B], each in [1, T] */
+    float *lse;   /* [B, H, T] each score row's log-sum-exp */
+} attention_saved;
+
+/* Floats rounded up to whole vectors: the scratch's rows are padded so that
+ * every 16-float load of a row stays inside it. */
+static int round16(int n) { return (n + VL - 1) / VL * VL; }
+
+/* The keys query i sees: j < keys_seen(i). */
+static inline int keys_seen(int i, int len, bool causal) { return causal && i + 1 < len ? i + 1 : len; }
+
+/* ---- the two products of a row ----
+ * Both keep their sums in registers over the whole reduction, up to four
+ * vectors (independent chains of FMAs) at a time, and add in a fixed order:
+ * a row's bits depend only on its operands. */
+
+/* out[0..n) = sum_{d < m} a[d] B[d, 0..n) (B's rows ldb apart, ldb a multiple
+ * of 16): a score row (a = q scaled, B = K^T), dP's (a = dy, B = V^T), or a
+ * row of dK^T or dV^T (a = a column of Q or dY, B = dS or P). lower: B is
+ * zero above its diagonal (B[d, j] = 0 for j > d, a causal block), so the
+ * columns from j0 on take the rows from j0 on only (the rows skipped would
+ * add exact zeros). Writes out up to the next multiple of 16. */
+static inline void row_times_rows(const float *restrict a, int m, const float *restrict B, int ldb, int n,
+                                  bool lower, float *restrict out) {
+    for (int j0 = 0; j0 < n; j0 += 4 * VL) {
+        v16 acc[4] = {{0}, {0}, {0}, {0}};
+        int nv = (n - j0 + VL - 1) / VL > 4 ? 4 : (n - j0 + VL - 1) / VL;
+        if (nv == 4) {
+            for (int d = lower ? j0 : 0; d < m; d++) {
+                v16 ad = (v16){0} + a[d];
+                const float *b = B + (size_t)d * ldb + j0;
+                for (int v = 0; v < 4; v++) acc[v] = v16_fma(ad, v16_load(b + v * VL), acc[v]);
+            }
+        } else {
+            for (int d = lower ? j0 : 0; d < m; d++) {
+                v16 ad = (v16){0} + a[d];
+                const float *b = B + (size_t)d * ldb + j0;
+                for (int v = 0; v < nv; v++) acc[v] = v16_fma(ad, v16_load(b + v * VL), acc[v]);
+            }
+        }
+        for (int v = 0; v < nv; v++) v16_store(out + j0 + v * VL, acc[v]);
+    }
+}
+
+/* out[0..m) = sum_{j < n} w[j] R[j, 0..m) (R's rows ldr apart, a multiple of
+ * 16): a head's output (w = p, R = V) or dQ's row (w = dS, R = K). Even and
+ * odd j go to separate sums (two chains per vector), added at the end. */
+static inline void weighted_rows(const float *restrict w, int n, const float *restrict R, int ldr, int m,
+                                 float *restrict out) {
+    for (int d0 = 0; d0 < m; d0 += 2 * VL) {
+        bool two = m - d0 > VL;
+        v16 e0 = {0}, e1 = {0}, o0 = {0}, o1 = {0};
+        int j = 0;
+        for (; j + 1 < n; j += 2) {
+            const float *r0 = R + (size_t)j * ldr + d0, *r1 = r0 + ldr;
+            v16 w0 = (v16){0} + w[j], w1 = (v16){0} + w[j + 1];
+            e0 = v16_fma(w0, v16_load(r0), e0);
+            o0 = v16_fma(w1, v16_load(r1), o0);
+            if (two) {
+                e1 = v16_fma(w0, v16_load(r0 + VL), e1);
+                o1 = v16_fma(w1, v16_load(r1 + VL), o1);
+            }
+        }
+        if (j < n) {
+            const float *r0 = R + (size_t)j * ldr + d0;
+            e0 = v16_fma((v16){0} + w[j], v16_load(r0), e0);
+            if (two) e1 = v16_fma((v16){0} + w[j], v16_load(r0 + VL), e1);
+        }
+        int left = m - d0;
+        v16_store_n(out + d0, e0 + o0, left < VL ? left : VL);
+        if (two) v16_store_n(out + d0 + VL, e1 + o1, left - VL < VL ? left - VL : VL);
+    }
+}
+
+/* Work (multiply-adds) under which one thread does the whole op. */
+#define ATTENTION_PARALLEL_MIN 65536
+
+static int task_threads(long work) { return work >= ATTENTION_PARALLEL_MIN ? omp_get_max_threads() : 1; }
+
+/* A thread's scratch: blocks that hold [T, hdp] or [hd, Tp] floats, and
+ * rows that hold Tp or hdp (hdp = hd and Tp = T rounded up to whole vectors). */
+typedef struct head_scratch {
+    int T, hd, Tp, hdp;
+    size_t block, row, floats; /* floats per block, per row, per thread */
+} head_scratch;
+
+static head_scratch scratch_layout(int T, int hd, int blocks, int rows) {
+    head_scratch h = {.T = T, .hd = hd, .Tp = round16(T), .hdp = round16(hd)};
+    h.block = (size_t)h.Tp * h.hdp;
+    h.row = (size_t)(h.Tp > h.hdp ? h.Tp : h.hdp);
+    h.floats = (size_t)blocks * h.block + (size_t)rows * h.row;
+    return h;
+}
+
+/* Copies the head's queries (rows 0..T) into Q [T, hdp] and, of its L real
+ * keys, K [L, hdp] (if K), K^T [hd, Tp], V [L, hdp] (if V) and V^T [hd, Tp] (if Vt). */
+static void gather_head(const head_scratch *hs, const float *xb, int D, int h, int L, float *Q, float *K, float *Kt,
+                        float *V, float *Vt) {
+    int T = hs->T, hd = hs->hd, hdp = hs->hdp, Tp = hs->Tp;
+    size_t row = 3 * (size_t)D;
+    for (int t = 0; t < T; t++) memcpy(Q + (size_t)t * hdp, xb + t * row + h * hd, (size_t)hd * sizeof(float));
+    for (int t = 0; t < L; t++) {
+        const float *k = xb + t * row + D + h * hd, *v = k + D;
+        if (K) memcpy(K + (size_t)t * hdp, k, (size_t)hd * sizeof(float));
+        if (V) memcpy(V + (size_t)t * hdp, v, (size_t)hd * sizeof(float));
+        for (int d = 0; d < hd; d++) {
+            Kt[(size_t)d * Tp + t] = k[d];
+            if (Vt) Vt[(size_t)d * Tp + t] = v[d];
+        }
+    }
+}
+
+nn_tensor *nn_attention(nn_ctx *ctx, nn_tensor *x, int heads, bool causal, const int *lengths) {
+    char sx[64];
+    nn_check_live(ctx, x, "attention");
+    NN_CHECK(x->ndim == 3 && x->shape[2] % 3 == 0, "attention: input %s must be [B, T, 3D] (q, k, v)",
+             nn_shape_str(x, sx, sizeof sx));
+    int B = x->shape[0], T = x->shape[1], D = x->shape[2] / 3;
+    NN_CHECK(heads >= 1 && D % heads == 0, "attention: %d features do not split into %d heads", D, heads);
+    int H = heads, hd = D / H;
+    int *len = nn_arena_alloc(ctx, (size_t)B * sizeof(int));
+    for (int b = 0; b < B; b++) {
+        NN_CHECK(!lengths || (lengths[b] >= 1 && lengths[b] <= T),
+                 "attention: lengths[%d] = %d is outside [1, %d] for input %s", b, lengths ? lengths[b] : 0, T,
+                 nn_shape_str(x, sx, sizeof sx));
+        len[b] = lengths ? lengths[b] : T;
+    }
+    nn_tensor *y = nn_op_output(ctx, 3, (int[]){B, T, D}, &x, 1);
+    float *lse = nn_arena_alloc(ctx, (size_t)B * H * T * sizeof(float));
+    float scale = 1.0f / sqrtf((float)hd);
+    int threads = task_threads((long)B * T * T * D);
+    /* Q [T, hdp], K^T [hd, Tp], V [T, hdp]; a score row and a scaled query */
+    head_scratch hs = scratch_layout(T, hd, 3, 2);
+    float *scratch = nn_ctx_scratch(ctx, (size_t)threads * hs.floats * sizeof(float));
+
+#pragma omp parallel num_threads(threads)
+    {
+        float *Q = scratch + (size_t)omp_get_thread_num() * hs.floats;
+        float *Kt = Q + hs.block, *V = Kt + hs.block, *s = V + hs.block, *q = s + hs.row;
+        memset(Q, 0, hs.floats * sizeof(float)); /* the padding read past each row: zeros, not garbage */
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H, L = len[b];
+            gather_head(&hs, x->data + (size_t)b * T * 3 * D, D, h, L, Q, NULL, Kt, V, NULL);
+            for (int i = 0; i < T; i++) {
+                int n = keys_seen(i, L, causal);
+                for (int d = 0; d < hd; d++) q[d] = Q[(size_t)i * hs.hdp + d] * scale;
+                row_times_rows(q, hd, Kt, hs.Tp, n, false, s); /* s = q K^T / sqrt(hd) */
+                float m = s[0];
+                for (int j = 1; j < n; j++) m = s[j] > m ? s[j] : m;
+                float sum = 0.0f;
+                for (int j = 0; j < n; j++) {
+                    s[j] = nn_expf(s[j] - m);
+                    sum += s[j];
+                }
+                /* y_i = sum_j p_j v_j, the 1 / sum applied once at the end */
+                float *yi = y->data + ((size_t)b * T + i) * D + h * hd;
+                weighted_rows(s, n, V, hs.hdp, hd, yi);
+                float inv = 1.0f / sum;
+                for (int d = 0; d < hd; d++) yi[d] *= inv;
+                lse[(size_t)bh * T + i] = m + logf(sum);
+            }
+        }
+    }
+    nn_node *node = nn_record(ctx, NN_OP_ATTENTION, y, &x, 1);
+    if (node) {
+        attention_saved *sv = nn_arena_alloc(ctx, sizeof *sv);
+        *sv = (attention_saved){.ctx = ctx, .heads = H, .causal = causal, .lengths = len, .lse = lse};
+        node->saved = sv;
+    }
+    return y;
+}
+
+/* The backward keeps the head's P and dS blocks [T, Lp] (zeros where masked)
+ * in the thread's scratch: dQ comes row by row as P's and dS's rows are made,
+ * dK^T = s Q^T dS and dV^T = dY^T P after them, a row of hd at a time, each
+ * sum in registers. */
+void nn_attention_backward(nn_node *n) {
+    nn_tensor *x = n->in[0], *y = n->out;
+    if (!x->grad) return;
+    const attention_saved *sv = n->saved;
+    int B = x->shape[0], T = x->shape[1], D = x->shape[2] / 3, H = sv->heads, hd = D / H;
+    float scale = 1.0f / sqrtf((float)hd);
+    int threads = task_threads((long)B * T * T * D);
+    /* Q, K [T, hdp]; Q^T, K^T, V^T, dY^T [hd, Tp]; P, dS [T, Tp]; rows: the scaled query, dq, dk or dv */
+    head_scratch hs = scratch_layout(T, hd, 6, 3);
+    size_t square = (size_t)T * hs.Tp;
+    size_t per_thread = hs.floats + 2 * square;
+    float *scratch = nn_ctx_scratch(sv->ctx, (size_t)threads * per_thread * sizeof(float));
+    size_t row = 3 * (size_t)D;
+
+#pragma omp parallel num_threads(threads)
+    {
+        float *Q = scratch + (size_t)omp_get_thread_num() * per_thread;
+        float *K = Q + hs.block, *Qt = K + hs.block, *Kt = Qt + hs.block, *Vt = Kt + hs.block, *dYt = Vt + hs.block;
+        float *q = dYt + hs.block, *dq = q + hs.row, *dkv = dq + hs.row, *P = dkv + hs.row, *dS = P + square;
+        memset(Q, 0, per_thread * sizeof(float));
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H, L = sv->lengths[b], Lp = round16(L);
+            const float *xb = x->data + (size_t)b * T * row;
+            const float *dyb = y->grad + (size_t)b * T * D + h * hd;
+            float *dxb = x->grad + (size_t)b * T * row;
+            gather_head(&hs, xb, D, h, L, Q, K, Kt, NULL, Vt);
+            for (int i = 0; i < T; i++)
+                for (int d = 0; d < hd; d++) {
+                    Qt[(size_t)d * hs.Tp + i] = Q[(size_t)i * hs.hdp + d];
+                    dYt[(size_t)d * hs.Tp + i] = dyb[(size_t)i * D + d];
+                }
+            for (int i = 0; i < T; i++) {
+                int nk = keys_seen(i, L, sv->causal);
+                float *p = P + (size_t)i * hs.Tp, *ds = dS + (size_t)i * hs.Tp;
+                /* P's row again, from the scores and the saved log-sum-exp (the forward's bits) */
+                for (int d = 0; d < hd; d++) q[d] = Q[(size_t)i * hs.hdp + d] * scale;
+                row_times_rows(q, hd, Kt, hs.Tp, nk, false, p);
+                float l = sv->lse[(size_t)bh * T + i];
+                for (int j = 0; j < nk; j++) p[j] = nn_expf(p[j] - l);
+                row_times_rows(dyb + (size_t)i * D, hd, Vt, hs.Tp, nk, false, ds); /* dP's row: dy V^T */
+                float pdp = 0.0f;
+                for (int j = 0; j < nk; j++) pdp += p[j] * ds[j];
+                /* dS's row, with the scale folded in: s dS */
+                for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - pdp);
+                for (int j = nk; j < Lp; j++) p[j] = ds[j] = 0.0f; /* masked: nothing flows */
+                weighted_rows(ds, nk, K, hs.hdp, hd, dq); /* dq = s dS K */
+                float *dxq = dxb + i * row + h * hd;
+                for (int d = 0; d < hd; d++) dxq[d] += dq[d];
+            }
+            /* dK^T[d] = sum_i Q[i, d] s dS[i, :], dV^T[d] = sum_i dY[i, d] P[i, :] */
+            for (int d = 0; d < hd; d++) {
+                row_times_rows(Qt + (size_t)d * hs.Tp, T, dS, hs.Tp, L, sv->causal, dkv);
+                for (int t = 0; t < L; t++) dxb[t * row + D + h * hd + d] += dkv[t];
+                row_times_rows(dYt + (size_t)d * hs.Tp, T, P, hs.Tp, L, sv->causal, dkv);
+                for (int t = 0; t < L; t++) dxb[t * row + 2 * D + h * hd + d] += dkv[t];
+            }
+        }
+    }
+}
