@@ -41,7 +41,7 @@ static const char *const cnn_spec = "conv(8,3,padding=1) batchnorm relu maxpool(
                                     "avgpool(2) flatten linear(32) batchnorm leakyrelu dropout(0.2) linear(10)";
 static const char *const every_spec = "conv(6,5,stride=2,padding=2) batchnorm tanh maxpool(3,stride=2) conv(4,2) "
                                       "sigmoid avgpool(2,stride=1) flatten linear(24) layernorm leakyrelu(0.2) "
-                                      "dropout(0.3) linear(16) batchnorm gelu linear(12) relu linear(10)";
+                                      "dropout(0.3) linear(16) batchnorm gelu linear(12,bias=0) relu linear(10)";
 
 /* Runs a shell command with stdout into out_path (or discarded) and stderr in
  * err_text; returns the exit status (128+N for signal N). */
@@ -341,7 +341,7 @@ static const struct text_model {
     {"gru_classifier", "embed(16) gru(32) last linear(18)", 18},
     {"rnn_lm", "embed(12) rnn(24) layernorm tanh linear(40)", 0},
     {"stacked", "embed(16) linear(24) gelu lstm(32) dropout(0.1) gru(24) rnn(16) last layernorm linear(10)", 10},
-    {"residual_lm", "embed(16) repeat(2, residual(layernorm linear(32) gelu linear(16))) residual(lstm(16) tanh) "
+    {"residual_lm", "embed(16) repeat(2, residual(layernorm linear(32,bias=0) gelu linear(16))) residual(lstm(16) tanh) "
                     "layernorm linear(40)", 0},
 };
 #define N_TEXT_MODELS (int)(sizeof text_models / sizeof text_models[0])

@@ -229,14 +229,18 @@ static const char *swap01_2d(graph *g, const char *x, const char *out) {
 }
 
 /* y = x W^T + b, W [out, in] as PyTorch stores it. On a sequence [N, T, F]
- * (Gemm takes matrices only): MatMul by the transposed weight, then Add. */
+ * (Gemm takes matrices only): MatMul by the transposed weight, then Add.
+ * linear(OUT,bias=0) has no b: no Add, and Gemm without its optional C. */
 static const char *emit_linear(graph *g, const nn_layer *l, const char *x, const char *out) {
+    bool bias = nn_layer_tensor(l, "bias") != NULL;
     if (l->in_ndim == 2) {
         const char *wt = swap01_2d(g, param(g, l, "weight"), str(g, "%s.weight_t", out));
+        if (!bias) return binary(g, "MatMul", out, x, wt);
         const char *xw = binary(g, "MatMul", str(g, "%s.matmul", out), x, wt);
         return binary(g, "Add", out, xw, param(g, l, "bias"));
     }
-    Onnx__NodeProto *n = node(g, "Gemm", out, 3, (const char *[]){x, param(g, l, "weight"), param(g, l, "bias")});
+    Onnx__NodeProto *n = node(g, "Gemm", out, bias ? 3 : 2,
+                              (const char *[]){x, param(g, l, "weight"), bias ? param(g, l, "bias") : NULL});
     attr_int(g, n, "transB", 1);
     return out;
 }
