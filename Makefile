@@ -8,7 +8,8 @@
 #   make sanitize     the same suite built with ASan+UBSan, into build-san/
 #   make leakcheck    a short training run under valgrind --leak-check=full
 #   make data         fetch MNIST into data/mnist (DATASET=fashion-mnist, or a text
-#                     set: tinyshakespeare, names, names-by-language)
+#                     set: tinyshakespeare, names, names-by-language; or write
+#                     the sums of addition, addition3 with build/tools/make_addition)
 #   make run          the main job: train the default model, write its plot
 #   make benches      the benchmark binaries (build/bench/)
 #   make bench        build them and run the training-speed benchmark
@@ -108,6 +109,8 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 # a subprocess just need it built.
 PROGRAM_TESTS := test_linreg test_report
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
+# Small programs beside nn that link libnn (make_addition writes a data set).
+TOOL_SRC := $(sort $(wildcard tools/*.c))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 APP_OBJ  := $(APP_SRC:%.c=$(BUILD)/%.o) $(APP_GEN_SRC:%.c=%.o)
@@ -115,12 +118,13 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(APP_OBJ)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 PROGRAM_TEST_BIN := $(PROGRAM_TESTS:%=$(BUILD)/tests/%)
 BENCH_BIN:= $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+TOOL_BIN := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
 
 .PHONY: all tests benches test check sanitize leakcheck data run bench clean distclean fixtures install uninstall
 # Keep test and bench objects (make would delete them as intermediates).
 .SECONDARY:
 
-all: $(BUILD)/nn $(BUILD)/libnn.a $(SHLIB) $(EXAMPLE_BIN)
+all: $(BUILD)/nn $(BUILD)/libnn.a $(SHLIB) $(EXAMPLE_BIN) $(TOOL_BIN)
 
 tests: $(TEST_BIN)
 
@@ -132,6 +136,7 @@ $(BUILD)/cli/%.o:   INC = -Iinclude -Isrc -Icli -Iapp
 $(BUILD)/app/%.o:   INC = -Iinclude -Isrc -Iapp
 $(BUILD)/tests/%.o: INC = -Iinclude -Isrc
 $(BUILD)/bench/%.o: INC = -Iinclude -Isrc
+$(BUILD)/tools/%.o: INC = -Iinclude -Isrc
 $(PROGRAM_TEST_BIN:%=%.o): INC = -Iinclude -Isrc -Icli -Iapp
 
 $(BUILD)/%.o: %.c $(FLAGS_STAMP)
@@ -179,6 +184,10 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libnn.a
 	$(say) LD $@
 	$(Q)$(LINK_LIB)
 
+$(BUILD)/tools/%: $(BUILD)/tools/%.o $(BUILD)/libnn.a
+	$(say) LD $@
+	$(Q)$(LINK_LIB)
+
 test: all tests data
 	@NN=$(BUILD)/nn scripts/run_tests.sh $(TEST_BIN)
 
@@ -214,8 +223,9 @@ leakcheck: data
 		--steps 6 --eval-every 3 --eval-windows 4 --context 8 --batch-size 4 --threads 1 --save build-vg/lm.safetensors >/dev/null
 	$(VALGRIND) build-vg/nn generate --model build-vg/lm.safetensors --length 20 >/dev/null
 
-data:
-	@scripts/fetch_data.sh $(DATASET)
+# The sums of the addition sets are written by a tool built here.
+data: $(if $(filter addition%,$(DATASET)),$(BUILD)/tools/make_addition)
+	@MAKE_ADDITION=$(BUILD)/tools/make_addition scripts/fetch_data.sh $(DATASET)
 
 run: $(BUILD)/nn data
 	$(BUILD)/nn train --plot accuracy.png --metrics metrics.csv --save model.safetensors

@@ -10,6 +10,7 @@
 #include "nn/precision.h"
 #include "nn/data.h"
 #include "nn/text.h"
+#include "nn/seq2seq.h"
 #include "nn/augment.h"
 #include "nn/image.h"
 #include "nn/csv.h"

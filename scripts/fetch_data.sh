@@ -3,8 +3,9 @@
 #
 #   scripts/fetch_data.sh [NAME]     (default: mnist)
 #
-# NAME is one of the image sets mnist, fashion-mnist or the text sets
-# tinyshakespeare, names, names-by-language.
+# NAME is one of the image sets mnist, fashion-mnist, the text sets
+# tinyshakespeare, names, names-by-language, or the sums addition (2-digit
+# operands) and addition3 (3-digit).
 #
 # Image sets: the four IDX files, each verified by the SHA-256 of its raw
 # (uncompressed) content. Files already there (raw or .gz) and verified are
@@ -16,13 +17,18 @@
 # for sources and licences) and copied from there, each file checked against
 # datasets/SHA256SUMS; verified files already in data/<NAME>/ are kept.
 #
+# The sums: written by tools/make_addition.c (build/tools/make_addition, or
+# $MAKE_ADDITION; built with make if missing) with its fixed default seed
+# into data/<NAME>/train.lines.txt and test.lines.txt, each verified by its
+# SHA-256 below: the same bytes on every machine.
+#
 # Idempotent. Each file is written to a temporary name, verified, then
 # renamed, so a final name always holds good data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dataset=${1:-mnist}
-all_names="mnist fashion-mnist tinyshakespeare names names-by-language"
+all_names="mnist fashion-mnist tinyshakespeare names names-by-language addition addition3"
 
 say() { echo "fetch_data: $dataset: $*" >&2; }
 
@@ -61,6 +67,37 @@ fetch_text() {
     say "all $n file(s) present and verified in $dir"
 }
 
+# A set of sums: make_addition writes both files into scratch space, each
+# is verified against ${sha[...]} and moved into data/$dataset/; verified
+# files already there are kept.
+make_sums() { # DIGITS
+    local dir=data/$dataset tool=${MAKE_ADDITION:-build/tools/make_addition} name got n=0
+    for name in "${!sha[@]}"; do
+        [[ -e $dir/$name && $(sha256sum -- "$dir/$name" | cut -d' ' -f1) == "${sha[$name]}" ]] && n=$((n + 1))
+    done
+    if ((n == ${#sha[@]})); then
+        say "all $n file(s) present and verified in $dir"
+        return 0
+    fi
+    if [[ ! -x $tool ]]; then
+        say "building $tool"
+        make --no-print-directory -s "$tool" || { say "could not build $tool"; exit 1; }
+    fi
+    mkdir -p "$dir"
+    scratch=$(mktemp -d "$dir/.fetch.XXXXXX")
+    trap 'rm -rf "$scratch"' EXIT
+    "$tool" --digits "$1" "$scratch" || { say "$tool failed"; exit 1; }
+    for name in "${!sha[@]}"; do
+        got=$(sha256sum -- "$scratch/$name" | cut -d' ' -f1)
+        if [[ $got != "${sha[$name]}" ]]; then
+            say "$name written by $tool: checksum mismatch: $got, expected ${sha[$name]}"
+            exit 1
+        fi
+        mv -f -- "$scratch/$name" "$dir/$name"
+    done
+    say "all ${#sha[@]} file(s) written and verified in $dir"
+}
+
 declare -A sha
 case $dataset in
 mnist)
@@ -86,6 +123,24 @@ fashion-mnist)
     ;;
 tinyshakespeare | names | names-by-language)
     fetch_text
+    exit 0
+    ;;
+addition)
+    # 2-digit operands: 1,000 held-out sums, the other 9,000 pairs train.
+    sha=(
+        [train.lines.txt]=51f6253e3e1c64ae7d681fecdbcbd2a8f23839f304cb05b9df307b07488c40a2
+        [test.lines.txt]=c80f4b4b31651ebf0ed89ca21c40f76a9e730972b3fab1b777ae17b715b29f98
+    )
+    make_sums 2
+    exit 0
+    ;;
+addition3)
+    # 3-digit operands: 10,000 held-out sums, 100,000 training sums.
+    sha=(
+        [train.lines.txt]=ef645820ac3e9bd35508c0c9eb36c2bf1abdca6d00002be34e77bc9be2954808
+        [test.lines.txt]=4f6ab2fb5e70acde6e580ea1c990ae0322680974e1339a9fb6551248474edd20
+    )
+    make_sums 3
     exit 0
     ;;
 *)

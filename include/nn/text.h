@@ -9,7 +9,12 @@
  *
  * The three kinds, and how a path tells which it holds (NN_TEXT_AUTO):
  *
- *   - a folder with two or more .txt files: one file per class (CLASSES).
+ *   - a folder whose .txt files are exactly "train.lines.txt" and
+ *     "test.lines.txt": one sequence per line (LINES) with the split given by
+ *     the files: the lines of train.lines.txt train, those of test.lines.txt
+ *     are the held-out split (nn_text.val), whatever the seed (data/addition,
+ *     written by `make data DATASET=addition`, nn/seq2seq.h);
+ *   - any other folder with two or more .txt files: one file per class (CLASSES).
  *     Each line of a file is one example; its label is the file's name
  *     without ".txt" (data/names-by-language/Arabic.txt: class "Arabic").
  *     Classes are numbered in the byte order of their names.
@@ -22,7 +27,8 @@
  * In a folder only regular files whose names end in ".txt" and do not start
  * with "." count: a README or LICENSE beside the data is ignored. A kind given
  * explicitly overrides the names: a folder of one .txt file read as CLASSES is
- * an error (one class), and so is a folder of several read as a STREAM or LINES.
+ * an error (one class), and so is a folder of several read as a STREAM or LINES
+ * (but the train/test pair as LINES); the pair read as CLASSES is two classes.
  *
  * Lines (LINES and CLASSES) end at "\n"; a "\r" before it is dropped; the
  * last line needs no line break; an empty line is an error.
@@ -31,7 +37,8 @@
  *   STREAM   the first 90% of the characters train, the rest validation
  *            (floor(n * 9 / 10), as nanoGPT: Tiny Shakespeare gives
  *            1,003,854 / 111,540);
- *   LINES    floor(n * 9 / 10) of the lines train, chosen by the seed;
+ *   LINES    floor(n * 9 / 10) of the lines train, chosen by the seed (a
+ *            train.lines.txt / test.lines.txt folder: the files' lines);
  *   CLASSES  within each class floor(n_c * 15 / 100) of its lines go to
  *            validation, chosen by the seed, the rest train.
  * In each split the sequences keep their file order (class after class).
@@ -187,6 +194,10 @@ typedef struct nn_text {
  * error set, naming the file or folder. */
 int nn_text_load(nn_text *t, const char *path, nn_text_kind kind, uint64_t seed,
                  const nn_vocab *vocab);
+/* The kind the layout of `path` gives (NN_TEXT_AUTO's rules at the top of
+ * this file), from the path's name or the folder's listing alone: no file is
+ * read. Returns 0, or -1 with the error set (no such path, no .txt file). */
+int nn_text_layout_kind(const char *path, nn_text_kind *kind);
 /* Frees and zeroes; harmless on a zeroed data set. */
 void nn_text_free(nn_text *t);
 

@@ -19,6 +19,9 @@
 
 #define STREAM_TRAIN_TENTHS 9  /* STREAM and LINES: floor(n * 9 / 10) train */
 #define CLASSES_VAL_PERCENT 15 /* CLASSES: floor(n_c * 15 / 100) validation */
+/* LINES split by the files: train.lines.txt trains, test.lines.txt is held out. */
+#define GIVEN_TRAIN "train"
+#define GIVEN_TEST "test"
 
 typedef struct text_file {
     char *path;    /* as opened, for messages */
@@ -39,6 +42,7 @@ typedef struct text_reader {
     int n_files;
     text_line *lines;
     int n_lines;
+    bool given_split; /* a folder of exactly train.lines.txt and test.lines.txt */
 } text_reader;
 
 static const char *const kind_names[] = {
@@ -130,13 +134,18 @@ static int list_files(text_reader *r) {
     closedir(dir);
     if (r->n_files == 0) return nn_error("%s: no .txt file in the folder", r->path);
     qsort(r->files, (size_t)r->n_files, sizeof *r->files, compare_files);
+    /* In name order the held-out file comes first. */
+    r->given_split = r->n_files == 2 && strcmp(r->files[0].name, GIVEN_TEST ".lines") == 0 &&
+                     strcmp(r->files[1].name, GIVEN_TRAIN ".lines") == 0;
     return 0;
 }
 
 static int resolve_kind(const text_reader *r, nn_text_kind *kind) {
     if (*kind == NN_TEXT_AUTO) {
         const char *base = base_name(r->files[0].path);
-        if (r->n_files >= 2)
+        if (r->given_split)
+            *kind = NN_TEXT_LINES;
+        else if (r->n_files >= 2)
             *kind = NN_TEXT_CLASSES;
         else if (strcmp(base, "names.txt") == 0 || ends_with(base, ".lines.txt"))
             *kind = NN_TEXT_LINES;
@@ -148,6 +157,7 @@ static int resolve_kind(const text_reader *r, nn_text_kind *kind) {
         return nn_error("%s: one class only (%s): one file per class needs a folder of at least "
                         "two .txt files",
                         r->path, r->files[0].name);
+    if (*kind == NN_TEXT_LINES && r->given_split) return 0;
     if (*kind != NN_TEXT_CLASSES && r->n_files >= 2)
         return nn_error("%s: %d .txt files, but a %s is one file (a folder of several is one "
                         "file per class)",
@@ -270,6 +280,10 @@ static int load_stream(nn_text *t, const text_reader *r) {
 
 /* Marks the lines that go to validation. */
 static int choose_validation(const nn_text *t, const text_reader *r, uint64_t seed, bool *is_val) {
+    if (r->given_split) { /* the test file (files[0]) is validation, whatever the seed */
+        for (int i = 0; i < r->n_lines; i++) is_val[i] = r->lines[i].file == 0;
+        return 0;
+    }
     if (t->kind == NN_TEXT_LINES && r->n_lines < 2)
         return nn_error("%s: one line: too few to split into train and validation",
                         r->files[0].path);
@@ -360,6 +374,16 @@ static void reader_free(text_reader *r) {
     }
     free(r->files);
     free(r->lines);
+}
+
+int nn_text_layout_kind(const char *path, nn_text_kind *kind) {
+    text_reader r = {.path = path};
+    nn_text_kind k = NN_TEXT_AUTO;
+    int rc = list_files(&r);
+    if (rc == 0) rc = resolve_kind(&r, &k);
+    reader_free(&r);
+    if (rc == 0) *kind = k;
+    return rc;
 }
 
 int nn_text_load(nn_text *t, const char *path, nn_text_kind kind, uint64_t seed,
