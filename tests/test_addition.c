@@ -2,7 +2,8 @@
  * the same on every run, its sums are right and its train and test sets share
  * none; the loader reads its folder as lines split by the files; exact match
  * counts right (a stub completer whose mistakes are known); batched greedy
- * completion writes what nn_generate writes one prompt at a time; a short
+ * completion writes what nn_generate writes one prompt at a time, and a
+ * GPT's completions do not depend on the batch they run in; a short
  * LSTM run learns to add two-digit numbers; nn eval reports it. */
 #include <omp.h>
 #include <stdint.h>
@@ -324,6 +325,27 @@ static void test_greedy_matches_generate(void) {
     CHECK(memcmp(lens1, out_lens, sizeof lens1) == 0);
     for (int i = 0; i < N; i++) CHECK(memcmp(out1 + i * MAX_NEW, out + i * MAX_NEW, (size_t)lens1[i] * sizeof(int)) == 0);
     CHECKF(stopped > 0 && stopped < N, "%d of %d completions stopped", stopped, N);
+    nn_model_free(&m);
+    /* A GPT (learned positions, causal attention), untrained: the padded
+     * rows of a batch change nothing, and a sequence longer than its
+     * context is refused. */
+    CHECKF(nn_model_plan_text_context(&m,
+                                      "embed(16) posembed residual(layernorm attention(2)) "
+                                      "residual(layernorm linear(32) gelu linear(16)) layernorm unembed",
+                                      13, 13, 10) == 0,
+           "%s", nn_last_error());
+    nn_model_build(&m, &rng);
+    CHECKF(nn_complete_greedy(&m, t.val.ids, t.val.offsets, lengths, N, MAX_NEW, NN_TEXT_BOUNDARY, 7, out, out_lens) ==
+               0,
+           "%s", nn_last_error());
+    CHECK(nn_complete_greedy(&m, t.val.ids, t.val.offsets, lengths, N, MAX_NEW, NN_TEXT_BOUNDARY, 1, out1, lens1) ==
+          0);
+    CHECK(memcmp(lens1, out_lens, sizeof lens1) == 0);
+    for (int i = 0; i < N; i++) CHECK(memcmp(out1 + i * MAX_NEW, out + i * MAX_NEW, (size_t)lens1[i] * sizeof(int)) == 0);
+    int long_prompt[11] = {0}, long_len = 11, long_out[2], long_made;
+    size_t at = 0;
+    CHECK(nn_complete_greedy(&m, long_prompt, &at, &long_len, 1, 2, NN_TEXT_BOUNDARY, 1, long_out, &long_made) == -1 &&
+          strstr(nn_last_error(), "longer than the model's context of 10"));
     nn_model_free(&m);
     /* Not a language model. */
     CHECK(nn_model_plan_text(&m, "embed(8) lstm(16) last linear(13)", 13, 13) == 0);
