@@ -25,10 +25,11 @@ SETUP = ("nn_text_load", "nn_model_build", "validate", "lm_start", "text_run_sta
 
 # (category, pattern on a frame's function), first match from the leaf out.
 RULES = [
-    ("LSTM/GRU gates, forward", r"^(lstm_cell|gru_cell|recurrent\._omp_fn)"),
-    ("LSTM/GRU gates, backward", r"^(lstm_cell_backward|gru_cell_backward|nn_recurrent_backward\._omp_fn)"),
+    ("LSTM/GRU gates, backward", r"^(lstm_cell_backward|gru_cell_backward|backward_rows)"),
+    ("LSTM/GRU gates, forward", r"^(lstm_cell|gru_cell|forward_rows)"),
     ("LSTM/GRU bias gradients", r"^bias_grad"),
-    ("LSTM/GRU other (bias and state copies)", r"^(recurrent|nn_recurrent_backward)$"),
+    ("LSTM/GRU W_hh transposed (once per call)", r"^transpose$"),
+    ("LSTM/GRU other (state and row copies)", r"^(recurrent|nn_recurrent_backward|gather_rows|layout)$"),
     ("softmax + cross-entropy", r"cross_entropy|softmax|lm_loss"),
     ("Adam", r"adam|nn_optim_step"),
     ("gradient clipping", r"clip_grad"),
@@ -36,8 +37,10 @@ RULES = [
     ("embedding", r"embedding"),
     ("output layer (bias, other)", r"^(linear_forward|nn_linear|nn_linear_backward)"),
     ("batch sampling", r"sampler"),
+    ("padded batches of names", r"batcher"),
     ("next-token accuracy", r"correct_next"),
-    ("OpenMP waiting (barriers, idle threads)", r"^(gomp_|GOMP_|do_spin|do_wait)"),
+    ("drawing the next character", r"nn_sample_token"),
+    ("OpenMP (regions, barriers, idle threads)", r"^(gomp_|GOMP_|do_spin|do_wait)"),
 ]
 
 
@@ -61,10 +64,9 @@ def statement(srcline):
 
 def gemm_category(func, stmt):
     if func.startswith("recurrent"):
-        return "LSTM/GRU input projection GEMM (all steps)" if "x->data" in stmt else "LSTM/GRU recurrence GEMM per step, forward"
+        return "LSTM/GRU input projection GEMM (all steps)"
     if func.startswith("nn_recurrent_backward"):
-        return ("LSTM/GRU recurrence GEMM per step, backward" if "dh_next" in stmt
-                else "LSTM/GRU weight and input gradient GEMMs (all steps)")
+        return "LSTM/GRU weight and input gradient GEMMs (all steps)"
     if "linear" in func:
         return "output layer GEMMs"
     return f"other GEMM ({func})"
@@ -93,6 +95,10 @@ def classify(frames):
     funcs = [f for f, _ in frames]
     if any(f in SETUP for f in funcs):
         return None
+    if any(f in ("rnn_gemm", "rnn_tile", "rnn_matvec") for f in funcs):
+        if "forward_rows" not in funcs and "backward_rows" not in funcs:
+            return "LSTM/GRU input projection GEMM (all steps)"  # one row: rnn_matvec on W_ih
+        return "LSTM/GRU recurrence product per step, " + ("backward" if "backward_rows" in funcs else "forward")
     if "cblas_sgemm" in funcs:
         i = funcs.index("cblas_sgemm")
         caller, src = frames[i + 1] if i + 1 < len(frames) else ("?", "")

@@ -233,6 +233,15 @@ nn_tensor *nn_lstm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, 
                    nn_rnn_state *state);
 nn_tensor *nn_gru(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, nn_tensor *b_ih, nn_tensor *b_hh,
                   nn_rnn_state *state);
+/* The same over a padded batch: sequence b is its first lengths[b] steps
+ * (lengths: B ints in [1,T]; NULL = all T), gates = 1 (nn_rnn), 4
+ * (nn_lstm) or 3 (nn_gru). The steps past a sequence's end are not
+ * computed: their outputs are 0 (as PyTorch's pack_padded_sequence and
+ * pad_packed_sequence give) and nothing flows back from them; the real
+ * steps' outputs and gradients are those of the sequence run alone. With a
+ * state, the final state is each sequence's at its last real step. */
+nn_tensor *nn_recurrent_padded(nn_ctx *ctx, int gates, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh,
+                               nn_tensor *b_ih, nn_tensor *b_hh, nn_rnn_state *state, const int *lengths);
 /* Each sequence's last real step: x [B,T,H] -> [B,H] with row b the step
  * lengths[b] - 1 (lengths: B ints in [1,T]; NULL = all T). */
 nn_tensor *nn_last_step(nn_ctx *ctx, nn_tensor *x, const int *lengths);

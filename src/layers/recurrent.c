@@ -11,9 +11,6 @@
 
 enum { WEIGHT_IH, WEIGHT_HH, BIAS_IH, BIAS_HH };
 
-typedef nn_tensor *(*recurrent_op)(nn_ctx *, nn_tensor *, nn_tensor *, nn_tensor *, nn_tensor *, nn_tensor *,
-                                   nn_rnn_state *);
-
 static int gates(const nn_layer *l) { return l->kind == &layer_lstm ? 4 : l->kind == &layer_gru ? 3 : 1; }
 
 static int recurrent_infer(nn_layer *l, const char *where) {
@@ -40,11 +37,12 @@ static void recurrent_init(nn_layer *l, nn_rng *rng) {
     for (int k = 0; k < 4; k++) nn_init_uniform_fan_in(l->tensors[k], l->out, rng);
 }
 
+/* A padded batch's steps past each sequence's end are skipped (outputs 0):
+ * what follows reads a sequence's real steps only (last, mean). */
 static nn_tensor *recurrent_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
-    recurrent_op op = l->kind == &layer_lstm ? nn_lstm : l->kind == &layer_gru ? nn_gru : nn_rnn;
     nn_rnn_state *state = run->states ? &run->states[l - run->layers] : NULL;
-    return op(run->ctx, x, l->tensors[WEIGHT_IH], l->tensors[WEIGHT_HH], l->tensors[BIAS_IH], l->tensors[BIAS_HH],
-              state);
+    return nn_recurrent_padded(run->ctx, gates(l), x, l->tensors[WEIGHT_IH], l->tensors[WEIGHT_HH],
+                               l->tensors[BIAS_IH], l->tensors[BIAS_HH], state, run->lengths);
 }
 
 #define RECURRENT(kind, example_, carried)                                                                      \

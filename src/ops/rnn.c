@@ -31,6 +31,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "ops/fastmath.h"
@@ -43,14 +44,6 @@
 /* Columns per task of the bias gradients. */
 #define RNN_COLS 64
 
-typedef struct rnn_saved {
-    nn_ctx *ctx; /* whose scratch the backward works in */
-    int G, B, T, D, H;
-    float *gates; /* [B,T,G*H] activated: LSTM i,f,g,o; GRU r,z,n; RNN unused */
-    float *cell;  /* [B,T,H] LSTM: c_t; GRU: hp_n = W_hn h_{t-1} + b_hn */
-    float *tanh_cell; /* [B,T,H] LSTM: tanh(c_t) */
-    float *h0, *c0;   /* [B,H] the initial state (zeros without one) */
-} rnn_saved;
 
 /* The gates' sigmoid and tanh, written so that GCC vectorises the gate
  * passes (libm's expf and tanhf are scalar calls, and they were most of
@@ -96,15 +89,18 @@ static inline v16 load_upto(const float *p, int n) {
     return n >= VL ? v16_load(p) : n > 0 ? v16_load_n(p, n) : (v16){0};
 }
 
-/* C[r, c] = base[r, c] + sum_k A[r, k] B[k, c] for the mr rows of A and C
- * and the n (<= RNN_NB) columns of B and C; base is C itself (accumulate),
- * the bias row (bias), or 0. mr is a constant where this is inlined, so the
- * accumulators live in registers. */
-static inline __attribute__((always_inline)) void rnn_tile(int mr, int n, int K, const float *restrict A, int lda,
-                                                           const float *restrict B, int ldb, float *restrict C,
-                                                           int ldc, const float *bias, bool accumulate) {
+/* C[r][c] = base + sum_k A[r][k] B[k, c] for the mr rows A[r] and C[r]
+ * (pointers: the rows need not be evenly spaced, so a step's live
+ * sequences go as they are) and the n (<= RNN_NB) columns of B from c0;
+ * base is C itself (accumulate), the bias row (bias), or 0. mr is a
+ * constant where this is inlined, so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void rnn_tile(int mr, int n, int K, const float *const *A,
+                                                           const float *restrict B, int ldb, float *const *C, int c0,
+                                                           const float *bias, bool accumulate) {
     int len[RNN_NV];
     for (int v = 0; v < RNN_NV; v++) len[v] = n - v * VL < 0 ? 0 : n - v * VL > VL ? VL : n - v * VL;
+    const float *a_row[RNN_MR];
+    for (int r = 0; r < mr; r++) a_row[r] = A[r];
     v16 acc[RNN_MR][RNN_NV];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < RNN_NV; v++) acc[r][v] = (v16){0};
@@ -113,7 +109,7 @@ static inline __attribute__((always_inline)) void rnn_tile(int mr, int n, int K,
             v16 b[RNN_NV];
             for (int v = 0; v < RNN_NV; v++) b[v] = v16_load(B + (size_t)k * ldb + v * VL);
             for (int r = 0; r < mr; r++) {
-                v16 a = (v16){0} + A[(size_t)r * lda + k];
+                v16 a = (v16){0} + a_row[r][k];
                 for (int v = 0; v < RNN_NV; v++) acc[r][v] = v16_fma(a, b[v], acc[r][v]);
             }
         }
@@ -122,7 +118,7 @@ static inline __attribute__((always_inline)) void rnn_tile(int mr, int n, int K,
             v16 b[RNN_NV];
             for (int v = 0; v < RNN_NV; v++) b[v] = load_upto(B + (size_t)k * ldb + v * VL, len[v]);
             for (int r = 0; r < mr; r++) {
-                v16 a = (v16){0} + A[(size_t)r * lda + k];
+                v16 a = (v16){0} + a_row[r][k];
                 for (int v = 0; v < RNN_NV; v++) acc[r][v] = v16_fma(a, b[v], acc[r][v]);
             }
         }
@@ -130,60 +126,135 @@ static inline __attribute__((always_inline)) void rnn_tile(int mr, int n, int K,
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < RNN_NV; v++) {
             if (len[v] == 0) continue;
-            float *c = C + (size_t)r * ldc + v * VL;
+            float *c = C[r] + c0 + v * VL;
             v16 out = acc[r][v];
             if (accumulate) out = load_upto(c, len[v]) + out;
-            else if (bias) out = load_upto(bias + v * VL, len[v]) + out;
+            else if (bias) out = load_upto(bias + c0 + v * VL, len[v]) + out;
             if (len[v] == VL) v16_store(c, out);
             else v16_store_n(c, out, len[v]);
         }
 }
 
-/* C [M, N] = base + A [M, K] B [K, N] (row-major, leading dimensions lda,
- * ldb, ldc), base as rnn_tile's (bias: [N]). Column blocks outside, so a
- * block of B stays in cache while every row goes through it. */
-static void rnn_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+/* C [M rows, N] = base + A [M rows, K] B [K, N] (B row-major with leading
+ * dimension ldb; A and C by their rows' pointers), base as rnn_tile's
+ * (bias: [N]). Column blocks outside, so a block of B stays in cache while
+ * every row goes through it. */
+static void rnn_gemm(int M, int N, int K, const float *const *A, const float *B, int ldb, float *const *C,
                      const float *bias, bool accumulate) {
     for (int c0 = 0; c0 < N; c0 += RNN_NB) {
         int n = N - c0 < RNN_NB ? N - c0 : RNN_NB;
-        const float *Bc = B + c0, *bc = bias ? bias + c0 : NULL;
         int r0 = 0;
-        for (; r0 + RNN_MR <= M; r0 += RNN_MR)
-            rnn_tile(RNN_MR, n, K, A + (size_t)r0 * lda, lda, Bc, ldb, C + (size_t)r0 * ldc + c0, ldc, bc, accumulate);
-        const float *Ar = A + (size_t)r0 * lda;
-        float *Cr = C + (size_t)r0 * ldc + c0;
+        for (; r0 + RNN_MR <= M; r0 += RNN_MR) rnn_tile(RNN_MR, n, K, A + r0, B + c0, ldb, C + r0, c0, bias, accumulate);
+        const float *const *Ar = A + r0;
+        float *const *Cr = C + r0;
         switch (M - r0) { /* the last rows, each count its own inlined tile */
 #if RNN_MR > 5
-        case 5: rnn_tile(5, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
-        case 4: rnn_tile(4, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
+        case 5: rnn_tile(5, n, K, Ar, B + c0, ldb, Cr, c0, bias, accumulate); break;
+        case 4: rnn_tile(4, n, K, Ar, B + c0, ldb, Cr, c0, bias, accumulate); break;
 #endif
-        case 3: rnn_tile(3, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
-        case 2: rnn_tile(2, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
-        case 1: rnn_tile(1, n, K, Ar, lda, Bc, ldb, Cr, ldc, bc, accumulate); break;
+        case 3: rnn_tile(3, n, K, Ar, B + c0, ldb, Cr, c0, bias, accumulate); break;
+        case 2: rnn_tile(2, n, K, Ar, B + c0, ldb, Cr, c0, bias, accumulate); break;
+        case 1: rnn_tile(1, n, K, Ar, B + c0, ldb, Cr, c0, bias, accumulate); break;
         default: break;
         }
     }
 }
 
+/* y [N] = base + W [N, K] x [K] (W row-major as it lies, base the bias
+ * or 0): the product of a single sequence (generation, one step a call),
+ * where rnn_gemm would need W transposed and sgemm packs the whole of W on
+ * every call. Four rows at a time, each summed in 16 lanes over k in order
+ * and the lanes in v16_sum's fixed order: the same bits on every call. */
+static void rnn_matvec(int N, int K, const float *restrict W, const float *restrict x, const float *bias,
+                       float *restrict y) {
+    int k_full = K - K % VL, tail = K % VL;
+    int n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const float *w0 = W + (size_t)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int k = 0; k < k_full; k += VL) {
+            v16 xv = v16_load(x + k);
+            a0 = v16_fma(v16_load(w0 + k), xv, a0);
+            a1 = v16_fma(v16_load(w1 + k), xv, a1);
+            a2 = v16_fma(v16_load(w2 + k), xv, a2);
+            a3 = v16_fma(v16_load(w3 + k), xv, a3);
+        }
+        if (tail) {
+            v16 xv = v16_load_n(x + k_full, tail);
+            a0 = v16_fma(v16_load_n(w0 + k_full, tail), xv, a0);
+            a1 = v16_fma(v16_load_n(w1 + k_full, tail), xv, a1);
+            a2 = v16_fma(v16_load_n(w2 + k_full, tail), xv, a2);
+            a3 = v16_fma(v16_load_n(w3 + k_full, tail), xv, a3);
+        }
+        y[n] = (bias ? bias[n] : 0.0f) + v16_sum(a0);
+        y[n + 1] = (bias ? bias[n + 1] : 0.0f) + v16_sum(a1);
+        y[n + 2] = (bias ? bias[n + 2] : 0.0f) + v16_sum(a2);
+        y[n + 3] = (bias ? bias[n + 3] : 0.0f) + v16_sum(a3);
+    }
+    for (; n < N; n++) {
+        const float *w = W + (size_t)n * K;
+        v16 a = {0};
+        for (int k = 0; k < k_full; k += VL) a = v16_fma(v16_load(w + k), v16_load(x + k), a);
+        if (tail) a = v16_fma(v16_load_n(w + k_full, tail), v16_load_n(x + k_full, tail), a);
+        y[n] = (bias ? bias[n] : 0.0f) + v16_sum(a);
+    }
+}
+
 /* Threads to split a batch of B sequences over (G*H gate units each):
- * each thread runs whole sequences, so a step's recurrence GEMM and gate
- * pass need no barrier; one thread for batches too small to be worth it.
- * Inside the team OpenBLAS keeps each thread's GEMM on that thread. */
+ * each thread runs whole sequences, so a step's recurrence product and gate
+ * pass need no barrier; one thread for batches too small to be worth it. */
 static int rnn_team(int B, int GH) {
     if ((size_t)B * GH < RNN_PARALLEL_MIN) return 1;
     int threads = omp_get_max_threads();
     return threads < B ? threads : B;
 }
 
-/* This thread's rows [*b0, *b1) of B: contiguous, in thread order. */
-static void rnn_rows(int B, int *b0, int *b1) {
-    int k = omp_get_thread_num(), n = omp_get_num_threads();
-    *b0 = (int)((long)B * k / n);
-    *b1 = (int)((long)B * (k + 1) / n);
+/* Where the sequences lie: sequence b runs len[b] steps, and its step t is
+ * row off[b] + t of the compact arrays (the input projection and gates,
+ * the cell, the backward's gradients), rows = the sum of the lengths;
+ * without lengths every sequence runs T steps and off[b] = b T. */
+typedef struct rnn_layout {
+    int *len;
+    size_t *off; /* [B + 1] */
+    size_t rows;
+    bool padded; /* some sequence stops before T: rows < B T */
+} rnn_layout;
+
+static rnn_layout layout(nn_ctx *ctx, int B, int T, const int *lengths) {
+    rnn_layout L = {.len = nn_arena_alloc(ctx, (size_t)B * sizeof(int)),
+                    .off = nn_arena_alloc(ctx, (size_t)(B + 1) * sizeof(size_t))};
+    L.off[0] = 0;
+    for (int b = 0; b < B; b++) {
+        L.len[b] = lengths ? lengths[b] : T;
+        L.off[b + 1] = L.off[b] + (size_t)L.len[b];
+    }
+    L.rows = L.off[B];
+    L.padded = L.rows < (size_t)B * T;
+    return L;
+}
+
+/* Thread k of n's sequences [*b0, *b1): contiguous, in thread order, about
+ * an even share of the steps each (the split changes no bits: each row's
+ * sums are its own). */
+static void rnn_rows(const rnn_layout *L, int B, int k, int n, int *b0, int *b1) {
+    int lo = 0, hi = 0;
+    while (lo < B && L->off[lo] * (size_t)n < L->rows * (size_t)k) lo++;
+    hi = lo;
+    while (hi < B && L->off[hi] * (size_t)n < L->rows * (size_t)(k + 1)) hi++;
+    *b0 = lo;
+    *b1 = k == n - 1 ? B : hi;
+}
+
+/* x's rows [B*T, D] of the real steps, compact [rows, D] (from the arena's
+ * scratch `to`). */
+static void gather_rows(const rnn_layout *L, int B, int T, int D, const float *x, float *to) {
+    for (int b = 0; b < B; b++)
+        memcpy(to + L->off[b] * D, x + (size_t)b * T * D, (size_t)L->len[b] * D * sizeof(float));
 }
 
 static void check_args(const char *op, int G, const nn_tensor *x, const nn_tensor *w_ih, const nn_tensor *w_hh,
-                       const nn_tensor *b_ih, const nn_tensor *b_hh, const nn_rnn_state *state) {
+                       const nn_tensor *b_ih, const nn_tensor *b_hh, const nn_rnn_state *state,
+                       const int *lengths) {
     char sx[64], si[64], sh[64], sb[64];
     NN_CHECK(x->ndim == 3, "%s: input %s must be [B, T, D]", op, nn_shape_str(x, sx, sizeof sx));
     NN_CHECK(w_hh->ndim == 2 && w_hh->shape[0] == G * w_hh->shape[1],
@@ -203,6 +274,9 @@ static void check_args(const char *op, int G, const nn_tensor *x, const nn_tenso
         NN_CHECK(state->h != NULL, "%s: state->h is NULL (pass state = NULL to start from zeros)", op);
         NN_CHECK(G != 4 || state->c != NULL, "%s: state->c is NULL (the LSTM's state needs h and c)", op);
     }
+    for (int b = 0; lengths && b < x->shape[0]; b++)
+        NN_CHECK(lengths[b] >= 1 && lengths[b] <= x->shape[1], "%s: lengths[%d] = %d is outside [1, %d] for input %s",
+                 op, b, lengths[b], x->shape[1], nn_shape_str(x, sx, sizeof sx));
 }
 
 /* The gate pass of step t for batch row b; g holds x_t W_ih^T on entry
@@ -256,24 +330,94 @@ static float *transpose(nn_ctx *ctx, const float *w, int R, int C) {
     return t;
 }
 
+typedef struct rnn_saved {
+    nn_ctx *ctx; /* whose scratch the backward works in */
+    int G, B, T, D, H;
+    rnn_layout L; /* rows below are compact: sequence b's step t at L.off[b] + t */
+    float *gates; /* [rows,G*H] activated: LSTM i,f,g,o; GRU r,z,n; RNN unused */
+    float *cell;  /* [rows,H] LSTM: c_t; GRU: hp_n = W_hn h_{t-1} + b_hn */
+    float *tanh_cell; /* [rows,H] LSTM: tanh(c_t) */
+    float *h0, *c0;   /* [B,H] the initial state (zeros without one) */
+} rnn_saved;
+
+/* What a thread's share of the forward needs. */
+typedef struct rnn_fwd {
+    int G, T, H;
+    const rnn_layout *L;
+    const float *w_t, *w_hh, *bx, *bias_hh, *h0, *c0;
+    float *gates, *cell, *tanh_cell, *hp, *y;
+    const float **a_rows; /* [B] a thread's slots from its b0: h_{t-1} of its live rows */
+    float **c_rows;       /* [B] their hp rows */
+    int *live;            /* [B] their sequences */
+} rnn_fwd;
+
+/* Sequences [b0, b1) through every step: the steps past a sequence's end
+ * are skipped (their outputs are 0). */
+static void forward_rows(const rnn_fwd *f, int b0, int b1) {
+    const rnn_layout *L = f->L;
+    int G = f->G, T = f->T, H = f->H, GH = G * H;
+    const float **A = f->a_rows + b0;
+    float **C = f->c_rows + b0;
+    int *live = f->live + b0;
+    for (int b = b0; b < b1; b++)
+        memset(f->y + ((size_t)b * T + L->len[b]) * H, 0, (size_t)(T - L->len[b]) * H * sizeof(float));
+    for (int t = 0; t < T; t++) {
+        /* hp = h_{t-1} W_hh^T + b_hh for the sequences still running;
+         * h_{t-1} is row b of h0, or y[b, t-1] */
+        int m = 0;
+        for (int b = b0; b < b1; b++)
+            if (L->len[b] > t) {
+                live[m] = b;
+                A[m] = t ? f->y + ((size_t)b * T + t - 1) * H : f->h0 + (size_t)b * H;
+                C[m] = f->hp + (size_t)b * GH;
+                m++;
+            }
+        if (m == 0) break;
+        if (f->w_t) rnn_gemm(m, GH, H, A, f->w_t, GH, C, f->bias_hh, false);
+        else
+            for (int i = 0; i < m; i++) rnn_matvec(GH, H, f->w_hh, A[i], f->bias_hh, C[i]);
+        for (int i = 0; i < m; i++) {
+            int b = live[i];
+            size_t at = L->off[b] + t; /* compact row of step t of sequence b */
+            float *g = f->gates + at * GH, *h = f->y + ((size_t)b * T + t) * H;
+            const float *hpb = C[i];
+            if (G == 4) {
+                const float *c_prev = t ? f->cell + (at - 1) * H : f->c0 + (size_t)b * H;
+                lstm_cell(H, f->bx, hpb, g, c_prev, f->cell + at * H, f->tanh_cell + at * H, h);
+            } else if (G == 3) {
+                gru_cell(H, f->bx, hpb, g, A[i], f->cell + at * H, h);
+            } else {
+#pragma omp simd
+                for (int j = 0; j < H; j++) h[j] = tanh_fast(g[j] + f->bx[j] + hpb[j]);
+            }
+        }
+    }
+}
+
 static nn_tensor *recurrent(nn_ctx *ctx, nn_op op, int G, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh,
-                            nn_tensor *b_ih, nn_tensor *b_hh, nn_rnn_state *state) {
+                            nn_tensor *b_ih, nn_tensor *b_hh, nn_rnn_state *state, const int *lengths) {
     const char *name = nn_op_table[op].name;
     nn_tensor *in[] = {x, w_ih, w_hh, b_ih, b_hh};
     int n_in = b_ih ? 5 : 3;
     for (int k = 0; k < n_in; k++) nn_check_live(ctx, in[k], name);
-    check_args(name, G, x, w_ih, w_hh, b_ih, b_hh, state);
+    check_args(name, G, x, w_ih, w_hh, b_ih, b_hh, state, lengths);
     int B = x->shape[0], T = x->shape[1], D = x->shape[2], H = w_hh->shape[1], GH = G * H;
-    size_t rows = (size_t)B * T, bh = (size_t)B * H;
+    size_t bh = (size_t)B * H;
+    rnn_layout L = layout(ctx, B, T, lengths);
+    size_t rows = L.rows;
     nn_tensor *y = nn_op_output(ctx, 3, (int[]){B, T, H}, in, n_in);
     bool keep = ctx->grad_enabled && y->grad;
 
-    /* gates [B,T,G*H] | cell, tanh_cell [B,T,H] (as the kind needs) | h0, c0 [B,H] | hp [B,G*H] */
+    /* gates [rows,G*H] | cell, tanh_cell [rows,H] (as the kind needs) | h0, c0 [B,H] | hp [B,G*H]
+     * | x's real rows [rows,D] (padded) */
     size_t n_cell = G == 4 ? 2 : G == 3 ? 1 : 0;
-    size_t floats = rows * GH + n_cell * rows * H + 2 * bh + (size_t)B * GH;
-    float *mem = keep ? nn_arena_alloc(ctx, floats * sizeof(float)) : nn_ctx_scratch(ctx, floats * sizeof(float));
+    size_t saved = rows * GH + n_cell * rows * H + 2 * bh;
+    float *mem = keep ? nn_arena_alloc(ctx, saved * sizeof(float)) : NULL;
+    float *work = nn_ctx_scratch(ctx, ((keep ? 0 : saved) + (size_t)B * GH + (L.padded ? rows * D : 0)) *
+                                          sizeof(float));
+    if (!keep) mem = work, work += saved;
     float *gates = mem, *cell = gates + rows * GH, *tanh_cell = cell + (n_cell > 0 ? rows * H : 0);
-    float *h0 = tanh_cell + (n_cell > 1 ? rows * H : 0), *c0 = h0 + bh, *hp = c0 + bh;
+    float *h0 = tanh_cell + (n_cell > 1 ? rows * H : 0), *c0 = h0 + bh, *hp = work;
     if (state) {
         memcpy(h0, state->h, bh * sizeof(float));
         if (G == 4) memcpy(c0, state->c, bh * sizeof(float));
@@ -282,79 +426,81 @@ static nn_tensor *recurrent(nn_ctx *ctx, nn_op op, int G, nn_tensor *x, nn_tenso
         memset(h0, 0, 2 * bh * sizeof(float));
     }
 
-    /* xp = x W_ih^T, every step at once (b_ih is added in the gate pass) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, GH, D, 1.0f, x->data, D, w_ih->data, D, 0.0f,
-                gates, GH);
-    const float *bx = b_ih ? b_ih->data : zeros(ctx, GH), *bias_hh = b_hh ? b_hh->data : NULL;
+    /* xp = x W_ih^T, every real step at once (b_ih is added in the gate
+     * pass); a single row (generation) by rnn_matvec, which reads W_ih as
+     * it lies */
+    const float *xr = x->data;
+    if (L.padded) {
+        float *xc = hp + (size_t)B * GH;
+        gather_rows(&L, B, T, D, x->data, xc);
+        xr = xc;
+    }
+    if (rows == 1)
+        rnn_matvec(GH, D, w_ih->data, xr, NULL, gates);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, GH, D, 1.0f, xr, D, w_ih->data, D, 0.0f,
+                    gates, GH);
     /* W_hh^T [H, G*H] for rnn_gemm; a single sequence (generation, one
-     * step a call) calls sgemm on W_hh as it is instead */
-    float *w_t = B > 1 ? transpose(ctx, w_hh->data, GH, H) : NULL;
+     * step a call) goes through rnn_matvec on W_hh as it is instead */
+    rnn_fwd f = {.G = G, .T = T, .H = H, .L = &L, .w_t = B > 1 ? transpose(ctx, w_hh->data, GH, H) : NULL,
+                 .w_hh = w_hh->data, .bx = b_ih ? b_ih->data : zeros(ctx, GH), .bias_hh = b_hh ? b_hh->data : NULL,
+                 .h0 = h0, .c0 = c0, .gates = gates, .cell = cell, .tanh_cell = tanh_cell, .hp = hp, .y = y->data,
+                 .a_rows = nn_arena_alloc(ctx, (size_t)B * sizeof(float *)),
+                 .c_rows = nn_arena_alloc(ctx, (size_t)B * sizeof(float *)),
+                 .live = nn_arena_alloc(ctx, (size_t)B * sizeof(int))};
 
     /* The sequences of the batch are independent: each thread runs its
-     * rows through every step, with no barrier between steps. */
+     * share through every step, with no barrier between steps. A team of
+     * one runs here (an OpenMP region costs a system call even then). */
     int team = rnn_team(B, GH);
-#pragma omp parallel num_threads(team) if (team > 1)
-    {
-        int b0, b1;
-        rnn_rows(B, &b0, &b1);
-        for (int t = 0; t < T; t++) {
-            /* hp = h_{t-1} W_hh^T + b_hh; h_{t-1} is row b of h0, or y[b, t-1] */
-            int ld_prev = t ? T * H : H;
-            const float *h_prev = t ? y->data + (size_t)(t - 1) * H : h0;
-            if (w_t) {
-                rnn_gemm(b1 - b0, GH, H, h_prev + (size_t)b0 * ld_prev, ld_prev, w_t, GH, hp + (size_t)b0 * GH, GH,
-                         bias_hh, false);
-            } else {
-                if (bias_hh) memcpy(hp, bias_hh, (size_t)GH * sizeof(float));
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, GH, H, 1.0f, h_prev, ld_prev, w_hh->data, H,
-                            bias_hh ? 1.0f : 0.0f, hp, GH);
-            }
-            for (int b = b0; b < b1; b++) {
-                size_t at = (size_t)b * T + t; /* row of step t of sequence b */
-                float *g = gates + at * GH, *h = y->data + at * H;
-                const float *hpb = hp + (size_t)b * GH, *hprev = h_prev + (size_t)b * ld_prev;
-                if (G == 4) {
-                    const float *c_prev = t ? cell + (at - 1) * H : c0 + (size_t)b * H;
-                    lstm_cell(H, bx, hpb, g, c_prev, cell + at * H, tanh_cell + at * H, h);
-                } else if (G == 3) {
-                    gru_cell(H, bx, hpb, g, hprev, cell + at * H, h);
-                } else {
-#pragma omp simd
-                    for (int j = 0; j < H; j++) h[j] = tanh_fast(g[j] + bx[j] + hpb[j]);
-                }
-            }
+    if (team == 1) {
+        forward_rows(&f, 0, B);
+    } else {
+#pragma omp parallel num_threads(team)
+        {
+            int b0, b1;
+            rnn_rows(&L, B, omp_get_thread_num(), omp_get_num_threads(), &b0, &b1);
+            forward_rows(&f, b0, b1);
         }
     }
     if (state)
         for (int b = 0; b < B; b++) {
-            size_t last = (size_t)b * T + (T - 1);
-            memcpy(state->h + (size_t)b * H, y->data + last * H, (size_t)H * sizeof(float));
-            if (G == 4) memcpy(state->c + (size_t)b * H, cell + last * H, (size_t)H * sizeof(float));
+            int last = L.len[b] - 1;
+            memcpy(state->h + (size_t)b * H, y->data + ((size_t)b * T + last) * H, (size_t)H * sizeof(float));
+            if (G == 4) memcpy(state->c + (size_t)b * H, cell + (L.off[b] + last) * H, (size_t)H * sizeof(float));
         }
 
     nn_node *node = nn_record(ctx, op, y, in, n_in);
     if (node && keep) {
-        rnn_saved *s = nn_arena_alloc(ctx, sizeof *s);
-        *s = (rnn_saved){.ctx = ctx, .G = G, .B = B, .T = T, .D = D, .H = H, .gates = gates, .cell = cell,
-                         .tanh_cell = tanh_cell, .h0 = h0, .c0 = c0};
-        node->saved = s;
+        rnn_saved *sv = nn_arena_alloc(ctx, sizeof *sv);
+        *sv = (rnn_saved){.ctx = ctx, .G = G, .B = B, .T = T, .D = D, .H = H, .L = L, .gates = gates, .cell = cell,
+                          .tanh_cell = tanh_cell, .h0 = h0, .c0 = c0};
+        node->saved = sv;
     }
     return y;
 }
 
 nn_tensor *nn_rnn(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, nn_tensor *b_ih, nn_tensor *b_hh,
                   nn_rnn_state *state) {
-    return recurrent(ctx, NN_OP_RNN, 1, x, w_ih, w_hh, b_ih, b_hh, state);
+    return recurrent(ctx, NN_OP_RNN, 1, x, w_ih, w_hh, b_ih, b_hh, state, NULL);
 }
 
 nn_tensor *nn_lstm(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, nn_tensor *b_ih, nn_tensor *b_hh,
                    nn_rnn_state *state) {
-    return recurrent(ctx, NN_OP_LSTM, 4, x, w_ih, w_hh, b_ih, b_hh, state);
+    return recurrent(ctx, NN_OP_LSTM, 4, x, w_ih, w_hh, b_ih, b_hh, state, NULL);
 }
 
 nn_tensor *nn_gru(nn_ctx *ctx, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh, nn_tensor *b_ih, nn_tensor *b_hh,
                   nn_rnn_state *state) {
-    return recurrent(ctx, NN_OP_GRU, 3, x, w_ih, w_hh, b_ih, b_hh, state);
+    return recurrent(ctx, NN_OP_GRU, 3, x, w_ih, w_hh, b_ih, b_hh, state, NULL);
+}
+
+nn_tensor *nn_recurrent_padded(nn_ctx *ctx, int gates, nn_tensor *x, nn_tensor *w_ih, nn_tensor *w_hh,
+                               nn_tensor *b_ih, nn_tensor *b_hh, nn_rnn_state *state, const int *lengths) {
+    NN_CHECK(gates == 1 || gates == 3 || gates == 4,
+             "nn_recurrent_padded: %d gates (1: tanh RNN, 3: GRU, 4: LSTM)", gates);
+    nn_op op = gates == 4 ? NN_OP_LSTM : gates == 3 ? NN_OP_GRU : NN_OP_RNN;
+    return recurrent(ctx, op, gates, x, w_ih, w_hh, b_ih, b_hh, state, lengths);
 }
 
 /* LSTM, per unit, with dh the gradient reaching h_t and dc_next the one
@@ -408,65 +554,121 @@ static void bias_grad(const float *d, size_t rows, int N, float *db) {
     }
 }
 
+/* What a thread's share of the backward needs. */
+typedef struct rnn_bwd {
+    const rnn_saved *s;
+    const float *w_hh, *y, *dy, *h_prev;
+    float *dxp, *dhp, *dh_next, *dc_next;
+    const float **a_rows;
+    float **c_rows;
+    int *live;
+} rnn_bwd;
+
+/* Sequences [b0, b1) back through their steps, from the last real one. */
+static void backward_rows(const rnn_bwd *k, int b0, int b1) {
+    const rnn_saved *s = k->s;
+    const rnn_layout *L = &s->L;
+    int G = s->G, T = s->T, H = s->H, GH = G * H;
+    const float **A = k->a_rows + b0;
+    float **C = k->c_rows + b0;
+    int *live = k->live + b0;
+    for (int t = T - 1; t >= 0; t--) {
+        int m = 0;
+        for (int b = b0; b < b1; b++)
+            if (L->len[b] > t) live[m++] = b;
+        for (int i = 0; i < m; i++) {
+            int b = live[i];
+            size_t at = L->off[b] + t;
+            const float *g = s->gates + at * GH, *dy = k->dy + ((size_t)b * T + t) * H;
+            float *dhn = k->dh_next + (size_t)b * H;
+            if (G == 4) {
+                const float *c_prev = t ? s->cell + (at - 1) * H : s->c0 + (size_t)b * H;
+                lstm_cell_backward(H, g, s->tanh_cell + at * H, c_prev, dy, dhn, k->dc_next + (size_t)b * H,
+                                   k->dxp + at * GH);
+            } else if (G == 3) {
+                gru_cell_backward(H, g, s->cell + at * H, k->h_prev + at * H, dy, dhn, k->dxp + at * GH,
+                                  k->dhp + at * GH);
+            } else { /* h = tanh(a): da = dh (1 - h^2) */
+                const float *h = k->y + ((size_t)b * T + t) * H;
+                float *da = k->dxp + at * GH;
+                for (int j = 0; j < H; j++) da[j] = (dy[j] + dhn[j]) * (1.0f - h[j] * h[j]);
+            }
+            A[i] = k->dhp + at * GH;
+            C[i] = dhn;
+        }
+        /* dh_{t-1} = dhp_t W_hh (added to the GRU's direct term) */
+        if (t > 0 && m > 0) rnn_gemm(m, H, GH, A, k->w_hh, H, C, NULL, G == 3);
+    }
+}
+
 void nn_recurrent_backward(nn_node *n) {
     const rnn_saved *s = n->saved;
+    const rnn_layout *L = &s->L;
     nn_tensor *x = n->in[0], *w_ih = n->in[1], *w_hh = n->in[2], *y = n->out;
     nn_tensor *b_ih = n->n_in > 3 ? n->in[3] : NULL, *b_hh = n->n_in > 3 ? n->in[4] : NULL;
     int G = s->G, B = s->B, T = s->T, D = s->D, H = s->H, GH = G * H;
-    size_t rows = (size_t)B * T, bh = (size_t)B * H;
+    size_t rows = L->rows, bh = (size_t)B * H;
 
-    /* dxp [B,T,G*H] | dhp (GRU) | h_prev [B,T,H] | dh_next, dc_next [B,H] */
-    size_t floats = rows * GH * (G == 3 ? 2 : 1) + rows * H + 2 * bh;
-    float *dxp = nn_ctx_scratch(s->ctx, floats * sizeof(float));
+    /* dxp [rows,G*H] | dhp (GRU) | h_prev [rows,H] | dh_next, dc_next [B,H] | x's real rows and
+     * their gradient [rows,D] (padded) | row pointers */
+    size_t floats = rows * GH * (G == 3 ? 2 : 1) + rows * H + 2 * bh + (L->padded ? 2 * rows * D : 0);
+    size_t ptr_bytes = 2 * (size_t)B * sizeof(float *) + (size_t)B * sizeof(int);
+    float *dxp = nn_ctx_scratch(s->ctx, floats * sizeof(float) + ptr_bytes + 64);
     float *dhp = G == 3 ? dxp + rows * GH : dxp;
     float *h_prev = dhp + rows * GH, *dh_next = h_prev + rows * H, *dc_next = dh_next + bh;
+    float *xc = dc_next + bh, *dxc = xc + (L->padded ? rows * D : 0);
+    char *ptrs = (char *)(dxp + floats);
+    ptrs += (64 - (uintptr_t)ptrs % 64) % 64;
     memset(dh_next, 0, 2 * bh * sizeof(float));
     /* h_prev[b, t] = h_{t-1}: h0 first, then the output one step behind */
     for (int b = 0; b < B; b++) {
-        memcpy(h_prev + (size_t)b * T * H, s->h0 + (size_t)b * H, (size_t)H * sizeof(float));
-        memcpy(h_prev + ((size_t)b * T + 1) * H, y->data + (size_t)b * T * H, (size_t)(T - 1) * H * sizeof(float));
+        float *hp_b = h_prev + L->off[b] * H;
+        memcpy(hp_b, s->h0 + (size_t)b * H, (size_t)H * sizeof(float));
+        memcpy(hp_b + H, y->data + (size_t)b * T * H, (size_t)(L->len[b] - 1) * H * sizeof(float));
     }
+    rnn_bwd k = {.s = s, .w_hh = w_hh->data, .y = y->data, .dy = y->grad, .h_prev = h_prev, .dxp = dxp,
+                 .dhp = dhp, .dh_next = dh_next, .dc_next = dc_next, .a_rows = (const float **)ptrs,
+                 .c_rows = (float **)(ptrs + (size_t)B * sizeof(float *)),
+                 .live = (int *)(ptrs + 2 * (size_t)B * sizeof(float *))};
 
-    /* Each thread carries its rows back through every step, as forward. */
+    /* Each thread carries its sequences back through every step, as forward. */
     int team = rnn_team(B, GH);
-#pragma omp parallel num_threads(team) if (team > 1)
-    {
-        int b0, b1;
-        rnn_rows(B, &b0, &b1);
-        for (int t = T - 1; t >= 0; t--) {
-            for (int b = b0; b < b1; b++) {
-                size_t at = (size_t)b * T + t;
-                const float *g = s->gates + at * GH, *dy = y->grad + at * H;
-                float *dhn = dh_next + (size_t)b * H;
-                if (G == 4) {
-                    const float *c_prev = t ? s->cell + (at - 1) * H : s->c0 + (size_t)b * H;
-                    lstm_cell_backward(H, g, s->tanh_cell + at * H, c_prev, dy, dhn, dc_next + (size_t)b * H,
-                                       dxp + at * GH);
-                } else if (G == 3) {
-                    gru_cell_backward(H, g, s->cell + at * H, h_prev + at * H, dy, dhn, dxp + at * GH,
-                                      dhp + at * GH);
-                } else { /* h = tanh(a): da = dh (1 - h^2) */
-                    const float *h = y->data + at * H;
-                    float *da = dxp + at * GH;
-                    for (int j = 0; j < H; j++) da[j] = (dy[j] + dhn[j]) * (1.0f - h[j] * h[j]);
-                }
-            }
-            /* dh_{t-1} = dhp_t W_hh (added to the GRU's direct term) */
-            if (t > 0)
-                rnn_gemm(b1 - b0, H, GH, dhp + ((size_t)b0 * T + t) * GH, T * GH, w_hh->data, H,
-                         dh_next + (size_t)b0 * H, H, NULL, G == 3);
+    if (team == 1) {
+        backward_rows(&k, 0, B);
+    } else {
+#pragma omp parallel num_threads(team)
+        {
+            int b0, b1;
+            rnn_rows(L, B, omp_get_thread_num(), omp_get_num_threads(), &b0, &b1);
+            backward_rows(&k, b0, b1);
         }
     }
 
+    /* The products over every real step at once (the steps past a
+     * sequence's end have no gradient and are not in the rows) */
+    const float *xr = x->data;
+    if (L->padded && (w_ih->grad || x->grad)) {
+        gather_rows(L, B, T, D, x->data, xc);
+        xr = xc;
+    }
     if (w_hh->grad)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, H, (int)rows, 1.0f, dhp, GH, h_prev, H, 1.0f,
                     w_hh->grad, H);
     if (w_ih->grad)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, D, (int)rows, 1.0f, dxp, GH, x->data, D, 1.0f,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, GH, D, (int)rows, 1.0f, dxp, GH, xr, D, 1.0f,
                     w_ih->grad, D);
-    if (x->grad)
+    if (x->grad && !L->padded) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, D, GH, 1.0f, dxp, GH, w_ih->data, D, 1.0f,
                     x->grad, D);
+    } else if (x->grad) { /* into the real steps' rows of x->grad */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, D, GH, 1.0f, dxp, GH, w_ih->data, D, 0.0f,
+                    dxc, D);
+        for (int b = 0; b < B; b++) {
+            float *dx = x->grad + (size_t)b * T * D;
+            const float *d = dxc + L->off[b] * D;
+            for (size_t j = 0; j < (size_t)L->len[b] * D; j++) dx[j] += d[j];
+        }
+    }
     if (b_ih && b_ih->grad) bias_grad(dxp, rows, GH, b_ih->grad);
     if (b_hh && b_hh->grad) bias_grad(dhp, rows, GH, b_hh->grad);
 }
