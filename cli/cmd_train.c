@@ -1,5 +1,4 @@
 /* nn train: flags -> nn_train_config, then the shared training loop. */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,7 +250,7 @@ static flag *output_flags(train_opts *o, flag *t) {
     const flag table[] = {
         FLAG_SECTION("data and output:"),
         {"dataset", FLAG_STRING, &o->dataset, .metavar = "NAME",
-         .help = "which data, from data/<dataset>: mnist, fashion-mnist,\ntinyshakespeare, names, names-by-language (make data\nDATASET=NAME)"},
+         .help = "which data, from data/<dataset>: mnist, fashion-mnist,\ntinyshakespeare, names, names-by-language, addition,\naddition3 (make data DATASET=NAME)"},
         {"data", FLAG_STRING, &o->data_dir, .metavar = "DIR|FILE",
          .help = "folder with the four IDX files instead, or text: a file\nor a folder (nn/text.h says how its layout is read)"},
         {"metrics", FLAG_STRING, &c->metrics_path, .metavar = "FILE.csv", .help = "per-epoch metrics"},
@@ -435,16 +434,10 @@ static const char *dataset_path(const char *dataset) {
     return buf;
 }
 
-/* A folder of two or more .txt files: one file per class (nn/text.h's rule). */
+/* A folder of one .txt file per class (nn/text.h's rule, nn_text_layout_kind). */
 static bool is_classes_folder(const char *path) {
-    DIR *dir = opendir(path);
-    int n = 0;
-    for (struct dirent *e; dir && (e = readdir(dir));) {
-        size_t len = strlen(e->d_name);
-        n += e->d_name[0] != '.' && len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0;
-    }
-    if (dir) closedir(dir);
-    return n >= 2;
+    nn_text_kind kind;
+    return nn_text_layout_kind(path, &kind) == 0 && kind == NN_TEXT_CLASSES;
 }
 
 /* What the flags mean together; returns -1 to go on, else the exit status

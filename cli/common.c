@@ -76,13 +76,18 @@ void set_threads(int n) {
 }
 
 const char *dataset_dir(const char *cmd, const char *dataset, const char *data_dir) {
+    /* The data sets make data fetches or makes, each in data/NAME. */
+    static const char *const known[][2] = {
+        {"mnist", "data/mnist"},         {"fashion-mnist", "data/fashion-mnist"},
+        {"tinyshakespeare", "data/tinyshakespeare"}, {"names", "data/names"},
+        {"names-by-language", "data/names-by-language"}, {"addition", "data/addition"},
+        {"addition3", "data/addition3"}};
     if (data_dir) return data_dir;
-    if (strcmp(dataset, "mnist") == 0) return "data/mnist";
-    if (strcmp(dataset, "fashion-mnist") == 0) return "data/fashion-mnist";
-    if (strcmp(dataset, "tinyshakespeare") == 0) return "data/tinyshakespeare";
-    if (strcmp(dataset, "names") == 0) return "data/names";
-    if (strcmp(dataset, "names-by-language") == 0) return "data/names-by-language";
-    usage_error(cmd, "--dataset: unknown dataset '%s' (mnist, fashion-mnist, tinyshakespeare, names, names-by-language)",
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (strcmp(dataset, known[i][0]) == 0) return known[i][1];
+    usage_error(cmd,
+                "--dataset: unknown dataset '%s' (mnist, fashion-mnist, tinyshakespeare, names, names-by-language, "
+                "addition, addition3)",
                 dataset);
     return NULL;
 }

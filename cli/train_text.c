@@ -16,7 +16,7 @@
 #include "plot/plot.h"
 #include "progress.h"
 
-static const char *const text_sets[] = {"tinyshakespeare", "names", "names-by-language"};
+static const char *const text_sets[] = {"tinyshakespeare", "names", "names-by-language", "addition", "addition3"};
 
 bool is_text_dataset(const char *dataset) {
     for (size_t i = 0; i < sizeof text_sets / sizeof *text_sets; i++)

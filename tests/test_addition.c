@@ -430,7 +430,13 @@ static void test_cli_errors(void) {
     rc = nn("eval --model %s --data %s --confusion %s", save, dir, tmp("c.png"));
     CHECKF(rc == 2 && strstr(err_text, "--confusion is for classifiers"), "rc %d: %s", rc, err_text);
     rc = nn("eval --model %s --data datasets/names", save);
-    CHECKF(rc == 1 && one_line_error("datasets/names") , "rc %d: %s", rc, err_text);
+    CHECKF(rc == 1 && one_line_error("datasets/names"), "rc %d: %s", rc, err_text);
+    /* nn train reads the folder as lines (a language model by steps), not
+     * as two classes because it holds two .txt files. */
+    rc = nn("train --data %s --arch 'embed(4) lstm(8) linear(13)' --steps 2 --eval-every 2 --eval-windows 2 "
+            "--context 8 --batch-size 4 --threads 1",
+            dir);
+    CHECKF(rc == 0 && strstr(out_text, "(lines)"), "rc %d: %s%s", rc, out_text, err_text);
     nn_model_free(&m);
     nn_lm_history_free(&h);
     nn_text_free(&t);
