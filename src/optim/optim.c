@@ -60,18 +60,18 @@ static void sgd_slice(const nn_optim_config *c, bool first, float lr, float wd, 
     float mu = first ? 0.0f : c->momentum;
     switch (c->kind) {
     case NN_OPT_SGD:
-#pragma omp parallel for simd if (n > OPTIM_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : n > OPTIM_PARALLEL_MIN)
         for (size_t i = 0; i < n; i++) w[i] -= lr * (grad[i] + wd * w[i]);
         break;
     case NN_OPT_MOMENTUM:
-#pragma omp parallel for simd if (n > OPTIM_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : n > OPTIM_PARALLEL_MIN)
         for (size_t i = 0; i < n; i++) {
             buf[i] = mu * buf[i] + grad[i] + wd * w[i];
             w[i] -= lr * buf[i];
         }
         break;
     default: /* NN_OPT_NESTEROV */
-#pragma omp parallel for simd if (n > OPTIM_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : n > OPTIM_PARALLEL_MIN)
         for (size_t i = 0; i < n; i++) {
             float g = grad[i] + wd * w[i];
             buf[i] = mu * buf[i] + g;
@@ -92,7 +92,7 @@ static void adam_slice(const nn_optim_config *c, float lr, float wd, float bc1, 
     /* AdamW's decay multiplies the weight; Adam's adds to the gradient. */
     float shrink = c->kind == NN_OPT_ADAMW ? 1.0f - lr * wd : 1.0f;
     float l2 = c->kind == NN_OPT_ADAMW ? 0.0f : wd;
-#pragma omp parallel for simd if (n > OPTIM_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : n > OPTIM_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
         float g = grad[i] + l2 * w[i];
         m[i] = b1 * m[i] + (1.0f - b1) * g;
