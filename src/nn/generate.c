@@ -92,17 +92,22 @@ int nn_sample_token(const float *logits, int V, float temperature, int top_k, nn
         threshold = sorted[top_k - 1];
         free(sorted);
     }
-    /* p_v = exp((z_v - z_max) / T) / sum, over the tokens kept */
+    /* p_v = exp((z_v - z_max) / T) / sum, over the tokens kept; each
+     * exponential taken once (they were most of a small model's draw) */
+    double small[256], *e = V <= 256 ? small : nn_xmalloc((size_t)V * sizeof *e);
     double total = 0.0;
-    for (int v = 0; v < V; v++)
-        if (logits[v] >= threshold) total += exp((double)(logits[v] - logits[best]) / temperature);
-    double u = nn_rng_uniform(rng) * total, acc = 0.0;
-    int last = best;
     for (int v = 0; v < V; v++) {
-        if (logits[v] < threshold) continue;
-        acc += exp((double)(logits[v] - logits[best]) / temperature);
-        last = v;
-        if (u < acc) return v;
+        e[v] = logits[v] >= threshold ? exp((double)(logits[v] - logits[best]) / temperature) : 0.0;
+        total += e[v];
     }
-    return last; /* u rounded up to the total */
+    double u = nn_rng_uniform(rng) * total, acc = 0.0;
+    int last = best, drawn = -1;
+    for (int v = 0; v < V && drawn < 0; v++) {
+        if (logits[v] < threshold) continue;
+        acc += e[v];
+        last = v;
+        if (u < acc) drawn = v;
+    }
+    if (e != small) free(e);
+    return drawn >= 0 ? drawn : last; /* last: u rounded up to the total */
 }

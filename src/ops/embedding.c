@@ -25,9 +25,16 @@ nn_tensor *nn_embedding(nn_ctx *ctx, nn_tensor *weight, const int *ids, int B, i
         NN_CHECK(ids[i] >= 0 && ids[i] < V, "embedding: ids[%zu] = %d is outside the table's %d rows", i, ids[i],
                  V);
     nn_tensor *y = nn_op_output(ctx, 3, (int[]){B, T, D}, &weight, 1);
-#pragma omp parallel for if (n * (size_t)D >= NN_PARALLEL_MIN)
-    for (size_t i = 0; i < n; i++)
-        memcpy(y->data + i * D, weight->data + (size_t)ids[i] * D, (size_t)D * sizeof(float));
+    /* no OpenMP region at all for a few rows (generation's one): even
+     * if (false) costs one a system call */
+    if (n * (size_t)D >= NN_PARALLEL_MIN) {
+#pragma omp parallel for
+        for (size_t i = 0; i < n; i++)
+            memcpy(y->data + i * D, weight->data + (size_t)ids[i] * D, (size_t)D * sizeof(float));
+    } else {
+        for (size_t i = 0; i < n; i++)
+            memcpy(y->data + i * D, weight->data + (size_t)ids[i] * D, (size_t)D * sizeof(float));
+    }
     nn_node *node = nn_record(ctx, NN_OP_EMBEDDING, y, &weight, 1);
     if (node) { /* the caller's ids may change before the backward */
         int *saved = nn_arena_alloc(ctx, n * sizeof(int));

@@ -59,8 +59,10 @@ nn_tensor *nn_linear(nn_ctx *ctx, nn_tensor *x, nn_tensor *w, nn_tensor *b) {
     nn_tensor *in[] = {x, w, b};
     int n_in = b ? 3 : 2;
     nn_tensor *y = nn_op_output(ctx, 2, (int[]){B, out_f}, in, n_in);
-    if (b) {
-#pragma omp parallel for if ((size_t)B * out_f >= NN_PARALLEL_MIN)
+    if (b && (size_t)B * out_f >= NN_PARALLEL_MIN) {
+#pragma omp parallel for
+        for (int i = 0; i < B; i++) memcpy(y->data + (size_t)i * out_f, b->data, (size_t)out_f * sizeof(float));
+    } else if (b) { /* no OpenMP region for a few rows: even if (false) costs one a system call */
         for (int i = 0; i < B; i++) memcpy(y->data + (size_t)i * out_f, b->data, (size_t)out_f * sizeof(float));
     }
     bool bf16 = nn_get_precision() == NN_PRECISION_BF16;
