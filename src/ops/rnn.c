@@ -544,14 +544,35 @@ static inline void gru_cell_backward(int H, const float *restrict g, const float
     }
 }
 
-/* db[j] += sum over rows of d[r, j], columns in blocks, rows in order. */
-static void bias_grad(const float *d, size_t rows, int N, float *db) {
-#pragma omp parallel for if (rows * N >= NN_PARALLEL_MIN)
-    for (int j0 = 0; j0 < N; j0 += RNN_COLS) {
-        int j1 = j0 + RNN_COLS < N ? j0 + RNN_COLS : N;
-        for (size_t r = 0; r < rows; r++)
-            for (int j = j0; j < j1; j++) db[j] += d[r * N + j];
+/* The biases' gradients in one pass: db_ih += the column sums of dxp
+ * [rows, G*H], db_hh += those of dhp, which is dxp but in the GRU's last H
+ * columns. sum [G*H (+ H)] holds dxp's sums, then the GRU's dhp_n's; each
+ * column's rows are added in order from 0, so the bits do not depend on
+ * the threads, which share the columns in blocks only when there is much
+ * to add (names GRU: one thread, no OpenMP region). */
+#define RNN_BIAS_PARALLEL_MIN (1 << 20)
+
+static void bias_cols(const float *dxp, const float *dhp, size_t rows, int G, int H, int j0, int j1, float *sum) {
+    int GH = G * H, a1 = j1 < GH ? j1 : GH, c0 = j0 > GH ? j0 : GH;
+    for (int j = j0; j < j1; j++) sum[j] = 0.0f;
+    for (size_t r = 0; r < rows; r++) {
+        const float *dx = dxp + r * GH, *dh = dhp + r * GH + 2 * H - GH;
+        for (int j = j0; j < a1; j++) sum[j] += dx[j];
+        for (int j = c0; j < j1; j++) sum[j] += dh[j];
     }
+}
+
+static void bias_grads(const float *dxp, const float *dhp, size_t rows, int G, int H, float *sum, float *db_ih,
+                       float *db_hh) {
+    int GH = G * H, N = GH + (G == 3 ? H : 0);
+    if (rows * (size_t)N >= RNN_BIAS_PARALLEL_MIN) {
+#pragma omp parallel for
+        for (int j0 = 0; j0 < N; j0 += RNN_COLS) bias_cols(dxp, dhp, rows, G, H, j0, j0 + RNN_COLS < N ? j0 + RNN_COLS : N, sum);
+    } else {
+        for (int j0 = 0; j0 < N; j0 += RNN_COLS) bias_cols(dxp, dhp, rows, G, H, j0, j0 + RNN_COLS < N ? j0 + RNN_COLS : N, sum);
+    }
+    for (int j = 0; db_ih && j < GH; j++) db_ih[j] += sum[j];
+    for (int j = 0; db_hh && j < GH; j++) db_hh[j] += G == 3 && j >= 2 * H ? sum[j + H] : sum[j];
 }
 
 /* What a thread's share of the backward needs. */
@@ -610,13 +631,13 @@ void nn_recurrent_backward(nn_node *n) {
     size_t rows = L->rows, bh = (size_t)B * H;
 
     /* dxp [rows,G*H] | dhp (GRU) | h_prev [rows,H] | dh_next, dc_next [B,H] | x's real rows and
-     * their gradient [rows,D] (padded) | row pointers */
-    size_t floats = rows * GH * (G == 3 ? 2 : 1) + rows * H + 2 * bh + (L->padded ? 2 * rows * D : 0);
+     * their gradient [rows,D] (padded) | the bias sums [G*H + H] | row pointers */
+    size_t floats = rows * GH * (G == 3 ? 2 : 1) + rows * H + 2 * bh + (L->padded ? 2 * rows * D : 0) + GH + H;
     size_t ptr_bytes = 2 * (size_t)B * sizeof(float *) + (size_t)B * sizeof(int);
     float *dxp = nn_ctx_scratch(s->ctx, floats * sizeof(float) + ptr_bytes + 64);
     float *dhp = G == 3 ? dxp + rows * GH : dxp;
     float *h_prev = dhp + rows * GH, *dh_next = h_prev + rows * H, *dc_next = dh_next + bh;
-    float *xc = dc_next + bh, *dxc = xc + (L->padded ? rows * D : 0);
+    float *xc = dc_next + bh, *dxc = xc + (L->padded ? rows * D : 0), *bias_sum = dxc + (L->padded ? rows * D : 0);
     char *ptrs = (char *)(dxp + floats);
     ptrs += (64 - (uintptr_t)ptrs % 64) % 64;
     memset(dh_next, 0, 2 * bh * sizeof(float));
@@ -669,8 +690,8 @@ void nn_recurrent_backward(nn_node *n) {
             for (size_t j = 0; j < (size_t)L->len[b] * D; j++) dx[j] += d[j];
         }
     }
-    if (b_ih && b_ih->grad) bias_grad(dxp, rows, GH, b_ih->grad);
-    if (b_hh && b_hh->grad) bias_grad(dhp, rows, GH, b_hh->grad);
+    float *db_ih = b_ih ? b_ih->grad : NULL, *db_hh = b_hh ? b_hh->grad : NULL;
+    if (db_ih || db_hh) bias_grads(dxp, dhp, rows, G, H, bias_sum, db_ih, db_hh);
 }
 
 /* Each sequence's last real step:
