@@ -185,21 +185,35 @@ def unit_of(data, config):
     return next(iter(units.values())) if units else "items"
 
 
+def nn_thread_counts(data, config):
+    """The thread counts bench_text ran a configuration at (keys <config>.t<N>.per_sec), most first."""
+    found = {int(m.group(1)) for k in data for m in [re.fullmatch(rf"{config}\.t(\d+)\.per_sec", k)] if m}
+    return sorted(found, reverse=True)
+
+
 def text_table(data):
-    """bench_text's recurrent models: the rate (unit/s, median run and fastest run of each turn, medians over
-    turns); for the char-LSTM the matrix products' FLOPs per second against the sgemm peak at its thread count."""
-    rows = ["| nn configuration | unit | per s | fastest run per s | ms/step | threads | GFLOP/s | share of sgemm peak "
+    """bench_text's recurrent models at each of nn's settings (its thread count: every core, nn's default, and
+    one): the rate (unit/s, median run and fastest run of each turn, medians over turns), the best setting
+    (by median over rounds) marked; for the char-LSTM the matrix products' FLOPs per second against the
+    sgemm peak at that thread count."""
+    rows = ["| nn configuration | threads | unit | per s | fastest run per s | ms/step | GFLOP/s | share of sgemm peak "
             "| peak RSS MB |",
             "|---|---|---|---|---|---|---|---|---|"]
     for c in TEXT_CONFIGS:
         if f"{c}.per_sec" not in data:
             continue
-        threads, g = median_of(data, f"{c}.threads"), median_of(data, f"{c}.gflops")
-        peak = median_of(data, "sgemm.peak_gflops_1thread" if threads == 1 else "sgemm.peak_gflops")
-        share = f"{100 * g / peak:.0f}%" if peak and g else "-"
-        rows.append(f"| {c} | {unit_of(data, c)} | {median_of(data, f'{c}.per_sec'):,.0f} "
-                    f"| {fmt(median_of(data, f'{c}.fastest_per_sec'), ',.0f')} | {fmt(median_of(data, f'{c}.step_ms'), '.1f')} "
-                    f"| {fmt(threads, '.0f')} | {fmt(g, '.0f')} | {share} | {fmt(median_of(data, f'{c}.peak_rss_mb'), '.0f')} |")
+        counts = nn_thread_counts(data, c)
+        prefixes = [(n, f"{c}.t{n}") for n in counts] or [(median_of(data, f"{c}.threads"), c)]
+        best = max(prefixes, key=lambda p: median_of(data, f"{p[1]}.per_sec") or 0)[1]
+        for threads, key in prefixes:
+            g = median_of(data, f"{key}.gflops")
+            peak = median_of(data, "sgemm.peak_gflops_1thread" if threads == 1 else "sgemm.peak_gflops")
+            share = f"{100 * g / peak:.0f}%" if peak and g else "-"
+            mark = " **best**" if key == best and len(prefixes) > 1 else ""
+            rows.append(f"| {c} | {fmt(threads, '.0f')} | {unit_of(data, c)} | {median_of(data, f'{key}.per_sec'):,.0f}{mark} "
+                        f"| {fmt(median_of(data, f'{key}.fastest_per_sec'), ',.0f')} "
+                        f"| {fmt(median_of(data, f'{key}.step_ms'), '.1f')} | {fmt(g, '.0f')} | {share} "
+                        f"| {fmt(median_of(data, f'{key}.peak_rss_mb'), '.0f')} |")
     return rows if len(rows) > 2 else []
 
 
@@ -228,22 +242,27 @@ def torch_text_table(data, config):
 
 
 def text_speedups(data, key="per_sec", what="median runs"):
-    """nn's recurrent models against PyTorch's best setting, round by round."""
-    rows = [f"Recurrent models: speed-up over PyTorch's best setting of the same round ({what})", "",
-            "| configuration | unit | nn per s | PyTorch best per s | PyTorch best setting | speed-up (median of rounds) "
-            "| each round |",
-            "|---|---|---|---|---|---|---|"]
+    """nn's recurrent models at their best setting of the round against PyTorch's best setting of the round,
+    round by round; and nn at its default (every core) against the same."""
+    rows = [f"Recurrent models: speed-up of nn's best setting over PyTorch's best setting of the same round ({what})",
+            "", "| configuration | unit | nn per s | nn threads | PyTorch best per s | PyTorch best setting "
+            "| speed-up (median of rounds) | each round | nn on every core: speed-up, each round |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for c in TEXT_CONFIGS:
-        nn_r = per_round(data, f"{c}.{key}")
+        nn_r, threads = per_round(data, f"{c}.{key}"), per_round(data, f"{c}.threads")
         best = torch_best(data, c, key)
         common = sorted(set(nn_r) & set(best))
         if not common:
             continue
         ratios = [nn_r[r] / best[r][1] for r in common]
         settings = sorted({best[r][0] for r in common})
+        counts = nn_thread_counts(data, c)
+        every = per_round(data, f"{c}.t{counts[0]}.{key}") if counts else {}
+        default = ", ".join(f"{every[r] / best[r][1]:.2f}x" for r in common if r in every) or "-"
         rows.append(f"| {c} | {unit_of(data, c)} | {statistics.median(nn_r[r] for r in common):,.0f} "
+                    f"| {', '.join(sorted({f'{threads[r]:.0f}' for r in common if r in threads}))} "
                     f"| {statistics.median(best[r][1] for r in common):,.0f} | {', '.join(settings)} "
-                    f"| {statistics.median(ratios):.2f}x | {', '.join(f'{x:.2f}x' for x in ratios)} |")
+                    f"| {statistics.median(ratios):.2f}x | {', '.join(f'{x:.2f}x' for x in ratios)} | {default} |")
     return rows if len(rows) > 4 else []
 
 

@@ -76,7 +76,8 @@ done
 # names GRU's training names/s (NAMES_STEPS, default 300) and generation's
 # characters/s at batch 1 (GEN_CHARS, default 2000), TEXT_RUNS (default 2)
 # timed runs per turn after a warm-up; nn and PyTorch (every setting) take
-# turns, configuration by configuration, for ROUNDS rounds. Both sides run
+# turns, configuration by configuration, for ROUNDS rounds; nn at each of its
+# settings too (every core and one thread; bench_text). Both sides run
 # with OpenBLAS's own kernels and cache sizes: OPENBLAS_CORETYPE and
 # OPENBLAS_L2_SIZE, which an environment may set, are removed.
 lm_steps=${TEXT_STEPS:-100}
