@@ -251,6 +251,9 @@ nn_tensor *nn_mean_steps(nn_ctx *ctx, nn_tensor *x, const int *lengths);
 /* Learned positions added to every sequence: x [B,T,F] + pos[0..T) of the
  * table pos [T_max,F] (T <= T_max) -> [B,T,F]. */
 nn_tensor *nn_add_positions(nn_ctx *ctx, nn_tensor *x, nn_tensor *pos);
+/* The same with the steps at positions first .. first+T-1 (T steps that
+ * continue a sequence, as generation feeds them): x + pos[first..first+T). */
+nn_tensor *nn_add_positions_at(nn_ctx *ctx, nn_tensor *x, nn_tensor *pos, int first);
 /* Multi-head self-attention, fused (scores, mask, softmax, weighted sum):
  * x [B,T,3D] the QKV projection's output (q, k, v side by side, each D =
  * heads x hd, head h in columns h*hd..(h+1)*hd-1 of each) -> [B,T,D], the
@@ -260,6 +263,16 @@ nn_tensor *nn_add_positions(nn_ctx *ctx, nn_tensor *x, nn_tensor *pos);
  * torch.nn.MultiheadAttention between its projections, with the causal
  * attn_mask and key_padding_mask. */
 nn_tensor *nn_attention(nn_ctx *ctx, nn_tensor *x, int heads, bool causal, const int *lengths);
+/* The causal attention of T new positions of each of B sequences that
+ * continue `past` positions run before, whose keys and values are cached (a
+ * KV cache, for generation; evaluation only, nothing is recorded):
+ * x [B,T,3D] the new positions' QKV projection. Their keys and values are
+ * written into keys and values [B,capacity,D] (sequence b's row past+t,
+ * past+T <= capacity), then the query of new position t attends to cached
+ * positions 0..past+t. -> [B,T,D]: what nn_attention gives for those rows
+ * when run on all past+T positions at once. */
+nn_tensor *nn_attention_cached(nn_ctx *ctx, nn_tensor *x, int heads, float *keys, float *values, int capacity,
+                               int past);
 
 NN_END_DECLS
 

@@ -145,22 +145,45 @@ nn_tensor *nn_model_forward_tokens(nn_model *m, nn_ctx *ctx, const int *ids, int
 
 /* ---- generation ---- */
 
+/* An attention layer's KV cache: the keys and values of the positions run
+ * so far, which a later position attends to without recomputing them. */
+typedef struct nn_kv_cache {
+    float *keys, *values; /* [B, capacity, D] each: row t of sequence b is position t's, every head's side by side */
+    int capacity, dim;    /* positions it has room for (the context, or grown as needed); D */
+} nn_kv_cache;
+
 /* What a text model carries from one call to the next for B sequences: the
- * recurrent layers' hidden (and LSTM cell) state, zeros after init. */
+ * recurrent layers' hidden (and LSTM cell) state and the attention layers'
+ * KV caches, and the position the next token is at (learned positions add
+ * its row). Empty (zeros, nothing cached) after init. */
 typedef struct nn_model_state {
     int B, n_layers;
     nn_rnn_state *layers; /* one per layer of the model; h, c NULL for a layer with none */
+    nn_kv_cache *caches;  /* one per layer of the model; keys, values NULL for a layer that is not attention */
+    int steps;            /* positions held, the same for each sequence: the next token's position */
+    int context;          /* the model's window (its in_shape[0], learned positions); 0: unbounded */
+    int *window;          /* [B, context] the tokens at positions 0..steps-1, to recompute from when it slides */
 } nn_model_state;
 void nn_model_state_init(nn_model_state *s, const nn_model *m, int B);
 void nn_model_state_free(nn_model_state *s);
 /* The model on T more tokens of each of s->B sequences (ids [B, T]),
  * continuing from s and leaving it after the last of them, in evaluation
- * mode: the same scores as running the whole sequence so far at once.
- * -> [B, T, classes] (or [B, classes]). */
+ * mode without gradients: the same scores as running the whole sequence so
+ * far at once. -> [B, T, classes] (or [B, classes]).
+ * A model with a context (learned positions) slides its window as nanoGPT's
+ * generate crops the sequence: a token past the context is scored as the
+ * last of the window of the `context` tokens that end with it. The state
+ * then restarts from that window (positions 0.., recurrent states from
+ * zeros, the KV caches recomputed over it), so each token past the context
+ * costs a forward over the whole window, and the scores stay exactly those
+ * of recomputing the cropped sequence. Attention must be causal (a later
+ * token would change what an encoder's earlier positions see). */
 nn_tensor *nn_model_forward_state(nn_model *m, nn_ctx *ctx, nn_model_state *s, const int *ids, int T);
-/* Runs a language model on the prompt (n_prompt >= 1 token ids), then draws
- * up to `length` tokens one at a time (nn_sample_token), each fed back in with
- * the state carried. on_token (may be NULL) gets each token as it is made;
+/* Runs a language model on the prompt (n_prompt >= 1 token ids; of a longer
+ * one than the model's context, the last `context`), then draws up to
+ * `length` tokens one at a time (nn_sample_token), each fed back in with the
+ * state carried (nn_model_forward_state: recurrent states, KV caches).
+ * on_token (may be NULL) gets each token as it is made;
  * non-zero from it stops. Returns how many tokens were made. */
 int nn_generate(nn_model *m, const int *prompt, int n_prompt, int length, float temperature, int top_k,
                 nn_rng *rng, int (*on_token)(void *user, int id), void *user);

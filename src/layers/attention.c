@@ -44,14 +44,21 @@ static void attention_init(nn_layer *l, nn_rng *rng) {
     nn_init_uniform_fan_in(l->tensors[out_weight(l)], D, rng);
 }
 
-/* [B, T, D] through the projections as [B*T, D] rows (views, no copies). */
+/* [B, T, D] through the projections as [B*T, D] rows (views, no copies).
+ * With a carried state (generation) the T tokens continue the positions in
+ * the layer's KV cache and attend to them (nn_attention_cached). */
 static nn_tensor *attention_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
     nn_ctx *ctx = run->ctx;
     int B = x->shape[0], T = x->shape[1], D = x->shape[2];
+    nn_kv_cache *cache = run->caches ? &run->caches[l - run->layers] : NULL;
+    NN_CHECK(!cache || l->causal, "%s: attention(causal=0) sees later tokens, so it cannot continue a sequence from "
+             "a carried state (generation)", l->name);
     nn_tensor *b_in = l->bias ? l->tensors[in_weight(l) + 1] : NULL, *b_out = l->bias ? l->tensors[out_weight(l) + 1] : NULL;
     nn_tensor *rows = nn_reshape(ctx, x, 2, (int[]){B * T, D});
     nn_tensor *qkv = nn_reshape(ctx, nn_linear(ctx, rows, l->tensors[in_weight(l)], b_in), 3, (int[]){B, T, 3 * D});
-    nn_tensor *a = nn_attention(ctx, qkv, l->heads, l->causal != 0, run->lengths);
+    nn_tensor *a = cache ? nn_attention_cached(ctx, qkv, l->heads, cache->keys, cache->values, cache->capacity,
+                                               run->past)
+                         : nn_attention(ctx, qkv, l->heads, l->causal != 0, run->lengths);
     nn_tensor *y = nn_linear(ctx, nn_reshape(ctx, a, 2, (int[]){B * T, D}), l->tensors[out_weight(l)], b_out);
     return nn_reshape(ctx, y, 3, (int[]){B, T, D});
 }
@@ -64,6 +71,7 @@ const nn_layer_kind layer_attention = {
     .args = {{"heads", true, true, 0, 1, 1024, offsetof(nn_layer, heads)},
              {"causal", true, false, 1, 0, 1, offsetof(nn_layer, causal)},
              {"bias", true, false, 1, 0, 1, offsetof(nn_layer, bias)}},
+    .caches_keys = true,
     .infer = attention_infer,
     .tensors = attention_tensors,
     .init = attention_init,

@@ -71,8 +71,10 @@ static int posembed_tensors(const nn_layer *l, layer_tensor out[LAYER_MAX_TENSOR
  * start as large as the tokens' vectors would drown them. */
 static void posembed_init(nn_layer *l, nn_rng *rng) { nn_init_normal(l->tensors[WEIGHT], 0.0f, 0.02f, rng); }
 
+/* With a carried state the tokens continue a sequence: their positions
+ * start at run->past. */
 static nn_tensor *posembed_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
-    return nn_add_positions(run->ctx, x, l->tensors[WEIGHT]);
+    return nn_add_positions_at(run->ctx, x, l->tensors[WEIGHT], run->past);
 }
 
 const nn_layer_kind layer_posembed = {

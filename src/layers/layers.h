@@ -56,10 +56,14 @@ typedef struct layer_run {
     const int *ids;
     int B, T;
     const int *lengths;
-    /* Recurrent layers' carried state, one slot per layer of `layers` (the
-     * stack being run): NULL starts from zeros and keeps nothing. */
+    /* Recurrent layers' carried state and attention layers' KV caches, one
+     * slot per layer of `layers` (the stack being run): NULL starts from
+     * zeros and keeps nothing. With them the T tokens are at positions
+     * past .. past + T - 1 of their sequences (posembed adds those rows). */
     nn_layer *layers;
     nn_rnn_state *states;
+    nn_kv_cache *caches;
+    int past;
 } layer_run;
 
 struct nn_layer_kind {
@@ -71,6 +75,7 @@ struct nn_layer_kind {
     bool spatial;      /* takes images [C, H, W] (a model with one is a "cnn") */
     bool takes_tokens; /* takes token ids [T] (l->vocab of them): a text model's first layer */
     int state_vectors; /* carries [B, out] vectors from step to step (h: 1; h and c: 2), else 0 */
+    bool caches_keys;  /* with a carried state, keeps the positions' keys and values (nn_kv_cache) */
     /* Needs the longest sequence the model takes (posembed's table has a row
      * per position): the model's in_shape[0], which its layers see as their
      * in_shape[0] of [T, F]. */

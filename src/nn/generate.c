@@ -1,5 +1,6 @@
-/* Generation: a text model run one token at a time with its recurrent
- * state carried from call to call (no recomputing the prefix), and the next
+/* Generation: a text model run one token at a time with its state carried
+ * from call to call (recurrent layers' h and c, attention layers' KV caches:
+ * no recomputing the prefix), and the next
  * token drawn from its scores: greedy, or softmax with a temperature,
  * optionally over the k most probable tokens only. */
 #include <math.h>
@@ -9,27 +10,92 @@
 #include "core/util.h"
 #include "layers/layers.h"
 #include "nn/model.h"
+#include "ops/ops.h"
 
 void nn_model_state_init(nn_model_state *s, const nn_model *m, int B) {
     NN_CHECK(B >= 1, "nn_model_state_init: batch %d", B);
+    memset(s, 0, sizeof *s);
     s->B = B;
     s->n_layers = m->n_layers;
+    s->context = m->vocab ? m->in_shape[0] : 0;
     s->layers = nn_xcalloc((size_t)m->n_layers, sizeof *s->layers);
+    s->caches = nn_xcalloc((size_t)m->n_layers, sizeof *s->caches);
     for (int i = 0; i < m->n_layers; i++) {
-        int vectors = m->layers[i].kind->state_vectors;
-        size_t n = (size_t)B * (size_t)m->layers[i].out;
-        if (vectors >= 1) s->layers[i].h = nn_xcalloc(n, sizeof(float));
-        if (vectors >= 2) s->layers[i].c = nn_xcalloc(n, sizeof(float));
+        const nn_layer *l = &m->layers[i];
+        size_t n = (size_t)B * (size_t)l->out;
+        if (l->kind->state_vectors >= 1) s->layers[i].h = nn_xcalloc(n, sizeof(float));
+        if (l->kind->state_vectors >= 2) s->layers[i].c = nn_xcalloc(n, sizeof(float));
+        if (l->kind->caches_keys) s->caches[i].dim = l->in_shape[1]; /* room made as positions come */
     }
+    if (s->context) s->window = nn_xmalloc((size_t)B * (size_t)s->context * sizeof *s->window);
 }
 
 void nn_model_state_free(nn_model_state *s) {
     for (int i = 0; s->layers && i < s->n_layers; i++) {
         free(s->layers[i].h);
         free(s->layers[i].c);
+        free(s->caches[i].keys);
+        free(s->caches[i].values);
     }
     free(s->layers);
+    free(s->caches);
+    free(s->window);
     memset(s, 0, sizeof *s);
+}
+
+/* Room in every KV cache for `positions`: the context at once when the model
+ * has one (it never holds more), else grown by doubling, the positions held
+ * moved along (each sequence's rows are capacity apart). */
+static void reserve_caches(nn_model_state *s, int positions) {
+    for (int i = 0; i < s->n_layers; i++) {
+        nn_kv_cache *c = &s->caches[i];
+        if (!c->dim || c->capacity >= positions) continue;
+        int cap = s->context ? s->context : positions > 2 * c->capacity ? positions : 2 * c->capacity;
+        size_t row = (size_t)c->dim * sizeof(float);
+        float *k = nn_xmalloc((size_t)s->B * (size_t)cap * row), *v = nn_xmalloc((size_t)s->B * (size_t)cap * row);
+        for (int b = 0; s->steps && b < s->B; b++) {
+            memcpy(k + (size_t)b * cap * c->dim, c->keys + (size_t)b * c->capacity * c->dim, (size_t)s->steps * row);
+            memcpy(v + (size_t)b * cap * c->dim, c->values + (size_t)b * c->capacity * c->dim, (size_t)s->steps * row);
+        }
+        free(c->keys);
+        free(c->values);
+        c->keys = k;
+        c->values = v;
+        c->capacity = cap;
+    }
+}
+
+/* The model on ids [B, T] at positions s->steps .. s->steps + T - 1 (all
+ * within the context), continuing the state; the tokens join the window. */
+static nn_tensor *forward_piece(nn_model *m, nn_ctx *ctx, nn_model_state *s, const int *ids, int T) {
+    reserve_caches(s, s->steps + T);
+    const layer_run run = {.ctx = ctx, .ids = ids, .B = s->B, .T = T, .layers = m->layers, .states = s->layers,
+                           .caches = s->caches, .past = s->steps};
+    nn_tensor *y = layers_forward(m->layers, m->n_layers, &run, NULL);
+    for (int b = 0; s->window && b < s->B; b++)
+        memcpy(s->window + (size_t)b * s->context + s->steps, ids + (size_t)b * T, (size_t)T * sizeof *ids);
+    s->steps += T;
+    return y;
+}
+
+/* A full window and one more token (next[b * stride] for sequence b): the
+ * state restarts, empty, from the last context - 1 tokens and it (nanoGPT's
+ * crop: positions from 0 again, so every cached key changes and the window
+ * is run anew). -> the window's scores [B, context, classes]. */
+static nn_tensor *forward_slid(nn_model *m, nn_ctx *ctx, nn_model_state *s, const int *next, int stride) {
+    int W = s->context;
+    int *ids = nn_arena_alloc(ctx, (size_t)s->B * (size_t)W * sizeof *ids);
+    for (int b = 0; b < s->B; b++) {
+        memcpy(ids + (size_t)b * W, s->window + (size_t)b * W + 1, (size_t)(W - 1) * sizeof *ids);
+        ids[(size_t)b * W + W - 1] = next[(size_t)b * stride];
+    }
+    for (int i = 0; i < m->n_layers; i++) {
+        size_t n = (size_t)s->B * (size_t)m->layers[i].out * sizeof(float);
+        if (s->layers[i].h) memset(s->layers[i].h, 0, n);
+        if (s->layers[i].c) memset(s->layers[i].c, 0, n);
+    }
+    s->steps = 0;
+    return forward_piece(m, ctx, s, ids, W);
 }
 
 nn_tensor *nn_model_forward_state(nn_model *m, nn_ctx *ctx, nn_model_state *s, const int *ids, int T) {
@@ -39,8 +105,45 @@ nn_tensor *nn_model_forward_state(nn_model *m, nn_ctx *ctx, nn_model_state *s, c
     for (int i = 0; i < s->B * T; i++)
         NN_CHECK(ids[i] >= 0 && ids[i] < m->vocab, "nn_model_forward_state: token id %d not in [0, %d)", ids[i],
                  m->vocab);
-    const layer_run run = {.ctx = ctx, .ids = ids, .B = s->B, .T = T, .layers = m->layers, .states = s->layers};
-    return layers_forward(m->layers, m->n_layers, &run, NULL);
+    bool grad = nn_set_grad_enabled(ctx, false); /* the KV caches record nothing */
+    int B = s->B, fit = s->context ? s->context - s->steps : T;
+    if (fit >= T) {
+        nn_tensor *y = forward_piece(m, ctx, s, ids, T);
+        nn_set_grad_enabled(ctx, grad);
+        return y;
+    }
+    /* Past the context: the tokens that fit continue the state, then each
+     * one after them slides the window; their scores gathered into out. */
+    bool per_position = layers_span_last(m->layers, m->n_layers)->out_ndim == 2;
+    int C = m->classes;
+    nn_tensor *out = per_position ? nn_op_output(ctx, 3, (int[]){B, T, C}, NULL, 0)
+                                  : nn_op_output(ctx, 2, (int[]){B, C}, NULL, 0);
+    for (int t = 0; t < T;) {
+        int n = fit > 0 ? fit : 1;
+        nn_arena_mark mark = nn_arena_get_mark(ctx); /* a piece's activations go once its scores are out */
+        nn_tensor *y;
+        if (fit > 0) {
+            int *piece = nn_arena_alloc(ctx, (size_t)B * (size_t)n * sizeof *piece);
+            for (int b = 0; b < B; b++)
+                memcpy(piece + (size_t)b * n, ids + (size_t)b * T + t, (size_t)n * sizeof *piece);
+            y = forward_piece(m, ctx, s, piece, n);
+            fit = 0;
+        } else {
+            y = forward_slid(m, ctx, s, ids + t, T);
+        }
+        if (per_position) {
+            int Ty = y->shape[1]; /* the piece's last n rows are tokens t .. t + n - 1 */
+            for (int b = 0; b < B; b++)
+                memcpy(out->data + ((size_t)b * T + t) * C, y->data + ((size_t)b * Ty + Ty - n) * C,
+                       (size_t)n * C * sizeof(float));
+        } else {
+            memcpy(out->data, y->data, out->size * sizeof(float));
+        }
+        nn_arena_release(ctx, mark);
+        t += n;
+    }
+    nn_set_grad_enabled(ctx, grad);
+    return out;
 }
 
 int nn_generate(nn_model *m, const int *prompt, int n_prompt, int length, float temperature, int top_k,
@@ -52,9 +155,12 @@ int nn_generate(nn_model *m, const int *prompt, int n_prompt, int length, float 
     nn_set_training(ctx, false);
     nn_model_state s;
     nn_model_state_init(&s, m, 1);
-    /* The prompt in one call; then each drawn token continues the state. */
-    const int *feed = prompt;
-    int n_feed = n_prompt, next = 0, made = 0, stop = 0;
+    /* The prompt in one call (only its last scores count, so of a prompt
+     * longer than the context only the last window, as nanoGPT crops it);
+     * then each drawn token continues the state. */
+    int skip = s.context && n_prompt > s.context ? n_prompt - s.context : 0;
+    const int *feed = prompt + skip;
+    int n_feed = n_prompt - skip, next = 0, made = 0, stop = 0;
     while (made < length && !stop) {
         nn_ctx_reset(ctx);
         nn_tensor *logits = nn_model_forward_state(m, ctx, &s, feed, n_feed); /* [1, n_feed, V] */

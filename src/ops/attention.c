@@ -283,3 +283,101 @@ void nn_attention_backward(nn_node *n) {
         }
     }
 }
+
+/* ---- with a KV cache (generation) ----
+ * A language model generating one token at a time needs the attention of the
+ * new position only: its query against the keys and values of every position
+ * so far, which do not change once made (causal: position j never sees what
+ * comes after it). So they are kept, [B, capacity, D] each (a row per
+ * position, the heads side by side as in x), and for the new row at
+ * position p = past + t, per head (q, k_j, v_j [hd]):
+ *   s_j = q . k_j / sqrt(hd)           j = 0..p (its own key included)
+ *   y   = sum_j softmax(s)_j v_j       [hd]
+ * the forward above's row p without the other rows: O(p hd) per head
+ * instead of recomputing the prefix, O(p^2 hd). Nothing is recorded (no
+ * backward: generation does not learn). */
+
+/* a . b over n floats, a vector at a time (the tail masked). */
+static inline float dot_n(const float *restrict a, const float *restrict b, int n) {
+    v16 acc = {0};
+    int d = 0;
+    for (; d + VL <= n; d += VL) acc = v16_fma(v16_load(a + d), v16_load(b + d), acc);
+    if (d < n) acc = v16_fma(v16_load_n(a + d, n - d), v16_load_n(b + d, n - d), acc);
+    return v16_sum(acc);
+}
+
+/* Head h of one sequence: xb its T new rows of q | k | v (3D apart), K and V
+ * its cache (D apart) already holding the new keys and values, yb its T
+ * output rows (D apart). s: room for past + T scores, q: for hd floats. */
+static void cached_head(const float *xb, int T, int D, int h, int hd, const float *K, const float *V, int past,
+                        float *s, float *q, float *yb) {
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int t = 0; t < T; t++) {
+        int n = past + t + 1;
+        for (int d = 0; d < hd; d++) q[d] = xb[(size_t)t * 3 * D + h * hd + d] * scale;
+        float m = -INFINITY;
+        for (int j = 0; j < n; j++) {
+            s[j] = dot_n(q, K + (size_t)j * D + h * hd, hd);
+            m = s[j] > m ? s[j] : m;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++) {
+            s[j] = nn_expf(s[j] - m);
+            sum += s[j];
+        }
+        float inv = 1.0f / sum, *y = yb + (size_t)t * D + h * hd;
+        for (int d0 = 0; d0 < hd; d0 += VL) {
+            int w = hd - d0 < VL ? hd - d0 : VL;
+            v16 acc = {0};
+            for (int j = 0; j < n; j++)
+                acc = v16_fma((v16){0} + s[j], v16_load_n(V + (size_t)j * D + h * hd + d0, w), acc);
+            v16_store_n(y + d0, acc * inv, w);
+        }
+    }
+}
+
+nn_tensor *nn_attention_cached(nn_ctx *ctx, nn_tensor *x, int heads, float *keys, float *values, int capacity,
+                               int past) {
+    char sx[64];
+    nn_check_live(ctx, x, "attention_cached");
+    NN_CHECK(!nn_grad_enabled(ctx), "attention_cached: runs without gradients (nn_set_grad_enabled(ctx, false))");
+    NN_CHECK(x->ndim == 3 && x->shape[2] % 3 == 0, "attention_cached: input %s must be [B, T, 3D] (q, k, v)",
+             nn_shape_str(x, sx, sizeof sx));
+    int B = x->shape[0], T = x->shape[1], D = x->shape[2] / 3;
+    NN_CHECK(heads >= 1 && D % heads == 0, "attention_cached: %d features do not split into %d heads", D, heads);
+    NN_CHECK(past >= 0 && past + T <= capacity, "attention_cached: %d positions cached and %d new, but room for %d",
+             past, T, capacity);
+    int H = heads, hd = D / H;
+    /* The new positions' keys and values join the cache first: each new
+     * query sees its own key (and the earlier new ones') there. */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *row = x->data + ((size_t)b * T + t) * 3 * D;
+            size_t at = ((size_t)b * capacity + past + t) * D;
+            memcpy(keys + at, row + D, (size_t)D * sizeof(float));
+            memcpy(values + at, row + 2 * D, (size_t)D * sizeof(float));
+        }
+    nn_tensor *y = nn_op_output(ctx, 3, (int[]){B, T, D}, &x, 1);
+    int threads = task_threads((long)B * T * (past + T) * D);
+    size_t per_thread = (size_t)round16(past + T) + (size_t)round16(hd);
+    float *scratch = nn_ctx_scratch(ctx, (size_t)threads * per_thread * sizeof(float));
+    /* task bh: sequence bh / H, head bh % H, with the thread's score row and query */
+    if (threads > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H;
+            float *row = scratch + (size_t)omp_get_thread_num() * per_thread;
+            cached_head(x->data + (size_t)b * T * 3 * D, T, D, bh % H, hd, keys + (size_t)b * capacity * D,
+                        values + (size_t)b * capacity * D, past, row, row + round16(past + T),
+                        y->data + (size_t)b * T * D);
+        }
+    } else { /* a token at batch 1: no OpenMP region (even if(false) costs libgomp a futex call) */
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H;
+            cached_head(x->data + (size_t)b * T * 3 * D, T, D, bh % H, hd, keys + (size_t)b * capacity * D,
+                        values + (size_t)b * capacity * D, past, scratch, scratch + round16(past + T),
+                        y->data + (size_t)b * T * D);
+        }
+    }
+    return y;
+}
