@@ -58,6 +58,11 @@ static int predict_texts(nn_model *model, const char *model_path, char **texts, 
         size_t n;
         int *ids = nn_vocab_encode(&vocab, texts[i], strlen(texts[i]), &n);
         if (ids && n == 0) nn_error("an empty text has no class");
+        if (ids && model->in_shape[0] && n > (size_t)model->in_shape[0]) { /* learned positions end there */
+            nn_error("%zu characters, but the model takes at most %d (its context)", n, model->in_shape[0]);
+            free(ids);
+            ids = NULL;
+        }
         if (!ids || n == 0) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", nn_last_error());

@@ -236,7 +236,8 @@ static flag *text_flags(train_opts *o, flag *t) {
         FLAG_SECTION("text (a language model, by steps):"),
         {"steps", FLAG_LONG, &c->steps, 1, 100000000, .metavar = "N", .def = "2000", .help = "optimiser steps"},
         {"context", FLAG_INT, &c->context, 1, 100000, .metavar = "T", .def = "64",
-         .help = "characters per training window"},
+         .help = "characters per training window (a classifier with posembed: the longest\n"
+                 "sequence it takes; the data's longest by default)"},
         {"eval-every", FLAG_INT, &c->eval_every, 1, 100000000, .metavar = "K", .def = "250",
          .help = "validation loss, checkpoint and a sample every K steps"},
         {"eval-windows", FLAG_INT, &c->eval_windows, 0, 100000000, .metavar = "N", .def = "all",
@@ -491,7 +492,7 @@ static int finish(train_opts *o, const flag *table) {
         if (o->text_body && flag_given(table, "arch")) o->text_body = NULL; /* --arch gives the whole model */
         bool preset_set = o->preset != PRESET_NONE || o->resumed.text; /* the rest is the preset's or the file's */
         if (classifier) {
-            static const char *const lm_only[] = {"steps", "context", "eval-every", "eval-windows"};
+            static const char *const lm_only[] = {"steps", "eval-every", "eval-windows"};
             for (size_t i = 0; i < sizeof lm_only / sizeof *lm_only; i++)
                 if (flag_given(table, lm_only[i]))
                     return usage_error("train", "--%s is for a language model; a classifier of one file per class "

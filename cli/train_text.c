@@ -198,11 +198,25 @@ static int show_classify_epoch(void *user, const nn_history *h) {
     return c->plot_path ? plot_classifier(c->plot_path, h) : 0;
 }
 
+/* The longest sequence of a split (0 for none). */
+static int longest_sequence(const nn_text_split *s) {
+    int longest = 0;
+    for (int i = 0; i < s->n_seqs; i++) longest = s->lengths[i] > longest ? s->lengths[i] : longest;
+    return longest;
+}
+
 static int train_classifier(nn_train_config *cfg, const char *spec, const char *path, const char *plot_path,
                             const nn_text *data) {
     int V = data->vocab.size, C = data->n_classes, status = 0;
     nn_model model = {0};
-    if (nn_model_plan_text(&model, spec, V, C) != 0) {
+    /* A model with learned positions (posembed) has a row per position up
+     * to its context: every sequence it trains and is validated on must
+     * fit, so the data's longest, or --context when it is given. */
+    int longest = longest_sequence(&data->train), val_longest = longest_sequence(&data->val);
+    longest = val_longest > longest ? val_longest : longest;
+    if (cfg->context && cfg->context < longest)
+        return usage_error("train", "--context %d: %s has a sequence of %d tokens", cfg->context, path, longest);
+    if (nn_model_plan_text_context(&model, spec, V, C, cfg->context ? cfg->context : longest) != 0) {
         status = usage_error("train", "--arch: %s", nn_last_error());
         nn_model_free(&model);
         return status;
