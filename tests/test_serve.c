@@ -19,6 +19,7 @@
 #include "nn/image.h"
 #include "nn/report.h"
 #include "run_nn.h"
+#include "serve_proc.h"
 #include "core/util.h"
 
 #define FIXTURE_MODEL "tests/fixtures/checkpoints/mlp-v1.safetensors"
@@ -30,77 +31,6 @@ static const char *const fixture_images[] = {
     IMAGES "7_gray_dark_on_light.png", IMAGES "9_palette_4bit.png",
 };
 #define N_IMAGES (int)(sizeof fixture_images / sizeof *fixture_images)
-
-/* ---- the server process -------------------------------------------------- */
-
-typedef struct {
-    pid_t pid;
-    int port;
-    char log[256]; /* its stderr */
-} server_proc;
-
-/* Starts "$NN serve --model MODEL --port 0 ARGS" and reads the address it
- * prints: the kernel picks the port, so parallel runs never collide. */
-static bool start_server(server_proc *s, const char *model, const char *args) {
-    memset(s, 0, sizeof *s);
-    snprintf(s->log, sizeof s->log, "%s", tmp("serve.log"));
-    int out[2];
-    if (pipe(out) != 0) return false;
-    const char *bin = getenv("NN") ? getenv("NN") : "build/nn";
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "exec %s serve --model %s --port 0 %s 2>%s", bin, model, args, s->log);
-    s->pid = fork();
-    if (s->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* no server outlives a crashed test */
-        dup2(out[1], 1);
-        close(out[0]);
-        close(out[1]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char line[512] = "";
-    size_t n = 0;
-    struct pollfd p = {out[0], POLLIN, 0};
-    while (n + 1 < sizeof line && !strchr(line, '\n') && poll(&p, 1, 30000) == 1) {
-        ssize_t r = read(out[0], line + n, sizeof line - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-        line[n] = 0;
-    }
-    close(out[0]);
-    const char *at = strstr(line, "http://127.0.0.1:");
-    if (at) s->port = atoi(at + strlen("http://127.0.0.1:"));
-    CHECKF(s->port > 0, "nn serve printed no address: \"%s\"", line);
-    if (s->port > 0) return true;
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    return false;
-}
-
-static bool still_running(const server_proc *s) {
-    int st;
-    return waitpid(s->pid, &st, WNOHANG) == 0;
-}
-
-/* The signal, then the exit status (-1 if it had to be killed after 10 s). */
-static int stop_server_with(server_proc *s, int sig) {
-    kill(s->pid, sig);
-    for (int i = 0; i < 1000; i++) {
-        int st;
-        if (waitpid(s->pid, &st, WNOHANG) == s->pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(10000);
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    return -1;
-}
-
-static int stop_server(server_proc *s) { return stop_server_with(s, SIGTERM); }
-
-static char *read_whole(const char *path, size_t *len) {
-    return (char *)nn_read_file(path, len, 0);
-}
 
 /* ---- models ------------------------------------------------------------ */
 
@@ -120,22 +50,6 @@ static const char *trained(const char *name, const char *args) {
 #define CNN_ARGS "--train-limit 3000 --arch 'conv(8,3) relu maxpool(2) flatten linear(10)'"
 
 /* ---- replies ------------------------------------------------------------- */
-
-static bool has_type(const http_reply *r, const char *type) {
-    char v[128];
-    return http_header(r, "Content-Type", v, sizeof v) && strncmp(v, type, strlen(type)) == 0;
-}
-
-/* A 4xx with a JSON {"error": "..."} that says `why`. */
-static void check_error(const char *what, const http_reply *r, int status, const char *why) {
-    CHECKF(r->status == status, "%s: status %d, expected %d (%s)", what, r->status, status, r->body);
-    CHECKF(has_type(r, "application/json"), "%s: not JSON: %s", what, r->head);
-    cJSON *json = cJSON_Parse(r->body ? r->body : "");
-    const cJSON *error = cJSON_GetObjectItemCaseSensitive(json, "error");
-    CHECKF(cJSON_IsString(error) && strstr(error->valuestring, why), "%s: body %s should say \"%s\"", what,
-           r->body, why);
-    cJSON_Delete(json);
-}
 
 typedef struct {
     int digit;
@@ -349,6 +263,15 @@ static void test_bad_requests(void) {
     CHECK(http_request(s.port, "GET", "/nope", NULL, NULL, 0, &r) == 0);
     check_error("unknown path", &r, 404, "/nope");
     http_reply_free(&r);
+    /* The language model's route says where an image goes instead. */
+    CHECK(http_request(s.port, "POST", "/generate", "application/json", "{}", 2, &r) == 0);
+    check_error("POST /generate to an image model", &r, 404, "POST an image to /predict");
+    http_reply_free(&r);
+    CHECK(http_request(s.port, "GET", "/model", NULL, NULL, 0, &r) == 0);
+    CHECKF(r.status == 200 && has_type(&r, "application/json") && strstr(r.body, "\"kind\":\"image classifier\"") &&
+               strstr(r.body, "\"classes\":10"),
+           "GET /model: %d %s", r.status, r.body);
+    http_reply_free(&r);
     CHECK(http_request(s.port, "POST", "/predict/x", "image/png", "abc", 3, &r) == 0);
     check_error("path under /predict", &r, 404, "no such path");
     http_reply_free(&r);
@@ -388,7 +311,7 @@ static void test_bad_requests(void) {
                "log:\n%s", log);
         int lines = 0;
         for (char *q = log; (q = strstr(q, " bytes ")); q++) lines++;
-        CHECKF(lines >= 17, "%d request lines in the log for 17 requests:\n%s", lines, log);
+        CHECKF(lines >= 19, "%d request lines in the log for 19 requests:\n%s", lines, log);
         free(log);
     }
 }
@@ -494,7 +417,7 @@ static void test_usage_errors(void) {
     CHECK(nn("serve --model %s --threads 0", FIXTURE_MODEL) == 2 && strstr(err_text, "--threads"));
     CHECK(nn("serve --model %s --colour red", FIXTURE_MODEL) == 2 && strstr(err_text, "unknown option '--colour'"));
     CHECK(nn("serve --model %s extra", FIXTURE_MODEL) == 2 && strstr(err_text, "unexpected argument 'extra'"));
-    CHECK(nn("serve --help") == 0 && strstr(out_text, "/predict"));
+    CHECK(nn("serve --help") == 0 && strstr(out_text, "/predict") && strstr(out_text, "/generate"));
     CHECK(nn("--help") == 0 && strstr(out_text, "serve"));
 
     CHECK(nn("serve --model %s", tmp("missing.safetensors")) == 1 && one_line_error("missing.safetensors"));

@@ -1,4 +1,5 @@
-/* nn serve's HTTP server on libmicrohttpd (see server.h for the routes).
+/* nn serve's HTTP server on libmicrohttpd (see server.h for the routes;
+ * generate.c answers a language model's).
  *
  * Each request carries a small record from the moment its first line is read
  * (MHD's URI log callback) to the moment it is done (the completion
@@ -7,7 +8,7 @@
  * own thread with an nn_ctx taken from a free list, so requests only share
  * the model's weights, which nothing writes in evaluation mode. */
 #define _POSIX_C_SOURCE 200809L
-#include "serve/server.h"
+#include "serve/internal.h"
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
@@ -29,36 +30,13 @@
 #include "nn/report.h"
 #include "core/util.h"
 
-/* The page, generated from app/serve/page.html (app/serve/module.mk). */
-extern const unsigned char serve_page[];
-extern const size_t serve_page_len;
+/* The pages, generated from app/serve/page.html and text_page.html
+ * (app/serve/module.mk). */
+extern const unsigned char serve_page[], serve_text_page[];
+extern const size_t serve_page_len, serve_text_page_len;
 
 #define MAX_CLASSES 64
 #define MAX_CONNECTIONS 64 /* bounds memory: each may hold a body of up to max_body */
-#define LOG_PATH_MAX 96
-
-struct server {
-    struct MHD_Daemon *daemon;
-    nn_model *model;
-    serve_config cfg;
-    int port;
-    struct MHD_Response *page;
-    /* Contexts not in use: at most one per thread ever gets created. */
-    pthread_mutex_t lock;
-    nn_ctx **idle; /* cfg.threads long */
-    int n_idle;
-};
-
-typedef struct request {
-    double start;
-    char method[16], path[LOG_PATH_MAX];
-    bool routed;            /* the first handler call (headers read) is past */
-    unsigned status;        /* of the response queued, 0 while none */
-    size_t sent;            /* bytes of its body */
-    char why[160];          /* for the log: what was wrong with a 4xx */
-    unsigned char *body;
-    size_t len, cap, expected;
-} request;
 
 /* ---- contexts ------------------------------------------------------------ */
 
@@ -79,8 +57,8 @@ static void ctx_give_back(server *s, nn_ctx *ctx) {
 
 /* ---- responses ----------------------------------------------------------- */
 
-static enum MHD_Result send_response(struct MHD_Connection *c, request *r, unsigned status,
-                                     struct MHD_Response *resp, size_t body_len) {
+enum MHD_Result serve_send(struct MHD_Connection *c, request *r, unsigned status, struct MHD_Response *resp,
+                           size_t body_len) {
     if (!resp) return MHD_NO;
     enum MHD_Result ok = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
@@ -92,7 +70,7 @@ static enum MHD_Result send_response(struct MHD_Connection *c, request *r, unsig
 }
 
 /* The response for a JSON document (consumed); NULL when out of memory. */
-static struct MHD_Response *json_response(cJSON *json, size_t *len) {
+static struct MHD_Response *serve_json_response(cJSON *json, size_t *len) {
     char *text = json ? cJSON_PrintUnformatted(json) : NULL;
     cJSON_Delete(json);
     if (!text) return NULL;
@@ -107,11 +85,14 @@ static struct MHD_Response *json_response(cJSON *json, size_t *len) {
     return resp;
 }
 
-/* {"error": "..."} with a 4xx status; allow names the methods for a 405. */
-static enum MHD_Result send_error(struct MHD_Connection *c, request *r, unsigned status, const char *allow,
-                                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static enum MHD_Result send_error(struct MHD_Connection *c, request *r, unsigned status, const char *allow,
-                                  const char *fmt, ...) {
+enum MHD_Result serve_send_json(struct MHD_Connection *c, request *r, unsigned status, cJSON *json) {
+    size_t len = 0; /* set by serve_json_response, so not read in the same call's arguments */
+    struct MHD_Response *resp = serve_json_response(json, &len);
+    return serve_send(c, r, status, resp, len);
+}
+
+enum MHD_Result serve_send_error(struct MHD_Connection *c, request *r, unsigned status, const char *allow,
+                                 const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->why, sizeof r->why, fmt, ap);
@@ -119,9 +100,9 @@ static enum MHD_Result send_error(struct MHD_Connection *c, request *r, unsigned
     cJSON *json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "error", r->why);
     size_t len = 0;
-    struct MHD_Response *resp = json_response(json, &len);
+    struct MHD_Response *resp = serve_json_response(json, &len);
     if (resp && allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    return send_response(c, r, status, resp, len);
+    return serve_send(c, r, status, resp, len);
 }
 
 /* ---- POST /predict ------------------------------------------------------- */
@@ -149,14 +130,14 @@ static cJSON *float_array(const float *v, int n) {
 
 /* The same steps as nn predict: decode, MNIST preprocessing, the model. */
 static enum MHD_Result predict(server *s, struct MHD_Connection *c, request *r) {
-    if (r->len == 0) return send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "empty body: POST a PNG or PGM image");
+    if (r->len == 0) return serve_send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "empty body: POST a PNG or PGM image");
     nn_image img;
     float input[NN_MNIST_PIXELS], probs[MAX_CLASSES];
     if (nn_image_decode(&img, r->body, r->len, s->cfg.max_pixels) != 0)
-        return send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "%s", nn_last_error());
+        return serve_send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "%s", nn_last_error());
     int rc = nn_image_to_mnist(&img, input);
     nn_image_free(&img);
-    if (rc != 0) return send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "%s", nn_last_error());
+    if (rc != 0) return serve_send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "%s", nn_last_error());
 
     /* One core per request: the pool's threads are the parallelism. The
      * setting is this thread's own (OpenMP keeps it per thread). */
@@ -169,8 +150,7 @@ static enum MHD_Result predict(server *s, struct MHD_Connection *c, request *r) 
     cJSON_AddNumberToObject(json, "digit", digit);
     cJSON_AddItemToObject(json, "probabilities", float_array(probs, s->model->classes));
     cJSON_AddItemToObject(json, "input", float_array(input, NN_MNIST_PIXELS));
-    size_t len = 0;
-    return send_response(c, r, MHD_HTTP_OK, json_response(json, &len), len);
+    return serve_send_json(c, r, MHD_HTTP_OK, json);
 }
 
 /* Whole decimal digits only, no sign, no overflow. */
@@ -194,28 +174,40 @@ static enum MHD_Result route(server *s, struct MHD_Connection *c, request *r, co
     const char *url = r->path;
     bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+    bool text = s->cfg.vocab != NULL;
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
-        if (!get) return send_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, HEAD", "%s / is not allowed: use GET", method);
+        if (!get) return serve_send_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, HEAD", "%s / is not allowed: use GET", method);
         /* The page's one response object is shared by every request. */
         if (MHD_queue_response(c, MHD_HTTP_OK, s->page) != MHD_YES) return MHD_NO;
         r->status = MHD_HTTP_OK;
-        r->sent = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 ? 0 : serve_page_len;
+        r->sent = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 ? 0 : text ? serve_text_page_len : serve_page_len;
         return MHD_YES;
     }
-    if (strcmp(url, "/predict") != 0) return send_error(c, r, MHD_HTTP_NOT_FOUND, NULL, "no such path: %s", r->path);
+    if (strcmp(url, "/model") == 0) {
+        if (!get) return serve_send_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, HEAD", "%s /model is not allowed: use GET", method);
+        return serve_model_info(s, c, r);
+    }
+    /* Each kind of model has its one POST route; the other's says which. */
+    const char *action = text ? "/generate" : "/predict", *what = text ? "a JSON request" : "an image";
+    if (strcmp(url, text ? "/predict" : "/generate") == 0)
+        return serve_send_error(c, r, MHD_HTTP_NOT_FOUND, NULL, "no such path: %s (the model is %s: POST %s to %s)",
+                                r->path, text ? "a language model" : "an image classifier", what, action);
+    if (strcmp(url, action) != 0) return serve_send_error(c, r, MHD_HTTP_NOT_FOUND, NULL, "no such path: %s", r->path);
     if (!post)
-        return send_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "POST", "%s /predict is not allowed: POST an image", method);
+        return serve_send_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "POST", "%s %s is not allowed: POST %s", method,
+                                action, what);
     const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (!length) {
         if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
-            return send_error(c, r, MHD_HTTP_LENGTH_REQUIRED, NULL, "send the image with a Content-Length");
+            return serve_send_error(c, r, MHD_HTTP_LENGTH_REQUIRED, NULL, "send %s with a Content-Length", what);
         return MHD_YES; /* no body: answered as empty at the final call */
     }
+    size_t limit = text ? s->cfg.max_text_body : s->cfg.max_body;
     if (!parse_length(length, &r->expected))
-        return send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "bad Content-Length");
-    if (r->expected > s->cfg.max_body)
-        return send_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "body too large (%zu bytes, limit %zu)",
-                          r->expected, s->cfg.max_body);
+        return serve_send_error(c, r, MHD_HTTP_BAD_REQUEST, NULL, "bad Content-Length");
+    if (r->expected > limit)
+        return serve_send_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE, NULL, "body too large (%zu bytes, limit %zu)",
+                                r->expected, limit);
     return MHD_YES;
 }
 
@@ -250,7 +242,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    return predict(s, c, r);
+    return s->cfg.vocab ? serve_generate(s, c, r) : predict(s, c, r);
 }
 
 /* ---- request records and the log ----------------------------------------- */
@@ -339,8 +331,14 @@ static int listen_on(const char *host, int port, int *bound_port, bool *ipv6) {
 }
 
 server *server_start(nn_model *model, const serve_config *cfg) {
-    if (model->in_shape[0] != 1 || model->in_shape[1] != NN_MNIST_SIDE || model->in_shape[2] != NN_MNIST_SIDE ||
-        model->classes > MAX_CLASSES) {
+    bool text = cfg->vocab != NULL;
+    if (text && (model->vocab == 0 || model->classes != model->vocab || cfg->vocab->size != model->vocab)) {
+        nn_error("serve: the model '%s' is not a language model of this %d-token vocabulary", model->spec,
+                 cfg->vocab->size);
+        return NULL;
+    }
+    if (!text && (model->in_ndim != 3 || model->in_shape[0] != 1 || model->in_shape[1] != NN_MNIST_SIDE ||
+                  model->in_shape[2] != NN_MNIST_SIDE || model->classes > MAX_CLASSES)) {
         nn_error("the model takes [%d, %d, %d] inputs into %d classes; serve needs 1x28x28 images and at most %d classes",
                  model->in_shape[0], model->in_shape[1], model->in_shape[2], model->classes, MAX_CLASSES);
         return NULL;
@@ -355,7 +353,13 @@ server *server_start(nn_model *model, const serve_config *cfg) {
     if (!s->cfg.max_body) s->cfg.max_body = SERVE_DEFAULT_MAX_BODY;
     if (!s->cfg.max_pixels) s->cfg.max_pixels = SERVE_DEFAULT_MAX_PIXELS;
     if (!s->cfg.timeout_s) s->cfg.timeout_s = SERVE_DEFAULT_TIMEOUT_S;
+    if (!s->cfg.max_text_body) s->cfg.max_text_body = SERVE_DEFAULT_MAX_TEXT_BODY;
+    if (!s->cfg.max_length) s->cfg.max_length = SERVE_DEFAULT_MAX_LENGTH;
+    if (!s->cfg.max_prompt) s->cfg.max_prompt = SERVE_DEFAULT_MAX_PROMPT;
+    if (!s->cfg.max_generations) s->cfg.max_generations = cfg->threads;
+    atomic_init(&s->stopping, false);
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->generation_ended, NULL);
     s->idle = nn_xcalloc((size_t)cfg->threads, sizeof *s->idle);
 
     bool ipv6 = false;
@@ -364,7 +368,8 @@ server *server_start(nn_model *model, const serve_config *cfg) {
         server_stop(s);
         return NULL;
     }
-    s->page = MHD_create_response_from_buffer(serve_page_len, (void *)serve_page, MHD_RESPMEM_PERSISTENT);
+    s->page = text ? MHD_create_response_from_buffer(serve_text_page_len, (void *)serve_text_page, MHD_RESPMEM_PERSISTENT)
+                   : MHD_create_response_from_buffer(serve_page_len, (void *)serve_page, MHD_RESPMEM_PERSISTENT);
     MHD_add_response_header(s->page, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
     /* The page is self-contained: the browser may fetch nothing else, and
      * talk to this server only. */
@@ -376,7 +381,8 @@ server *server_start(nn_model *model, const serve_config *cfg) {
     openblas_set_num_threads(1);
 
     /* ITC: a pipe that wakes the threads at once when the server stops. */
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0) |
+                     (text ? MHD_ALLOW_SUSPEND_RESUME : 0); /* a stream waits for its characters suspended */
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                                  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message, s,
                                  MHD_OPTION_LISTEN_SOCKET, fd,
@@ -399,10 +405,18 @@ int server_port(const server *s) { return s->port; }
 
 void server_stop(server *s) {
     if (!s) return;
+    /* Generations end at their next character; MHD must not be stopped with
+     * a connection suspended, and a stream's is resumed when its generation
+     * ends, so all of them end first. */
+    pthread_mutex_lock(&s->lock); /* no generation is admitted after this */
+    atomic_store(&s->stopping, true);
+    while (s->generating > 0) pthread_cond_wait(&s->generation_ended, &s->lock);
+    pthread_mutex_unlock(&s->lock);
     if (s->daemon) MHD_stop_daemon(s->daemon); /* joins the threads; closes the socket */
     if (s->page) MHD_destroy_response(s->page);
     for (int i = 0; i < s->n_idle; i++) nn_ctx_free(s->idle[i]);
     free(s->idle);
+    pthread_cond_destroy(&s->generation_ended);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
