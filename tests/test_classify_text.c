@@ -284,4 +284,31 @@ static void test_cli(void) {
     }
 }
 
-TEST_MAIN(TEST(test_learns_languages), TEST(test_ends_on_best_epoch), TEST(test_bad_settings), TEST(test_cli))
+/* An encoder (learned positions, attention without the causal mask, mean
+ * pooling) from the CLI: planned with the data's longest name as its
+ * context, trained for an epoch far above the largest class; a --context
+ * shorter than the data's longest name is a usage error, and nn predict
+ * refuses a name longer than the model's context in one line. */
+static void test_cli_encoder(void) {
+    if (access(DATA "/Arabic.txt", R_OK) != 0) {
+        SKIP("%s is missing", DATA);
+        return;
+    }
+    const char *ckpt = tmp("encoder.safetensors");
+    int rc = nn("train --data " DATA " --arch 'embed(16) posembed residual(layernorm attention(2,causal=0)) "
+                "layernorm mean linear(18)' --epochs 1 --threads 1 --save %s",
+                ckpt);
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    double acc = 0;
+    const char *line = strstr(out_text, "final validation accuracy: ");
+    CHECKF(line && sscanf(line, "final validation accuracy: %lf", &acc) == 1 && acc > 55.0, "%.400s", out_text);
+    rc = nn("predict --model %s Nakamura", ckpt);
+    CHECKF(rc == 0 && strstr(out_text, "Japanese"), "exited %d: %s%s", rc, out_text, err_text);
+    rc = nn("predict --model %s Abcdefghijklmnopqrstuvwxyzabcdefghij", ckpt);
+    CHECKF(rc == 1 && one_line_error("context"), "exited %d: %s", rc, err_text);
+    rc = nn("train --data " DATA " --arch 'embed(8) posembed mean linear(18)' --context 5 --epochs 1");
+    CHECKF(rc == 2 && strstr(err_text, "--context"), "exited %d: %s", rc, err_text);
+}
+
+TEST_MAIN(TEST(test_learns_languages), TEST(test_ends_on_best_epoch), TEST(test_bad_settings), TEST(test_cli),
+          TEST(test_cli_encoder))
