@@ -24,10 +24,17 @@
  *   db_ih += sum dxp,  db_hh += sum dhp
  * where h_prev [B,T,H] is the output shifted one step (h_0 first).
  *
- * No gradient flows into the initial state. The gate passes run the batch's
- * rows on OpenMP threads; every float is written by one thread and the
- * sums over rows run in order, so the results do not depend on the thread
- * count. */
+ * A padded batch (nn_recurrent_padded) runs each sequence to its own
+ * length: the step-wide arrays (xp and the gates, the cell, the gradients,
+ * h_prev) hold the real steps' rows only, sequence b's step t at row
+ * off[b] + t, and a step's product takes the rows of the sequences still
+ * running (rnn_gemm reads rows through pointers); the outputs past a
+ * sequence's end are 0. Without lengths every sequence runs T steps and
+ * off[b] = b T.
+ *
+ * No gradient flows into the initial state. Each OpenMP thread runs whole
+ * sequences; every float is written by one thread and the sums over rows
+ * run in order, so the results do not depend on the thread count. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
