@@ -376,8 +376,11 @@ static void test_lstm_learns_addition(void) {
     c.clip = 1.0f;
     c.batch_size = 32;
     c.context = 32;
-    c.steps = 600;
-    c.eval_every = 600;
+    /* Under the sanitizers (50 times slower and more) a short run checks the
+     * memory and nn eval's agreement only; the bar is the normal build's. */
+    bool sanitized = getenv("NN_SANITIZE") != NULL;
+    c.steps = sanitized ? 40 : 600;
+    c.eval_every = c.steps;
     c.eval_windows = 64;
     char save[256];
     snprintf(save, sizeof save, "%s", tmp("addition.safetensors"));
@@ -391,7 +394,8 @@ static void test_lstm_learns_addition(void) {
     CHECKF(nn_exact_match_eval(&t.val, nn_vocab_id(&t.vocab, '='), nn_greedy_completer, &m, 3, &r) == 0, "%s",
            nn_last_error());
     printf("  LSTM, %ld steps (%.1f s): exact match %d of %d held-out sums\n", c.steps, trained, r.correct, r.total);
-    CHECKF(r.correct >= 80, "exact match %d of %d", r.correct, r.total);
+    if (sanitized) printf("  (sanitizer build: 40 steps, the bar of 80 is the normal build's check)\n");
+    else CHECKF(r.correct >= 80, "exact match %d of %d", r.correct, r.total);
     /* nn eval on the checkpoint: the same count. */
     int rc = nn("eval --model %s --data %s --threads 1", save, dir);
     char want[64];
