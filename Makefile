@@ -201,7 +201,7 @@ check: all tests
 sanitize: data
 	$(MAKE) BUILD=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" all tests
-	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 NN_SANITIZE=1 \
+	@ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 NN_SANITIZE=1 \
 		NN=build-san/nn scripts/run_tests.sh $(patsubst $(BUILD)/%,build-san/%,$(TEST_BIN))
 
 # Issue 7's leak check: one short training run under valgrind, no leak allowed.
