@@ -7,7 +7,10 @@
  * and a warm-up schedule all run, so each generator and counter must come
  * back. A checkpoint of other settings or other data is refused naming the
  * setting or the vocabulary; nn train --resume does the same from the
- * command line. */
+ * command line. A small GPT (posembed, two pre-LayerNorm blocks, dropout,
+ * AdamW with weight decay, warm-up + cosine to a floor, clipping) is killed
+ * and resumed the same way, from the library and from the command line on
+ * two threads. */
 #include <omp.h>
 #include <signal.h>
 
@@ -239,6 +242,60 @@ static void test_lm_resume(void) {
     nn_text_free(&text);
 }
 
+/* A small GPT: learned positions, two pre-LayerNorm blocks, the output tied
+ * to the embedding; dropout in the residual branches so the dropout
+ * generator's state must come back, AdamW decaying the matrices only,
+ * warm-up + cosine to a floor, clipping. */
+#define GPT_SPEC                                                                                                  \
+    "embed(32) posembed dropout(0.1) repeat(2, residual(layernorm attention(4) dropout(0.1)) "                    \
+    "residual(layernorm linear(64) gelu linear(32) dropout(0.1))) layernorm unembed"
+
+static nn_train_config gpt_config(const char *save, const char *metrics) {
+    nn_train_config c = lm_config(save, metrics);
+    c.spec = GPT_SPEC;
+    c.opt.weight_decay = 0.1f;
+    c.opt.beta2 = 0.99f;
+    c.sched = (nn_schedule){.kind = NN_SCHED_COSINE, .base_lr = 1e-3f, .warmup = 5, .min_lr = 1e-4f};
+    c.clip = 1.0f;
+    c.ema = 0;
+    return c;
+}
+
+static void test_gpt_resume(void) {
+    omp_set_num_threads(1);
+    if (!have(SHAKESPEARE "/input.txt")) return;
+    CHECKF(nn_text_load(&text, SHAKESPEARE, NN_TEXT_AUTO, 11, NULL) == 0, "%s", nn_last_error());
+    stop_at = kill_at = 0;
+    nn_train_config full = gpt_config(keep("gpt_full.st"), keep("gpt_full.csv"));
+    CHECKF(lm_run(&full, NULL) == NN_TRAIN_FINISHED, "%s", nn_last_error());
+    CHECK(has_tensor(full.save_path, "res1.attn1.in_proj_weight") && has_tensor(full.save_path, "train.optim_v"));
+
+    /* SIGKILL after step 27: step 20's checkpoint stays, and is not the end. */
+    child_cfg = gpt_config(keep("gpt_kill.st"), keep("gpt_kill.csv"));
+    kill_at = 27;
+    char msg[4096], buf[64];
+    int status = run_in_child(lm_in_child, msg, sizeof msg);
+    kill_at = 0;
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the child ended with status %d: %s", status, msg);
+    CHECKF(strcmp(meta_of(child_cfg.save_path, "nn.train.step", buf, sizeof buf), "20") == 0, "step %s", buf);
+    CHECK(tensor_difference(full.save_path, child_cfg.save_path) != NULL);
+    nn_train_config c = gpt_config(keep("gpt_kill.st"), keep("gpt_kill.csv"));
+    c.resume_path = c.save_path;
+    CHECKF(lm_run(&c, NULL) == NN_TRAIN_FINISHED, "%s", nn_last_error());
+    CHECK_SAME_TENSORS(full.save_path, c.save_path);
+    CHECK(same_metrics(full.metrics_path, c.metrics_path));
+
+    /* A stop request mid-way (between evaluations) resumes as exactly. */
+    c = gpt_config(keep("gpt_stop.st"), NULL);
+    stop_at = 13;
+    CHECK(lm_run(&c, NULL) == NN_TRAIN_INTERRUPTED);
+    stop_at = 0;
+    c.resume_path = c.save_path;
+    CHECKF(lm_run(&c, NULL) == NN_TRAIN_FINISHED, "%s", nn_last_error());
+    CHECK_SAME_TENSORS(full.save_path, c.save_path);
+    nn_text_free(&text);
+}
+
 /* on_epoch: a copy of the checkpoint of every epoch, FILE.eN. */
 static int copy_checkpoint(void *user, const nn_history *h) {
     const char *save = user;
@@ -381,6 +438,26 @@ static void test_cli_lm_resume(void) {
     CHECK_SAME_TENSORS(tmp("cli_full.st"), tmp("cli_kill.st"));
 }
 
+/* The GPT from the command line with its recipe's flags, on two threads
+ * (the resumed run is given the same count): killed mid-way, resumed, the
+ * same bits. */
+#define GPT_RUN                                                                                                   \
+    "--data " SHAKESPEARE "/input.txt --arch '" GPT_SPEC "' --steps 30 --eval-every 10 --eval-windows 16 "        \
+    "--context 16 --batch-size 8 --opt adamw --lr 1e-3 --wd 0.1 --beta2 0.99 --schedule cosine --warmup 5 "         \
+    "--min-lr 1e-4 --clip 1 --threads 2 --seed 5"
+
+static void test_cli_gpt_resume(void) {
+    if (!have(SHAKESPEARE "/input.txt")) return;
+    int rc = nn("train " GPT_RUN " --save %s", tmp("cli_gpt_full.st"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    rc = nn_limited("NN_TEST_RAISE=25:9", "train " GPT_RUN " --save %s", tmp("cli_gpt_kill.st"));
+    CHECKF(rc == 128 + SIGKILL, "exited %d: %s", rc, err_text);
+    rc = nn("train --resume %s --threads 2", tmp("cli_gpt_kill.st"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    CHECK(strstr(out_text, "resuming from") && strstr(out_text, "step    30/30") && !strstr(out_text, "step    20/30"));
+    CHECK_SAME_TENSORS(tmp("cli_gpt_full.st"), tmp("cli_gpt_kill.st"));
+}
+
 #define CLASSIFY_RUN                                                                                              \
     "--data " LANGUAGES " --arch 'embed(8) gru(16) last linear(18)' --epochs 3 --batch-size 256 --threads 1 "      \
     "--seed 4"
@@ -403,5 +480,5 @@ static void test_cli_classifier_resume(void) {
     }
 }
 
-TEST_MAIN(TEST(test_lm_resume), TEST(test_classifier_resume), TEST(test_cli_lm_resume),
+TEST_MAIN(TEST(test_lm_resume), TEST(test_gpt_resume), TEST(test_classifier_resume), TEST(test_cli_lm_resume), TEST(test_cli_gpt_resume),
           TEST(test_cli_classifier_resume))
