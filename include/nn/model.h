@@ -194,6 +194,31 @@ int nn_generate(nn_model *m, const int *prompt, int n_prompt, int length, float 
  * k-th stay in), drawn from rng (one number per call). */
 int nn_sample_token(const float *logits, int V, float temperature, int top_k, nn_rng *rng);
 
+/* ---- attention weights ---- */
+
+/* What one attention layer attends to over a sequence of T tokens. */
+typedef struct nn_attention_map {
+    int layer;        /* its index in the model's layers */
+    const char *name; /* its name ("res1.attn1"), owned by the model */
+    int heads, T;
+    bool causal;      /* a query sees the keys at and before it only */
+    float *weights;   /* [heads, T, T]: row i of head h is softmax(q_i K^T / sqrt(hd)) over the keys,
+                       * query position i's weights on key positions 0..T-1; each row sums to 1,
+                       * and a masked key (causal: j > i) has exactly 0 */
+} nn_attention_map;
+
+/* Runs the text model on one sequence of T token ids (at most its context)
+ * in evaluation mode and gives each attention layer's weights, in the order
+ * of the layers, in *maps (one per attention layer: heads x T x T floats
+ * each; nn_attention_maps_free frees them). The weights are recomputed from
+ * each layer's input, in double, as the forward passes it (the attention op
+ * itself never stores them). Returns how many maps there are (0, *maps
+ * NULL: the model has no attention layer), or -1 with the error for a model
+ * that does not take tokens, T < 1, T past the context or an id out of
+ * range. */
+int nn_model_attention_maps(nn_model *m, const int *ids, int T, nn_attention_map **maps);
+void nn_attention_maps_free(nn_attention_map *maps, int n);
+
 /* Classifies one image: pixels are the C*H*W values of one example in [0, 1]
  * (as nn_image_load_mnist gives them); they are normalised with the model's
  * input_mean/input_std and run in evaluation mode without gradients (the
