@@ -11,9 +11,11 @@
  *  - rows sum to 1, masked entries are exactly 0;
  *  - errors: a sequence past the context, an id out of range, a model
  *    without attention, an image model;
- *  - nn generate --attention writes a PNG of plausible size and still
- *    generates; it refuses a missing --prompt, a model without attention
- *    and a file that is not .png/.svg with one-line usage errors. */
+ *  - nn generate --attention writes a PNG of plausible size (and an SVG)
+ *    and still writes the same text; past the context it draws the last
+ *    `context` characters and says so; it refuses a missing --prompt, a
+ *    model without attention and a file that is not .png/.svg with usage
+ *    errors, and a folder that is not there with a one-line error. */
 #include <math.h>
 #include <stdint.h>
 
@@ -226,4 +228,91 @@ static void test_errors(void) {
     nn_model_free(&m);
 }
 
-TEST_MAIN(TEST(test_against_recompute), TEST(test_against_torch), TEST(test_errors))
+/* ---- nn generate --attention ---- */
+
+#define SHAKESPEARE "datasets/tinyshakespeare/input.txt"
+#define RUN "--steps 30 --eval-every 30 --eval-windows 10 --context 24 --batch-size 8 --threads 1"
+
+/* A small GPT (2 blocks of 4 heads, context 24) and an LSTM, trained for a
+ * few steps by nn train; NULL after a failure. */
+static const char *trained(bool gpt) {
+    static char path[2][256];
+    static int done[2] = {-1, -1};
+    int k = gpt;
+    if (done[k] < 0) {
+        snprintf(path[k], sizeof path[k], "%s", tmp(gpt ? "gpt.safetensors" : "lstm.safetensors"));
+        const char *arch = gpt ? "embed(32) posembed repeat(2, residual(layernorm attention(4)) residual(layernorm "
+                                 "linear(64) gelu linear(32))) layernorm unembed"
+                               : "embed(8) lstm(16) linear(65)";
+        done[k] = nn("train --data " SHAKESPEARE " --arch '%s' " RUN " --save %s", arch, path[k]) == 0;
+        CHECKF(done[k], "nn train failed: %s", err_text);
+    }
+    return done[k] ? path[k] : NULL;
+}
+
+/* The PNG's width and height from its IHDR chunk, and its size in bytes;
+ * false when the file is not a PNG. */
+static bool png_size(const char *path, unsigned *w, unsigned *h, long *bytes) {
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[24] = {0}, tail[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    bool ok = fread(head, 1, sizeof head, f) == sizeof head && fseek(f, -8, SEEK_END) == 0 &&
+              fread(tail, 1, sizeof tail, f) == sizeof tail;
+    *bytes = ftell(f);
+    fclose(f);
+    *w = (unsigned)head[16] << 24 | (unsigned)head[17] << 16 | (unsigned)head[18] << 8 | head[19];
+    *h = (unsigned)head[20] << 24 | (unsigned)head[21] << 16 | (unsigned)head[22] << 8 | head[23];
+    return ok && memcmp(head, sig, 8) == 0 && memcmp(head + 12, "IHDR", 4) == 0 && memcmp(tail, "IEND", 4) == 0;
+}
+
+static void test_cli_draws(void) {
+    const char *gpt = trained(true);
+    if (!gpt) return;
+    static char plain[sizeof out_text];
+    const char *png = tmp("attention.png");
+    /* The prompt holds a space and a line break, drawn as symbols. */
+    CHECK(nn("generate --model %s --prompt 'ROMEO:\nIs it so?' --length 30 --seed 3", gpt) == 0);
+    snprintf(plain, sizeof plain, "%s", out_text);
+    int rc = nn("generate --model %s --prompt 'ROMEO:\nIs it so?' --length 30 --seed 3 --attention %s", gpt, png);
+    CHECKF(rc == 0, "exit %d: %s", rc, err_text);
+    CHECKF(strcmp(out_text, plain) == 0 && strncmp(out_text, "ROMEO:\nIs it so?", 16) == 0,
+           "the text changed with --attention: '%s' vs '%s'", out_text, plain);
+    CHECKF(strstr(err_text, "2 layers over 16 characters drawn in") && strstr(err_text, png), "%s", err_text);
+    unsigned w = 0, h = 0;
+    long bytes = 0;
+    /* 2 rows of 4 maps of 16 cells of 20 px, with their tokens and titles. */
+    CHECKF(png_size(png, &w, &h, &bytes) && w >= 4 * 320 && w <= 4000 && h >= 2 * 320 && h <= 2000 &&
+               bytes > 20000 && bytes < 2000000,
+           "%s: %ux%u, %ld bytes", png, w, h, bytes);
+
+    /* Past the context the last 24 characters are drawn, as generation reads them. */
+    rc = nn("generate --model %s --prompt 'First Citizen: Before we proceed any further' --length 5 --attention %s",
+            gpt, tmp("long.svg"));
+    CHECKF(rc == 0 && strstr(err_text, "last 24 of 44 characters (the model's context)"), "exit %d: %s", rc,
+           err_text);
+    char tail[16] = {0};
+    FILE *f = fopen(tmp("long.svg"), "rb");
+    if (f && fseek(f, -(long)sizeof tail + 1, SEEK_END) == 0) CHECK(fread(tail, 1, sizeof tail - 1, f) > 0);
+    if (f) fclose(f);
+    slurp(tmp("long.svg"), plain, 4096);
+    CHECKF(strstr(plain, "<svg") && strstr(tail, "</svg>"), "%s: not an SVG", tmp("long.svg"));
+}
+
+static void test_cli_refuses(void) {
+    const char *gpt = trained(true), *lstm = trained(false);
+    if (!gpt || !lstm) return;
+    const char *png = tmp("refused.png");
+    CHECK(nn("generate --model %s --length 5 --attention %s", gpt, png) == 2 &&
+          strncmp(err_text, "nn generate: --attention needs --prompt", 39) == 0 && access(png, F_OK) != 0);
+    CHECK(nn("generate --model %s --prompt 'To be' --length 5 --attention %s", lstm, png) == 2 &&
+          strstr(err_text, "needs a model with attention layers") && strstr(err_text, "has none") &&
+          out_text[0] == '\0' && access(png, F_OK) != 0);
+    CHECK(nn("generate --model %s --prompt 'To be' --attention %s", gpt, tmp("a.jpg")) == 2 &&
+          strstr(err_text, "must end in .png or .svg"));
+    CHECK(nn("generate --model %s --prompt 'To be' --attention %s", gpt, tmp("missing/a.png")) == 1 &&
+          one_line_error("missing/a.png") && strchr(err_text, '\n') == err_text + strlen(err_text) - 1);
+}
+
+TEST_MAIN(TEST(test_against_recompute), TEST(test_against_torch), TEST(test_errors), TEST(test_cli_draws),
+          TEST(test_cli_refuses))

@@ -147,6 +147,27 @@ void nn_plot_confusion_shade(int level, unsigned char rgb[3]);
  * classes or a failed write. Not thread-safe. */
 int nn_plot_confusion(const char *path, const nn_confusion *c, const char *const *class_names, const char *name);
 
+/* ---- Attention weights ------------------------------------------------------- */
+
+#define NN_ATTENTION_MAX_DRAWN 256 /* positions an attention picture shows */
+
+/* Draws the n_maps attention layers' weights over one sequence (from
+ * nn_model_attention_maps, all over the same T positions, 1 to
+ * NN_ATTENTION_MAX_DRAWN) into path, PNG or SVG by its extension, replacing
+ * it atomically: a heat map per layer and head, titled "layer L, head H"
+ * (L counts the attention layers from 1), rows the query positions and
+ * columns the key positions, shaded on the confusion matrix's square-root
+ * scale, masked keys grey, with a colour scale. tokens (T of them, UTF-8, as
+ * the vocabulary writes them) go along both sides; a space, a line break, a
+ * tab and padding are drawn as ␣, ↵, ⇥ and ∅ (explained under the title),
+ * and in cells too small for them only every k-th token is written (also
+ * said there). `name` (e.g. the checkpoint and the prompt) goes under the
+ * title. -1 with the error for no maps, T out of range or differing, a
+ * weight outside [0, 1], a page too large, a wrong extension or a failed
+ * write. Not thread-safe. */
+int nn_plot_attention(const char *path, const nn_attention_map *maps, int n_maps, const char *const *tokens,
+                      const char *name);
+
 /* The training curves of a run: accuracy and loss per epoch, train vs test
  * (and validation when the history has it), two panels side by side. */
 int nn_plot_history(const char *path, const nn_history *h);
