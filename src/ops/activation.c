@@ -16,7 +16,7 @@ nn_tensor *nn_relu(nn_ctx *ctx, nn_tensor *a) {
     const float *x = a->data;
     float *o = y->data;
     size_t n = a->size;
-#pragma omp parallel for simd if (n > NN_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : n > NN_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) o[i] = x[i] > 0.0f ? x[i] : 0.0f;
     nn_record(ctx, NN_OP_RELU, y, &a, 1);
     return y;
@@ -27,7 +27,7 @@ void nn_relu_backward(nn_node *n) {
     float *dx = n->in[0]->grad;
     size_t len = n->out->size;
     if (!dx) return;
-#pragma omp parallel for simd if (len > NN_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
     for (size_t i = 0; i < len; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
@@ -108,7 +108,7 @@ nn_tensor *nn_gelu(nn_ctx *ctx, nn_tensor *a, bool tanh_approx) {
             o[i] = 0.5f * x[i] * (1.0f + tanhf(u));
         }
     } else {
-#pragma omp parallel for simd if (n > NN_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : n > NN_PARALLEL_MIN)
         for (size_t i = 0; i < n; i++) o[i] = nn_gelu_from_erf(x[i], nn_erff(x[i] * NN_INV_SQRT_2));
     }
     nn_node *node = nn_record(ctx, NN_OP_GELU, y, &a, 1);
@@ -130,7 +130,7 @@ void nn_gelu_backward(nn_node *n) {
             dx[i] += dy[i] * (0.5f * (1.0f + t) + 0.5f * x[i] * (1.0f - t * t) * du);
         }
     } else {
-#pragma omp parallel for simd if (len > NN_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
         for (size_t i = 0; i < len; i++) dx[i] += dy[i] * nn_gelu_derivative(x[i], nn_erff(x[i] * NN_INV_SQRT_2));
     }
 }

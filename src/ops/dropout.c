@@ -60,6 +60,6 @@ void nn_dropout_backward(nn_node *n) {
     if (!dx) return;
     size_t len = n->out->size;
     float scale = n->attr;
-#pragma omp parallel for simd if (len > NN_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
     for (size_t i = 0; i < len; i++) dx[i] += mask[i] ? dy[i] * scale : 0.0f;
 }

@@ -31,7 +31,7 @@ void nn_ema_update(nn_ema *e, const nn_params *p) {
     float *restrict avg = e->avg;
     const float *restrict x = p->data;
     size_t n = e->count;
-#pragma omp parallel for simd if (n > EMA_PARALLEL_MIN)
+#pragma omp parallel for simd if (parallel : n > EMA_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) avg[i] = d * avg[i] + w * x[i];
     e->updates++;
 }
