@@ -34,6 +34,7 @@ enum { COL_BG, COL_FG, COL_FRAME, COL_SUBTITLE, COL_MASKED, N_COLOURS };
 #define PANEL_TITLE_PX 13.0
 #define LABEL_MIN_PX 9.0 /* the tokens along the maps' sides */
 #define LABEL_MAX_PX 13.0
+#define LABEL_CELL_PX 10 /* the smallest cell that has room for a token of LABEL_MIN_PX */
 #define LINE_SPACING 1.4
 #define CELL_MIN_PX 2
 #define CELL_MAX_PX 26
@@ -106,9 +107,12 @@ static int make_plan(const char *path, const nn_attention_map *maps, int n_maps,
     }
     p->maps = maps, p->n_maps = n_maps, p->T = T, p->tokens = tokens;
 
-    /* Maps of about 320 px (240 with many heads) in cells of whole pixels. */
+    /* Maps of about 320 px (240 with many heads) in cells of whole pixels;
+     * up to half as large again where that gives every token room to be
+     * written. */
     int target = p->columns <= 4 ? 320 : 240;
     p->cell = target / T;
+    if (p->cell < LABEL_CELL_PX && T * LABEL_CELL_PX <= target * 3 / 2) p->cell = LABEL_CELL_PX;
     if (p->cell > CELL_MAX_PX) p->cell = CELL_MAX_PX;
     if (p->cell < CELL_MIN_PX) p->cell = CELL_MIN_PX;
     p->map = T * p->cell;

@@ -161,7 +161,7 @@ int nn_plot_confusion(const char *path, const nn_confusion *c, const char *const
  * the vocabulary writes them) go along both sides; a space, a line break, a
  * tab and padding are drawn as ␣, ↵, ⇥ and ∅ (explained under the title),
  * and in cells too small for them only every k-th token is written (also
- * said there). `name` (e.g. the checkpoint and the prompt) goes under the
+ * said there). `name` (e.g. the checkpoint) goes under the
  * title. -1 with the error for no maps, T out of range or differing, a
  * weight outside [0, 1], a page too large, a wrong extension or a failed
  * write. Not thread-safe. */
