@@ -13,6 +13,17 @@
  *             on the weights) writing at batch 1 from a line break,
  *             temperature 1, the recurrent state carried from character to
  *             character (nn_generate); characters per second
+ *   gpt       nanoGPT's CPU recipe on data/tinyshakespeare: embed(128)
+ *             posembed, 4 pre-LayerNorm blocks of causal attention(4) and an
+ *             MLP 128-512-128 with GELU, no biases, a final layernorm and the
+ *             tied unembed; random windows of 64 characters, batch 12, AdamW
+ *             lr 1e-3 betas (0.9, 0.99) wd 0.1, clip 1 (nn_train_lm);
+ *             training tokens per second
+ *   gptgen    that GPT (freshly initialised) writing at batch 1 from a line
+ *             break, temperature 1, with the KV cache (nn_generate): the first
+ *             64 characters extend the cache; past the context each character
+ *             is a forward over the 64-character window, as nanoGPT's
+ *             generate crops it; characters per second
  *   peak      OpenBLAS's sgemm 1024^3 on 2 threads and on 1
  *
  * nn's one setting is its thread count: each configuration runs at every
@@ -37,12 +48,16 @@
  *   build/bench/bench_text [--lm-steps N] [--names-steps N] [--gen-chars N]
  *                          [--runs R] [--threads T] [CONFIG...]
  *       defaults: 100, 300, 2000 per run, 2 runs, every core and one
- *       thread (--threads T: T only), peak charlstm namesgru generate
+ *       thread (--threads T: T only), peak charlstm namesgru generate gpt
+ *       gptgen
  *
  * FLOPs counted for the char-LSTM (per token, matrix products only, 2 per
  * multiply-add): forward D*4H (input projection) + H*4H (recurrence) + H*V
  * (output layer), times 3 in training (forward, weight gradient, input
- * gradient). */
+ * gradient). For the GPT, per token and layer 12 D^2 (the QKV projection
+ * 3 D^2, the output projection D^2, the MLP 8 D^2) plus D V for the tied
+ * output, and attention's two products over the (T + 1) / 2 keys a causal
+ * query sees on average, 2 D (T + 1) / 2; times 3 in training. */
 #include <omp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -59,6 +74,15 @@
 
 enum { LM_WARMUP = 10, NAMES_WARMUP = 20, GEN_WARMUP = 200 };
 enum { LM_BATCH = 32, LM_CONTEXT = 64, LM_EMBED = 64, LM_HIDDEN = 256, NAMES_BATCH = 64 };
+enum { GPT_BATCH = 12, GPT_CONTEXT = 64, GPT_WIDTH = 128, GPT_LAYERS = 4, GPT_HEADS = 4 };
+
+/* nanoGPT's CPU recipe as a spec (bias=False there: no biases here). */
+static void gpt_spec(char *spec, size_t size) {
+    snprintf(spec, size,
+             "embed(%d) posembed repeat(%d, residual(layernorm attention(%d,bias=0)) residual(layernorm "
+             "linear(%d,bias=0) gelu linear(%d,bias=0))) layernorm unembed",
+             GPT_WIDTH, GPT_LAYERS, GPT_HEADS, 4 * GPT_WIDTH, GPT_WIDTH);
+}
 
 static int lm_steps = 100, names_steps = 300, gen_chars = 2000, runs = 2, threads = 0;
 
@@ -272,6 +296,82 @@ static int generate(const void *unused) {
     return 0;
 }
 
+static int gpt(const void *unused) {
+    (void)unused;
+    set_threads();
+    nn_text t;
+    if (load(&t, "data/tinyshakespeare") != 0) return 1;
+    int V = t.vocab.size;
+    char spec[256];
+    gpt_spec(spec, sizeof spec);
+    step_log g;
+    log_init(&g, LM_WARMUP + (long)runs * lm_steps);
+    nn_train_config cfg = nn_train_config_defaults();
+    cfg.opt = nn_optim_defaults(NN_OPT_ADAMW);
+    cfg.opt.beta2 = 0.99f;
+    cfg.opt.weight_decay = 0.1f;
+    cfg.sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 1e-3f};
+    cfg.clip = 1.0f;
+    cfg.batch_size = GPT_BATCH;
+    cfg.seed = 1;
+    cfg.on_progress = on_step;
+    cfg.spec = spec;
+    cfg.context = GPT_CONTEXT;
+    cfg.steps = g.last;
+    cfg.eval_every = (int)g.last; /* one validation, after the last step */
+    cfg.eval_windows = 1;
+    cfg.user = &g;
+    nn_model m;
+    nn_lm_history h;
+    if (nn_train_lm(&cfg, &t, &m, &h) < 0) {
+        fprintf(stderr, "bench_text: gpt: %s\n", nn_last_error());
+        return 1;
+    }
+    double per_step = GPT_BATCH * GPT_CONTEXT, D = GPT_WIDTH;
+    double tps = report_runs("gpt", "tokens", &g, LM_WARMUP, lm_steps, per_step);
+    double flops = 3.0 * (GPT_LAYERS * (2 * 12 * D * D + 2 * 2 * D * (GPT_CONTEXT + 1) / 2.0) + 2 * D * V);
+    *shared = (result){.per_sec = shared->per_sec, .fastest = shared->fastest, .step_ms = 1e3 * per_step / tps,
+                       .gflops = flops * tps / 1e9, .has_step_ms = true, .has_gflops = true};
+    printf("gpt.%s.step_ms %.2f\n", tag, shared->step_ms);
+    printf("gpt.train_mflop_per_token %.3f\n", flops / 1e6);
+    printf("gpt.%s.gflops %.1f\n", tag, shared->gflops);
+    printf("gpt.%s.train_loss %.4f\n", tag, h.evals[h.n - 1].train_loss);
+    fflush(stdout);
+    nn_lm_history_free(&h);
+    nn_model_free(&m);
+    log_free(&g);
+    nn_text_free(&t);
+    return 0;
+}
+
+static int gptgen(const void *unused) {
+    (void)unused;
+    set_threads();
+    nn_text t;
+    if (load(&t, "data/tinyshakespeare") != 0) return 1;
+    char spec[256];
+    gpt_spec(spec, sizeof spec);
+    nn_model m = {0};
+    if (nn_model_plan_text_context(&m, spec, t.vocab.size, t.vocab.size, GPT_CONTEXT) != 0) {
+        fprintf(stderr, "bench_text: gptgen: %s\n", nn_last_error());
+        return 1;
+    }
+    nn_rng rng;
+    nn_rng_seed(&rng, 1, 1);
+    nn_model_build(&m, &rng);
+    step_log g;
+    log_init(&g, GEN_WARMUP + (long)runs * gen_chars);
+    int start = nn_vocab_id(&t.vocab, '\n');
+    g.t[0] = nn_seconds();
+    nn_generate(&m, &start, 1, (int)g.last, 1.0f, 0, &rng, on_token, &g);
+    report_runs("gptgen", "chars", &g, GEN_WARMUP, gen_chars, 1.0);
+    fflush(stdout);
+    nn_model_free(&m);
+    log_free(&g);
+    nn_text_free(&t);
+    return 0;
+}
+
 static int peak(const void *unused) {
     (void)unused;
     printf("sgemm.kernels %s\n", openblas_get_corename()); /* OPENBLAS_CORETYPE or OpenBLAS's own pick */
@@ -288,12 +388,13 @@ typedef struct config {
 } config;
 
 static const config configs[] = {
-    {"peak", peak, NULL}, {"charlstm", charlstm, "tokens"}, {"namesgru", namesgru, "names"}, {"generate", generate, "chars"}};
+    {"peak", peak, NULL}, {"charlstm", charlstm, "tokens"}, {"namesgru", namesgru, "names"}, {"generate", generate, "chars"},
+    {"gpt", gpt, "tokens"}, {"gptgen", gptgen, "chars"}};
 #define N_CONFIGS (int)(sizeof configs / sizeof configs[0])
 
 static int usage(void) {
     fprintf(stderr, "usage: bench_text [--lm-steps N] [--names-steps N] [--gen-chars N] [--runs R] [--threads T] "
-                    "[peak|charlstm|namesgru|generate...]\n");
+                    "[peak|charlstm|namesgru|generate|gpt|gptgen...]\n");
     return 2;
 }
 

@@ -8,8 +8,8 @@ same round.
 Key conventions: nn's "<config>.<key>" (config basic, basic-bf16, ...), the
 PyTorch side's "torch.<config>.<setting>.<key>" for every setting and
 "torch.<config>.<key>" for the round's best, "torch.<config>.best <setting>".
-The MLPs and CNNs report images_per_sec; the recurrent models (charlstm,
-namesgru, generate) per_sec, in the unit of "<config>.unit" (tokens, names,
+The MLPs and CNNs report images_per_sec; the text models (charlstm,
+namesgru, generate, gpt, gptgen) per_sec, in the unit of "<config>.unit" (tokens, names,
 chars). An nn configuration "<config>-bf16" is compared with PyTorch's fp32
 "<config>". Standard library only.
 
@@ -177,7 +177,7 @@ def speedups(data, key="images_per_sec", what="median epochs"):
     return rows if len(rows) > 4 else []
 
 
-TEXT_CONFIGS = ("charlstm", "namesgru", "generate")
+TEXT_CONFIGS = ("charlstm", "namesgru", "generate", "gpt", "gptgen")
 
 
 def unit_of(data, config):
@@ -244,7 +244,7 @@ def torch_text_table(data, config):
 def text_speedups(data, key="per_sec", what="median runs"):
     """nn's recurrent models at their best setting of the round against PyTorch's best setting of the round,
     round by round; and nn at its default (every core) against the same."""
-    rows = [f"Recurrent models: speed-up of nn's best setting over PyTorch's best setting of the same round ({what})",
+    rows = [f"Text models: speed-up of nn's best setting over PyTorch's best setting of the same round ({what})",
             "", "| configuration | unit | nn per s | nn threads | PyTorch best per s | PyTorch best setting "
             "| speed-up (median of rounds) | each round | nn on every core: speed-up, each round |",
             "|---|---|---|---|---|---|---|---|---|"]

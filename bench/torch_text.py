@@ -21,15 +21,29 @@ best marked:
             LSTM with the state (h, c) carried from the step before, softmax,
             torch.multinomial, .item() (the character a program would print);
             characters per second
+  gpt       nanoGPT's CPU recipe, written here in nanoGPT's form: token and
+            position embeddings (128 wide, context 64), 4 pre-LayerNorm blocks
+            (LayerNorm without bias, causal self-attention of 4 heads with one
+            QKV Linear and an output Linear, an MLP 128-512-128 with exact
+            GELU, no biases), a final LayerNorm and the head tied to the token
+            embedding; random windows of 64 characters, batch 12, AdamW lr 1e-3
+            betas (0.9, 0.99) weight decay 0.1 on the matrices, clip 1;
+            training tokens per second
+  gptgen    that GPT, freshly initialised, writing at batch 1 from a line
+            break with temperature 1 as nanoGPT's generate does: the whole
+            sequence so far (its last 64 characters) through the model for
+            every new character, softmax of the last position, multinomial;
+            characters per second
 
 A warm-up (10 steps, 20 steps, 200 characters) is not timed; then --runs
 runs of --steps / --names-steps steps or --gen-chars characters each; the
 child reports the median run (per_sec) and the fastest (fastest_per_sec).
 
     /usr/bin/python3 bench/torch_text.py [--steps N] [--names-steps N]
-        [--gen-chars N] [--runs R] [--rotate K] [charlstm|namesgru|generate...]
+        [--gen-chars N] [--runs R] [--rotate K]
+        [charlstm|namesgru|generate|gpt|gptgen...]
 
-defaults 100, 300, 2000, 2 runs, all three configurations; --rotate K starts
+defaults 100, 300, 2000, 2 runs, every configuration; --rotate K starts
 at the K-th setting (scripts/bench.sh turns it each round)."""
 import os
 import random
@@ -44,8 +58,10 @@ from torch import nn  # noqa: E402
 
 from torch_settings import blas_kernels, blas_loaded, chosen_settings, run_settings  # noqa: E402
 
-CONFIGS = {"charlstm": ("tokens", 10), "namesgru": ("names", 20), "generate": ("chars", 200)}  # unit, warm-up
+CONFIGS = {"charlstm": ("tokens", 10), "namesgru": ("names", 20), "generate": ("chars", 200),
+           "gpt": ("tokens", 10), "gptgen": ("chars", 200)}  # unit, warm-up
 LM_BATCH, CONTEXT, NAMES_BATCH = 32, 64, 64
+GPT_BATCH, GPT_CONTEXT, GPT_WIDTH, GPT_LAYERS, GPT_HEADS = 12, 64, 128, 4, 4
 
 
 class CharLSTM(nn.Module):
@@ -73,6 +89,64 @@ class NamesGRU(nn.Module):
             return self.fc(self.gru(seq)[1][0])
         out = self.gru(self.embed(x))[0]  # [B, T, H]
         return self.fc(out[torch.arange(x.shape[0]), lengths - 1])
+
+
+class LayerNormNoBias(nn.Module):
+    """torch 1.13's nn.LayerNorm always has a bias; nanoGPT's bias=False has none."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return nn.functional.layer_norm(x, self.weight.shape, self.weight, None, 1e-5)
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.ln_1, self.ln_2 = LayerNormNoBias(d), LayerNormNoBias(d)
+        self.c_attn = nn.Linear(d, 3 * d, bias=False)
+        self.c_proj = nn.Linear(d, d, bias=False)
+        self.fc = nn.Linear(d, 4 * d, bias=False)
+        self.fc_proj = nn.Linear(4 * d, d, bias=False)
+
+    def attention(self, x):
+        B, T, D = x.shape
+        q, k, v = self.c_attn(x).split(D, dim=2)
+        q, k, v = (t.view(B, T, self.heads, D // self.heads).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / (D // self.heads) ** 0.5)
+        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        return self.c_proj((att @ v).transpose(1, 2).reshape(B, T, D))
+
+    def forward(self, x):
+        x = x + self.attention(self.ln_1(x))
+        return x + self.fc_proj(nn.functional.gelu(self.fc(self.ln_2(x))))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, GPT_WIDTH)
+        self.wpe = nn.Embedding(GPT_CONTEXT, GPT_WIDTH)
+        self.blocks = nn.ModuleList(Block(GPT_WIDTH, GPT_HEADS) for _ in range(GPT_LAYERS))
+        self.ln_f = LayerNormNoBias(GPT_WIDTH)
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x) @ self.wte.weight.t()  # the tied head
+
+
+def gpt_optimizer(net):
+    """AdamW with decay on the matrices (embeddings included) only, as nanoGPT."""
+    params = list(net.parameters())
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99))
 
 
 def shakespeare():
@@ -198,10 +272,49 @@ def generate(per_run, runs):
         return timed(step, CONFIGS["generate"][1], per_run, runs)
 
 
+def gpt(per_run, runs):
+    chars, ids = shakespeare()
+    net = GPT(len(chars))
+    opt = gpt_optimizer(net)
+    g = torch.Generator().manual_seed(1)
+    net.train()
+
+    def step(_):
+        starts = torch.randint(0, ids.numel() - GPT_CONTEXT - 1, (GPT_BATCH,), generator=g)
+        x = torch.stack([ids[s : s + GPT_CONTEXT] for s in starts])
+        y = torch.stack([ids[s + 1 : s + GPT_CONTEXT + 1] for s in starts])
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(net(x).reshape(-1, len(chars)), y.reshape(-1))
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        return GPT_BATCH * GPT_CONTEXT
+
+    return timed(step, CONFIGS["gpt"][1], per_run, runs)
+
+
+def gptgen(per_run, runs):
+    chars, _ = shakespeare()
+    net = GPT(len(chars)).eval()
+    g = torch.Generator().manual_seed(1)
+    idx = torch.tensor([[chars.index("\n")]])
+
+    def step(_):
+        nonlocal idx
+        logits = net(idx[:, -GPT_CONTEXT:])
+        nxt = torch.multinomial(torch.softmax(logits[0, -1], -1), 1, generator=g)
+        idx = torch.cat([idx, nxt.view(1, 1)], dim=1)
+        return 1
+
+    with torch.no_grad():
+        return timed(step, CONFIGS["gptgen"][1], per_run, runs)
+
+
 def child(config, threads, per_run, runs):
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    rates = {"charlstm": charlstm, "namesgru": namesgru, "generate": generate}[config](per_run, runs)
+    rates = {"charlstm": charlstm, "namesgru": namesgru, "generate": generate, "gpt": gpt,
+             "gptgen": gptgen}[config](per_run, runs)
     print(f"per_sec {statistics.median(rates):.0f}")
     print(f"fastest_per_sec {max(rates):.0f}")
     print(f"peak_rss_mb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
@@ -220,7 +333,8 @@ def main():
     unknown = [c for c in args if c not in CONFIGS]
     if unknown:
         raise SystemExit(f"torch_text.py: unknown configurations {unknown}; known: {list(CONFIGS)}")
-    per_run = {"charlstm": opts["--steps"], "namesgru": opts["--names-steps"], "generate": opts["--gen-chars"]}
+    per_run = {"charlstm": opts["--steps"], "namesgru": opts["--names-steps"], "generate": opts["--gen-chars"],
+               "gpt": opts["--steps"], "gptgen": opts["--gen-chars"]}
     print(f"torch.version {torch.__version__}")
     for config in args or list(CONFIGS):
         print(f"torch.{config}.unit {CONFIGS[config][0]}")

@@ -4,18 +4,19 @@
 # each of its settings (bench/torch_bench.py); then the tables of
 # docs/PERFORMANCE.md (bench/report.py). EPOCHS (default 3) timed epochs per
 # MLP configuration and round, ROUNDS (default 2) rounds; BUILD (default
-# build) is where the benchmark binaries are. BENCH (default "mlp cnn text")
-# picks the groups of rows: BENCH=text runs only the recurrent models'.
+# build) is where the benchmark binaries are. BENCH (default "mlp cnn text
+# gpt") picks the groups of rows: BENCH=text runs only the recurrent
+# models', BENCH=gpt only the GPT's (training and generation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs=${EPOCHS:-3}
 rounds=${ROUNDS:-2}
 build=${BUILD:-build}
-groups=" ${BENCH:-mlp cnn text} "
+groups=" ${BENCH:-mlp cnn text gpt} "
 for group in $groups; do
   case $group in
-  mlp | cnn | text) ;;
-  *) echo "bench: BENCH: unknown group '$group' (mlp, cnn, text)" >&2; exit 2 ;;
+  mlp | cnn | text | gpt) ;;
+  *) echo "bench: BENCH: unknown group '$group' (mlp, cnn, text, gpt)" >&2; exit 2 ;;
   esac
 done
 wants() { [[ $groups == *" $1 "* ]]; }
@@ -71,10 +72,11 @@ for round in $(seq "$rounds"); do
     fi
   done
 done
-# The recurrent models (bench/bench_text.c, bench/torch_text.py): the
+# The text models (bench/bench_text.c, bench/torch_text.py): the
 # char-LSTM's training tokens/s (TEXT_STEPS steps per run, default 100), the
 # names GRU's training names/s (NAMES_STEPS, default 300) and generation's
-# characters/s at batch 1 (GEN_CHARS, default 2000), TEXT_RUNS (default 2)
+# characters/s at batch 1 (GEN_CHARS, default 2000); the GPT's (group gpt)
+# training tokens/s (TEXT_STEPS) and generation (GEN_CHARS); TEXT_RUNS (default 2)
 # timed runs per turn after a warm-up; nn and PyTorch (every setting) take
 # turns, configuration by configuration, for ROUNDS rounds; nn at each of its
 # settings too (every core and one thread; bench_text). Both sides run
@@ -84,15 +86,20 @@ lm_steps=${TEXT_STEPS:-100}
 names_steps=${NAMES_STEPS:-300}
 gen_chars=${GEN_CHARS:-2000}
 text_runs=${TEXT_RUNS:-2}
-if wants text; then
+text_configs=
+wants text && text_configs="charlstm namesgru generate"
+wants gpt && text_configs="$text_configs gpt gptgen"
+if wants text || wants gpt; then
   scripts/fetch_data.sh tinyshakespeare
+fi
+if wants text; then
   scripts/fetch_data.sh names-by-language
 fi
 for round in $(seq "$rounds"); do
-  wants text || break
+  [ -n "$text_configs" ] || break
   echo "bench.round $round" | tee -a "$out" # in the printed record too, so that report.py can re-read it
-  peak=peak # this machine's sgemm peak once a round, for the char-LSTM's share of it
-  for config in charlstm namesgru generate; do
+  peak=peak # this machine's sgemm peak once a round, for the models' share of it
+  for config in $text_configs; do
     echo "bench: round $round/$rounds, $config: nn..." >&2
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$build/bench/bench_text" --lm-steps "$lm_steps" \
       --names-steps "$names_steps" --gen-chars "$gen_chars" --runs "$text_runs" $peak "$config" | tee -a "$out"
