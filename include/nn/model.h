@@ -216,7 +216,7 @@ typedef struct nn_attention_map {
  * NULL: the model has no attention layer), or -1 with the error for a model
  * that does not take tokens, T < 1, T past the context or an id out of
  * range. */
-int nn_model_attention_maps(nn_model *m, const int *ids, int T, nn_attention_map **maps);
+int nn_model_attention_maps(const nn_model *m, const int *ids, int T, nn_attention_map **maps);
 void nn_attention_maps_free(nn_attention_map *maps, int n);
 
 /* Classifies one image: pixels are the C*H*W values of one example in [0, 1]

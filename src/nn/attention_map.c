@@ -67,7 +67,7 @@ static nn_tensor *tap_forward(nn_layer *l, const layer_run *run, nn_tensor *x) {
     return layer_attention.forward(l, run, x);
 }
 
-int nn_model_attention_maps(nn_model *m, const int *ids, int T, nn_attention_map **maps) {
+int nn_model_attention_maps(const nn_model *m, const int *ids, int T, nn_attention_map **maps) {
     *maps = NULL;
     if (m->vocab == 0) return nn_error("'%s' is not a text model: attention weights are over token ids", m->spec);
     if (T < 1) return nn_error("attention weights of %d tokens: the sequence is empty", T);
