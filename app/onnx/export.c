@@ -2,9 +2,12 @@
  * onnx.proto (app/onnx/module.mk). Each layer becomes the ONNX operator with
  * nn's exact semantics (docs/onnx.md): the same padding, strides, floor-mode
  * pooling, epsilons and slopes; a text model's recurrent layers become
- * ONNX's RNN, LSTM and GRU with PyTorch's gates in ONNX's order. The graph
+ * ONNX's RNN, LSTM and GRU with PyTorch's gates in ONNX's order; a
+ * Transformer's attention becomes matrix products, the mask and Softmax
+ * (opset 17 has no Attention operator). The graph
  * is built in memory with every allocation recorded in one list, packed
  * once and written atomically. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +38,8 @@ typedef struct graph {
     size_t n_inits, cap_inits;
     const char *sqrt2, *one, *half; /* GELU's constants, added once */
     const char *axis1, *minus1;     /* int64 [1] and -1 for Squeeze and Gather, added once */
+    const char *axis0, *i64_0, *i64_1; /* int64 [0], 0 and 1 for Slice and Range, added once */
+    const char *minus_inf;          /* the causal mask's fill, added once */
     const nn_layer *layers;         /* the model's stack, for the layers' numbers in names */
 } graph;
 
@@ -117,7 +122,11 @@ static const char *int64_initializer(graph *g, const char *name, int ndim, int n
     return t->name;
 }
 
+/* A model tensor, added once: unembed reads the embedding's matrix, which
+ * is already an initializer under the same name (one tensor, tied). */
 static const char *tensor_initializer(graph *g, const nn_tensor *t) {
+    for (size_t i = 0; i < g->n_inits; i++)
+        if (strcmp(g->inits[i]->name, t->name) == 0) return g->inits[i]->name;
     return initializer(g, t->name, t->ndim, t->shape, t->data);
 }
 
@@ -228,17 +237,21 @@ static const char *swap01_2d(graph *g, const char *x, const char *out) {
     return out;
 }
 
-/* y = x W^T + b, W [out, in] as PyTorch stores it. On a sequence [N, T, F]
- * (Gemm takes matrices only): MatMul by the transposed weight, then Add.
- * linear(OUT,bias=0) has no b: no Add, and Gemm without its optional C. */
+/* x W^T (+ b when b is not NULL) on a sequence [N, T, IN] (Gemm takes
+ * matrices only): MatMul by the transposed weight, then Add. */
+static const char *sequence_linear(graph *g, const char *x, const char *w, const char *b, const char *out) {
+    const char *wt = swap01_2d(g, w, str(g, "%s.weight_t", out));
+    if (!b) return binary(g, "MatMul", out, x, wt);
+    const char *xw = binary(g, "MatMul", str(g, "%s.matmul", out), x, wt);
+    return binary(g, "Add", out, xw, b);
+}
+
+/* y = x W^T + b, W [out, in] as PyTorch stores it: Gemm, or on a sequence
+ * sequence_linear. linear(OUT,bias=0) has no b: no Add, and Gemm without
+ * its optional C. */
 static const char *emit_linear(graph *g, const nn_layer *l, const char *x, const char *out) {
     bool bias = nn_layer_tensor(l, "bias") != NULL;
-    if (l->in_ndim == 2) {
-        const char *wt = swap01_2d(g, param(g, l, "weight"), str(g, "%s.weight_t", out));
-        if (!bias) return binary(g, "MatMul", out, x, wt);
-        const char *xw = binary(g, "MatMul", str(g, "%s.matmul", out), x, wt);
-        return binary(g, "Add", out, xw, param(g, l, "bias"));
-    }
+    if (l->in_ndim == 2) return sequence_linear(g, x, param(g, l, "weight"), bias ? param(g, l, "bias") : NULL, out);
     Onnx__NodeProto *n = node(g, "Gemm", out, bias ? 3 : 2,
                               (const char *[]){x, param(g, l, "weight"), bias ? param(g, l, "bias") : NULL});
     attr_int(g, n, "transB", 1);
@@ -374,6 +387,106 @@ static const char *emit_last(graph *g, const nn_layer *l, const char *x, const c
     return out;
 }
 
+/* mean: the average of [N, T, H] over its T steps -> [N, H]; every
+ * sequence of the batch is taken as full length, as for last */
+static const char *emit_mean(graph *g, const nn_layer *l, const char *x, const char *out) {
+    Onnx__NodeProto *n = node(g, "ReduceMean", out, 1, (const char *[]){x});
+    attr_int_list(g, n, "axes", 1, (const int64_t[]){1}); /* an attribute up to opset 17, an input from 18 */
+    attr_int(g, n, "keepdims", 0);
+    return out;
+}
+
+/* The int64 constants of Slice and Range, added once. */
+static void int64_constants(graph *g) {
+    if (g->axis0) return;
+    g->axis0 = int64_initializer(g, "axes_0", 1, 1, (const int64_t[]){0});
+    g->i64_0 = int64_initializer(g, "int64_0", 0, 1, (const int64_t[]){0});
+    g->i64_1 = int64_initializer(g, "int64_1", 0, 1, (const int64_t[]){1});
+}
+
+/* T of a sequence x [N, T, F] as int64 [1], read from its shape when the
+ * graph runs: T is symbolic. */
+static const char *steps(graph *g, const char *x, const char *out) {
+    Onnx__NodeProto *n = node(g, "Shape", out, 1, (const char *[]){x});
+    attr_int(g, n, "start", 1);
+    attr_int(g, n, "end", 2);
+    return out;
+}
+
+/* posembed: x [N, T, D] + P[0..T), the first T rows of posN.weight [context,
+ * D] (a Slice, T from x's shape: any T up to the context runs; past it the
+ * Slice stops at the context and the Add's shapes do not broadcast) */
+static const char *emit_posembed(graph *g, const nn_layer *l, const char *x, const char *out) {
+    int64_constants(g);
+    const char *T = steps(g, x, str(g, "%s.steps", out));
+    /* rows [0, T) of the table: starts and axes are both [0] */
+    const char *p = node(g, "Slice", str(g, "%s.positions", out), 4,
+                         (const char *[]){param(g, l, "weight"), g->axis0, T, g->axis0})->output[0];
+    return binary(g, "Add", out, x, p);
+}
+
+/* unembed: logits = h E^T [N, T, V], E the first embed's weight [V, D],
+ * the same initializer the Gather reads (tied) */
+static const char *emit_unembed(graph *g, const nn_layer *l, const char *x, const char *out) {
+    return sequence_linear(g, x, tensor_initializer(g, nn_layer_tensor(l->tied, "weight")), NULL, out);
+}
+
+/* attention(H[,causal][,bias]) on x [N, T, D] as src/ops/attention.c
+ * computes it, hd = D / H, s = 1 / sqrt(hd):
+ *   qkv = x W_in^T + b_in                  [N, T, 3D]       attnN.in_proj_weight, .in_proj_bias
+ *   Reshape [N, T, 3, H, hd], Transpose    [3, N, H, T, hd]  q | k | v, head h in columns h*hd.. of each
+ *   q, k, v = Gather 0, 1, 2 on axis 0     [N, H, T, hd]
+ *   S = (s q) k^T                          [N, H, T, T]     q scaled first, as nn and PyTorch do
+ *   S[i, j] = -inf where j > i (causal)    Where(Range(T) > Range(T) as a column)
+ *   a = Softmax(S) v                       [N, H, T, hd]
+ *   Transpose [N, T, H, hd], Reshape       [N, T, D]        the heads side by side
+ *   y = a W_out^T + b_out                  [N, T, D]        attnN.out_proj.weight, .bias
+ * Every key is a real step (full-length sequences, docs/onnx.md): no key
+ * padding mask. */
+static const char *emit_attention(graph *g, const nn_layer *l, const char *x, const char *out) {
+    int D = l->in_shape[1], H = l->heads, hd = D / H;
+    const char *qkv = sequence_linear(g, x, param(g, l, "in_proj_weight"),
+                                      l->bias ? param(g, l, "in_proj_bias") : NULL, str(g, "%s.qkv", out));
+    const char *split_shape = int64_initializer(g, str(g, "%s.qkv_shape", out), 1, 5,
+                                                (const int64_t[]){0, 0, 3, H, hd}); /* 0: N and T as they are */
+    const char *split = binary(g, "Reshape", str(g, "%s.qkv_heads", out), qkv, split_shape);
+    const char *heads = str(g, "%s.qkv_by_head", out);
+    attr_int_list(g, node(g, "Transpose", heads, 1, (const char *[]){split}), "perm", 5,
+                  (const int64_t[]){2, 0, 3, 1, 4});
+    const char *qkv_of[3];
+    for (int i = 0; i < 3; i++) {
+        const char *index = int64_initializer(g, str(g, "%s.%c_index", out, "qkv"[i]), 0, 1, (const int64_t[]){i});
+        qkv_of[i] = binary(g, "Gather", str(g, "%s.%c", out, "qkv"[i]), heads, index); /* axis 0 */
+    }
+    const char *scale = scalar(g, str(g, "%s.scale", out), 1.0f / sqrtf((float)hd));
+    const char *q = binary(g, "Mul", str(g, "%s.q_scaled", out), qkv_of[0], scale);
+    const char *kt = str(g, "%s.k_t", out);
+    attr_int_list(g, node(g, "Transpose", kt, 1, (const char *[]){qkv_of[1]}), "perm", 4,
+                  (const int64_t[]){0, 1, 3, 2});
+    const char *scores = binary(g, "MatMul", str(g, "%s.scores", out), q, kt);
+    if (l->causal) {
+        int64_constants(g);
+        if (!g->minus_inf) g->minus_inf = scalar(g, "attention.minus_inf", -INFINITY);
+        const char *T = binary(g, "Gather", str(g, "%s.T", out), steps(g, x, str(g, "%s.steps", out)), g->i64_0);
+        const char *pos =
+            node(g, "Range", str(g, "%s.positions", out), 3, (const char *[]){g->i64_0, T, g->i64_1})->output[0];
+        if (!g->axis1) g->axis1 = int64_initializer(g, "axes_1", 1, 1, (const int64_t[]){1});
+        const char *col = binary(g, "Unsqueeze", str(g, "%s.positions_col", out), pos, g->axis1);
+        const char *later = binary(g, "Greater", str(g, "%s.later", out), pos, col); /* [i, j]: j > i */
+        scores =
+            node(g, "Where", str(g, "%s.masked", out), 3, (const char *[]){later, g->minus_inf, scores})->output[0];
+    }
+    const char *p = str(g, "%s.weights", out);
+    attr_int(g, node(g, "Softmax", p, 1, (const char *[]){scores}), "axis", -1);
+    const char *a = binary(g, "MatMul", str(g, "%s.heads", out), p, qkv_of[2]);
+    const char *at = str(g, "%s.heads_t", out);
+    attr_int_list(g, node(g, "Transpose", at, 1, (const char *[]){a}), "perm", 4, (const int64_t[]){0, 2, 1, 3});
+    const char *merge_shape = int64_initializer(g, str(g, "%s.merge_shape", out), 1, 3, (const int64_t[]){0, 0, D});
+    const char *merged = binary(g, "Reshape", str(g, "%s.merged", out), at, merge_shape);
+    return sequence_linear(g, merged, param(g, l, "out_proj.weight"), l->bias ? param(g, l, "out_proj.bias") : NULL,
+                           out);
+}
+
 /* One line per layer kind of nn (src/layers/table.c). */
 static const struct {
     const char *kind;
@@ -383,7 +496,8 @@ static const struct {
     {"batchnorm", emit_batchnorm}, {"layernorm", emit_layernorm}, {"relu", emit_relu},   {"leakyrelu", emit_leakyrelu},
     {"gelu", emit_gelu},       {"sigmoid", emit_sigmoid},     {"tanh", emit_tanh},       {"dropout", emit_dropout},
     {"flatten", emit_flatten}, {"embed", emit_embed},     {"rnn", emit_rnn},         {"lstm", emit_lstm},
-    {"gru", emit_gru},         {"last", emit_last},
+    {"gru", emit_gru},         {"last", emit_last},       {"mean", emit_mean},       {"posembed", emit_posembed},
+    {"unembed", emit_unembed}, {"attention", emit_attention},
 };
 
 static int emit_layer(graph *g, const nn_layer *l, const char *x, const char **y);
@@ -484,7 +598,8 @@ int onnx_export(const nn_model *m, const char *path, onnx_export_info *info) {
     graph_proto.name = str(&g, "nn");
     if (m->vocab)
         graph_proto.doc_string = str(&g, "nn model %s; tokens: int64 ids in [0, %d), [N, T], every sequence "
-                                         "of a batch T long", spec, m->vocab);
+                                         "of a batch T long%s", spec, m->vocab,
+                                     m->in_shape[0] ? str(&g, ", T at most %d (its positions)", m->in_shape[0]) : "");
     else
         graph_proto.doc_string = str(&g, "nn model %s; image: raw pixels in [0, 1], normalised in the graph "
                                          "((x - %.9g) / %.9g)", spec, m->input_mean, m->input_std);
@@ -496,9 +611,12 @@ int onnx_export(const nn_model *m, const char *path, onnx_export_info *info) {
     Onnx__ValueInfoProto *input =
         m->vocab ? value_info(&g, "tokens", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, (const int[]){0})
                  : value_info(&g, "image", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 3, m->in_shape);
-    /* [N, classes], or [N, T, classes] for a model that scores every position */
+    /* [N, classes], or [N, T, classes] for a model that scores every position: T symbolic as the
+     * input's (a model with learned positions has its context there, the longest T it takes) */
+    int out_dims[3] = {top->out_shape[0], top->out_shape[1], top->out_shape[2]};
+    if (m->vocab && top->out_ndim == 2) out_dims[0] = 0;
     Onnx__ValueInfoProto *output = value_info(&g, "logits", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, top->out_ndim,
-                                              top->out_shape);
+                                              out_dims);
     graph_proto.n_input = graph_proto.n_output = 1;
     graph_proto.input = &input;
     graph_proto.output = &output;

@@ -8,7 +8,10 @@
  * int64 ids [N, T] (T symbolic too, every sequence of a batch T long: no
  * lengths), and gives [N, classes] or, when it scores every position,
  * [N, T, classes]; its rnn/lstm/gru layers become ONNX's RNN, LSTM and GRU
- * with the gates reordered. A residual block is its layers' nodes and an
+ * with the gates reordered, attention the matrix products, the causal mask
+ * and Softmax, posembed the first T rows of its table (T at most the
+ * context), unembed a MatMul by the embedding's own initializer, mean a
+ * ReduceMean over all T steps. A residual block is its layers' nodes and an
  * Add of its input and their output; a repeat, its copies' nodes in a row.
  * Weights are initializers under their checkpoint names (fc1.weight,
  * conv1.bias, bn1.running_mean, res1.conv2.weight, ...; a recurrent layer's,
