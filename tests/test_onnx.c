@@ -14,11 +14,18 @@
  * here (an LSTM language model, a GRU classifier, an RNN language model with
  * layernorm, a stack of all three, a language model of residual blocks): 300 random int64 token sequences of
  * several lengths through onnxruntime against nn_model_forward_tokens, max
- * |diff| <= 1e-4 of the largest |logit|, and the checker. Then the command's
- * errors: usage, missing and corrupt checkpoints, unwritable outputs.
+ * |diff| <= 1e-4 of the largest |logit|, and the checker. Transformers
+ * built here (two GPTs, two encoders, attention biases on and off) on the
+ * committed text data: a GPT's logits of Tiny Shakespeare's validation
+ * windows of the full context and shorter, an encoder's of 200 validation
+ * names (nn: one padded batch with their lengths; onnxruntime: a batch per
+ * length, the contract of docs/onnx.md) and of the longest names, the
+ * context: max |diff| <= 1e-4; a GPT's graph refuses a sequence past its
+ * context. Then the command's errors: usage, missing and corrupt
+ * checkpoints, unwritable outputs.
  * Without node and onnxruntime-node (scripts/node_deps.sh), Debian's
- * python3-onnx or data/mnist (the image models only), those tests say
- * skipped with the reason.
+ * python3-onnx, data/mnist (the image models only) or datasets/ (the
+ * Transformers), those tests say skipped with the reason.
  * Runs the binary named by $NN (default build/nn). */
 #include <errno.h>
 #include <stdarg.h>
@@ -32,6 +39,7 @@
 #include "nn/data.h"
 #include "nn/model.h"
 #include "nn/rng.h"
+#include "nn/text.h"
 
 #define PYTHON "/usr/bin/python3"
 #define N_IMAGES 1000
@@ -489,6 +497,357 @@ static void test_text_onnx_checker(void) {
     }
 }
 
+/* ---- Transformers on real text: posembed, attention, unembed, mean ---- */
+
+#define SHAKESPEARE "datasets/tinyshakespeare"
+#define NAMES "datasets/names-by-language"
+#define GPT_CONTEXT 64
+#define N_NAMES 200
+
+/* A GPT (causal attention, the output tied to the embedding) scores Tiny
+ * Shakespeare's validation windows; an encoder (attention over every step,
+ * mean) classifies validation names. Each with attention biases off and on;
+ * %d is the classes or, for a GPT, unused. */
+static const struct transformer {
+    const char *name, *spec;
+    bool names;
+} transformers[] = {
+    {"gpt", "embed(32) posembed repeat(2, residual(layernorm attention(4,bias=0)) residual(layernorm linear(64) gelu "
+            "linear(32))) layernorm unembed", false},
+    {"gpt_bias", "embed(32) posembed residual(layernorm attention(2)) residual(layernorm linear(64,bias=0) gelu "
+                 "linear(32,bias=0)) layernorm unembed", false},
+    {"encoder", "embed(32) posembed residual(layernorm attention(4,causal=0)) residual(layernorm linear(64) gelu "
+                "linear(32)) mean linear(%d)", true},
+    {"encoder_nobias", "embed(32) posembed repeat(2, residual(layernorm attention(8,causal=0,bias=0)) "
+                       "residual(layernorm linear(64,bias=0) gelu linear(32,bias=0))) layernorm mean linear(%d)", true},
+};
+#define N_TRANSFORMERS (int)(sizeof transformers / sizeof transformers[0])
+
+/* Whether the committed text data is there; if not, marks the test skipped. */
+static bool have_text_data(void) {
+    bool have = access(SHAKESPEARE "/input.txt", R_OK) == 0 && access(NAMES "/Arabic.txt", R_OK) == 0;
+    if (!have) SKIP("%s or %s missing; the Transformers' ONNX export not checked", SHAKESPEARE, NAMES);
+    return have;
+}
+
+/* The data set of a transformer, loaded once per run (names with seed 1). */
+static const nn_text *text_data(bool names) {
+    static nn_text data[2];
+    static bool loaded[2];
+    if (!loaded[names]) {
+        CHECKF(nn_text_load(&data[names], names ? NAMES : SHAKESPEARE, NN_TEXT_AUTO, 1, NULL) == 0, "%s",
+               nn_last_error());
+        loaded[names] = true;
+    }
+    return &data[names];
+}
+
+/* Makes every weight matter: perturb_model (linears scaled up, layernorms
+ * off their identity), then what it leaves alone: the learned positions and
+ * a tied embedding from their N(0, 0.02) start to N(0, 1) (positions as
+ * large as the tokens' vectors; logits well above the tolerance), the
+ * attention's projections doubled (scores of a few units: softmaxes far
+ * from uniform), its biases (0 at the start) drawn in [-0.5, 0.5). */
+static void perturb_transformer(nn_model *m, nn_rng *rng) {
+    perturb_model(m, rng);
+    bool tied = strcmp(nn_layer_kind_name(m->layers[m->n_layers - 1].kind), "unembed") == 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        nn_layer *l = &m->layers[i];
+        const char *kind = nn_layer_kind_name(l->kind);
+        for (int j = 0; j < l->n_tensors; j++) {
+            nn_tensor *t = l->tensors[j];
+            float gain = strcmp(kind, "posembed") == 0 || (tied && strcmp(kind, "embed") == 0) ? 50.0f
+                         : strcmp(kind, "attention") == 0 && t->ndim == 2                      ? 2.0f
+                                                                                              : 1.0f;
+            for (size_t k = 0; k < t->size; k++)
+                t->data[k] = strcmp(kind, "attention") == 0 && t->ndim == 1 ? nn_rng_uniform(rng) - 0.5f
+                                                                           : t->data[k] * gain;
+        }
+    }
+}
+
+/* The checkpoint of transformer i, built, perturbed, saved and exported
+ * once per run (its ONNX file is PATH.onnx), or NULL. */
+static const char *transformer_checkpoint(int i) {
+    static char paths[N_TRANSFORMERS][256];
+    static bool done[N_TRANSFORMERS];
+    const struct transformer *t = &transformers[i];
+    char *path = paths[i];
+    if (done[i]) return *path ? path : NULL;
+    done[i] = true;
+    *path = 0;
+    const nn_text *data = text_data(t->names);
+    int failures = check_failures_;
+    if (data->vocab.size == 0) return NULL;
+    char spec[512], name[64];
+    snprintf(spec, sizeof spec, t->spec, data->n_classes);
+    snprintf(name, sizeof name, "%s.safetensors", t->name);
+    nn_model m;
+    nn_rng rng;
+    nn_rng_seed(&rng, 21 + (uint64_t)i, 0);
+    int classes = t->names ? data->n_classes : data->vocab.size;
+    int context = t->names ? data->val.max_len : GPT_CONTEXT; /* the longest name: some are that long */
+    int rc = nn_model_plan_text_context(&m, spec, data->vocab.size, classes, context);
+    CHECKF(rc == 0, "%s: %s", spec, nn_last_error());
+    if (rc != 0) return NULL;
+    nn_model_build(&m, &rng);
+    perturb_transformer(&m, &rng);
+    snprintf(path, 256, "%s", tmp(name));
+    CHECKF(nn_model_save(&m, path) == 0, "%s", nn_last_error());
+    nn_model_free(&m);
+    char onnx[300];
+    snprintf(onnx, sizeof onnx, "%s.onnx", path);
+    if (check_failures_ != failures || export(path, onnx) != 0) *path = 0;
+    return *path ? path : NULL;
+}
+
+/* Runs n sequences of T ids through onnx in onnxruntime in batches of
+ * `batch` and reads the logits into out (count floats). Returns
+ * onnx_run.mjs's exit status, or -1 when its output is not what was
+ * expected (a failure is recorded then; not for a run that fails). */
+static int run_onnx_tokens(const char *onnx, const int *ids, int n, int T, int batch, const char *header, float *out,
+                           size_t count) {
+    char tokens[256], logits[256];
+    snprintf(tokens, sizeof tokens, "%s", tmp("tokens.i64"));
+    snprintf(logits, sizeof logits, "%s", tmp("transformer_logits.txt"));
+    FILE *f = fopen(tokens, "wb");
+    CHECK(f != NULL);
+    for (int k = 0; f && k < n * T; k++) {
+        int64_t id = ids[k];
+        CHECK(fwrite(&id, sizeof id, 1, f) == 1);
+    }
+    if (f) CHECK(fclose(f) == 0);
+    int rc = shell(logits, "node tests/onnx_run.mjs %s %s %d %d %d", onnx, tokens, n, batch, T);
+    if (rc != 0) return rc;
+    f = fopen(logits, "r");
+    CHECKF(f, "%s: %s", logits, strerror(errno));
+    if (!f) return -1;
+    char line[256] = "";
+    bool ok = fgets(line, sizeof line, f) && strcmp(line, header) == 0;
+    CHECKF(ok, "the session reports: %s, expected %s", line, header);
+    size_t read = 0;
+    while (ok && read < count && fscanf(f, "%f", &out[read]) == 1) read++;
+    CHECKF(!ok || read == count, "read %zu logits of %zu", read, count);
+    ok = ok && read == count && fscanf(f, "%*s") == EOF;
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+/* The largest |onnxruntime - nn| of count logits (NaN if any is NaN); the
+ * largest |nn logit| into *largest. */
+static double max_diff(const float *ort, const float *want, size_t count, double *largest) {
+    double worst = 0;
+    *largest = 0;
+    for (size_t k = 0; k < count; k++) {
+        double d = fabs((double)ort[k] - want[k]);
+        if (!(d <= worst)) worst = d; /* NaN sticks */
+        *largest = fmax(*largest, fabs(want[k]));
+    }
+    return worst;
+}
+
+/* At most TOLERANCE, with logits far above it (every layer matters). */
+static void check_diff(const char *what, double worst, double largest) {
+    CHECKF(worst <= TOLERANCE, "%s: max |diff| %g > %g", what, worst, TOLERANCE);
+    CHECKF(largest > 1.0, "%s: largest |logit| %g", what, largest);
+}
+
+/* Loads ckpt into *m with an evaluation context in *ctx; false (and a
+ * failure) when it cannot. */
+static bool load_for_eval(const char *ckpt, nn_model *m, nn_ctx **ctx) {
+    if (nn_model_load(m, ckpt) != 0) {
+        CHECKF(false, "nn_model_load(%s): %s", ckpt, nn_last_error());
+        return false;
+    }
+    *ctx = nn_ctx_new(0);
+    nn_set_training(*ctx, false);
+    nn_set_grad_enabled(*ctx, false);
+    return true;
+}
+
+/* A GPT on n validation windows of T characters of Tiny Shakespeare, in
+ * batches of `batch`: logits [n, T, V] from onnxruntime against
+ * nn_model_forward_tokens'. */
+static void gpt_windows(int i, int T, int n, int batch) {
+    const char *ckpt = transformer_checkpoint(i);
+    const nn_text *data = text_data(false);
+    if (!ckpt) return;
+    nn_text_windows w;
+    if (nn_text_windows_init(&w, &data->val, T, n) != 0) {
+        CHECKF(false, "%s", nn_last_error());
+        return;
+    }
+    int *x = malloc(sizeof(int) * (size_t)n * T), *y = malloc(sizeof(int) * (size_t)n * T);
+    CHECK(w.count == n && nn_text_windows_batch(&w, 0, n, x, y) == n);
+    nn_model m;
+    nn_ctx *ctx;
+    if (!load_for_eval(ckpt, &m, &ctx)) {
+        free(x);
+        free(y);
+        nn_text_windows_free(&w);
+        return;
+    }
+    nn_tensor *want = nn_model_forward_tokens(&m, ctx, x, n, T, NULL, NULL);
+    size_t count = (size_t)n * T * m.classes;
+    CHECK(want->size == count);
+    float *got = malloc(count * sizeof *got);
+    char header[128], what[256];
+    snprintf(header, sizeof header, "tokens int64 [N,T] -> logits float32 [N,T,%d]\n", m.classes);
+    int rc = run_onnx_tokens(onnx_of(ckpt), x, n, T, batch, header, got, count);
+    CHECKF(rc == 0, "onnx_run.mjs exited %d: %s", rc, err_text);
+    snprintf(what, sizeof what, "%s (%s), %d validation windows of %d in batches of %d", transformers[i].name,
+             nn_model_spec(&m), n, T, batch);
+    if (rc == 0) {
+        double largest, worst = max_diff(got, want->data, count, &largest);
+        printf("  %s: max |logit diff| %.3g (largest |logit| %.3g)\n", what, worst, largest);
+        check_diff(what, worst, largest);
+    }
+    free(got);
+    nn_ctx_free(ctx);
+    nn_model_free(&m);
+    free(x);
+    free(y);
+    nn_text_windows_free(&w);
+}
+
+static void test_gpt_onnxruntime(void) {
+    if (!have_text_data() || !have_node_onnxruntime()) return;
+    for (int i = 0; i < N_TRANSFORMERS; i++) {
+        if (transformers[i].names) continue;
+        gpt_windows(i, GPT_CONTEXT, 200, 64); /* the full context; the last batch is 8 */
+        gpt_windows(i, 23, 100, 100);         /* T is symbolic: shorter windows, one step among them */
+        gpt_windows(i, 1, 100, 30);
+        /* Past the context the graph has no positions: onnxruntime refuses
+         * the run (the Add's shapes), it does not make up an answer. */
+        const char *ckpt = transformer_checkpoint(i);
+        if (!ckpt) continue;
+        int ids[GPT_CONTEXT + 1] = {0};
+        float out[1];
+        int rc = run_onnx_tokens(onnx_of(ckpt), ids, 1, GPT_CONTEXT + 1, 1, "", out, 1);
+        CHECKF(rc == 1 && strstr(err_text, "layer2_posembed"), "%d tokens (context %d): exit %d, %s", GPT_CONTEXT + 1,
+               GPT_CONTEXT, rc, err_text);
+    }
+}
+
+/* An encoder on N_NAMES validation names drawn across the classes: nn
+ * classifies them as one padded batch with their lengths (as nn eval does);
+ * the exported graph takes sequences of one length (docs/onnx.md), so
+ * onnxruntime gets the names of each length as a batch of their own, from
+ * the batch's longest down to its shortest. The same logits. */
+static void encoder_names(int i) {
+    const char *ckpt = transformer_checkpoint(i);
+    const nn_text *data = text_data(true);
+    if (!ckpt) return;
+    nn_text_batcher b;
+    if (nn_text_batcher_init(&b, &data->val, N_NAMES, true, 5) != 0) {
+        CHECKF(false, "%s", nn_last_error());
+        return;
+    }
+    nn_text_batcher_start_epoch(&b);
+    int width = 0, lengths[N_NAMES], labels[N_NAMES];
+    int *ids = malloc(sizeof(int) * N_NAMES * (size_t)data->val.max_len);
+    CHECK(nn_text_batcher_next(&b, ids, lengths, labels, &width) == N_NAMES);
+    nn_model m;
+    nn_ctx *ctx;
+    if (!load_for_eval(ckpt, &m, &ctx)) {
+        free(ids);
+        nn_text_batcher_free(&b);
+        return;
+    }
+    nn_tensor *want = nn_model_forward_tokens(&m, ctx, ids, N_NAMES, width, lengths, NULL);
+    int C = m.classes;
+    CHECK(want->size == (size_t)N_NAMES * C);
+    float *got = malloc(sizeof(float) * N_NAMES * C), *want_l = malloc(sizeof(float) * N_NAMES * C);
+    int *group = malloc(sizeof(int) * N_NAMES * (size_t)width), groups = 0, compared = 0, shortest = width;
+    double worst = 0, largest = 0;
+    char header[128], what[256];
+    snprintf(header, sizeof header, "tokens int64 [N,T] -> logits float32 [N,%d]\n", C);
+    for (int L = width; L >= 1; L--) {
+        int n = 0;
+        for (int k = 0; k < N_NAMES; k++)
+            if (lengths[k] == L) {
+                memcpy(group + (size_t)n * L, ids + (size_t)k * width, sizeof(int) * (size_t)L);
+                memcpy(want_l + (size_t)n * C, want->data + (size_t)k * C, sizeof(float) * (size_t)C);
+                n++;
+            }
+        if (n == 0) continue;
+        int rc = run_onnx_tokens(onnx_of(ckpt), group, n, L, n, header, got, (size_t)n * C);
+        CHECKF(rc == 0, "onnx_run.mjs exited %d: %s", rc, err_text);
+        if (rc != 0) break;
+        double big, d = max_diff(got, want_l, (size_t)n * C, &big);
+        snprintf(what, sizeof what, "%s, %d names of %d characters", transformers[i].name, n, L);
+        check_diff(what, d, big);
+        worst = !(d <= worst) ? d : worst;
+        largest = fmax(largest, big);
+        groups++;
+        compared += n;
+        shortest = L;
+    }
+    printf("  %s (%s), %d validation names, a batch per length (%d to %d characters): max |logit diff| %.3g "
+           "(largest |logit| %.3g)\n", transformers[i].name, nn_model_spec(&m), compared, shortest, width, worst,
+           largest);
+    CHECKF(compared == N_NAMES && groups >= 5, "%d names compared in %d lengths", compared, groups);
+    free(group);
+    free(want_l);
+    free(got);
+    nn_ctx_free(ctx);
+    nn_model_free(&m);
+    free(ids);
+    nn_text_batcher_free(&b);
+}
+
+/* The names as long as the context: the longest of the validation split. */
+static void encoder_full_context(int i) {
+    const char *ckpt = transformer_checkpoint(i);
+    const nn_text_split *val = &text_data(true)->val;
+    if (!ckpt) return;
+    int T = val->max_len, n = 0;
+    int *ids = malloc(sizeof(int) * (size_t)val->n_seqs * T);
+    for (int k = 0; k < val->n_seqs; k++)
+        if (val->lengths[k] == T) memcpy(ids + (size_t)n++ * T, val->ids + val->offsets[k], sizeof(int) * (size_t)T);
+    CHECKF(n >= 1, "no validation name of %d characters", T);
+    nn_model m;
+    nn_ctx *ctx;
+    if (!load_for_eval(ckpt, &m, &ctx)) {
+        free(ids);
+        return;
+    }
+    nn_tensor *want = nn_model_forward_tokens(&m, ctx, ids, n, T, NULL, NULL);
+    float *got = malloc(want->size * sizeof *got);
+    char header[128], what[256];
+    snprintf(header, sizeof header, "tokens int64 [N,T] -> logits float32 [N,%d]\n", m.classes);
+    int rc = run_onnx_tokens(onnx_of(ckpt), ids, n, T, n, header, got, want->size);
+    CHECKF(rc == 0, "onnx_run.mjs exited %d: %s", rc, err_text);
+    snprintf(what, sizeof what, "%s, the %d validation name(s) of %d characters (the context)", transformers[i].name, n,
+             T);
+    if (rc == 0) {
+        double largest, worst = max_diff(got, want->data, want->size, &largest);
+        printf("  %s: max |logit diff| %.3g (largest |logit| %.3g)\n", what, worst, largest);
+        check_diff(what, worst, largest);
+    }
+    free(got);
+    nn_ctx_free(ctx);
+    nn_model_free(&m);
+    free(ids);
+}
+
+static void test_encoder_onnxruntime(void) {
+    if (!have_text_data() || !have_node_onnxruntime()) return;
+    for (int i = 0; i < N_TRANSFORMERS; i++)
+        if (transformers[i].names) {
+            encoder_names(i);
+            encoder_full_context(i);
+        }
+}
+
+static void test_transformer_onnx_checker(void) {
+    if (!have_text_data() || !have_onnx_checker()) return;
+    for (int i = 0; i < N_TRANSFORMERS; i++) {
+        const char *ckpt = transformer_checkpoint(i);
+        if (ckpt) check_model(onnx_of(ckpt));
+    }
+}
+
 /* An error: exit status 1 and one line "nn: error: ..." naming what. */
 static bool one_line(int rc, const char *must_contain) {
     const char *nl = strchr(err_text, '\n');
@@ -577,4 +936,6 @@ static void test_errors(void) {
 }
 
 TEST_MAIN(TEST(test_mlp_onnxruntime), TEST(test_default_mlp_onnxruntime), TEST(test_cnn_onnxruntime), TEST(test_every_layer_onnxruntime),
-          TEST(test_residual_onnxruntime), TEST(test_onnx_checker), TEST(test_text_onnxruntime), TEST(test_text_onnx_checker), TEST(test_errors))
+          TEST(test_residual_onnxruntime), TEST(test_onnx_checker), TEST(test_text_onnxruntime), TEST(test_text_onnx_checker),
+          TEST(test_gpt_onnxruntime), TEST(test_encoder_onnxruntime), TEST(test_transformer_onnx_checker),
+          TEST(test_errors))
