@@ -90,10 +90,13 @@ static inline void row_times_rows(const float *restrict a, int m, const float *r
     }
 }
 
-/* out[0..m) = sum_{j < n} w[j] R[j, 0..m) (R's rows ldr apart, a multiple of
- * 16): a head's output (w = p, R = V) or dQ's row (w = dS, R = K). Even and
- * odd j go to separate sums (two chains per vector), added at the end. */
-static inline void weighted_rows(const float *restrict w, int n, const float *restrict R, int ldr, int m,
+/* out[0..m) = c sum_{j < n} w[j] R[j, 0..m) (R's rows ldr apart, a multiple
+ * of 16): a head's output (w = p, R = V, c = 1 / the softmax's sum) or dQ's
+ * row (w = dS, R = K, c = 1). Even and odd j go to separate sums (two chains
+ * per vector), added at the end. c is applied in registers: out is written
+ * once and never read (reading back a row just stored, masked, stalled the
+ * forward). */
+static inline void weighted_rows(const float *restrict w, int n, const float *restrict R, int ldr, int m, float c,
                                  float *restrict out) {
     for (int d0 = 0; d0 < m; d0 += 2 * VL) {
         bool two = m - d0 > VL;
@@ -115,9 +118,43 @@ static inline void weighted_rows(const float *restrict w, int n, const float *re
             if (two) e1 = v16_fma((v16){0} + w[j], v16_load(r0 + VL), e1);
         }
         int left = m - d0;
-        v16_store_n(out + d0, e0 + o0, left < VL ? left : VL);
-        if (two) v16_store_n(out + d0 + VL, e1 + o1, left - VL < VL ? left - VL : VL);
+        v16_store_n(out + d0, (e0 + o0) * c, left < VL ? left : VL);
+        if (two) v16_store_n(out + d0 + VL, (e1 + o1) * c, left - VL < VL ? left - VL : VL);
     }
+}
+
+/* A score row's max, sum and dot product, n >= 1 floats, sixteen lanes at a
+ * time and the tail one by one, in a fixed order. Written out rather than as
+ * "omp simd reduction": GCC's reduction goes through a stack array of
+ * lanes stored one float at a time and loaded as a vector, a load that
+ * cannot be forwarded from those stores and stalled every row. */
+static inline float row_max(const float *s, int n) {
+    v16 m = (v16){0} + s[0];
+    int j = 0;
+    for (; j + VL <= n; j += VL) {
+        v16 v = v16_load(s + j);
+        m = v16_select(v > m, v, m);
+    }
+    float r = m[0];
+    for (int l = 1; l < VL; l++) r = m[l] > r ? m[l] : r;
+    for (; j < n; j++) r = s[j] > r ? s[j] : r;
+    return r;
+}
+
+static inline float row_dot(const float *a, const float *b, int n) {
+    v16 acc = {0};
+    int j = 0;
+    for (; j + VL <= n; j += VL) acc = v16_fma(v16_load(a + j), v16_load(b + j), acc);
+    if (j < n) acc = v16_fma(v16_load_n(a + j, n - j), v16_load_n(b + j, n - j), acc);
+    return v16_sum(acc);
+}
+
+static inline float row_sum(const float *s, int n) {
+    v16 acc = {0};
+    int j = 0;
+    for (; j + VL <= n; j += VL) acc += v16_load(s + j);
+    if (j < n) acc += v16_load_n(s + j, n - j);
+    return v16_sum(acc);
 }
 
 /* Work (multiply-adds) under which one thread does the whole op. */
@@ -194,18 +231,15 @@ nn_tensor *nn_attention(nn_ctx *ctx, nn_tensor *x, int heads, bool causal, const
                 int n = keys_seen(i, L, causal);
                 for (int d = 0; d < hd; d++) q[d] = Q[(size_t)i * hs.hdp + d] * scale;
                 row_times_rows(q, hd, Kt, hs.Tp, n, false, s); /* s = q K^T / sqrt(hd) */
-                float m = s[0];
-                for (int j = 1; j < n; j++) m = s[j] > m ? s[j] : m;
-                float sum = 0.0f;
-                for (int j = 0; j < n; j++) {
-                    s[j] = nn_expf(s[j] - m);
-                    sum += s[j];
-                }
+                /* the exponentials sixteen at a time (one by one, they
+                 * were a fifth of the forward's time) */
+                float m = row_max(s, n);
+#pragma omp simd
+                for (int j = 0; j < n; j++) s[j] = nn_expf(s[j] - m);
+                float sum = row_sum(s, n);
                 /* y_i = sum_j p_j v_j, the 1 / sum applied once at the end */
                 float *yi = y->data + ((size_t)b * T + i) * D + h * hd;
-                weighted_rows(s, n, V, hs.hdp, hd, yi);
-                float inv = 1.0f / sum;
-                for (int d = 0; d < hd; d++) yi[d] *= inv;
+                weighted_rows(s, n, V, hs.hdp, hd, 1.0f / sum, yi);
                 lse[(size_t)bh * T + i] = m + logf(sum);
             }
         }
@@ -262,14 +296,15 @@ void nn_attention_backward(nn_node *n) {
                 for (int d = 0; d < hd; d++) q[d] = Q[(size_t)i * hs.hdp + d] * scale;
                 row_times_rows(q, hd, Kt, hs.Tp, nk, false, p);
                 float l = sv->lse[(size_t)bh * T + i];
+#pragma omp simd
                 for (int j = 0; j < nk; j++) p[j] = nn_expf(p[j] - l);
                 row_times_rows(dyb + (size_t)i * D, hd, Vt, hs.Tp, nk, false, ds); /* dP's row: dy V^T */
-                float pdp = 0.0f;
-                for (int j = 0; j < nk; j++) pdp += p[j] * ds[j];
+                float pdp = row_dot(p, ds, nk);
                 /* dS's row, with the scale folded in: s dS */
+#pragma omp simd
                 for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - pdp);
                 for (int j = nk; j < Lp; j++) p[j] = ds[j] = 0.0f; /* masked: nothing flows */
-                weighted_rows(ds, nk, K, hs.hdp, hd, dq); /* dq = s dS K */
+                weighted_rows(ds, nk, K, hs.hdp, hd, 1.0f, dq); /* dq = s dS K */
                 float *dxq = dxb + i * row + h * hd;
                 for (int d = 0; d < hd; d++) dxq[d] += dq[d];
             }
@@ -297,15 +332,6 @@ void nn_attention_backward(nn_node *n) {
  * instead of recomputing the prefix, O(p^2 hd). Nothing is recorded (no
  * backward: generation does not learn). */
 
-/* a . b over n floats, a vector at a time (the tail masked). */
-static inline float dot_n(const float *restrict a, const float *restrict b, int n) {
-    v16 acc = {0};
-    int d = 0;
-    for (; d + VL <= n; d += VL) acc = v16_fma(v16_load(a + d), v16_load(b + d), acc);
-    if (d < n) acc = v16_fma(v16_load_n(a + d, n - d), v16_load_n(b + d, n - d), acc);
-    return v16_sum(acc);
-}
-
 /* Head h of one sequence: xb its T new rows of q | k | v (3D apart), K and V
  * its cache (D apart) already holding the new keys and values, yb its T
  * output rows (D apart). s: room for past + T scores, q: for hd floats. */
@@ -317,7 +343,7 @@ static void cached_head(const float *xb, int T, int D, int h, int hd, const floa
         for (int d = 0; d < hd; d++) q[d] = xb[(size_t)t * 3 * D + h * hd + d] * scale;
         float m = -INFINITY;
         for (int j = 0; j < n; j++) {
-            s[j] = dot_n(q, K + (size_t)j * D + h * hd, hd);
+            s[j] = row_dot(q, K + (size_t)j * D + h * hd, hd);
             m = s[j] > m ? s[j] : m;
         }
         float sum = 0.0f;
