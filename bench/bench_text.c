@@ -19,11 +19,13 @@
  *             tied unembed; random windows of 64 characters, batch 12, AdamW
  *             lr 1e-3 betas (0.9, 0.99) wd 0.1, clip 1 (nn_train_lm);
  *             training tokens per second
- *   gptgen    that GPT (freshly initialised) writing at batch 1 from a line
- *             break, temperature 1, with the KV cache (nn_generate): the first
- *             64 characters extend the cache; past the context each character
- *             is a forward over the 64-character window, as nanoGPT's
- *             generate crops it; characters per second
+ *   gptgen    that GPT (freshly initialised) writing at batch 1, temperature
+ *             1, with the KV cache (nn_generate): samples of a whole context
+ *             each, a line break and the 63 characters after it, one after
+ *             the other, so that every character is one row through the
+ *             model against the cached keys and values (past the context a
+ *             character costs a forward over the window, as in nanoGPT);
+ *             characters per second
  *   peak      OpenBLAS's sgemm 1024^3 on 2 threads and on 1
  *
  * nn's one setting is its thread count: each configuration runs at every
@@ -363,7 +365,10 @@ static int gptgen(const void *unused) {
     log_init(&g, GEN_WARMUP + (long)runs * gen_chars);
     int start = nn_vocab_id(&t.vocab, '\n');
     g.t[0] = nn_seconds();
-    nn_generate(&m, &start, 1, (int)g.last, 1.0f, 0, &rng, on_token, &g);
+    while (g.made < g.last) {
+        long left = g.last - g.made;
+        nn_generate(&m, &start, 1, left < GPT_CONTEXT - 1 ? (int)left : GPT_CONTEXT - 1, 1.0f, 0, &rng, on_token, &g);
+    }
     report_runs("gptgen", "chars", &g, GEN_WARMUP, gen_chars, 1.0);
     fflush(stdout);
     nn_model_free(&m);
