@@ -3,8 +3,13 @@
  * recurrent layer over a short sequence are drawn unrolled, one cell per
  * step with h_{t-1} (and c_{t-1}) -> cell_t -> h_t and one node of shared
  * weights feeding every cell; a long sequence stays one node labelled with
- * its length; writing the graph leaves the tape as it was. Graphviz is not
- * needed; where `dot` is installed the files are also rendered with it. */
+ * its length; writing the graph leaves the tape as it was. A Transformer
+ * block: each residual block a cluster whose add reads the block's input by
+ * a drawn skip edge, attention one box (heads and mask named) fed by the
+ * QKV projection, the reshapes to rows not drawn, the tied embedding one
+ * parameter feeding both ends. The residual rule on graphs built by hand:
+ * x + relu(x) is one, relu(a) + relu(b) is not. Graphviz is not needed;
+ * where `dot` is installed the files are also rendered with it. */
 #define _POSIX_C_SOURCE 200809L /* open_memstream */
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,7 +41,7 @@ static char *lm_step(const char *spec, int T, bool no_graph, const char *save_pa
     nn_model m;
     nn_rng rng;
     nn_rng_seed(&rng, 7, 0);
-    if (nn_model_plan_text(&m, spec, V, V) != 0) {
+    if (nn_model_plan_text_context(&m, spec, V, V, T) != 0) {
         CHECKF(0, "%s: %s", spec, nn_last_error());
         return NULL;
     }
@@ -153,8 +158,10 @@ static void check_unrolled(const char *dot, const char *op, int T, bool has_cell
     snprintf(into_shared, sizeof into_shared, " -> n%d_w;", i);
     CHECKF(count(dot, into_shared) == 4, "%s: %d tensors feed the shared weights", op, count(dot, into_shared));
     CHECK(!strstr(dot, "t1 -> n1_cell") && !strstr(dot, "t2 -> n1_cell"));
-    /* What follows the layer reads the op's node, as for any op. */
-    CHECKF(has(dot, "n%d -> n%d;", i, i + 1), "%s's output does not feed the next op", op);
+    /* What follows the layer reads the op's node, as for any op: the linear
+     * layer two ops on, past the reshape to rows, which is not drawn. */
+    CHECKF(has(dot, "n%d -> n%d;", i, i + 2) && !has(dot, "n%d [", i + 1), "%s's output does not feed the next op",
+           op);
     /* Braces balance. */
     CHECK(count(dot, "{") == count(dot, "}"));
 }
@@ -211,9 +218,155 @@ static void test_long_sequence_one_node(void) {
            dot);
     CHECKF(count(dot, "label=\"lstm\\n[2, 9, 16]\\nT = 9 steps") == 1, "no one lstm node labelled with T:\n%s", dot);
     /* Its inputs come straight in, as for any op. */
-    CHECK(strstr(dot, "n0 -> n1;") && strstr(dot, "n1 -> n2;"));
+    CHECK(strstr(dot, "n0 -> n1;") && strstr(dot, "n1 -> n3;"));
     CHECK(count(dot, " -> n1;") == 5);
     free(dot);
 }
 
-TEST_MAIN(TEST(test_lstm_unrolled), TEST(test_gru_and_rnn_unrolled), TEST(test_long_sequence_one_node))
+/* The id N of the op node "nN [shape=box, ..., label=\"LABEL..." (the
+ * nth such, from 0), or -1. */
+static int op_node(const char *dot, const char *label, int nth) {
+    char want[160];
+    snprintf(want, sizeof want, "fillcolor=\"#dde6f5\", label=\"%s", label);
+    for (const char *p = strstr(dot, want); p; p = strstr(p + 1, want)) {
+        const char *line = p;
+        while (line > dot && line[-1] != '\n') line--;
+        int id;
+        if (sscanf(line, " n%d [shape=box", &id) == 1 && nth-- == 0) return id;
+    }
+    return -1;
+}
+
+/* The id N of the leaf "tN [..., label=\"param NAME\n...", or -1. */
+static int param_node(const char *dot, const char *name) {
+    char want[160];
+    snprintf(want, sizeof want, "label=\"param %s\\n", name);
+    const char *p = strstr(dot, want);
+    if (!p) return -1;
+    while (p > dot && p[-1] != '\n') p--;
+    int id;
+    return sscanf(p, " t%d [", &id) == 1 ? id : -1;
+}
+
+/* The edges into node "nTO": how many. */
+static int edges_into(const char *dot, int to) {
+    char a[32], b[32];
+    snprintf(a, sizeof a, " -> n%d;", to);
+    snprintf(b, sizeof b, " -> n%d [", to);
+    return count(dot, a) + count(dot, b);
+}
+
+/* The text of cluster NAME, from its opening brace to its closing one, into buf. */
+static const char *cluster_text(const char *dot, const char *name, char *buf, size_t cap) {
+    char want[64];
+    snprintf(want, sizeof want, "subgraph %s {", name);
+    const char *p = strstr(dot, want);
+    buf[0] = '\0';
+    if (!p) return buf;
+    int depth = 0;
+    size_t n = 0;
+    for (; *p && n + 1 < cap; p++) {
+        buf[n++] = *p;
+        depth += *p == '{';
+        if (*p == '}' && --depth == 0) break;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_transformer_block(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/nn_test_dot_gpt_%d.dot", (int)getpid());
+    const char *spec = "embed(16) posembed residual(layernorm attention(2)) residual(layernorm linear(64) gelu "
+                       "linear(16)) layernorm unembed";
+    enum { T = 4, MAX_GRADS = 16384 };
+    step_out with = {.grads = calloc(MAX_GRADS, sizeof(float)), .max_grads = MAX_GRADS};
+    char *dot = lm_step(spec, T, false, path, &with);
+    if (!dot) return;
+    /* The rows views around each linear layer are not drawn. */
+    CHECKF(!strstr(dot, "reshape"), "a reshape is drawn:\n%s", dot);
+    /* Attention: one box, its heads and mask named, fed by the QKV
+     * projection alone (x W_in^T + b_in, [B*T, 3D]), feeding the output
+     * projection. */
+    int attn = op_node(dot, "attention\\n[2, 4, 16]\\nres1.attn1: 2 heads, causal mask\"", 0);
+    int qkv = op_node(dot, "linear\\n[8, 48]\"", 0), proj = op_node(dot, "linear\\n[8, 16]\"", 0);
+    int ln1 = op_node(dot, "layer_norm\\n[2, 4, 16]\"", 0), pos = op_node(dot, "add_positions\\n[2, 4, 16]\"", 0);
+    CHECKF(attn >= 0 && qkv >= 0 && proj >= 0 && ln1 >= 0 && pos >= 0, "nodes missing:\n%s", dot);
+    CHECK(count(dot, "label=\"attention") == 1);
+    CHECK(edges_into(dot, attn) == 1 && has(dot, "n%d -> n%d [label=\" q, k, v\"", qkv, attn));
+    int w_in = param_node(dot, "res1.attn1.in_proj_weight"), b_in = param_node(dot, "res1.attn1.in_proj_bias");
+    int w_out = param_node(dot, "res1.attn1.out_proj.weight");
+    CHECK(w_in >= 0 && b_in >= 0 && w_out >= 0);
+    CHECK(edges_into(dot, qkv) == 3 && has(dot, "n%d -> n%d;", ln1, qkv) && has(dot, "t%d -> n%d;", w_in, qkv) &&
+          has(dot, "t%d -> n%d;", b_in, qkv));
+    CHECK(has(dot, "n%d -> n%d;", attn, proj) && has(dot, "t%d -> n%d;", w_out, proj));
+    /* Two residual adds: each reads its block's input by the skip edge
+     * and its block's last op. */
+    int add1 = op_node(dot, "add: x + f(x)\\n[2, 4, 16]\"", 0), add2 = op_node(dot, "add: x + f(x)\\n[2, 4, 16]\"", 1);
+    int fc2 = op_node(dot, "linear\\n[8, 16]\"", 1);
+    CHECKF(add1 >= 0 && add2 >= 0 && fc2 >= 0 && count(dot, ": x + f(x)") == 2, "adds missing:\n%s", dot);
+    const char *skip = "[penwidth=2.5, color=\"#b07d2b\", label=\" x (skip)\"";
+    CHECK(has(dot, "n%d -> n%d %s", pos, add1, skip) && has(dot, "n%d -> n%d;", proj, add1) &&
+          edges_into(dot, add1) == 2);
+    CHECK(has(dot, "n%d -> n%d %s", add1, add2, skip) && has(dot, "n%d -> n%d;", fc2, add2) &&
+          edges_into(dot, add2) == 2);
+    CHECK(count(dot, "x (skip)") == 2);
+    /* Each block a cluster holding its ops, its parameters and its add,
+     * not the input it adds; edges are drawn outside every cluster (one
+     * inside would pull both its ends in). */
+    static char c1[1 << 14], c2[1 << 14];
+    char name[32];
+    snprintf(name, sizeof name, "cluster_res%d", add1);
+    cluster_text(dot, name, c1, sizeof c1);
+    snprintf(name, sizeof name, "cluster_res%d", add2);
+    cluster_text(dot, name, c2, sizeof c2);
+    CHECK(count(dot, "subgraph cluster_res") == 2 && strstr(c1, "residual block: y = x + f(x)"));
+    CHECK(has(c1, "n%d [", ln1) && has(c1, "n%d [", attn) && has(c1, "n%d [", add1) && has(c1, "t%d [", w_out) &&
+          !has(c1, "n%d [", pos) && !has(c1, "n%d [", add2) && !strstr(c1, "->") && !strstr(c1, "res2."));
+    CHECK(has(c2, "n%d [", fc2) && has(c2, "n%d [", add2) && strstr(c2, "param res2.fc1.weight") &&
+          !has(c2, "n%d [", add1) && !strstr(c2, "->") && !strstr(c2, "res1."));
+    /* The tied matrix: one parameter, read by the lookup and the output. */
+    int E = param_node(dot, "embed1.weight"), emb = op_node(dot, "embedding\\n[2, 4, 16]\"", 0);
+    int logits = op_node(dot, "linear\\n[8, 11]\"", 0), ln3 = op_node(dot, "layer_norm\\n[2, 4, 16]\"", 2);
+    CHECK(E >= 0 && emb >= 0 && logits >= 0 && ln3 >= 0 && count(dot, "param embed1.weight") == 1);
+    CHECK(has(dot, "t%d -> n%d;", E, emb) && has(dot, "t%d -> n%d;", E, logits) && has(dot, "n%d -> n%d;", ln3, logits) &&
+          has(dot, "n%d -> n%d;", add2, ln3));
+    CHECK(strstr(dot, "label=\"cross_entropy") && has(dot, "n%d -> n", logits));
+    CHECK(count(dot, "{") == count(dot, "}"));
+    /* Display only. */
+    CHECK(with.n_nodes[0] == with.n_nodes[1] && with.n_nodes[0] > 20);
+    render_if_possible(path);
+    unlink(path);
+    free(dot);
+    free(with.grads);
+}
+
+/* The rule on graphs built by hand: x + relu(x) is a residual connection;
+ * relu(a) + relu(b), two inputs apart, is a plain add. */
+static void test_residual_rule(void) {
+    for (int residual = 0; residual < 2; residual++) {
+        nn_ctx *ctx = nn_ctx_new(0);
+        nn_tensor *a = nn_input(ctx, "a", 2, (int[]){3, 4}), *b = nn_input(ctx, "b", 2, (int[]){3, 4});
+        nn_tensor *y = residual ? nn_add(ctx, a, nn_relu(ctx, a)) : nn_add(ctx, nn_relu(ctx, a), nn_relu(ctx, b));
+        nn_sum(ctx, y);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        CHECK(nn_graph_write_dot(ctx, f) == 0);
+        fclose(f);
+        if (residual)
+            CHECKF(strstr(text, "label=\"add: x + f(x)\\n[3, 4]\"") && strstr(text, "t0 -> n1 [penwidth=2.5") &&
+                       strstr(text, "subgraph cluster_res1 {") && strstr(text, "t0 -> n0;") &&
+                       strstr(text, "n0 -> n1;"),
+                   "x + relu(x):\n%s", text);
+        else
+            CHECKF(strstr(text, "label=\"add\\n[3, 4]\"") && !strstr(text, "x + f(x)") && !strstr(text, "cluster") &&
+                       !strstr(text, "penwidth"),
+                   "relu(a) + relu(b):\n%s", text);
+        free(text);
+        nn_ctx_free(ctx);
+    }
+}
+
+TEST_MAIN(TEST(test_lstm_unrolled), TEST(test_gru_and_rnn_unrolled), TEST(test_long_sequence_one_node),
+          TEST(test_transformer_block), TEST(test_residual_rule))

@@ -96,8 +96,12 @@ void nn_backward(nn_ctx *ctx, nn_tensor *loss);
  * output shape, ellipses for inputs, parameters highlighted. A recurrent op
  * (rnn, lstm, gru) over at most 8 steps is drawn unrolled, one cell per step
  * (x_t and h_{t-1}, and c_{t-1}, into cell t, h_t out) fed by one node of
- * shared weights; a longer one stays one box labelled with its T. Display
- * only: the tape is not changed. Returns 0 or -1 with the error set. */
+ * shared weights; a longer one stays one box labelled with its T. A
+ * residual connection (an add of x and something computed from x) is drawn
+ * as a cluster with its skip edge marked; an op's named output shows its
+ * name (attention: its heads and mask); reshapes that keep the last
+ * dimension are not drawn. Display only: the tape is not changed. Returns 0
+ * or -1 with the error set. */
 int nn_graph_write_dot(const nn_ctx *ctx, FILE *f);
 int nn_graph_save_dot(const nn_ctx *ctx, const char *path);
 int nn_graph_nodes(const nn_ctx *ctx);

@@ -59,6 +59,13 @@ static nn_tensor *attention_forward(nn_layer *l, const layer_run *run, nn_tensor
     nn_tensor *a = cache ? nn_attention_cached(ctx, qkv, l->heads, cache->keys, cache->values, cache->capacity,
                                                run->past)
                          : nn_attention(ctx, qkv, l->heads, l->causal != 0, run->lengths);
+    if (a->node >= 0) { /* on a tape: the graph (nn_graph_write_dot) shows the layer, its heads and mask */
+        enum { LABEL = 96 };
+        char *label = nn_arena_alloc(ctx, LABEL);
+        snprintf(label, LABEL, "%s: %d head%s, %s", l->name, l->heads, l->heads > 1 ? "s" : "",
+                 l->causal ? "causal mask" : "no causal mask");
+        a->name = label;
+    }
     nn_tensor *y = nn_linear(ctx, nn_reshape(ctx, a, 2, (int[]){B * T, D}), l->tensors[out_weight(l)], b_out);
     return nn_reshape(ctx, y, 3, (int[]){B, T, D});
 }
