@@ -59,9 +59,9 @@ static const char *const epilogue =
 
 enum { MODEL_LINEAR, MODEL_MLP };
 enum { NORM_NONE, NORM_LAYER };
-enum { PRESET_NONE = -1, PRESET_BASIC, PRESET_ADVANCED, PRESET_CNN, PRESET_CHARLSTM, PRESET_NAMEGRU };
-#define PRESET_IS_TEXT(p) ((p) == PRESET_CHARLSTM || (p) == PRESET_NAMEGRU)
-static const char *const preset_names[] = {"basic", "advanced", "cnn", "charlstm", "namegru"};
+enum { PRESET_NONE = -1, PRESET_BASIC, PRESET_ADVANCED, PRESET_CNN, PRESET_CHARLSTM, PRESET_NAMEGRU, PRESET_GPT };
+#define PRESET_IS_TEXT(p) ((p) == PRESET_CHARLSTM || (p) == PRESET_NAMEGRU || (p) == PRESET_GPT)
+static const char *const preset_names[] = {"basic", "advanced", "cnn", "charlstm", "namegru", "gpt"};
 
 /* What a user can set. Every setting of the run is a field of cfg, which the
  * flags write into directly; the rest is the program's: the MLP the model
@@ -208,7 +208,7 @@ static flag *training_flags(train_opts *o, flag *t) {
         {"early-stop", FLAG_INT, &c->early_stop, 0, 100000, .metavar = "N", .def = "",
          .help = "stop after N epochs without validation improvement\n"
                  "(needs --val-split; the checkpoint keeps the best epoch)"},
-        {"preset", FLAG_CHOICE, &o->preset, .choices = "basic|advanced|cnn|charlstm|namegru", .def = "",
+        {"preset", FLAG_CHOICE, &o->preset, .choices = "basic|advanced|cnn|charlstm|namegru|gpt", .def = "",
          .help = "\nbasic: the course's assignment, 784-1024-1024-10 ReLU,\n"
                  "cross-entropy, plain SGD lr 0.1, batch 256, 10 epochs;\n"
                  "advanced: LayerNorm + GELU + dropout 0.2 (input 0.2) +\n"
@@ -220,11 +220,17 @@ static flag *training_flags(train_opts *o, flag *t) {
                  "charlstm (a language model, e.g. Tiny Shakespeare):\n"
                  "embed(64) lstm(512) dropout(0.2) linear(V), context 128,\n"
                  "Adam lr 0.002, warm-up 100 + cosine, clip 1, batch 32,\n"
-                 "3000 steps: validation loss ~1.46 (docs/RESULTS.md);\n"
+                 "3000 steps: validation loss ~1.48 (docs/RESULTS.md);\n"
                  "namegru (one file per class, e.g. names-by-language):\n"
                  "embed(64) gru(256) last dropout(0.5) linear(C), AdamW lr\n"
                  "0.003 wd 0.1, cosine, clip 1, label smoothing 0.1, batch 64,\n"
-                 "12 epochs: 85.6% (mean of 3 seeds, docs/RESULTS.md).\n"
+                 "12 epochs: 85.6% (mean of 3 seeds, docs/RESULTS.md);\n"
+                 "gpt (a language model, e.g. Tiny Shakespeare): embed(128)\n"
+                 "posembed, 4 pre-LayerNorm blocks of attention(4) and an\n"
+                 "MLP 512 wide, dropout 0.1, output tied to the embedding;\n"
+                 "context 128, batch 16, AdamW lr 0.002 betas (0.9, 0.99)\n"
+                 "wd 0.1, warm-up 200 + cosine to 1e-4, clip 1, 9000 steps:\n"
+                 "validation loss ~1.50 (docs/RESULTS.md).\n"
                  "Other flags override a preset's values."},
     };
     return flags_append(t, table, sizeof table / sizeof *table);
@@ -311,6 +317,13 @@ static void set_optimiser(nn_train_config *c, nn_optim_kind kind) {
     "conv(32,3) batchnorm relu conv(32,3) batchnorm relu maxpool(2) conv(64,3) batchnorm relu conv(64,3) "        \
     "batchnorm relu maxpool(2) flatten linear(128) batchnorm relu dropout(0.3) linear(10)"
 
+/* The best GPT found for Tiny Shakespeare in 15 minutes of two cores
+ * (docs/RESULTS.md, "Transformer"): pre-LayerNorm blocks, dropout on each
+ * block's output, the output tied to the token embedding. */
+#define PRESET_GPT_ARCH                                                                                          \
+    "embed(128) posembed repeat(4, residual(layernorm attention(4,bias=0) dropout(0.1)) residual(layernorm "      \
+    "linear(512,bias=0) gelu linear(128,bias=0) dropout(0.1))) layernorm unembed"
+
 static void apply_preset(train_opts *o, int preset) {
     nn_train_config *c = &o->cfg;
     switch (preset) {
@@ -370,6 +383,22 @@ static void apply_preset(train_opts *o, int preset) {
         c->label_smoothing = 0.1f;
         c->batch_size = 64;
         c->epochs = 12;
+        break;
+    case PRESET_GPT: /* docs/RESULTS.md, "Transformer" */
+        o->arch = PRESET_GPT_ARCH;
+        o->arch_from = "--preset gpt";
+        set_optimiser(c, NN_OPT_ADAMW);
+        c->opt.beta2 = 0.99f;
+        c->opt.weight_decay = 0.1f;
+        c->sched.kind = NN_SCHED_COSINE;
+        c->sched.base_lr = 2e-3f;
+        c->sched.min_lr = 1e-4f;
+        c->sched.warmup = 200;
+        c->clip = 1.0f;
+        c->batch_size = 16;
+        c->context = 128;
+        c->steps = 9000;
+        c->eval_every = 1000;
         break;
     }
 }
@@ -482,13 +511,13 @@ static int finish(train_opts *o, const flag *table) {
                 return usage_error("train", "--%s is for images; a %s on text does not take it yet", image_only[i],
                                    classifier ? "classifier" : "language model");
         if (o->preset != PRESET_NONE && !PRESET_IS_TEXT(o->preset))
-            return usage_error("train", "--preset %s is for images; on text: charlstm (a language model) or namegru "
-                                        "(a classifier)", preset_names[o->preset]);
+            return usage_error("train", "--preset %s is for images; on text: charlstm or gpt (a language model) or "
+                                        "namegru (a classifier)", preset_names[o->preset]);
         if (o->preset != PRESET_NONE && (o->preset == PRESET_NAMEGRU) != classifier)
             return usage_error("train", "--preset %s is for %s; this data is %s", preset_names[o->preset],
                                classifier ? "a language model's text" : "a folder of one .txt file per class",
                                classifier ? "one file per class (try --preset namegru)"
-                                          : "a language model's (try --preset charlstm)");
+                                          : "a language model's (try --preset charlstm or gpt)");
         if (o->text_body && flag_given(table, "arch")) o->text_body = NULL; /* --arch gives the whole model */
         bool preset_set = o->preset != PRESET_NONE || o->resumed.text; /* the rest is the preset's or the file's */
         if (classifier) {

@@ -2,7 +2,7 @@
  * a short run takes the validation loss well below the uniform ln(65); the
  * checkpoint carries the vocabulary and generates with it; the metrics CSV
  * has a row per evaluation; the same seed gives the same run; bad settings
- * are refused; nn train draws its loss curves and graph; --preset charlstm. */
+ * are refused; nn train draws its loss curves and graph; --preset charlstm and gpt. */
 #include <math.h>
 #include <omp.h>
 #include <unistd.h>
@@ -142,6 +142,7 @@ static void test_cli_plot_and_graph(void) {
 }
 
 /* --preset charlstm sets the recipe (the output layer sized by the data),
+ * --preset gpt a whole GPT,
  * a flag overrides one of its values, --arch the whole model; a preset for
  * other data is refused. */
 static void test_cli_presets(void) {
@@ -166,6 +167,27 @@ static void test_cli_presets(void) {
     CHECKF(rc == 2 && strstr(err_text, "try --preset namegru"), "exited %d: %s", rc, err_text);
     rc = nn("train --preset charlstm");
     CHECKF(rc == 2 && strstr(err_text, "is for text"), "exited %d: %s", rc, err_text);
+    /* --preset gpt: the whole spec (its output tied, so not sized by the
+     * data) and AdamW's betas, decay and floor, kept in the checkpoint */
+    rc = nn("train --data " DATA "/input.txt --preset gpt --steps 1 --eval-every 1 --eval-windows 2 --context 8 "
+            "--batch-size 2 --threads 1 --save %s",
+            tmp("gpt.safetensors"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    CHECKF(strstr(out_text, "training embed(128) posembed repeat(4, residual(layernorm attention(4,bias=0) "
+                            "dropout(0.1)) residual(layernorm linear(512,bias=0) gelu linear(128,bias=0) "
+                            "dropout(0.1))) layernorm unembed on") &&
+               strstr(out_text, "adamw lr 0.002, cosine schedule, batch 2, context 8, 1 steps"),
+           "%.400s", out_text);
+    nn_train_settings s;
+    CHECKF(nn_train_settings_read(&s, tmp("gpt.safetensors")) == 0, "%s", nn_last_error());
+    CHECKF(s.cfg.opt.kind == NN_OPT_ADAMW && s.cfg.opt.beta2 == 0.99f && s.cfg.opt.weight_decay == 0.1f &&
+               s.cfg.sched.min_lr == 1e-4f && s.cfg.sched.warmup == 200 && s.cfg.clip == 1.0f,
+           "adamw beta2 %g wd %g, min lr %g, warm-up %ld, clip %g", s.cfg.opt.beta2, s.cfg.opt.weight_decay,
+           s.cfg.sched.min_lr, s.cfg.sched.warmup, s.cfg.clip);
+    nn_train_settings_free(&s);
+    rc = nn("train --data datasets/names-by-language --preset gpt");
+    CHECKF(rc == 2 && strstr(err_text, "--preset gpt is for a language model's text"), "exited %d: %s", rc,
+           err_text);
 }
 
 /* On text, flags that tune the optimiser without naming it (--wd, --beta1,
