@@ -177,14 +177,7 @@ static void set_colours(const void *user) {
     PLINT r0[N_COLOURS] = {255, 0, 120, 70, 222}, g0[N_COLOURS] = {255, 0, 120, 70, 222},
           b0[N_COLOURS] = {255, 0, 120, 70, 222};
     plscmap0(r0, g0, b0, N_COLOURS);
-    PLINT r[NN_CONFUSION_LEVELS], g[NN_CONFUSION_LEVELS], b[NN_CONFUSION_LEVELS];
-    for (int i = 0; i < NN_CONFUSION_LEVELS; i++) {
-        unsigned char rgb[3];
-        nn_plot_confusion_shade(i, rgb);
-        r[i] = rgb[0], g[i] = rgb[1], b[i] = rgb[2];
-    }
-    plscmap1n(NN_CONFUSION_LEVELS);
-    plscmap1(r, g, b, NN_CONFUSION_LEVELS);
+    nn_plot_confusion_shade_cmap1();
 }
 
 /* Text text_px high at (x, y) in pixels from the page's top left, y its

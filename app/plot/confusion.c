@@ -56,6 +56,17 @@ void nn_plot_confusion_shade(int level, unsigned char rgb[3]) {
     for (int i = 0; i < 3; i++) rgb[i] = (unsigned char)lround((1 - u) * stops[k][i] + u * stops[k + 1][i]);
 }
 
+void nn_plot_confusion_shade_cmap1(void) {
+    PLINT r[NN_CONFUSION_LEVELS], g[NN_CONFUSION_LEVELS], b[NN_CONFUSION_LEVELS];
+    for (int i = 0; i < NN_CONFUSION_LEVELS; i++) {
+        unsigned char rgb[3];
+        nn_plot_confusion_shade(i, rgb);
+        r[i] = rgb[0], g[i] = rgb[1], b[i] = rgb[2];
+    }
+    plscmap1n(NN_CONFUSION_LEVELS);
+    plscmap1(r, g, b, NN_CONFUSION_LEVELS);
+}
+
 int nn_plot_confusion_level(double share) {
     if (!(share > 0)) return 0;
     if (share > 1) share = 1;
@@ -230,14 +241,7 @@ static void set_colours(const void *user) {
     PLINT r0[N_COLOURS] = {255, 0, 200, 70, 255}, g0[N_COLOURS] = {255, 0, 200, 70, 255},
           b0[N_COLOURS] = {255, 0, 200, 70, 255};
     plscmap0(r0, g0, b0, N_COLOURS);
-    PLINT r[NN_CONFUSION_LEVELS], g[NN_CONFUSION_LEVELS], b[NN_CONFUSION_LEVELS];
-    for (int i = 0; i < NN_CONFUSION_LEVELS; i++) {
-        unsigned char rgb[3];
-        nn_plot_confusion_shade(i, rgb);
-        r[i] = rgb[0], g[i] = rgb[1], b[i] = rgb[2];
-    }
-    plscmap1n(NN_CONFUSION_LEVELS);
-    plscmap1(r, g, b, NN_CONFUSION_LEVELS);
+    nn_plot_confusion_shade_cmap1();
 }
 
 /* Text text_px high at (x, y) in pixels from the page's top left, y its

@@ -141,6 +141,10 @@ int nn_plot_confusion_level(double share);
  * ColorBrewer's "Blues" to dark blue. */
 void nn_plot_confusion_shade(int level, unsigned char rgb[3]);
 
+/* PLplot's colour map 1 set to those levels, for a picture being drawn
+ * (the confusion matrix and the attention maps share the shade). */
+void nn_plot_confusion_shade_cmap1(void);
+
 /* Draws c into path, PNG or SVG by its extension, replacing it atomically.
  * `name` (e.g. "model.safetensors on data/mnist") goes under the title.
  * -1 with the error for an empty matrix, a wrong extension, too many
