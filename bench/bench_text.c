@@ -195,6 +195,44 @@ static nn_train_config adam(float lr, int batch) {
     return cfg;
 }
 
+/* A language model's timed training: cfg (optimiser, batch) trains `spec`
+ * on windows of `context` for the warm-up and the timed runs, with one
+ * validation after the last step; prints <name>.* with the GFLOP/s of
+ * flops_per_token. Frees t. */
+static int lm_run(const char *name, nn_train_config cfg, const char *spec, int context, nn_text *t,
+                  double flops_per_token) {
+    step_log g;
+    log_init(&g, LM_WARMUP + (long)runs * lm_steps);
+    cfg.spec = spec;
+    cfg.context = context;
+    cfg.steps = g.last;
+    cfg.eval_every = (int)g.last; /* one validation, after the last step */
+    cfg.eval_windows = 1;
+    cfg.user = &g;
+    nn_model m;
+    nn_lm_history h;
+    int rc = 0;
+    if (nn_train_lm(&cfg, t, &m, &h) < 0) {
+        fprintf(stderr, "bench_text: %s: %s\n", name, nn_last_error());
+        rc = 1;
+    } else {
+        double per_step = (double)cfg.batch_size * context;
+        double tps = report_runs(name, "tokens", &g, LM_WARMUP, lm_steps, per_step);
+        *shared = (result){.per_sec = shared->per_sec, .fastest = shared->fastest, .step_ms = 1e3 * per_step / tps,
+                           .gflops = flops_per_token * tps / 1e9, .has_step_ms = true, .has_gflops = true};
+        printf("%s.%s.step_ms %.2f\n", name, tag, shared->step_ms);
+        printf("%s.train_mflop_per_token %.3f\n", name, flops_per_token / 1e6);
+        printf("%s.%s.gflops %.1f\n", name, tag, shared->gflops);
+        printf("%s.%s.train_loss %.4f\n", name, tag, h.evals[h.n - 1].train_loss);
+        fflush(stdout);
+        nn_lm_history_free(&h);
+        nn_model_free(&m);
+    }
+    log_free(&g);
+    nn_text_free(t);
+    return rc;
+}
+
 static int charlstm(const void *unused) {
     (void)unused;
     set_threads();
@@ -203,36 +241,8 @@ static int charlstm(const void *unused) {
     int V = t.vocab.size;
     char spec[96];
     snprintf(spec, sizeof spec, "embed(%d) lstm(%d) linear(%d)", LM_EMBED, LM_HIDDEN, V);
-    step_log g;
-    log_init(&g, LM_WARMUP + (long)runs * lm_steps);
-    nn_train_config cfg = adam(2e-3f, LM_BATCH);
-    cfg.spec = spec;
-    cfg.context = LM_CONTEXT;
-    cfg.steps = g.last;
-    cfg.eval_every = (int)g.last; /* one validation, after the last step */
-    cfg.eval_windows = 1;
-    cfg.user = &g;
-    nn_model m;
-    nn_lm_history h;
-    if (nn_train_lm(&cfg, &t, &m, &h) < 0) {
-        fprintf(stderr, "bench_text: charlstm: %s\n", nn_last_error());
-        return 1;
-    }
-    double per_token = LM_BATCH * LM_CONTEXT;
-    double tps = report_runs("charlstm", "tokens", &g, LM_WARMUP, lm_steps, per_token);
     double flops = 6.0 * ((double)LM_EMBED * 4 * LM_HIDDEN + (double)LM_HIDDEN * 4 * LM_HIDDEN + (double)LM_HIDDEN * V);
-    *shared = (result){.per_sec = shared->per_sec, .fastest = shared->fastest, .step_ms = 1e3 * per_token / tps,
-                       .gflops = flops * tps / 1e9, .has_step_ms = true, .has_gflops = true};
-    printf("charlstm.%s.step_ms %.2f\n", tag, shared->step_ms);
-    printf("charlstm.train_mflop_per_token %.3f\n", flops / 1e6);
-    printf("charlstm.%s.gflops %.1f\n", tag, shared->gflops);
-    printf("charlstm.%s.train_loss %.4f\n", tag, h.evals[h.n - 1].train_loss);
-    fflush(stdout);
-    nn_lm_history_free(&h);
-    nn_model_free(&m);
-    log_free(&g);
-    nn_text_free(&t);
-    return 0;
+    return lm_run("charlstm", adam(2e-3f, LM_BATCH), spec, LM_CONTEXT, &t, flops);
 }
 
 static int namesgru(const void *unused) {
@@ -303,11 +313,8 @@ static int gpt(const void *unused) {
     set_threads();
     nn_text t;
     if (load(&t, "data/tinyshakespeare") != 0) return 1;
-    int V = t.vocab.size;
     char spec[256];
     gpt_spec(spec, sizeof spec);
-    step_log g;
-    log_init(&g, LM_WARMUP + (long)runs * lm_steps);
     nn_train_config cfg = nn_train_config_defaults();
     cfg.opt = nn_optim_defaults(NN_OPT_ADAMW);
     cfg.opt.beta2 = 0.99f;
@@ -317,33 +324,10 @@ static int gpt(const void *unused) {
     cfg.batch_size = GPT_BATCH;
     cfg.seed = 1;
     cfg.on_progress = on_step;
-    cfg.spec = spec;
-    cfg.context = GPT_CONTEXT;
-    cfg.steps = g.last;
-    cfg.eval_every = (int)g.last; /* one validation, after the last step */
-    cfg.eval_windows = 1;
-    cfg.user = &g;
-    nn_model m;
-    nn_lm_history h;
-    if (nn_train_lm(&cfg, &t, &m, &h) < 0) {
-        fprintf(stderr, "bench_text: gpt: %s\n", nn_last_error());
-        return 1;
-    }
-    double per_step = GPT_BATCH * GPT_CONTEXT, D = GPT_WIDTH;
-    double tps = report_runs("gpt", "tokens", &g, LM_WARMUP, lm_steps, per_step);
-    double flops = 3.0 * (GPT_LAYERS * (2 * 12 * D * D + 2 * 2 * D * (GPT_CONTEXT + 1) / 2.0) + 2 * D * V);
-    *shared = (result){.per_sec = shared->per_sec, .fastest = shared->fastest, .step_ms = 1e3 * per_step / tps,
-                       .gflops = flops * tps / 1e9, .has_step_ms = true, .has_gflops = true};
-    printf("gpt.%s.step_ms %.2f\n", tag, shared->step_ms);
-    printf("gpt.train_mflop_per_token %.3f\n", flops / 1e6);
-    printf("gpt.%s.gflops %.1f\n", tag, shared->gflops);
-    printf("gpt.%s.train_loss %.4f\n", tag, h.evals[h.n - 1].train_loss);
-    fflush(stdout);
-    nn_lm_history_free(&h);
-    nn_model_free(&m);
-    log_free(&g);
-    nn_text_free(&t);
-    return 0;
+    double D = GPT_WIDTH;
+    double flops =
+        3.0 * (GPT_LAYERS * (2 * 12 * D * D + 2 * 2 * D * (GPT_CONTEXT + 1) / 2.0) + 2 * D * t.vocab.size);
+    return lm_run("gpt", cfg, spec, GPT_CONTEXT, &t, flops);
 }
 
 static int gptgen(const void *unused) {
