@@ -2,7 +2,8 @@
  * a short run takes the validation loss well below the uniform ln(65); the
  * checkpoint carries the vocabulary and generates with it; the metrics CSV
  * has a row per evaluation; the same seed gives the same run; bad settings
- * are refused; nn train draws its loss curves and graph; --preset charlstm and gpt. */
+ * are refused; nn train draws its loss curves and graph; --preset charlstm and gpt;
+ * a GPT's batch cut between threads makes the whole batch's step. */
 #include <math.h>
 #include <omp.h>
 #include <unistd.h>
@@ -211,5 +212,57 @@ static void test_cli_optimiser_flags(void) {
     nn_train_settings_free(&s);
 }
 
+/* With T threads a GPT's batch is cut into T shards, each run on its own
+ * replica of the model (train/shards.h): the steps must be the whole
+ * batch's, up to rounding, for shards of equal and of unequal size (5 rows
+ * between 2 and 3 threads; the weights of a shard are its share of the
+ * rows). Plain SGD, so the weights differ by no more than the gradients. */
+static void test_shards_make_the_whole_batch(void) {
+    nn_text t;
+    if (access(DATA "/input.txt", R_OK) != 0) {
+        SKIP("%s is missing", DATA);
+        return;
+    }
+    CHECK(nn_text_load(&t, DATA, NN_TEXT_AUTO, 1, NULL) == 0);
+    int saved = omp_get_max_threads();
+    nn_model m[3];
+    nn_lm_history h[3];
+    for (int run = 0; run < 3; run++) {
+        omp_set_num_threads(run + 1);
+        nn_train_config c = nn_train_config_defaults();
+        c.spec = "embed(32) posembed repeat(2, residual(layernorm attention(2)) residual(layernorm linear(64) gelu "
+                 "linear(32))) layernorm unembed";
+        c.opt = nn_optim_defaults(NN_OPT_SGD);
+        c.sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 0.5f};
+        c.batch_size = 5;
+        c.context = 16;
+        c.steps = 20;
+        c.eval_every = 10;
+        c.eval_windows = 20;
+        CHECKF(nn_train_lm(&c, &t, &m[run], &h[run]) == NN_TRAIN_FINISHED, "%s", nn_last_error());
+    }
+    omp_set_num_threads(saved);
+    for (int run = 1; run < 3; run++) {
+        float worst = 0.0f;
+        for (size_t i = 0; i < m[0].params.count; i++) {
+            float d = fabsf(m[run].params.data[i] - m[0].params.data[i]);
+            if (d > worst) worst = d;
+        }
+        CHECKF(worst < 1e-5f, "%d threads: a weight %g from the one-thread run's", run + 1, worst);
+        for (int e = 0; e < 2; e++)
+            CHECKF(fabs(h[run].evals[e].train_loss - h[0].evals[e].train_loss) < 1e-5 &&
+                       fabs(h[run].evals[e].val_loss - h[0].evals[e].val_loss) < 1e-5,
+                   "%d threads, evaluation %d: train loss %.7f (one thread %.7f), validation %.7f (%.7f)", run + 1,
+                   e + 1, h[run].evals[e].train_loss, h[0].evals[e].train_loss, h[run].evals[e].val_loss,
+                   h[0].evals[e].val_loss);
+    }
+    CHECK(h[0].evals[1].val_loss < h[0].evals[0].val_loss);
+    for (int run = 0; run < 3; run++) {
+        nn_model_free(&m[run]);
+        nn_lm_history_free(&h[run]);
+    }
+    nn_text_free(&t);
+}
+
 TEST_MAIN(TEST(test_learns_shakespeare), TEST(test_bad_settings), TEST(test_cli_plot_and_graph), TEST(test_cli_presets),
-          TEST(test_cli_optimiser_flags))
+          TEST(test_cli_optimiser_flags), TEST(test_shards_make_the_whole_batch))

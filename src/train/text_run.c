@@ -235,23 +235,33 @@ void text_run_hold_average(text_run *r, bool average) {
     }
 }
 
-int text_run_step(text_run *r, nn_tensor *loss, double *lr) {
+int text_run_check_loss(text_run *r, double loss, double *lr) {
     const nn_train_config *cfg = r->cfg;
     *lr = nn_schedule_lr(&r->sched, r->st.step);
-    if (!isfinite(loss->data[0])) {
+    if (!isfinite(loss)) {
         r->failure = NN_TRAIN_DIVERGED;
         return nn_error("the loss became %s at step %ld with learning rate %g; stopping%s%s",
-                        isnan(loss->data[0]) ? "NaN" : "infinite", r->st.step + 1, *lr,
+                        isnan(loss) ? "NaN" : "infinite", r->st.step + 1, *lr,
                         r->saved ? "; the last good checkpoint is " : "", r->saved ? cfg->save_path : "");
     }
-    nn_params_zero_grad(&r->model->params);
-    nn_backward(r->ctx, loss);
+    return 0;
+}
+
+int text_run_update(text_run *r, double lr) {
+    const nn_train_config *cfg = r->cfg;
     if (cfg->graph_path && r->st.step == 0 && nn_graph_save_dot(r->ctx, cfg->graph_path) != 0) return -1;
     if (cfg->clip > 0.0f) nn_clip_grad_norm(&r->model->params, cfg->clip);
-    nn_optim_step(&r->opt, (float)*lr);
+    nn_optim_step(&r->opt, (float)lr);
     if (r->ema.avg) nn_ema_update(&r->ema, &r->model->params);
     r->st.step++;
     return 0;
+}
+
+int text_run_step(text_run *r, nn_tensor *loss, double *lr) {
+    if (text_run_check_loss(r, loss->data[0], lr) != 0) return -1;
+    nn_params_zero_grad(&r->model->params);
+    nn_backward(r->ctx, loss);
+    return text_run_update(r, *lr);
 }
 
 /* The data's metadata (and, resumable, the settings) as the checkpoint's

@@ -55,6 +55,12 @@ void text_run_hold_average(text_run *r, bool average);
  * scheduled learning rate (*lr), the update, the average; st.step counts
  * it. -1 with the error and r->failure for a loss that is not finite. */
 int text_run_step(text_run *r, nn_tensor *loss, double *lr);
+/* text_run_step in two parts, for a step whose gradients are made some
+ * other way (src/train/shards.h): the scheduled learning rate (*lr), or -1
+ * for a loss that is not finite; then, with the gradients in the model's
+ * parameters and the step's graph in r->ctx, the rest of the step. */
+int text_run_check_loss(text_run *r, double loss, double *lr);
+int text_run_update(text_run *r, double lr);
 
 /* A resumable checkpoint at cfg->save_path: the model (the average with
  * weight averaging), optimiser, state st, best_epoch, the history as the

@@ -7,10 +7,12 @@
  * resumed run draws the same windows from the checkpoint's generator on, so
  * it ends bit for bit where an uninterrupted one does. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
+#include "train/shards.h"
 #include "train/text_run.h"
 
 /* Next-token cross-entropy of logits [B, T, V] against targets y [B*T]. */
@@ -79,6 +81,7 @@ typedef struct lm_run {
     nn_text_sampler sampler;
     nn_text_windows val;
     nn_metrics_file *metrics;
+    shards shards; /* the batch cut between the threads (one: whole) */
     int *x, *y;
     double t0; /* when training began, less the time of the run before a resume */
 } lm_run;
@@ -115,6 +118,8 @@ static int lm_start(lm_run *r) {
     if (r->run.history && train_lm_history_parse(r->run.history, r->hist, max_evals) != 0)
         return nn_error("%s: metadata 'nn.train.history' is malformed (or longer than the run's evaluations)",
                         cfg->resume_path);
+    shards_init(&r->shards, r->run.model, r->run.ctx, shards_count(r->run.model, cfg->batch_size));
+    shards_cut(&r->shards, cfg->batch_size);
     size_t window = (size_t)cfg->batch_size * (size_t)cfg->context;
     r->x = nn_xmalloc(window * sizeof *r->x);
     r->y = nn_xmalloc(window * sizeof *r->y);
@@ -170,6 +175,51 @@ static int lm_evaluate(lm_run *r, double lr) {
     return 0;
 }
 
+/* One step on the batch in x, y: forward, loss, backward and the update;
+ * *loss and *correct are the batch's. With shards, each thread runs its
+ * rows of the batch on its own replica, and their gradients are summed
+ * before the update (train/shards.h). */
+static int lm_step(lm_run *r, double *lr, double *loss, long *correct) {
+    text_run *run = &r->run;
+    train_state *st = &run->st;
+    shards *sh = &r->shards;
+    int B = run->cfg->batch_size, T = run->cfg->context;
+    if (sh->n == 1) {
+        nn_ctx_reset(run->ctx);
+        nn_tensor *logits = nn_model_forward_tokens(run->model, run->ctx, r->x, B, T, NULL, &st->dropout_rng);
+        nn_tensor *l = lm_loss(run->ctx, logits, r->y);
+        *loss = l->data[0];
+        *correct = correct_next(logits, r->y);
+        return text_run_step(run, l, lr);
+    }
+    /* Shard 0 draws its dropout from the run's generator, the others from
+     * generators seeded by it: the same draws for the same thread count. */
+    for (int k = 1; k < sh->n; k++) {
+        uint64_t seed = (uint64_t)nn_rng_u32(&st->dropout_rng) << 32 | nn_rng_u32(&st->dropout_rng);
+        nn_rng_seed(&sh->s[k].dropout_rng, seed, (uint64_t)k);
+    }
+#pragma omp parallel for num_threads(sh->n) schedule(static, 1)
+    for (int k = 0; k < sh->n; k++) {
+        omp_set_num_threads(1); /* the shard's ops (and BLAS) on this thread alone */
+        shard *s = &sh->s[k];
+        const int *x = r->x + (size_t)s->first * T, *y = r->y + (size_t)s->first * T;
+        nn_ctx_reset(s->ctx);
+        nn_tensor *logits =
+            nn_model_forward_tokens(s->model, s->ctx, x, s->n, T, NULL, k ? &s->dropout_rng : &st->dropout_rng);
+        s->loss = lm_loss(s->ctx, logits, y);
+        s->correct = correct_next(logits, y);
+        s->counted = (long)s->n * T;
+        nn_params_zero_grad(&s->model->params);
+        if (isfinite(s->loss->data[0])) nn_backward(s->ctx, s->loss);
+    }
+    *loss = shards_weigh(sh);
+    *correct = 0;
+    for (int k = 0; k < sh->n; k++) *correct += sh->s[k].correct;
+    if (text_run_check_loss(run, *loss, lr) != 0) return -1;
+    shards_sum_grads(sh);
+    return text_run_update(run, *lr);
+}
+
 nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_model *model, nn_lm_history *hist) {
     lm_run r = {.hist = hist};
     text_run *run = &r.run;
@@ -188,18 +238,17 @@ nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_
             break;
         }
         text_run_hold_average(run, false); /* train the raw weights */
-        nn_ctx_reset(run->ctx);
         nn_text_sampler_next(&r.sampler, B, r.x, r.y);
-        nn_tensor *logits = nn_model_forward_tokens(model, run->ctx, r.x, B, T, NULL, &st->dropout_rng);
-        nn_tensor *loss = lm_loss(run->ctx, logits, r.y);
-        if ((rc = text_run_step(run, loss, &lr)) != 0) break;
-        st->loss_sum += loss->data[0];
-        st->correct += correct_next(logits, r.y);
+        double loss;
+        long correct;
+        if ((rc = lm_step(&r, &lr, &loss, &correct)) != 0) break;
+        st->loss_sum += loss;
+        st->correct += correct;
         st->seen++;
         if (cfg->on_progress) {
             double elapsed = nn_seconds() - r.t0;
             progress.batch = progress.step = st->step;
-            progress.loss = loss->data[0];
+            progress.loss = (float)loss;
             progress.images_per_sec = elapsed > 0 ? (double)st->step * B * T / elapsed : 0.0;
             cfg->on_progress(cfg->user, &progress);
         }
@@ -208,6 +257,7 @@ nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_
     text_run_hold_average(run, true);
     nn_train_status status = rc == 0 ? NN_TRAIN_FINISHED : run->failure;
     if (r.metrics && nn_metrics_close(r.metrics) != 0 && status >= 0) status = NN_TRAIN_FAILED;
+    shards_free(&r.shards);
     text_run_end(run);
     nn_text_sampler_free(&r.sampler);
     nn_text_windows_free(&r.val);
