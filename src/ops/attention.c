@@ -57,70 +57,114 @@ static int round16(int n) { return (n + VL - 1) / VL * VL; }
 /* The keys query i sees: j < keys_seen(i). */
 static inline int keys_seen(int i, int len, bool causal) { return causal && i + 1 < len ? i + 1 : len; }
 
-/* ---- the two products of a row ----
- * Both keep their sums in registers over the whole reduction, up to four
- * vectors (independent chains of FMAs) at a time, and add in a fixed order:
- * a row's bits depend only on its operands. */
+/* ---- the two products, a few rows at a time ----
+ * Both keep their sums in registers over the whole reduction, one chain of
+ * FMAs per output vector, and add in a fixed order (d or j ascending): an
+ * entry's bits depend only on its operands, not on the rows beside it. Up to
+ * ROWS rows go at once, so that each vector of the other operand, loaded
+ * once, serves them all, and ROWS x 4 (or x 2) independent chains keep the
+ * FMA units busy where one row's few chains waited on each other. */
+#define ROWS 4
 
-/* out[0..n) = sum_{d < m} a[d] B[d, 0..n) (B's rows ldb apart, ldb a multiple
- * of 16): a score row (a = q scaled, B = K^T), dP's (a = dy, B = V^T), or a
- * row of dK^T or dV^T (a = a column of Q or dY, B = dS or P). lower: B is
- * zero above its diagonal (B[d, j] = 0 for j > d, a causal block), so the
- * columns from j0 on take the rows from j0 on only (the rows skipped would
- * add exact zeros). Writes out up to the next multiple of 16. */
-static inline void row_times_rows(const float *restrict a, int m, const float *restrict B, int ldb, int n,
-                                  bool lower, float *restrict out) {
-    for (int j0 = 0; j0 < n; j0 += 4 * VL) {
-        v16 acc[4] = {{0}, {0}, {0}, {0}};
-        int nv = (n - j0 + VL - 1) / VL > 4 ? 4 : (n - j0 + VL - 1) / VL;
-        if (nv == 4) {
-            for (int d = lower ? j0 : 0; d < m; d++) {
-                v16 ad = (v16){0} + a[d];
-                const float *b = B + (size_t)d * ldb + j0;
-                for (int v = 0; v < 4; v++) acc[v] = v16_fma(ad, v16_load(b + v * VL), acc[v]);
-            }
-        } else {
-            for (int d = lower ? j0 : 0; d < m; d++) {
-                v16 ad = (v16){0} + a[d];
-                const float *b = B + (size_t)d * ldb + j0;
-                for (int v = 0; v < nv; v++) acc[v] = v16_fma(ad, v16_load(b + v * VL), acc[v]);
-            }
+/* out[r][0..n) = sum_{d < m} (c A[r][d]) B[d][0..n) for r < R <= ROWS: A's
+ * rows lda apart, B's ldb (a multiple of 16), out's ldo. Score rows (A = Q,
+ * B = K^T, c = 1 / sqrt(hd)) and dP's rows (A = dY, B = V^T, c = 1). Writes
+ * out up to n rounded up to 16. R and NV (vectors of out, at most 4) are
+ * constants where rows_times calls it, so that the sums stay in registers. */
+static inline __attribute__((always_inline)) void rows_times_fixed(const float *restrict A, int lda, const int R,
+                                                                   int m, float c, const float *restrict B,
+                                                                   int ldb, int j0, const int NV,
+                                                                   float *restrict out, int ldo) {
+    v16 acc[ROWS][4];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = (v16){0};
+    for (int d = 0; d < m; d++) {
+        v16 bv[4];
+        for (int v = 0; v < NV; v++) bv[v] = v16_load(B + (size_t)d * ldb + j0 + v * VL);
+        for (int r = 0; r < R; r++) {
+            v16 ar = (v16){0} + c * A[(size_t)r * lda + d];
+            for (int v = 0; v < NV; v++) acc[r][v] = v16_fma(ar, bv[v], acc[r][v]);
         }
-        for (int v = 0; v < nv; v++) v16_store(out + j0 + v * VL, acc[v]);
     }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) v16_store(out + (size_t)r * ldo + j0 + v * VL, acc[r][v]);
 }
 
-/* out[0..m) = c sum_{j < n} w[j] R[j, 0..m) (R's rows ldr apart, a multiple
- * of 16): a head's output (w = p, R = V, c = 1 / the softmax's sum) or dQ's
- * row (w = dS, R = K, c = 1). Even and odd j go to separate sums (two chains
- * per vector), added at the end. c is applied in registers: out is written
- * once and never read (reading back a row just stored, masked, stalled the
- * forward). */
-static inline void weighted_rows(const float *restrict w, int n, const float *restrict R, int ldr, int m, float c,
-                                 float *restrict out) {
-    for (int d0 = 0; d0 < m; d0 += 2 * VL) {
-        bool two = m - d0 > VL;
-        v16 e0 = {0}, e1 = {0}, o0 = {0}, o1 = {0};
-        int j = 0;
-        for (; j + 1 < n; j += 2) {
-            const float *r0 = R + (size_t)j * ldr + d0, *r1 = r0 + ldr;
-            v16 w0 = (v16){0} + w[j], w1 = (v16){0} + w[j + 1];
-            e0 = v16_fma(w0, v16_load(r0), e0);
-            o0 = v16_fma(w1, v16_load(r1), o0);
-            if (two) {
-                e1 = v16_fma(w0, v16_load(r0 + VL), e1);
-                o1 = v16_fma(w1, v16_load(r1 + VL), o1);
-            }
-        }
-        if (j < n) {
-            const float *r0 = R + (size_t)j * ldr + d0;
-            e0 = v16_fma((v16){0} + w[j], v16_load(r0), e0);
-            if (two) e1 = v16_fma((v16){0} + w[j], v16_load(r0 + VL), e1);
-        }
-        int left = m - d0;
-        v16_store_n(out + d0, (e0 + o0) * c, left < VL ? left : VL);
-        if (two) v16_store_n(out + d0 + VL, (e1 + o1) * c, left - VL < VL ? left - VL : VL);
+static void rows_times(const float *restrict A, int lda, int R, int m, float c, const float *restrict B, int ldb,
+                       int n, float *restrict out, int ldo) {
+#define ROWS_TIMES(r, nv) rows_times_fixed(A, lda, r, m, c, B, ldb, j0, nv, out, ldo)
+#define ROWS_TIMES_R(nv)                                                                                           \
+    switch (R) {                                                                                                   \
+    case 1: ROWS_TIMES(1, nv); break;                                                                              \
+    case 2: ROWS_TIMES(2, nv); break;                                                                              \
+    case 3: ROWS_TIMES(3, nv); break;                                                                              \
+    default: ROWS_TIMES(4, nv); break;                                                                             \
     }
+    for (int j0 = 0; j0 < n; j0 += 4 * VL) {
+        int nv = (n - j0 + VL - 1) / VL;
+        switch (nv) {
+        case 1: ROWS_TIMES_R(1); break;
+        case 2: ROWS_TIMES_R(2); break;
+        case 3: ROWS_TIMES_R(3); break;
+        default: ROWS_TIMES_R(4); break;
+        }
+    }
+#undef ROWS_TIMES_R
+#undef ROWS_TIMES
+}
+
+/* out[r][0..m) (+)= c[r] sum_{j < n} W[r wr + j wj] M[j][0..m) for r < R <=
+ * ROWS: M's rows ldm apart (a multiple of 16: a row's padding is read, and
+ * must be finite), out's ldo; c NULL for 1; with add, out's values plus the
+ * sums. The heads' outputs (W = P's rows, M = V, c = 1 / the softmax's
+ * sums), dQ's rows (W = dS's rows, M = K), and dK's and dV's rows (W = dS
+ * and P read down their columns, wr = 1 and wj = their row length; M = Q,
+ * dY). Writes exactly m floats of each row: out may be a tensor's. R and
+ * NV (vectors of out per pass, at most 2) are constants, as above. */
+static inline __attribute__((always_inline)) void weights_times_fixed(const float *restrict W, int wr, int wj,
+                                                                      const int R, int n, const float *restrict M,
+                                                                      int ldm, int m, int d0, const int NV,
+                                                                      const float *c, bool add, float *out,
+                                                                      int ldo) {
+    v16 acc[ROWS][2];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = (v16){0};
+    for (int j = 0; j < n; j++) {
+        v16 mv[2];
+        for (int v = 0; v < NV; v++) mv[v] = v16_load(M + (size_t)j * ldm + d0 + v * VL);
+        for (int r = 0; r < R; r++) {
+            v16 w = (v16){0} + W[(size_t)r * wr + (size_t)j * wj];
+            for (int v = 0; v < NV; v++) acc[r][v] = v16_fma(w, mv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) {
+            int at = d0 + v * VL, w = m - at < VL ? m - at : VL;
+            float *o = out + (size_t)r * ldo + at;
+            v16 sum = c ? acc[r][v] * c[r] : acc[r][v];
+            v16_store_n(o, add ? v16_load_n(o, w) + sum : sum, w);
+        }
+}
+
+static void weights_times(const float *restrict W, int wr, int wj, int R, int n, const float *restrict M, int ldm,
+                          int m, const float *c, bool add, float *out, int ldo) {
+#define WEIGHTS_TIMES(r, nv) weights_times_fixed(W, wr, wj, r, n, M, ldm, m, d0, nv, c, add, out, ldo)
+#define WEIGHTS_TIMES_R(nv)                                                                                        \
+    switch (R) {                                                                                                   \
+    case 1: WEIGHTS_TIMES(1, nv); break;                                                                           \
+    case 2: WEIGHTS_TIMES(2, nv); break;                                                                           \
+    case 3: WEIGHTS_TIMES(3, nv); break;                                                                           \
+    default: WEIGHTS_TIMES(4, nv); break;                                                                          \
+    }
+    for (int d0 = 0; d0 < m; d0 += 2 * VL) {
+        if (m - d0 > VL) {
+            WEIGHTS_TIMES_R(2);
+        } else {
+            WEIGHTS_TIMES_R(1);
+        }
+    }
+#undef WEIGHTS_TIMES_R
+#undef WEIGHTS_TIMES
 }
 
 /* A score row's max, sum and dot product, n >= 1 floats, sixteen lanes at a
@@ -214,33 +258,39 @@ nn_tensor *nn_attention(nn_ctx *ctx, nn_tensor *x, int heads, bool causal, const
     float *lse = nn_arena_alloc(ctx, (size_t)B * H * T * sizeof(float));
     float scale = 1.0f / sqrtf((float)hd);
     int threads = task_threads((long)B * T * T * D);
-    /* Q [T, hdp], K^T [hd, Tp], V [T, hdp]; a score row and a scaled query */
-    head_scratch hs = scratch_layout(T, hd, 3, 2);
+    /* Q [T, hdp], K^T [hd, Tp], V [T, hdp]; ROWS score rows */
+    head_scratch hs = scratch_layout(T, hd, 3, ROWS);
     float *scratch = nn_ctx_scratch(ctx, (size_t)threads * hs.floats * sizeof(float));
 
 #pragma omp parallel num_threads(threads)
     {
         float *Q = scratch + (size_t)omp_get_thread_num() * hs.floats;
-        float *Kt = Q + hs.block, *V = Kt + hs.block, *s = V + hs.block, *q = s + hs.row;
+        float *Kt = Q + hs.block, *V = Kt + hs.block, *S = V + hs.block;
         memset(Q, 0, hs.floats * sizeof(float)); /* the padding read past each row: zeros, not garbage */
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
             int b = bh / H, h = bh % H, L = len[b];
             gather_head(&hs, x->data + (size_t)b * T * 3 * D, D, h, L, Q, NULL, Kt, V, NULL);
-            for (int i = 0; i < T; i++) {
-                int n = keys_seen(i, L, causal);
-                for (int d = 0; d < hd; d++) q[d] = Q[(size_t)i * hs.hdp + d] * scale;
-                row_times_rows(q, hd, Kt, hs.Tp, n, false, s); /* s = q K^T / sqrt(hd) */
-                /* the exponentials sixteen at a time (one by one, they
-                 * were a fifth of the forward's time) */
-                float m = row_max(s, n);
+            for (int i0 = 0; i0 < T; i0 += ROWS) {
+                int R = T - i0 < ROWS ? T - i0 : ROWS, widest = keys_seen(i0 + R - 1, L, causal);
+                float inv[ROWS];
+                rows_times(Q + (size_t)i0 * hs.hdp, hs.hdp, R, hd, scale, Kt, hs.Tp, widest, S, hs.Tp);
+                for (int r = 0; r < R; r++) {
+                    int n = keys_seen(i0 + r, L, causal);
+                    float *s = S + (size_t)r * hs.Tp;
+                    /* the exponentials sixteen at a time (one by one, they
+                     * were a fifth of the forward's time) */
+                    float m = row_max(s, n);
 #pragma omp simd
-                for (int j = 0; j < n; j++) s[j] = nn_expf(s[j] - m);
-                float sum = row_sum(s, n);
-                /* y_i = sum_j p_j v_j, the 1 / sum applied once at the end */
-                float *yi = y->data + ((size_t)b * T + i) * D + h * hd;
-                weighted_rows(s, n, V, hs.hdp, hd, 1.0f / sum, yi);
-                lse[(size_t)bh * T + i] = m + logf(sum);
+                    for (int j = 0; j < n; j++) s[j] = nn_expf(s[j] - m);
+                    for (int j = n; j < widest; j++) s[j] = 0.0f; /* masked */
+                    float sum = row_sum(s, n);
+                    inv[r] = 1.0f / sum; /* applied once, to the weighted sum */
+                    lse[(size_t)bh * T + i0 + r] = m + logf(sum);
+                }
+                /* y_i = sum_j p_j v_j, head h's columns of rows i0 .. i0 + R - 1 */
+                float *yi = y->data + ((size_t)b * T + i0) * D + h * hd;
+                weights_times(S, hs.Tp, 1, R, widest, V, hs.hdp, hd, inv, false, yi, D);
             }
         }
     }
@@ -254,9 +304,9 @@ nn_tensor *nn_attention(nn_ctx *ctx, nn_tensor *x, int heads, bool causal, const
 }
 
 /* The backward keeps the head's P and dS blocks [T, Lp] (zeros where masked)
- * in the thread's scratch: dQ comes row by row as P's and dS's rows are made,
- * dK^T = s Q^T dS and dV^T = dY^T P after them, a row of hd at a time, each
- * sum in registers. */
+ * in the thread's scratch: ROWS rows of each at a time, and of dQ as soon
+ * as they are made; then dK = s dS^T Q and dV = P^T dY, ROWS keys at a time,
+ * reading dS and P down their columns. */
 void nn_attention_backward(nn_node *n) {
     nn_tensor *x = n->in[0], *y = n->out;
     if (!x->grad) return;
@@ -264,8 +314,8 @@ void nn_attention_backward(nn_node *n) {
     int B = x->shape[0], T = x->shape[1], D = x->shape[2] / 3, H = sv->heads, hd = D / H;
     float scale = 1.0f / sqrtf((float)hd);
     int threads = task_threads((long)B * T * T * D);
-    /* Q, K [T, hdp]; Q^T, K^T, V^T, dY^T [hd, Tp]; P, dS [T, Tp]; rows: the scaled query, dq, dk or dv */
-    head_scratch hs = scratch_layout(T, hd, 6, 3);
+    /* Q, K, dY [T, hdp]; K^T, V^T [hd, Tp]; P, dS [T, Tp] */
+    head_scratch hs = scratch_layout(T, hd, 5, 0);
     size_t square = (size_t)T * hs.Tp;
     size_t per_thread = hs.floats + 2 * square;
     float *scratch = nn_ctx_scratch(sv->ctx, (size_t)threads * per_thread * sizeof(float));
@@ -274,8 +324,8 @@ void nn_attention_backward(nn_node *n) {
 #pragma omp parallel num_threads(threads)
     {
         float *Q = scratch + (size_t)omp_get_thread_num() * per_thread;
-        float *K = Q + hs.block, *Qt = K + hs.block, *Kt = Qt + hs.block, *Vt = Kt + hs.block, *dYt = Vt + hs.block;
-        float *q = dYt + hs.block, *dq = q + hs.row, *dkv = dq + hs.row, *P = dkv + hs.row, *dS = P + square;
+        float *K = Q + hs.block, *dY = K + hs.block, *Kt = dY + hs.block, *Vt = Kt + hs.block;
+        float *P = Vt + hs.block, *dS = P + square;
         memset(Q, 0, per_thread * sizeof(float));
 #pragma omp for schedule(static)
         for (int bh = 0; bh < B * H; bh++) {
@@ -284,36 +334,38 @@ void nn_attention_backward(nn_node *n) {
             const float *dyb = y->grad + (size_t)b * T * D + h * hd;
             float *dxb = x->grad + (size_t)b * T * row;
             gather_head(&hs, xb, D, h, L, Q, K, Kt, NULL, Vt);
-            for (int i = 0; i < T; i++)
-                for (int d = 0; d < hd; d++) {
-                    Qt[(size_t)d * hs.Tp + i] = Q[(size_t)i * hs.hdp + d];
-                    dYt[(size_t)d * hs.Tp + i] = dyb[(size_t)i * D + d];
+            for (int i = 0; i < T; i++) memcpy(dY + (size_t)i * hs.hdp, dyb + (size_t)i * D, (size_t)hd * sizeof(float));
+            for (int i0 = 0; i0 < T; i0 += ROWS) {
+                int R = T - i0 < ROWS ? T - i0 : ROWS, widest = keys_seen(i0 + R - 1, L, sv->causal);
+                float *p0 = P + (size_t)i0 * hs.Tp, *ds0 = dS + (size_t)i0 * hs.Tp;
+                /* P's rows again, from the scores and the saved log-sum-exp
+                 * (the forward's bits: the same products), and dP's: dY V^T */
+                rows_times(Q + (size_t)i0 * hs.hdp, hs.hdp, R, hd, scale, Kt, hs.Tp, widest, p0, hs.Tp);
+                rows_times(dY + (size_t)i0 * hs.hdp, hs.hdp, R, hd, 1.0f, Vt, hs.Tp, widest, ds0, hs.Tp);
+                for (int r = 0; r < R; r++) {
+                    int i = i0 + r, nk = keys_seen(i, L, sv->causal);
+                    float *p = p0 + (size_t)r * hs.Tp, *ds = ds0 + (size_t)r * hs.Tp;
+                    float l = sv->lse[(size_t)bh * T + i];
+#pragma omp simd
+                    for (int j = 0; j < nk; j++) p[j] = nn_expf(p[j] - l);
+                    float pdp = row_dot(p, ds, nk);
+                    /* dS's row, with the scale folded in: s dS */
+#pragma omp simd
+                    for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - pdp);
+                    for (int j = nk; j < Lp; j++) p[j] = ds[j] = 0.0f; /* masked: nothing flows */
                 }
-            for (int i = 0; i < T; i++) {
-                int nk = keys_seen(i, L, sv->causal);
-                float *p = P + (size_t)i * hs.Tp, *ds = dS + (size_t)i * hs.Tp;
-                /* P's row again, from the scores and the saved log-sum-exp (the forward's bits) */
-                for (int d = 0; d < hd; d++) q[d] = Q[(size_t)i * hs.hdp + d] * scale;
-                row_times_rows(q, hd, Kt, hs.Tp, nk, false, p);
-                float l = sv->lse[(size_t)bh * T + i];
-#pragma omp simd
-                for (int j = 0; j < nk; j++) p[j] = nn_expf(p[j] - l);
-                row_times_rows(dyb + (size_t)i * D, hd, Vt, hs.Tp, nk, false, ds); /* dP's row: dy V^T */
-                float pdp = row_dot(p, ds, nk);
-                /* dS's row, with the scale folded in: s dS */
-#pragma omp simd
-                for (int j = 0; j < nk; j++) ds[j] = scale * p[j] * (ds[j] - pdp);
-                for (int j = nk; j < Lp; j++) p[j] = ds[j] = 0.0f; /* masked: nothing flows */
-                weighted_rows(ds, nk, K, hs.hdp, hd, 1.0f, dq); /* dq = s dS K */
-                float *dxq = dxb + i * row + h * hd;
-                for (int d = 0; d < hd; d++) dxq[d] += dq[d];
+                /* dQ's rows: s dS K */
+                weights_times(ds0, hs.Tp, 1, R, widest, K, hs.hdp, hd, NULL, true, dxb + i0 * row + h * hd, (int)row);
             }
-            /* dK^T[d] = sum_i Q[i, d] s dS[i, :], dV^T[d] = sum_i dY[i, d] P[i, :] */
-            for (int d = 0; d < hd; d++) {
-                row_times_rows(Qt + (size_t)d * hs.Tp, T, dS, hs.Tp, L, sv->causal, dkv);
-                for (int t = 0; t < L; t++) dxb[t * row + D + h * hd + d] += dkv[t];
-                row_times_rows(dYt + (size_t)d * hs.Tp, T, P, hs.Tp, L, sv->causal, dkv);
-                for (int t = 0; t < L; t++) dxb[t * row + 2 * D + h * hd + d] += dkv[t];
+            /* dK's rows j0 .. j0 + R - 1: sum_i s dS[i, j] Q[i, :], and dV's:
+             * sum_i P[i, j] dY[i, :]; causal, the rows i < j0 are zeros there */
+            for (int j0 = 0; j0 < L; j0 += ROWS) {
+                int R = L - j0 < ROWS ? L - j0 : ROWS, i0 = sv->causal ? j0 : 0;
+                float *dk = dxb + (size_t)j0 * row + D + h * hd;
+                weights_times(dS + (size_t)i0 * hs.Tp + j0, 1, hs.Tp, R, T - i0, Q + (size_t)i0 * hs.hdp, hs.hdp, hd,
+                              NULL, true, dk, (int)row);
+                weights_times(P + (size_t)i0 * hs.Tp + j0, 1, hs.Tp, R, T - i0, dY + (size_t)i0 * hs.hdp, hs.hdp, hd,
+                              NULL, true, dk + D, (int)row);
             }
         }
     }
