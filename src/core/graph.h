@@ -111,8 +111,10 @@ typedef struct nn_arena_mark {
 nn_arena_mark nn_arena_get_mark(const nn_ctx *ctx);
 void nn_arena_release(nn_ctx *ctx, nn_arena_mark mark);
 
-/* Creates an op's output in the arena. Its gradient buffer (zeroed) exists
- * when gradients are being recorded and some input carries a gradient. */
+/* Creates an op's output in the arena. Its gradient buffer exists when
+ * gradients are being recorded and some input carries a gradient; nn_backward
+ * zeroes it before the first backward that adds to it, so the op must record
+ * itself (nn_record) with this output. */
 nn_tensor *nn_op_output(nn_ctx *ctx, int ndim, const int *shape, nn_tensor *const *inputs, int n_in);
 /* Records an op on the tape (when gradients are enabled) and returns the node
  * so the op can attach saved state; NULL when nothing is recorded. */

@@ -26,6 +26,30 @@ nn_node *nn_record(nn_ctx *ctx, nn_op op, nn_tensor *out, nn_tensor *const *inpu
     return node;
 }
 
+/* An activation's gradient starts unwritten (nn_op_output leaves it): it is
+ * zeroed just before the first backward that adds to it (its last
+ * consumer's, or its own node's when nothing consumed it), when it is about
+ * to be in cache anyway, not all at once as the forward makes it (zeroing
+ * there was 7% of a GPT step, each buffer streamed out to memory and read
+ * back). A view (reshape) shares its input's buffer, so a buffer is known by
+ * the node that made it: its owner; -1 for a leaf's (a parameter's). */
+static int grad_owner(const nn_ctx *ctx, const nn_tensor *t) {
+    while (t->node >= 0) {
+        const nn_node *n = &ctx->nodes[t->node];
+        if (n->n_in == 0 || !n->in[0] || n->in[0]->grad != t->grad) return t->node;
+        t = n->in[0];
+    }
+    return -1;
+}
+
+static void zero_once(nn_ctx *ctx, bool *zeroed, const nn_tensor *t) {
+    if (!t || !t->grad) return;
+    int owner = grad_owner(ctx, t);
+    if (owner < 0 || zeroed[owner]) return;
+    zeroed[owner] = true;
+    nn_zero_floats(ctx->nodes[owner].out->grad, ctx->nodes[owner].out->size);
+}
+
 void nn_backward(nn_ctx *ctx, nn_tensor *loss) {
     char shape[64];
     NN_CHECK(loss != NULL, "nn_backward: loss is NULL");
@@ -38,10 +62,16 @@ void nn_backward(nn_ctx *ctx, nn_tensor *loss) {
              "nn_backward: the loss does not depend on any parameter: were the weights created "
              "with nn_params_add, and was the forward pass run with gradients enabled?");
     loss->role = NN_LOSS;
+    bool *zeroed = nn_arena_alloc(ctx, (size_t)ctx->n_nodes * sizeof *zeroed);
+    memset(zeroed, 0, (size_t)ctx->n_nodes * sizeof *zeroed);
+    zero_once(ctx, zeroed, loss);
     loss->grad[0] = 1.0f;
     for (int i = loss->node; i >= 0; i--) {
         nn_node *node = &ctx->nodes[i];
-        if (node->out->grad) nn_op_table[node->op].backward(node);
+        if (!node->out->grad) continue;
+        zero_once(ctx, zeroed, node->out);
+        for (int k = 0; k < node->n_in; k++) zero_once(ctx, zeroed, node->in[k]);
+        nn_op_table[node->op].backward(node);
     }
     ctx->backward_done = true;
 }

@@ -76,9 +76,7 @@ nn_tensor *nn_op_output(nn_ctx *ctx, int ndim, const int *shape, nn_tensor *cons
     bool needs_grad = false;
     for (int i = 0; i < n_in; i++)
         if (inputs[i] && inputs[i]->grad) needs_grad = true;
-    if (ctx->grad_enabled && needs_grad) {
-        t->grad = nn_arena_alloc(ctx, t->size * sizeof(float));
-        nn_zero_floats(t->grad, t->size);
-    }
+    /* Zeroed by nn_backward just before its first use (tape.c). */
+    if (ctx->grad_enabled && needs_grad) t->grad = nn_arena_alloc(ctx, t->size * sizeof(float));
     return t;
 }
