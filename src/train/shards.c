@@ -58,13 +58,18 @@ double shards_weigh(shards *sh) {
 }
 
 void shards_sum_grads(shards *sh) {
+    enum { CHUNK = 4096 }; /* floats per task: 16 KiB of each buffer, in L1 while the shards are added */
     nn_params *p = &sh->s[0].model->params;
-    float w0 = (float)sh->s[0].weight;
-    long count = (long)p->count;
+    long count = (long)p->count, chunks = (count + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < count; i++) {
-        float g = w0 * p->grad[i];
-        for (int k = 1; k < sh->n; k++) g += (float)sh->s[k].weight * sh->s[k].grad[i];
-        p->grad[i] = g;
+    for (long c = 0; c < chunks; c++) {
+        long at = c * CHUNK, len = count - at < CHUNK ? count - at : CHUNK;
+        float *g = p->grad + at, w0 = (float)sh->s[0].weight;
+        for (long i = 0; i < len; i++) g[i] *= w0;
+        for (int k = 1; k < sh->n; k++) {
+            const float *gk = sh->s[k].grad + at;
+            float w = (float)sh->s[k].weight;
+            for (long i = 0; i < len; i++) g[i] += w * gk[i];
+        }
     }
 }
