@@ -277,6 +277,35 @@ static void test_attention_padding_ignored(void) {
     free(x);
 }
 
+/* The backward stores into an activation's gradient the first time it
+ * writes it (nn_node_fresh) instead of adding to zeros: through an
+ * activation (x * 1), with padding, in an arena whose memory held an earlier
+ * step's values, the gradient must be the leaf's bit for bit, nothing left
+ * of that memory in the padding's keys and values. GELU, dropout-free adds
+ * and layer norm store the same way, checked by the gradient checks of the
+ * blocks that train. */
+static void test_attention_stores_unwritten_gradient(void) {
+    const attn_case c = {3, 11, 2, 8, true, (const int[]){11, 4, 7}};
+    nn_params p;
+    nn_params_init(&p);
+    nn_tensor *xt = nn_params_add(&p, "x", 3, (int[]){c.B, c.T, 3 * c.H * c.hd}, false);
+    fill(xt->data, xt->size, 1.0f);
+    float *leaf = nn_xmalloc(xt->size * sizeof *leaf);
+    nn_ctx *ctx = nn_ctx_new(0);
+    for (int pass = 0; pass < 3; pass++) {
+        nn_ctx_reset(ctx);
+        nn_params_zero_grad(&p);
+        nn_tensor *x = pass == 0 ? xt : nn_scale(ctx, xt, 1.0f); /* pass 0: the leaf, added to */
+        nn_tensor *y = nn_attention(ctx, x, c.H, c.causal, c.lengths);
+        nn_backward(ctx, nn_sum(ctx, nn_mul(ctx, y, y)));
+        if (pass == 0) memcpy(leaf, xt->grad, xt->size * sizeof *leaf);
+        else CHECKF(memcmp(leaf, xt->grad, xt->size * sizeof *leaf) == 0, "pass %d: not the leaf's gradient", pass);
+    }
+    nn_ctx_free(ctx);
+    free(leaf);
+    nn_params_free(&p);
+}
+
 static nn_tensor *b_positions(nn_ctx *ctx, nn_tensor *const *in, const void *arg) {
     return nn_add_positions(ctx, in[0], in[1]);
 }
@@ -682,6 +711,6 @@ static void test_gpt_trains(void) {
 }
 
 TEST_MAIN(TEST(test_attention_values), TEST(test_attention_threads), TEST(test_attention_gradient),
-          TEST(test_attention_padding_ignored), TEST(test_sequence_ops), TEST(test_specs), TEST(test_tied_tensors),
+          TEST(test_attention_padding_ignored), TEST(test_attention_stores_unwritten_gradient), TEST(test_sequence_ops), TEST(test_specs), TEST(test_tied_tensors),
           TEST(test_checkpoint), TEST(test_longer_than_context), TEST(test_model_gradients),
           TEST(test_torch_attention), TEST(test_torch_saved), TEST(test_gpt_trains))

@@ -63,13 +63,24 @@ typedef struct nn_node {
     int flag;      /* integer attribute: e.g. GELU's tanh form, batch norm's mode */
     int iattr[4];  /* integer attributes: stride, padding, kernel size */
     void *saved;   /* arena memory the backward reads (mask, statistics, labels) */
+    /* Set by nn_backward for an op that overwrites (nn_op_info): bit k when
+     * in[k]'s gradient has not been written yet this backward, so the op
+     * stores its gradient there instead of adding it to zeros. */
+    unsigned fresh;
 } nn_node;
+
+/* Whether in[k]'s gradient is the op's to store rather than add to. */
+static inline bool nn_node_fresh(const nn_node *n, int k) { return n->fresh >> k & 1u; }
 
 typedef void (*nn_backward_fn)(nn_node *node);
 
 typedef struct nn_op_info {
     const char *name;
     nn_backward_fn backward;
+    /* Bit k: the backward writes every element of in[k]'s gradient, and
+     * stores (not adds) when nn_node_fresh(node, k) says it is unwritten:
+     * the buffer then needs no zeroing first. */
+    unsigned overwrites;
 } nn_op_info;
 
 extern const nn_op_info nn_op_table[NN_OP_COUNT];

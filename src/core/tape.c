@@ -42,6 +42,19 @@ static int grad_owner(const nn_ctx *ctx, const nn_tensor *t) {
     return -1;
 }
 
+/* True, claiming it, when t's buffer is unwritten and may be left to the
+ * op to store into: not a leaf's, and not an input the node has twice. */
+static bool claim_fresh(nn_ctx *ctx, bool *zeroed, const nn_node *node, int k) {
+    const nn_tensor *t = node->in[k];
+    if (!t || !t->grad) return false;
+    for (int i = 0; i < node->n_in; i++)
+        if (i != k && node->in[i] && node->in[i]->grad == t->grad) return false;
+    int owner = grad_owner(ctx, t);
+    if (owner < 0 || zeroed[owner]) return false;
+    zeroed[owner] = true;
+    return true;
+}
+
 static void zero_once(nn_ctx *ctx, bool *zeroed, const nn_tensor *t) {
     if (!t || !t->grad) return;
     int owner = grad_owner(ctx, t);
@@ -70,7 +83,11 @@ void nn_backward(nn_ctx *ctx, nn_tensor *loss) {
         nn_node *node = &ctx->nodes[i];
         if (!node->out->grad) continue;
         zero_once(ctx, zeroed, node->out);
-        for (int k = 0; k < node->n_in; k++) zero_once(ctx, zeroed, node->in[k]);
+        for (int k = 0; k < node->n_in; k++) {
+            if ((nn_op_table[node->op].overwrites >> k & 1u) && claim_fresh(ctx, zeroed, node, k))
+                node->fresh |= 1u << k;
+            else zero_once(ctx, zeroed, node->in[k]);
+        }
         nn_op_table[node->op].backward(node);
     }
     ctx->backward_done = true;

@@ -314,6 +314,9 @@ void nn_attention_backward(nn_node *n) {
     int B = x->shape[0], T = x->shape[1], D = x->shape[2] / 3, H = sv->heads, hd = D / H;
     float scale = 1.0f / sqrtf((float)hd);
     int threads = task_threads((long)B * T * T * D);
+    /* dx unwritten: each of its floats is stored once (the padding's keys
+     * and values, which get nothing, as zeros) instead of added to zeros */
+    bool add = !nn_node_fresh(n, 0);
     /* Q, K, dY [T, hdp]; K^T, V^T [hd, Tp]; P, dS [T, Tp] */
     head_scratch hs = scratch_layout(T, hd, 5, 0);
     size_t square = (size_t)T * hs.Tp;
@@ -355,7 +358,7 @@ void nn_attention_backward(nn_node *n) {
                     for (int j = nk; j < Lp; j++) p[j] = ds[j] = 0.0f; /* masked: nothing flows */
                 }
                 /* dQ's rows: s dS K */
-                weights_times(ds0, hs.Tp, 1, R, widest, K, hs.hdp, hd, NULL, true, dxb + i0 * row + h * hd, (int)row);
+                weights_times(ds0, hs.Tp, 1, R, widest, K, hs.hdp, hd, NULL, add, dxb + i0 * row + h * hd, (int)row);
             }
             /* dK's rows j0 .. j0 + R - 1: sum_i s dS[i, j] Q[i, :], and dV's:
              * sum_i P[i, j] dY[i, :]; causal, the rows i < j0 are zeros there */
@@ -363,9 +366,13 @@ void nn_attention_backward(nn_node *n) {
                 int R = L - j0 < ROWS ? L - j0 : ROWS, i0 = sv->causal ? j0 : 0;
                 float *dk = dxb + (size_t)j0 * row + D + h * hd;
                 weights_times(dS + (size_t)i0 * hs.Tp + j0, 1, hs.Tp, R, T - i0, Q + (size_t)i0 * hs.hdp, hs.hdp, hd,
-                              NULL, true, dk, (int)row);
+                              NULL, add, dk, (int)row);
                 weights_times(P + (size_t)i0 * hs.Tp + j0, 1, hs.Tp, R, T - i0, dY + (size_t)i0 * hs.hdp, hs.hdp, hd,
-                              NULL, true, dk + D, (int)row);
+                              NULL, add, dk + D, (int)row);
+            }
+            for (int j = L; j < T && !add; j++) {
+                memset(dxb + (size_t)j * row + D + h * hd, 0, (size_t)hd * sizeof(float));
+                memset(dxb + (size_t)j * row + 2 * D + h * hd, 0, (size_t)hd * sizeof(float));
             }
         }
     }

@@ -60,6 +60,11 @@ void nn_dropout_backward(nn_node *n) {
     if (!dx) return;
     size_t len = n->out->size;
     float scale = n->attr;
+    if (nn_node_fresh(n, 0)) {
 #pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
-    for (size_t i = 0; i < len; i++) dx[i] += mask[i] ? dy[i] * scale : 0.0f;
+        for (size_t i = 0; i < len; i++) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+    } else {
+#pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
+        for (size_t i = 0; i < len; i++) dx[i] += mask[i] ? dy[i] * scale : 0.0f;
+    }
 }

@@ -1,4 +1,6 @@
 /* Elementwise arithmetic: add, sub, mul, bias broadcast, scale. */
+#include <string.h>
+
 #include "ops/ops.h"
 
 void nn_check_same_shape(const char *op, const nn_tensor *a, const nn_tensor *b) {
@@ -39,7 +41,9 @@ void nn_add_backward(nn_node *n) {
     const float *dc = n->out->grad;
     for (int k = 0; k < 2; k++) {
         float *d = n->in[k]->grad;
-        if (d)
+        if (!d) continue;
+        if (nn_node_fresh(n, k)) memcpy(d, dc, n->out->size * sizeof(float));
+        else
             for (size_t i = 0; i < n->out->size; i++) d[i] += dc[i];
     }
 }

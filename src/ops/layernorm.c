@@ -66,9 +66,10 @@ static void param_grads(const float *x, const float *dy, const float *stats, siz
     }
 }
 
-/* dx += rstd * (g - mean(g) - xhat * mean(g * xhat)) of one row. */
+/* dx += rstd * (g - mean(g) - xhat * mean(g * xhat)) of one row (with
+ * store, dx = that: dx was unwritten). */
 static inline void row_input_grad(const float *xr, const float *dy, const float *w, int N, float mu, float rstd,
-                                  float *dx) {
+                                  bool store, float *dx) {
     double mean_g = 0.0, mean_gx = 0.0;
 #pragma omp simd reduction(+ : mean_g, mean_gx)
     for (int j = 0; j < N; j++) {
@@ -80,7 +81,8 @@ static inline void row_input_grad(const float *xr, const float *dy, const float 
     mean_gx /= N;
     for (int j = 0; j < N; j++) {
         float xhat = (xr[j] - mu) * rstd;
-        dx[j] += rstd * (dy[j] * w[j] - (float)mean_g - xhat * (float)mean_gx);
+        float g = rstd * (dy[j] * w[j] - (float)mean_g - xhat * (float)mean_gx);
+        dx[j] = store ? g : dx[j] + g;
     }
 }
 
@@ -122,10 +124,11 @@ void nn_layer_norm_backward(nn_node *n) {
     size_t rows = x->size / (size_t)N;
     if (w->grad || b->grad) param_grads(x->data, y->grad, stats, rows, N, w->grad, b->grad);
     if (!x->grad) return;
+    bool store = nn_node_fresh(n, 0);
 #pragma omp parallel for if (x->size > NN_PARALLEL_MIN)
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x->data + r * N;
-        row_input_grad(xr, y->grad + r * N, w->data, N, stats[2 * r], stats[2 * r + 1], x->grad + r * N);
+        row_input_grad(xr, y->grad + r * N, w->data, N, stats[2 * r], stats[2 * r + 1], store, x->grad + r * N);
     }
 }
 
@@ -237,7 +240,8 @@ void nn_layer_norm_gelu_backward(nn_node *n) {
         float *dzr = dz + r * N;
         dz_row(y->grad + r * N, s->mask ? s->mask + r * N : NULL, scale, N, dzr);
         if (x->grad)
-            row_input_grad(x->data + r * N, dzr, w->data, N, s->stats[2 * r], s->stats[2 * r + 1], x->grad + r * N);
+            row_input_grad(x->data + r * N, dzr, w->data, N, s->stats[2 * r], s->stats[2 * r + 1], false,
+                           x->grad + r * N);
     }
     if (w->grad || b->grad) param_grads(x->data, dz, s->stats, rows, N, w->grad, b->grad);
 }
