@@ -216,7 +216,8 @@ static void test_cli_optimiser_flags(void) {
  * replica of the model (train/shards.h): the steps must be the whole
  * batch's, up to rounding, for shards of equal and of unequal size (5 rows
  * between 2 and 3 threads; the weights of a shard are its share of the
- * rows). Plain SGD, so the weights differ by no more than the gradients. */
+ * rows). Plain SGD, so the weights differ by no more than the gradients.
+ * --graph draws the whole batch. */
 static void test_shards_make_the_whole_batch(void) {
     nn_text t;
     if (access(DATA "/input.txt", R_OK) != 0) {
@@ -239,9 +240,13 @@ static void test_shards_make_the_whole_batch(void) {
         c.steps = 20;
         c.eval_every = 10;
         c.eval_windows = 20;
+        if (run == 1) c.graph_path = tmp("shards.dot"); /* the whole batch's graph, not a shard's */
         CHECKF(nn_train_lm(&c, &t, &m[run], &h[run]) == NN_TRAIN_FINISHED, "%s", nn_last_error());
     }
     omp_set_num_threads(saved);
+    static char dot[1 << 16];
+    slurp(tmp("shards.dot"), dot, sizeof dot);
+    CHECKF(strstr(dot, "[5, 16, 32]") && !strstr(dot, "[3, 16, 32]"), "the graph of 2 threads' run: %.200s", dot);
     for (int run = 1; run < 3; run++) {
         float worst = 0.0f;
         for (size_t i = 0; i < m[0].params.count; i++) {

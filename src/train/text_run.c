@@ -249,7 +249,6 @@ int text_run_check_loss(text_run *r, double loss, double *lr) {
 
 int text_run_update(text_run *r, double lr) {
     const nn_train_config *cfg = r->cfg;
-    if (cfg->graph_path && r->st.step == 0 && nn_graph_save_dot(r->ctx, cfg->graph_path) != 0) return -1;
     if (cfg->clip > 0.0f) nn_clip_grad_norm(&r->model->params, cfg->clip);
     nn_optim_step(&r->opt, (float)lr);
     if (r->ema.avg) nn_ema_update(&r->ema, &r->model->params);
@@ -261,6 +260,7 @@ int text_run_step(text_run *r, nn_tensor *loss, double *lr) {
     if (text_run_check_loss(r, loss->data[0], lr) != 0) return -1;
     nn_params_zero_grad(&r->model->params);
     nn_backward(r->ctx, loss);
+    if (r->cfg->graph_path && r->st.step == 0 && nn_graph_save_dot(r->ctx, r->cfg->graph_path) != 0) return -1;
     return text_run_update(r, *lr);
 }
 

@@ -58,7 +58,8 @@ int text_run_step(text_run *r, nn_tensor *loss, double *lr);
 /* text_run_step in two parts, for a step whose gradients are made some
  * other way (src/train/shards.h): the scheduled learning rate (*lr), or -1
  * for a loss that is not finite; then, with the gradients in the model's
- * parameters and the step's graph in r->ctx, the rest of the step. */
+ * parameters, the rest of the step (the caller draws the first step's
+ * graph). */
 int text_run_check_loss(text_run *r, double loss, double *lr);
 int text_run_update(text_run *r, double lr);
 

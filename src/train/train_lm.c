@@ -175,6 +175,20 @@ static int lm_evaluate(lm_run *r, double lr) {
     return 0;
 }
 
+/* --graph of a run whose batches are cut: the whole batch's forward, drawn
+ * from a context of its own (a shard's would show its rows only), with a
+ * copy of the dropout generator, so the run goes on as it would without. */
+static int lm_graph(lm_run *r) {
+    text_run *run = &r->run;
+    int B = run->cfg->batch_size, T = run->cfg->context;
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_rng rng = run->st.dropout_rng;
+    lm_loss(ctx, nn_model_forward_tokens(run->model, ctx, r->x, B, T, NULL, &rng), r->y);
+    int rc = nn_graph_save_dot(ctx, run->cfg->graph_path);
+    nn_ctx_free(ctx);
+    return rc;
+}
+
 /* One step on the batch in x, y: forward, loss, backward and the update;
  * *loss and *correct are the batch's. With shards, each thread runs its
  * rows of the batch on its own replica, and their gradients are summed
@@ -192,6 +206,7 @@ static int lm_step(lm_run *r, double *lr, double *loss, long *correct) {
         *correct = correct_next(logits, r->y);
         return text_run_step(run, l, lr);
     }
+    if (run->cfg->graph_path && st->step == 0 && lm_graph(r) != 0) return -1;
     /* Shard 0 draws its dropout from the run's generator, the others from
      * generators seeded by it: the same draws for the same thread count. */
     for (int k = 1; k < sh->n; k++) {
