@@ -3,8 +3,10 @@
  * none; the loader reads its folder as lines split by the files; exact match
  * counts right (a stub completer whose mistakes are known); batched greedy
  * completion writes what nn_generate writes one prompt at a time, and a
- * GPT's completions do not depend on the batch they run in; a short
- * LSTM run learns to add two-digit numbers; nn eval reports it. */
+ * GPT's completions do not depend on the batch they run in; the
+ * answer-only loss counts the targets after each line's first '=' and its
+ * end; a short LSTM run learns
+ * to add two-digit numbers; nn eval reports it. */
 #include <omp.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -184,6 +186,89 @@ static void test_folder_kind(void) {
     CHECK(rename(path, other) == 0);
     CHECK(nn_text_layout_kind(dir, &kind) == 0 && kind == NN_TEXT_CLASSES);
     CHECK(rename(other, path) == 0);
+}
+
+/* ---- the answer-only loss ---- */
+
+/* The mask as a string of '0' and '1'. */
+static const char *mask_text(const unsigned char *mask, size_t n) {
+    static char buf[64];
+    size_t k = 0;
+    for (; k < n && k < 63; k++) buf[k] = mask[k] ? '1' : '0';
+    buf[k] = '\0';
+    return buf;
+}
+
+static void test_answer_mask(void) {
+    char dir[256], path[300];
+    snprintf(dir, sizeof dir, "%s", tmp("answers"));
+    CHECK(mkdir(dir, 0777) == 0);
+    snprintf(path, sizeof path, "%s/train.lines.txt", dir);
+    write_text(path, "12+3=15\n4+5=9\n1=2=3\n"); /* the answer is after the first '=' */
+    snprintf(path, sizeof path, "%s/test.lines.txt", dir);
+    write_text(path, "1+1=2\n");
+    nn_text t;
+    CHECKF(nn_text_load(&t, dir, NN_TEXT_AUTO, 1, NULL) == 0, "%s", nn_last_error());
+    int sep = nn_vocab_id(&t.vocab, NN_ANSWER_SEP);
+    unsigned char *mask = NULL;
+    CHECKF(nn_answer_mask(&t.train, sep, &mask) == 0, "%s", nn_last_error());
+    if (!mask) {
+        nn_text_free(&t);
+        return;
+    }
+    /* Per line [boundary, line, boundary]: the answer and the closing boundary. */
+    CHECK(t.train.n_ids == 9 + 7 + 7);
+    CHECKF(strcmp(mask_text(mask, t.train.n_ids), "000000111" "0000011" "0001111") == 0, "%s",
+           mask_text(mask, t.train.n_ids));
+    size_t start;
+    int len;
+    CHECK(nn_line_answer(&t.train, 2, sep, &start, &len) == 0 && start == 16 + 3 && len == 3);
+
+    /* Joined as the trainer draws its windows: one boundary between two lines. */
+    nn_text_split stream;
+    unsigned char *counts = NULL;
+    nn_text_join_lines(&t.train, mask, &stream, &counts);
+    CHECK(stream.n_ids == 21 && stream.n_seqs == 0);
+    CHECKF(strcmp(mask_text(counts, stream.n_ids), "000000111" "000011" "001111") == 0, "%s",
+           mask_text(counts, stream.n_ids));
+    /* Windows of 20: the one window, its targets the answers and the ends,
+     * -1 elsewhere; the sampler's and the validation windows' alike. */
+    int x[20], y[20], want[20];
+    for (int k = 0; k < 20; k++) want[k] = counts[k + 1] ? stream.ids[k + 1] : NN_IGNORE_LABEL;
+    nn_text_sampler s;
+    CHECK(nn_text_sampler_init(&s, &stream, 20, 1) == 0);
+    s.counts = counts;
+    nn_text_sampler_next(&s, 1, x, y);
+    CHECK(memcmp(x, stream.ids, sizeof x) == 0 && memcmp(y, want, sizeof y) == 0);
+    CHECK(y[4] == NN_IGNORE_LABEL && y[5] == nn_vocab_id(&t.vocab, '1') && y[7] == NN_TEXT_BOUNDARY &&
+          y[8] == NN_IGNORE_LABEL && y[19] == NN_TEXT_BOUNDARY);
+    nn_text_windows w;
+    CHECK(nn_text_windows_init(&w, &stream, 20, 0) == 0 && w.count == 1);
+    w.counts = counts;
+    memset(y, 0, sizeof y);
+    CHECK(nn_text_windows_batch(&w, 0, 4, x, y) == 1 && memcmp(y, want, sizeof y) == 0);
+    /* Without counts every target counts. */
+    w.counts = NULL;
+    nn_text_windows_batch(&w, 0, 1, x, y);
+    CHECK(memcmp(y, stream.ids + 1, sizeof y) == 0);
+    nn_text_windows_free(&w);
+    nn_text_sampler_free(&s);
+    free(stream.ids);
+    free(counts);
+    free(mask);
+
+    /* A line without the separator, a split that is not lines. */
+    snprintf(path, sizeof path, "%s/train.lines.txt", dir);
+    write_text(path, "12+3=15\n4+5\n");
+    nn_text u;
+    CHECKF(nn_text_load(&u, dir, NN_TEXT_AUTO, 1, NULL) == 0, "%s", nn_last_error());
+    CHECK(nn_answer_mask(&u.train, nn_vocab_id(&u.vocab, NN_ANSWER_SEP), &mask) == -1 && !mask &&
+          strstr(nn_last_error(), "line 2 of the split has no separator"));
+    nn_text_free(&u);
+    CHECK(nn_text_load(&u, "datasets/names-by-language", NN_TEXT_AUTO, 1, NULL) == 0);
+    CHECK(nn_answer_mask(&u.train, 1, &mask) == -1 && strstr(nn_last_error(), "needs lines"));
+    nn_text_free(&u);
+    nn_text_free(&t);
 }
 
 /* ---- exact match ---- */
@@ -448,4 +533,4 @@ static void test_cli_errors(void) {
 
 TEST_MAIN(TEST(test_generator_deterministic), TEST(test_generator_sums), TEST(test_folder_kind),
           TEST(test_exact_match_counts), TEST(test_greedy_matches_generate), TEST(test_lstm_learns_addition),
-          TEST(test_cli_errors))
+          TEST(test_cli_errors), TEST(test_answer_mask))
