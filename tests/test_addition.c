@@ -5,7 +5,7 @@
  * completion writes what nn_generate writes one prompt at a time, and a
  * GPT's completions do not depend on the batch they run in; the
  * answer-only loss counts the targets after each line's first '=' and its
- * end; a short LSTM run learns
+ * end, and nothing on data that is not such lines; a short LSTM run learns
  * to add two-digit numbers; nn eval reports it. */
 #include <omp.h>
 #include <stdint.h>
@@ -271,6 +271,51 @@ static void test_answer_mask(void) {
     nn_text_free(&t);
 }
 
+/* An answer-only loss on data that is not lines 'PROMPT=ANSWER': one line of
+ * error, from the library and from nn train. */
+static void test_answer_targets_need_lines(void) {
+    const char *text = tmp("stream.txt");
+    char buf[2000] = "";
+    for (int i = 0; i < 60; i++) strcat(buf, "to be or not\n");
+    write_text(text, buf);
+    nn_text t;
+    CHECKF(nn_text_load(&t, text, NN_TEXT_AUTO, 1, NULL) == 0 && t.kind == NN_TEXT_STREAM, "%s", nn_last_error());
+    nn_train_config c = nn_train_config_defaults();
+    c.spec = "embed(4) lstm(8) linear(8)";
+    c.opt = nn_optim_defaults(NN_OPT_ADAM);
+    c.batch_size = 4;
+    c.context = 8;
+    c.steps = 2;
+    c.eval_every = 2;
+    c.targets = NN_TARGETS_ANSWER;
+    nn_model m;
+    nn_lm_history h;
+    CHECKF(nn_train_lm(&c, &t, &m, &h) == NN_TRAIN_FAILED &&
+               strstr(nn_last_error(), "answer-only loss (targets answer) needs lines 'PROMPT=ANSWER'") &&
+               strstr(nn_last_error(), "this data is one text stream"),
+           "%s", nn_last_error());
+    nn_model_free(&m);
+    nn_lm_history_free(&h);
+    c.targets = NN_TARGETS_ALL;
+    CHECKF(nn_train_lm(&c, &t, &m, &h) == NN_TRAIN_FINISHED, "%s", nn_last_error());
+    nn_model_free(&m);
+    nn_lm_history_free(&h);
+    nn_text_free(&t);
+    /* Lines without '=' (names): the vocabulary has none. */
+    CHECK(nn_text_load(&t, "datasets/names/names.txt", NN_TEXT_AUTO, 1, NULL) == 0);
+    c.spec = "embed(4) lstm(8) linear(27)";
+    c.targets = NN_TARGETS_ANSWER;
+    CHECKF(nn_train_lm(&c, &t, &m, &h) == NN_TRAIN_FAILED && strstr(nn_last_error(), "this data has no '='"), "%s",
+           nn_last_error());
+    nn_model_free(&m);
+    nn_lm_history_free(&h);
+    nn_text_free(&t);
+    int rc = nn("train --data %s --targets answer --steps 2 --threads 1", text);
+    CHECKF(rc == 1 && one_line_error("needs lines 'PROMPT=ANSWER'"), "rc %d: %s", rc, err_text);
+    rc = nn("train --data %s --targets some --steps 2 --threads 1", text);
+    CHECKF(rc == 2 && strstr(err_text, "unknown targets 'some' (one of: all, answer)"), "rc %d: %s", rc, err_text);
+}
+
 /* ---- exact match ---- */
 
 /* A stub that completes "a+b=" as its test asks: the right sum, except for
@@ -533,4 +578,4 @@ static void test_cli_errors(void) {
 
 TEST_MAIN(TEST(test_generator_deterministic), TEST(test_generator_sums), TEST(test_folder_kind),
           TEST(test_exact_match_counts), TEST(test_greedy_matches_generate), TEST(test_lstm_learns_addition),
-          TEST(test_cli_errors), TEST(test_answer_mask))
+          TEST(test_cli_errors), TEST(test_answer_mask), TEST(test_answer_targets_need_lines))
