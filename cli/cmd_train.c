@@ -252,8 +252,9 @@ static flag *text_flags(train_opts *o, flag *t) {
         {"targets", FLAG_CUSTOM, &c->targets, .parse = parse_targets, .show = show_targets, .metavar = "all|answer",
          .help = "which next tokens the loss counts: all, or on lines\n"
                  "'PROMPT=ANSWER' (addition) only each line's answer after\n"
-                 "its first '=' and its end, as nn eval scores it (the\n"
-                 "validation loss and accuracy too)"},
+                 "its first '=' and its end, as nn eval scores it, where\n"
+                 "the window holds the whole prompt (the validation loss\n"
+                 "and accuracy too)"},
     };
     return flags_append(t, table, sizeof table / sizeof *table);
 }

@@ -5,7 +5,8 @@
  * completion writes what nn_generate writes one prompt at a time, and a
  * GPT's completions do not depend on the batch they run in; the
  * answer-only loss counts the targets after each line's first '=' and its
- * end, and nothing on data that is not such lines; a short LSTM run learns
+ * end where the window holds the whole line before them, and nothing on
+ * data that is not such lines; a short LSTM run learns
  * to add two-digit numbers; nn eval reports it. */
 #include <omp.h>
 #include <stdint.h>
@@ -190,16 +191,18 @@ static void test_folder_kind(void) {
 
 /* ---- the answer-only loss ---- */
 
-/* The mask as a string of '0' and '1'. */
-static const char *mask_text(const unsigned char *mask, size_t n) {
+/* What each token needs, as a string of digits. */
+static const char *needs_text(const int *needs, size_t n) {
     static char buf[64];
     size_t k = 0;
-    for (; k < n && k < 63; k++) buf[k] = mask[k] ? '1' : '0';
+    for (; k < n && k < 63; k++) buf[k] = (char)('0' + (needs[k] < 10 ? needs[k] : 9));
     buf[k] = '\0';
     return buf;
 }
 
-static void test_answer_mask(void) {
+#define I NN_IGNORE_LABEL
+
+static void test_answer_needs(void) {
     char dir[256], path[300];
     snprintf(dir, sizeof dir, "%s", tmp("answers"));
     CHECK(mkdir(dir, 0777) == 0);
@@ -210,66 +213,85 @@ static void test_answer_mask(void) {
     nn_text t;
     CHECKF(nn_text_load(&t, dir, NN_TEXT_AUTO, 1, NULL) == 0, "%s", nn_last_error());
     int sep = nn_vocab_id(&t.vocab, NN_ANSWER_SEP);
-    unsigned char *mask = NULL;
-    CHECKF(nn_answer_mask(&t.train, sep, &mask) == 0, "%s", nn_last_error());
-    if (!mask) {
+    int *needs = NULL;
+    CHECKF(nn_answer_needs(&t.train, sep, &needs) == 0, "%s", nn_last_error());
+    if (!needs) {
         nn_text_free(&t);
         return;
     }
-    /* Per line [boundary, line, boundary]: the answer and the closing boundary. */
+    /* Per line [boundary, line, boundary]: the answer and the closing
+     * boundary, each needing the line back to its opening boundary. */
     CHECK(t.train.n_ids == 9 + 7 + 7);
-    CHECKF(strcmp(mask_text(mask, t.train.n_ids), "000000111" "0000011" "0001111") == 0, "%s",
-           mask_text(mask, t.train.n_ids));
+    CHECKF(strcmp(needs_text(needs, t.train.n_ids), "000000678" "0000056" "0003456") == 0, "%s",
+           needs_text(needs, t.train.n_ids));
     size_t start;
     int len;
     CHECK(nn_line_answer(&t.train, 2, sep, &start, &len) == 0 && start == 16 + 3 && len == 3);
 
-    /* Joined as the trainer draws its windows: one boundary between two lines. */
+    /* Joined as the trainer draws its windows: one boundary between two
+     * lines, which is the next line's opening boundary. */
     nn_text_split stream;
-    unsigned char *counts = NULL;
-    nn_text_join_lines(&t.train, mask, &stream, &counts);
+    int *stream_needs = NULL;
+    nn_text_join_lines(&t.train, needs, &stream, &stream_needs);
     CHECK(stream.n_ids == 21 && stream.n_seqs == 0);
-    CHECKF(strcmp(mask_text(counts, stream.n_ids), "000000111" "000011" "001111") == 0, "%s",
-           mask_text(counts, stream.n_ids));
-    /* Windows of 20: the one window, its targets the answers and the ends,
-     * -1 elsewhere; the sampler's and the validation windows' alike. */
-    int x[20], y[20], want[20];
-    for (int k = 0; k < 20; k++) want[k] = counts[k + 1] ? stream.ids[k + 1] : NN_IGNORE_LABEL;
+    CHECKF(strcmp(needs_text(stream_needs, stream.n_ids), "000000678" "000056" "003456") == 0, "%s",
+           needs_text(stream_needs, stream.n_ids));
+    /* The stream ".12+3=15.4+5=9.1=2=3.": a target counts where it is an
+     * answer's (or the end of its line) and the window holds its line's
+     * opening boundary. */
+    int B = NN_TEXT_BOUNDARY, one = nn_vocab_id(&t.vocab, '1'), two = nn_vocab_id(&t.vocab, '2');
+    int three = nn_vocab_id(&t.vocab, '3'), five = nn_vocab_id(&t.vocab, '5'), nine = nn_vocab_id(&t.vocab, '9');
+    int x[20], y[20];
+    nn_text_windows w;
+    /* Side by side, starting at 0 and 8 (each at a line's opening boundary). */
+    CHECK(nn_text_windows_init(&w, &stream, 8, 0) == 0 && w.count == 2);
+    w.needs = stream_needs;
+    CHECK(nn_text_windows_batch(&w, 0, 2, x, y) == 2);
+    const int side[16] = {I, I, I, I, I, one, five, B, I, I, I, I, nine, B, I, I};
+    CHECK(memcmp(y, side, sizeof side) == 0);
+    nn_text_windows_free(&w);
+    /* Three spread windows of 5, at 0, 7 and 15: the one at 15 starts
+     * inside "1=2=3", after its boundary, so its "2=3" and its end do not
+     * count; nor do the "5" and end of "12+3=15" in the one at 7. */
+    CHECK(nn_text_windows_init(&w, &stream, 5, 3) == 0 && w.count == 3 && w.starts[1] == 7 && w.starts[2] == 15);
+    w.needs = stream_needs;
+    CHECK(nn_text_windows_batch(&w, 1, 2, x, y) == 2);
+    bool none = true;
+    for (int k = 0; k < 10; k++) none = none && y[k] == I;
+    CHECK(none);
+    CHECK(memcmp(x + 5, stream.ids + 15, 5 * sizeof *x) == 0); /* the inputs are the text */
+    /* Without needs every target counts. */
+    w.needs = NULL;
+    nn_text_windows_batch(&w, 2, 1, x, y);
+    CHECK(memcmp(y, stream.ids + 16, 5 * sizeof *y) == 0);
+    nn_text_windows_free(&w);
+    /* The sampler alike: windows of 20 have the one start, 0. */
     nn_text_sampler s;
     CHECK(nn_text_sampler_init(&s, &stream, 20, 1) == 0);
-    s.counts = counts;
+    s.needs = stream_needs;
     nn_text_sampler_next(&s, 1, x, y);
-    CHECK(memcmp(x, stream.ids, sizeof x) == 0 && memcmp(y, want, sizeof y) == 0);
-    CHECK(y[4] == NN_IGNORE_LABEL && y[5] == nn_vocab_id(&t.vocab, '1') && y[7] == NN_TEXT_BOUNDARY &&
-          y[8] == NN_IGNORE_LABEL && y[19] == NN_TEXT_BOUNDARY);
-    nn_text_windows w;
-    CHECK(nn_text_windows_init(&w, &stream, 20, 0) == 0 && w.count == 1);
-    w.counts = counts;
-    memset(y, 0, sizeof y);
-    CHECK(nn_text_windows_batch(&w, 0, 4, x, y) == 1 && memcmp(y, want, sizeof y) == 0);
-    /* Without counts every target counts. */
-    w.counts = NULL;
-    nn_text_windows_batch(&w, 0, 1, x, y);
-    CHECK(memcmp(y, stream.ids + 1, sizeof y) == 0);
-    nn_text_windows_free(&w);
+    const int whole[20] = {I, I, I, I, I, one, five, B, I, I, I, I, nine, B, I, I, two, sep, three, B};
+    CHECK(memcmp(x, stream.ids, sizeof x) == 0 && memcmp(y, whole, sizeof y) == 0);
     nn_text_sampler_free(&s);
     free(stream.ids);
-    free(counts);
-    free(mask);
+    free(stream_needs);
+    free(needs);
 
     /* A line without the separator, a split that is not lines. */
     snprintf(path, sizeof path, "%s/train.lines.txt", dir);
     write_text(path, "12+3=15\n4+5\n");
     nn_text u;
     CHECKF(nn_text_load(&u, dir, NN_TEXT_AUTO, 1, NULL) == 0, "%s", nn_last_error());
-    CHECK(nn_answer_mask(&u.train, nn_vocab_id(&u.vocab, NN_ANSWER_SEP), &mask) == -1 && !mask &&
+    CHECK(nn_answer_needs(&u.train, nn_vocab_id(&u.vocab, NN_ANSWER_SEP), &needs) == -1 && !needs &&
           strstr(nn_last_error(), "line 2 of the split has no separator"));
     nn_text_free(&u);
     CHECK(nn_text_load(&u, "datasets/names-by-language", NN_TEXT_AUTO, 1, NULL) == 0);
-    CHECK(nn_answer_mask(&u.train, 1, &mask) == -1 && strstr(nn_last_error(), "needs lines"));
+    CHECK(nn_answer_needs(&u.train, 1, &needs) == -1 && strstr(nn_last_error(), "needs lines"));
     nn_text_free(&u);
     nn_text_free(&t);
 }
+
+#undef I
 
 /* An answer-only loss on data that is not lines 'PROMPT=ANSWER': one line of
  * error, from the library and from nn train. */
@@ -578,4 +600,4 @@ static void test_cli_errors(void) {
 
 TEST_MAIN(TEST(test_generator_deterministic), TEST(test_generator_sums), TEST(test_folder_kind),
           TEST(test_exact_match_counts), TEST(test_greedy_matches_generate), TEST(test_lstm_learns_addition),
-          TEST(test_cli_errors), TEST(test_answer_mask), TEST(test_answer_targets_need_lines))
+          TEST(test_cli_errors), TEST(test_answer_needs), TEST(test_answer_targets_need_lines))

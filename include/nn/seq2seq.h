@@ -12,7 +12,7 @@
  *     with exactly ANSWER and then the end of the line;
  *   - an answer-only loss: training counts only the targets the model is
  *     scored on, the answer's characters and the end of the line
- *     (nn_answer_mask; `nn train --targets answer`).
+ *     (nn_answer_needs; `nn train --targets answer`).
  *
  * Usage (what `nn eval` does with a language model of lines):
  *     nn_text t;       nn_text_load(&t, "data/addition", NN_TEXT_AUTO, 0, &vocab);
@@ -108,15 +108,20 @@ int nn_greedy_completer(void *model, const int *ids, const size_t *offsets, cons
  * the split has no separator ..." (numbered from 1). */
 int nn_line_answer(const nn_text_split *lines, int i, int sep, size_t *start, int *len);
 
-/* Which tokens of a LINES split an answer-only loss predicts: mask[k], for
- * each token k of lines->ids, is 1 when it is part of its line's answer
- * (nn_line_answer) or is the boundary that closes the line, and 0 for the
- * rest (the opening boundary, the prompt, the separator). A token is a
- * target where the token before it is its input, so a language model is
- * trained to write the answer and stop, and not to guess the prompt. *mask
- * is malloc'd ([lines->n_ids]; the caller frees it). Returns 0, or -1 with
- * *mask NULL and the error: a split that is not lines, a line without sep. */
-int nn_answer_mask(const nn_text_split *lines, int sep, unsigned char **mask);
+/* Which tokens of a LINES split an answer-only loss predicts, and what each
+ * needs to see: needs[k], for each token k of lines->ids, is 0 for the
+ * opening boundary, the prompt and the separator, which are not targets;
+ * for a token of its line's answer (nn_line_answer) or the boundary that
+ * closes the line it is how far back the line's opening boundary is (the
+ * first answer token of ".12+34=46." 7), so that it counts only in a
+ * window that holds the whole prompt before it (nn_text_sampler.needs): a
+ * window that starts inside a line would otherwise ask for the sum of
+ * operands it cut ("2+34=" for "12+34=46"). A language model is trained to
+ * write the answer and stop, and neither to guess the prompt nor to add
+ * what it cannot see. *needs is malloc'd ([lines->n_ids]; the caller frees
+ * it). Returns 0, or -1 with *needs NULL and the error: a split that is not
+ * lines, a line without sep. */
+int nn_answer_needs(const nn_text_split *lines, int sep, int **needs);
 
 /* ---- exact match ---- */
 

@@ -100,8 +100,10 @@ typedef struct nn_train_config {
     int context, eval_every, eval_windows;
     /* NN_TARGETS_ANSWER: the loss, the training and validation loss and
      * next-token accuracy count only the targets of each line's answer and
-     * its end (the data must be lines that each hold NN_ANSWER_SEP, '=';
-     * an error otherwise). NN_TARGETS_ALL (the defaults'): every target. */
+     * its end, in windows that hold the line's whole prompt
+     * (nn_answer_needs; the data must be lines that each hold
+     * NN_ANSWER_SEP, '=': an error otherwise). NN_TARGETS_ALL (the
+     * defaults'): every target. */
     nn_lm_targets targets;
     int (*on_eval)(void *user, const nn_lm_history *h, nn_model *model);
     /* A text run's data as the program named it (a file or folder), kept

@@ -108,21 +108,22 @@ int nn_line_answer(const nn_text_split *lines, int i, int sep, size_t *start, in
     return nn_error("line %d of the split has no separator (each line is a prompt, the separator, the answer)", i + 1);
 }
 
-int nn_answer_mask(const nn_text_split *lines, int sep, unsigned char **mask) {
-    *mask = NULL;
+int nn_answer_needs(const nn_text_split *lines, int sep, int **needs) {
+    *needs = NULL;
     if (!lines->lengths || lines->labels)
         return nn_error("an answer-only loss needs lines of text (each a prompt, the separator and the answer)");
-    unsigned char *m = nn_xcalloc(lines->n_ids ? lines->n_ids : 1, 1);
+    int *n = nn_xcalloc(lines->n_ids ? lines->n_ids : 1, sizeof *n);
     for (int i = 0; i < lines->n_seqs; i++) {
         size_t start;
         int len;
         if (nn_line_answer(lines, i, sep, &start, &len) != 0) {
-            free(m);
+            free(n);
             return -1;
         }
-        memset(m + start, 1, (size_t)len + 1); /* the answer and the closing boundary */
+        for (size_t k = start; k <= start + (size_t)len; k++) /* the answer and the closing boundary */
+            n[k] = (int)(k - lines->offsets[i]);
     }
-    *mask = m;
+    *needs = n;
     return 0;
 }
 

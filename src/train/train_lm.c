@@ -1,8 +1,8 @@
 /* A language model's training run, by steps: each step a batch of random
  * windows of the training text (inputs and next-token targets), the
  * cross-entropy at every position (or, with an answer-only loss, at the
- * positions whose target is part of a line's answer), backward, clip, an
- * optimiser step; every
+ * positions whose target is part of a line's answer and whose window holds
+ * the line's whole prompt), backward, clip, an optimiser step; every
  * eval_every steps the loss on a fixed set of validation windows (the same
  * for every run, so runs compare), a row of metrics, a resumable checkpoint
  * and the program's callback (which may sample text from the model). A
@@ -69,26 +69,26 @@ void nn_lm_history_free(nn_lm_history *h) {
 }
 
 /* A split as one stream of ids to draw windows from: a stream as it is;
- * lines joined (nn_text_join_lines). With an answer-only loss also which of
- * its targets count (*counts, malloc'd), from the lines' answers after
- * their first '='. */
+ * lines joined (nn_text_join_lines). With an answer-only loss also what its
+ * targets need to count (*needs, malloc'd): the lines' answers after their
+ * first '=', each with its whole prompt in the window. */
 static int as_stream(const nn_text *data, const nn_text_split *s, nn_lm_targets targets, nn_text_split *out,
-                     unsigned char **counts) {
-    *counts = NULL;
+                     int **needs) {
+    *needs = NULL;
     if (targets == NN_TARGETS_ANSWER) {
         if (data->kind != NN_TEXT_LINES)
             return nn_error("an answer-only loss (targets answer) needs lines 'PROMPT%cANSWER', one per line (as "
                             "data/addition); this data is %s",
                             NN_ANSWER_SEP, data->kind == NN_TEXT_STREAM ? "one text stream" : "not lines");
         int sep = nn_vocab_id(&data->vocab, NN_ANSWER_SEP);
-        unsigned char *mask = NULL;
+        int *line_needs = NULL;
         if (sep < 0)
             return nn_error("an answer-only loss (targets answer) needs lines 'PROMPT%cANSWER'; this data has no "
                             "'%c'",
                             NN_ANSWER_SEP, NN_ANSWER_SEP);
-        if (nn_answer_mask(s, sep, &mask) != 0) return -1;
-        nn_text_join_lines(s, mask, out, counts);
-        free(mask);
+        if (nn_answer_needs(s, sep, &line_needs) != 0) return -1;
+        nn_text_join_lines(s, line_needs, out, needs);
+        free(line_needs);
         return 0;
     }
     if (data->kind != NN_TEXT_LINES) *out = *s;
@@ -101,7 +101,7 @@ typedef struct lm_run {
     text_run run;
     nn_lm_history *hist;
     nn_text_split train_stream, val_stream; /* own their ids for lines */
-    unsigned char *train_counts, *val_counts; /* with an answer-only loss: which targets count */
+    int *train_needs, *val_needs; /* with an answer-only loss: what a target needs to count */
     nn_text_sampler sampler;
     nn_text_windows val;
     nn_metrics_file *metrics;
@@ -127,8 +127,8 @@ static int lm_start(lm_run *r) {
                         "(%ld, %d, %d, %d)", cfg->steps, cfg->context, cfg->batch_size, cfg->eval_every);
     if (data->kind == NN_TEXT_CLASSES)
         return nn_error("one file per class is data for a classifier, not for a language model");
-    if (as_stream(data, &data->train, cfg->targets, &r->train_stream, &r->train_counts) != 0) return -1;
-    if (as_stream(data, &data->val, cfg->targets, &r->val_stream, &r->val_counts) != 0) {
+    if (as_stream(data, &data->train, cfg->targets, &r->train_stream, &r->train_needs) != 0) return -1;
+    if (as_stream(data, &data->val, cfg->targets, &r->val_stream, &r->val_needs) != 0) {
         char why[512];
         snprintf(why, sizeof why, "%s", nn_last_error());
         return nn_error("the held-out lines: %s", why);
@@ -136,8 +136,8 @@ static int lm_start(lm_run *r) {
     if (nn_text_sampler_init(&r->sampler, &r->train_stream, cfg->context, cfg->seed) != 0 ||
         nn_text_windows_init(&r->val, &r->val_stream, cfg->context, cfg->eval_windows) != 0)
         return -1;
-    r->sampler.counts = r->train_counts;
-    r->val.counts = r->val_counts;
+    r->sampler.needs = r->train_needs;
+    r->val.needs = r->val_needs;
     int max_evals = (int)(cfg->steps / cfg->eval_every + 2);
     r->hist->evals = nn_xcalloc((size_t)max_evals, sizeof *r->hist->evals);
     r->run.st.loader_rng = r->sampler.rng;
@@ -248,8 +248,8 @@ nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_
         free(r.train_stream.ids);
         free(r.val_stream.ids);
     }
-    free(r.train_counts);
-    free(r.val_counts);
+    free(r.train_needs);
+    free(r.val_needs);
     free(r.x);
     free(r.y);
     return status;
