@@ -153,7 +153,7 @@ static int eval_completions(nn_model *model, const char *model_path, const char 
     nn_st_free(&st);
     nn_text data = {0};
     if (rc == 0 && nn_text_load(&data, dir, NN_TEXT_LINES, seed, &vocab) != 0) rc = -1;
-    int sep = rc == 0 ? nn_vocab_id(&vocab, '=') : -1;
+    int sep = rc == 0 ? nn_vocab_id(&vocab, NN_ANSWER_SEP) : -1;
     if (rc == 0 && sep < 0)
         rc = nn_error("%s: the vocabulary has no '=': nn eval on a language model completes the prompts of lines "
                       "'PROMPT=ANSWER'",

@@ -89,6 +89,7 @@ FLAG_ENUM_FUNCS(loss, nn_loss_kind, nn_loss_parse, nn_loss_name)
 FLAG_ENUM_FUNCS(optim, nn_optim_kind, nn_optim_parse, nn_optim_name)
 FLAG_ENUM_FUNCS(schedule, nn_schedule_kind, nn_schedule_parse, nn_schedule_name)
 FLAG_ENUM_FUNCS(precision, nn_precision, nn_precision_parse, nn_precision_name)
+FLAG_ENUM_FUNCS(targets, nn_lm_targets, nn_lm_targets_parse, nn_lm_targets_name)
 
 /* --arch's syntax and arguments, checked as the flag is read (no data needed
  * for a usage error); its shapes when it is planned for the data. */
@@ -248,6 +249,12 @@ static flag *text_flags(train_opts *o, flag *t) {
          .help = "validation loss, checkpoint and a sample every K steps"},
         {"eval-windows", FLAG_INT, &c->eval_windows, 0, 100000000, .metavar = "N", .def = "all",
          .help = "validation windows, the same for every run (0 = all that fit)"},
+        {"targets", FLAG_CUSTOM, &c->targets, .parse = parse_targets, .show = show_targets, .metavar = "all|answer",
+         .help = "which next tokens the loss counts: all, or on lines\n"
+                 "'PROMPT=ANSWER' (addition) only each line's answer after\n"
+                 "its first '=' and its end, as nn eval scores it, where\n"
+                 "the window holds the whole prompt (the validation loss\n"
+                 "and accuracy too)"},
     };
     return flags_append(t, table, sizeof table / sizeof *table);
 }
@@ -521,7 +528,7 @@ static int finish(train_opts *o, const flag *table) {
         if (o->text_body && flag_given(table, "arch")) o->text_body = NULL; /* --arch gives the whole model */
         bool preset_set = o->preset != PRESET_NONE || o->resumed.text; /* the rest is the preset's or the file's */
         if (classifier) {
-            static const char *const lm_only[] = {"steps", "eval-every", "eval-windows"};
+            static const char *const lm_only[] = {"steps", "eval-every", "eval-windows", "targets"};
             for (size_t i = 0; i < sizeof lm_only / sizeof *lm_only; i++)
                 if (flag_given(table, lm_only[i]))
                     return usage_error("train", "--%s is for a language model; a classifier of one file per class "
@@ -535,7 +542,7 @@ static int finish(train_opts *o, const flag *table) {
         if (PRESET_IS_TEXT(o->preset))
             return usage_error("train", "--preset %s is for text (--dataset tinyshakespeare, names-by-language, or "
                                         "--data FILE.txt)", preset_names[o->preset]);
-        static const char *const text_only[] = {"steps", "context", "eval-every", "eval-windows"};
+        static const char *const text_only[] = {"steps", "context", "eval-every", "eval-windows", "targets"};
         for (size_t i = 0; i < sizeof text_only / sizeof *text_only; i++)
             if (flag_given(table, text_only[i]))
                 return usage_error("train", "--%s is for text data (--dataset tinyshakespeare, --data FILE.txt)",

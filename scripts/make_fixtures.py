@@ -60,6 +60,11 @@ at every position -> cross-entropy over the [B*T, V] logits, with
 char_lstm.ids, .labels, .logits, .loss, the parameters under PyTorch's
 names (emb.weight, lstm.weight_ih_l0, ..., fc.bias) and their .grad.
 
+cross_entropy_ignore, cross_entropy_ignore_smooth (drawn after all of the
+above): cross-entropy whose labels hold -1 on some rows, ignored as
+F.cross_entropy(..., ignore_index=-1) ignores them (no loss, no gradient,
+the mean over the other rows); without and with label smoothing 0.1.
+
 Dropout has no case: its mask comes from torch's RNG, which nn does not
 reproduce; the C test checks dropout's statistics on its own.
 """
@@ -477,6 +482,20 @@ def seq_cases():
         put(f"char_lstm.{name}.grad", p.grad)
 
 
+def ignore_cases():
+    for case, smoothing in (("cross_entropy_ignore", 0.0), ("cross_entropy_ignore_smooth", 0.1)):
+        logits = randn(7, 5)
+        labels = torch.randint(0, 5, (7,))
+        labels[1] = labels[4] = labels[5] = -1
+        op_case(
+            case,
+            lambda x: F.cross_entropy(x, labels, ignore_index=-1, label_smoothing=smoothing),
+            {"x": logits},
+            attr=[smoothing],
+            extra={"labels": labels.to(torch.float32)},
+        )
+
+
 def write_safetensors(path, named, metadata):
     header = {"__metadata__": metadata}
     blobs = []
@@ -510,6 +529,7 @@ def main():
     cnn_op_cases()
     cnn_case()
     seq_cases()
+    ignore_cases()
     for name, t in tensors.items():
         assert torch.isfinite(t).all(), name
     os.makedirs(sys.argv[1], exist_ok=True)

@@ -3,8 +3,11 @@
  * none; the loader reads its folder as lines split by the files; exact match
  * counts right (a stub completer whose mistakes are known); batched greedy
  * completion writes what nn_generate writes one prompt at a time, and a
- * GPT's completions do not depend on the batch they run in; a short
- * LSTM run learns to add two-digit numbers; nn eval reports it. */
+ * GPT's completions do not depend on the batch they run in; the
+ * answer-only loss counts the targets after each line's first '=' and its
+ * end where the window holds the whole line before them, and nothing on
+ * data that is not such lines; a short LSTM run learns
+ * to add two-digit numbers; nn eval reports it. */
 #include <omp.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -184,6 +187,155 @@ static void test_folder_kind(void) {
     CHECK(rename(path, other) == 0);
     CHECK(nn_text_layout_kind(dir, &kind) == 0 && kind == NN_TEXT_CLASSES);
     CHECK(rename(other, path) == 0);
+}
+
+/* ---- the answer-only loss ---- */
+
+/* What each token needs, as a string of digits. */
+static const char *needs_text(const int *needs, size_t n) {
+    static char buf[64];
+    size_t k = 0;
+    for (; k < n && k < 63; k++) buf[k] = (char)('0' + (needs[k] < 10 ? needs[k] : 9));
+    buf[k] = '\0';
+    return buf;
+}
+
+#define I NN_IGNORE_LABEL
+
+static void test_answer_needs(void) {
+    char dir[256], path[300];
+    snprintf(dir, sizeof dir, "%s", tmp("answers"));
+    CHECK(mkdir(dir, 0777) == 0);
+    snprintf(path, sizeof path, "%s/train.lines.txt", dir);
+    write_text(path, "12+3=15\n4+5=9\n1=2=3\n"); /* the answer is after the first '=' */
+    snprintf(path, sizeof path, "%s/test.lines.txt", dir);
+    write_text(path, "1+1=2\n");
+    nn_text t;
+    CHECKF(nn_text_load(&t, dir, NN_TEXT_AUTO, 1, NULL) == 0, "%s", nn_last_error());
+    int sep = nn_vocab_id(&t.vocab, NN_ANSWER_SEP);
+    int *needs = NULL;
+    CHECKF(nn_answer_needs(&t.train, sep, &needs) == 0, "%s", nn_last_error());
+    if (!needs) {
+        nn_text_free(&t);
+        return;
+    }
+    /* Per line [boundary, line, boundary]: the answer and the closing
+     * boundary, each needing the line back to its opening boundary. */
+    CHECK(t.train.n_ids == 9 + 7 + 7);
+    CHECKF(strcmp(needs_text(needs, t.train.n_ids), "000000678" "0000056" "0003456") == 0, "%s",
+           needs_text(needs, t.train.n_ids));
+    size_t start;
+    int len;
+    CHECK(nn_line_answer(&t.train, 2, sep, &start, &len) == 0 && start == 16 + 3 && len == 3);
+
+    /* Joined as the trainer draws its windows: one boundary between two
+     * lines, which is the next line's opening boundary. */
+    nn_text_split stream;
+    int *stream_needs = NULL;
+    nn_text_join_lines(&t.train, needs, &stream, &stream_needs);
+    CHECK(stream.n_ids == 21 && stream.n_seqs == 0);
+    CHECKF(strcmp(needs_text(stream_needs, stream.n_ids), "000000678" "000056" "003456") == 0, "%s",
+           needs_text(stream_needs, stream.n_ids));
+    /* The stream ".12+3=15.4+5=9.1=2=3.": a target counts where it is an
+     * answer's (or the end of its line) and the window holds its line's
+     * opening boundary. */
+    int B = NN_TEXT_BOUNDARY, one = nn_vocab_id(&t.vocab, '1'), two = nn_vocab_id(&t.vocab, '2');
+    int three = nn_vocab_id(&t.vocab, '3'), five = nn_vocab_id(&t.vocab, '5'), nine = nn_vocab_id(&t.vocab, '9');
+    int x[20], y[20];
+    nn_text_windows w;
+    /* Side by side, starting at 0 and 8 (each at a line's opening boundary). */
+    CHECK(nn_text_windows_init(&w, &stream, 8, 0) == 0 && w.count == 2);
+    w.needs = stream_needs;
+    CHECK(nn_text_windows_batch(&w, 0, 2, x, y) == 2);
+    const int side[16] = {I, I, I, I, I, one, five, B, I, I, I, I, nine, B, I, I};
+    CHECK(memcmp(y, side, sizeof side) == 0);
+    nn_text_windows_free(&w);
+    /* Three spread windows of 5, at 0, 7 and 15: the one at 15 starts
+     * inside "1=2=3", after its boundary, so its "2=3" and its end do not
+     * count; nor do the "5" and end of "12+3=15" in the one at 7. */
+    CHECK(nn_text_windows_init(&w, &stream, 5, 3) == 0 && w.count == 3 && w.starts[1] == 7 && w.starts[2] == 15);
+    w.needs = stream_needs;
+    CHECK(nn_text_windows_batch(&w, 1, 2, x, y) == 2);
+    bool none = true;
+    for (int k = 0; k < 10; k++) none = none && y[k] == I;
+    CHECK(none);
+    CHECK(memcmp(x + 5, stream.ids + 15, 5 * sizeof *x) == 0); /* the inputs are the text */
+    /* Without needs every target counts. */
+    w.needs = NULL;
+    nn_text_windows_batch(&w, 2, 1, x, y);
+    CHECK(memcmp(y, stream.ids + 16, 5 * sizeof *y) == 0);
+    nn_text_windows_free(&w);
+    /* The sampler alike: windows of 20 have the one start, 0. */
+    nn_text_sampler s;
+    CHECK(nn_text_sampler_init(&s, &stream, 20, 1) == 0);
+    s.needs = stream_needs;
+    nn_text_sampler_next(&s, 1, x, y);
+    const int whole[20] = {I, I, I, I, I, one, five, B, I, I, I, I, nine, B, I, I, two, sep, three, B};
+    CHECK(memcmp(x, stream.ids, sizeof x) == 0 && memcmp(y, whole, sizeof y) == 0);
+    nn_text_sampler_free(&s);
+    free(stream.ids);
+    free(stream_needs);
+    free(needs);
+
+    /* A line without the separator, a split that is not lines. */
+    snprintf(path, sizeof path, "%s/train.lines.txt", dir);
+    write_text(path, "12+3=15\n4+5\n");
+    nn_text u;
+    CHECKF(nn_text_load(&u, dir, NN_TEXT_AUTO, 1, NULL) == 0, "%s", nn_last_error());
+    CHECK(nn_answer_needs(&u.train, nn_vocab_id(&u.vocab, NN_ANSWER_SEP), &needs) == -1 && !needs &&
+          strstr(nn_last_error(), "line 2 of the split has no separator"));
+    nn_text_free(&u);
+    CHECK(nn_text_load(&u, "datasets/names-by-language", NN_TEXT_AUTO, 1, NULL) == 0);
+    CHECK(nn_answer_needs(&u.train, 1, &needs) == -1 && strstr(nn_last_error(), "needs lines"));
+    nn_text_free(&u);
+    nn_text_free(&t);
+}
+
+#undef I
+
+/* An answer-only loss on data that is not lines 'PROMPT=ANSWER': one line of
+ * error, from the library and from nn train. */
+static void test_answer_targets_need_lines(void) {
+    const char *text = tmp("stream.txt");
+    char buf[2000] = "";
+    for (int i = 0; i < 60; i++) strcat(buf, "to be or not\n");
+    write_text(text, buf);
+    nn_text t;
+    CHECKF(nn_text_load(&t, text, NN_TEXT_AUTO, 1, NULL) == 0 && t.kind == NN_TEXT_STREAM, "%s", nn_last_error());
+    nn_train_config c = nn_train_config_defaults();
+    c.spec = "embed(4) lstm(8) linear(8)";
+    c.opt = nn_optim_defaults(NN_OPT_ADAM);
+    c.batch_size = 4;
+    c.context = 8;
+    c.steps = 2;
+    c.eval_every = 2;
+    c.targets = NN_TARGETS_ANSWER;
+    nn_model m;
+    nn_lm_history h;
+    CHECKF(nn_train_lm(&c, &t, &m, &h) == NN_TRAIN_FAILED &&
+               strstr(nn_last_error(), "answer-only loss (targets answer) needs lines 'PROMPT=ANSWER'") &&
+               strstr(nn_last_error(), "this data is one text stream"),
+           "%s", nn_last_error());
+    nn_model_free(&m);
+    nn_lm_history_free(&h);
+    c.targets = NN_TARGETS_ALL;
+    CHECKF(nn_train_lm(&c, &t, &m, &h) == NN_TRAIN_FINISHED, "%s", nn_last_error());
+    nn_model_free(&m);
+    nn_lm_history_free(&h);
+    nn_text_free(&t);
+    /* Lines without '=' (names): the vocabulary has none. */
+    CHECK(nn_text_load(&t, "datasets/names/names.txt", NN_TEXT_AUTO, 1, NULL) == 0);
+    c.spec = "embed(4) lstm(8) linear(27)";
+    c.targets = NN_TARGETS_ANSWER;
+    CHECKF(nn_train_lm(&c, &t, &m, &h) == NN_TRAIN_FAILED && strstr(nn_last_error(), "this data has no '='"), "%s",
+           nn_last_error());
+    nn_model_free(&m);
+    nn_lm_history_free(&h);
+    nn_text_free(&t);
+    int rc = nn("train --data %s --targets answer --steps 2 --threads 1", text);
+    CHECKF(rc == 1 && one_line_error("needs lines 'PROMPT=ANSWER'"), "rc %d: %s", rc, err_text);
+    rc = nn("train --data %s --targets some --steps 2 --threads 1", text);
+    CHECKF(rc == 2 && strstr(err_text, "unknown targets 'some' (one of: all, answer)"), "rc %d: %s", rc, err_text);
 }
 
 /* ---- exact match ---- */
@@ -448,4 +600,4 @@ static void test_cli_errors(void) {
 
 TEST_MAIN(TEST(test_generator_deterministic), TEST(test_generator_sums), TEST(test_folder_kind),
           TEST(test_exact_match_counts), TEST(test_greedy_matches_generate), TEST(test_lstm_learns_addition),
-          TEST(test_cli_errors))
+          TEST(test_cli_errors), TEST(test_answer_needs), TEST(test_answer_targets_need_lines))

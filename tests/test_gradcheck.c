@@ -568,9 +568,42 @@ static void test_sequence_models(void) {
     run_gradcheck(&g);
 }
 
+/* Rows whose label is negative are ignored: no gradient, and the mean is
+ * over the others (the denominator is PyTorch's, test_torch_reference). Every
+ * third row is ignored, so both kinds are checked; with none counted the loss
+ * is 0 and no gradient flows. Last in the list, so that the random draws of
+ * the tests before it stay as they were. */
+static void test_cross_entropy_ignored(void) {
+    int B = rand_dim(4, 9), C = rand_dim(2, 10);
+    for (int b = 0; b < B; b++) labels[b] = b % 3 == 1 ? NN_IGNORE_LABEL : (int)nn_rng_below(rng(), (uint32_t)C);
+    float smoothing = 0.0f;
+    gradcheck g = unary("cross_entropy (every third label ignored)", b_cross_entropy, B, C);
+    g.arg = &smoothing;
+    run_gradcheck(&g);
+    smoothing = 0.1f;
+    g.name = "cross_entropy (every third label ignored, label smoothing 0.1)";
+    run_gradcheck(&g);
+
+    for (int b = 0; b < B; b++) labels[b] = NN_IGNORE_LABEL;
+    nn_params params;
+    nn_params_init(&params);
+    nn_tensor *x = nn_params_add(&params, "x", 2, (int[]){B, C}, true);
+    for (size_t i = 0; i < x->size; i++) x->data[i] = (float)i;
+    nn_ctx *ctx = nn_ctx_new(0);
+    nn_tensor *loss = nn_cross_entropy(ctx, x, labels, 0.1f);
+    CHECK(loss->data[0] == 0.0f);
+    nn_params_zero_grad(&params);
+    nn_backward(ctx, loss);
+    bool zero = true;
+    for (size_t i = 0; i < x->size; i++) zero = zero && x->grad[i] == 0.0f;
+    CHECK(zero);
+    nn_ctx_free(ctx);
+    nn_params_free(&params);
+}
+
 TEST_MAIN(TEST(test_matmul), TEST(test_linear), TEST(test_add), TEST(test_sub), TEST(test_mul), TEST(test_add_bias),
           TEST(test_scale), TEST(test_sum_mean), TEST(test_reshape_flatten), TEST(test_activations),
           TEST(test_softmax), TEST(test_cross_entropy), TEST(test_mse), TEST(test_dropout), TEST(test_layer_norm),
           TEST(test_conv2d), TEST(test_pool2d), TEST(test_batch_norm), TEST(test_mlp_composed),
           TEST(test_cnn_composed), TEST(test_embedding), TEST(test_rnn), TEST(test_lstm), TEST(test_gru),
-          TEST(test_last_step), TEST(test_sequence_models))
+          TEST(test_last_step), TEST(test_sequence_models), TEST(test_cross_entropy_ignored))

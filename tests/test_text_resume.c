@@ -10,13 +10,17 @@
  * command line. A small GPT (posembed, two pre-LayerNorm blocks, dropout,
  * AdamW with weight decay, warm-up + cosine to a floor, clipping) is killed
  * and resumed the same way, from the library and from the command line on
- * two threads. */
+ * two threads. A run with an answer-only loss (--targets answer) keeps the
+ * setting in its checkpoint: the resumed run trains the same way without
+ * being told, and refuses --targets all. */
 #include <omp.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include "check.h"
 #include "run_child.h"
 #include "run_nn.h"
+#include "nn/seq2seq.h"
 #include "nn/train.h"
 
 #define SHAKESPEARE "datasets/tinyshakespeare"
@@ -458,6 +462,55 @@ static void test_cli_gpt_resume(void) {
     CHECK_SAME_TENSORS(tmp("cli_gpt_full.st"), tmp("cli_gpt_kill.st"));
 }
 
+/* One-digit sums (90 train, 10 held out) in a scratch folder. */
+static const char *write_sums(void) {
+    static char dir[256];
+    snprintf(dir, sizeof dir, "%s", keep("sums"));
+    CHECK(mkdir(dir, 0777) == 0);
+    nn_addition_config c = nn_addition_defaults(1);
+    char *train = NULL, *test = NULL, path[300];
+    CHECK(nn_addition_generate(&c, &train, &test) == 0);
+    const char *names[2] = {"train.lines.txt", "test.lines.txt"}, *texts[2] = {train, test};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "w");
+        CHECK(f && texts[i] && fputs(texts[i], f) >= 0 && fclose(f) == 0);
+    }
+    free(train);
+    free(test);
+    return dir;
+}
+
+#define ANSWER_RUN                                                                                                \
+    "--arch 'embed(8) posembed residual(layernorm attention(2)) layernorm unembed' --steps 30 --eval-every 10 "    \
+    "--context 16 --batch-size 8 --opt adamw --threads 1 --seed 2"
+
+static void test_cli_answer_resume(void) {
+    const char *dir = write_sums();
+    int rc = nn("train --data %s " ANSWER_RUN " --targets answer --save %s --metrics %s", dir, tmp("ans_full.st"),
+                tmp("ans_full.csv"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    char buf[64];
+    CHECKF(strcmp(meta_of(tmp("ans_full.st"), "nn.config.targets", buf, sizeof buf), "answer") == 0, "targets '%s'",
+           buf);
+    /* The setting trains otherwise than the default. */
+    rc = nn("train --data %s " ANSWER_RUN " --save %s", dir, tmp("ans_all.st"));
+    CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    CHECKF(strcmp(meta_of(tmp("ans_all.st"), "nn.config.targets", buf, sizeof buf), "all") == 0, "targets '%s'", buf);
+    CHECK(tensor_difference(tmp("ans_full.st"), tmp("ans_all.st")) != NULL);
+    /* Ctrl-C after step 15, resumed without --targets: the same bits. */
+    rc = nn_limited("NN_TEST_RAISE=15:2", "train --data %s " ANSWER_RUN " --targets answer --save %s --metrics %s", dir,
+                    tmp("ans_int.st"), tmp("ans_int.csv"));
+    CHECKF(rc == 130 && one_line_error("interrupted at step 15"), "exited %d: %s", rc, err_text);
+    rc = nn("train --resume %s --targets all", tmp("ans_int.st"));
+    CHECKF(rc == 1 && one_line_error("was trained with language-model targets answer; this run asks for all"),
+           "exited %d: %s", rc, err_text);
+    rc = nn("train --resume %s --metrics %s --threads 1", tmp("ans_int.st"), tmp("ans_int.csv"));
+    CHECKF(rc == 0 && strstr(out_text, "resuming from"), "exited %d: %s", rc, err_text);
+    CHECK_SAME_TENSORS(tmp("ans_full.st"), tmp("ans_int.st"));
+    CHECK(same_metrics(tmp("ans_full.csv"), tmp("ans_int.csv")));
+}
+
 #define CLASSIFY_RUN                                                                                              \
     "--data " LANGUAGES " --arch 'embed(8) gru(16) last linear(18)' --epochs 3 --batch-size 256 --threads 1 "      \
     "--seed 4"
@@ -481,4 +534,4 @@ static void test_cli_classifier_resume(void) {
 }
 
 TEST_MAIN(TEST(test_lm_resume), TEST(test_gpt_resume), TEST(test_classifier_resume), TEST(test_cli_lm_resume), TEST(test_cli_gpt_resume),
-          TEST(test_cli_classifier_resume))
+          TEST(test_cli_classifier_resume), TEST(test_cli_answer_resume))

@@ -178,6 +178,8 @@ static const op_case op_cases[] = {
     {"cross_entropy_smooth", K_CROSS_ENTROPY, {"x"}},
     {"cross_entropy_huge", K_CROSS_ENTROPY, {"x"}},
     {"cross_entropy_huge_smooth", K_CROSS_ENTROPY, {"x"}},
+    {"cross_entropy_ignore", K_CROSS_ENTROPY, {"x"}},        /* labels of -1: ignore_index */
+    {"cross_entropy_ignore_smooth", K_CROSS_ENTROPY, {"x"}},
     {"mse", K_MSE, {"pred", "target"}},
     {"layer_norm", K_LAYER_NORM, {"x", "w", "b"}},
     {"layer_norm_3d", K_LAYER_NORM, {"x", "w", "b"}},

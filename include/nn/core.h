@@ -177,8 +177,13 @@ nn_tensor *nn_softmax(nn_ctx *ctx, nn_tensor *a);
 nn_tensor *nn_log_softmax(nn_ctx *ctx, nn_tensor *a);
 
 /* Mean over the batch of -log softmax(logits)[label], fused and stable.
- * logits [B,C], labels B ints in [0,C). With smoothing s the target is
- * (1-s) one-hot + s/C uniform, as in PyTorch's label_smoothing. -> scalar */
+ * logits [B,C], labels B ints in [0,C) or negative: a row whose label is
+ * negative (NN_IGNORE_LABEL) is ignored, as PyTorch's ignore_index: it adds
+ * nothing to the loss and gets no gradient, and the mean is over the rows
+ * that count (the loss is 0, with no gradient, when none does). With
+ * smoothing s the target is (1-s) one-hot + s/C uniform, as in PyTorch's
+ * label_smoothing. -> scalar */
+#define NN_IGNORE_LABEL (-1)
 nn_tensor *nn_cross_entropy(nn_ctx *ctx, nn_tensor *logits, const int *labels, float smoothing);
 /* Mean of (pred - target)^2 over all elements. -> scalar */
 nn_tensor *nn_mse(nn_ctx *ctx, nn_tensor *pred, nn_tensor *target);

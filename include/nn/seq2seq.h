@@ -9,12 +9,15 @@
  *     fed back, until it writes the end of the line;
  *   - exact match: the share of held-out lines "PROMPT=ANSWER" whose prompt
  *     (everything up to and including the first "=") the model completes
- *     with exactly ANSWER and then the end of the line.
+ *     with exactly ANSWER and then the end of the line;
+ *   - an answer-only loss: training counts only the targets the model is
+ *     scored on, the answer's characters and the end of the line
+ *     (nn_answer_needs; `nn train --targets answer`).
  *
  * Usage (what `nn eval` does with a language model of lines):
  *     nn_text t;       nn_text_load(&t, "data/addition", NN_TEXT_AUTO, 0, &vocab);
  *     nn_exact_match r;
- *     nn_exact_match_eval(&t.val, nn_vocab_id(&t.vocab, '='), nn_greedy_completer, &model, 5, &r);
+ *     nn_exact_match_eval(&t.val, nn_vocab_id(&t.vocab, NN_ANSWER_SEP), nn_greedy_completer, &model, 5, &r);
  *     printf("%d of %d\n", r.correct, r.total);
  *     nn_exact_match_free(&r);
  */
@@ -29,6 +32,11 @@
 #include "nn/text.h"
 
 NN_BEGIN_DECLS
+
+/* The character that ends a prompt: a line's answer is what follows its
+ * first NN_ANSWER_SEP ("12+34=" and "46"). Its id in a vocabulary is
+ * nn_vocab_id(&vocab, NN_ANSWER_SEP). */
+#define NN_ANSWER_SEP '='
 
 /* ---- the addition data set ---- */
 
@@ -89,6 +97,32 @@ typedef int (*nn_completer)(void *user, const int *ids, const size_t *offsets, c
 int nn_greedy_completer(void *model, const int *ids, const size_t *offsets, const int *lengths, int n, int max_new,
                         int stop, int *out, int *out_lens);
 
+/* ---- prompts and answers ---- */
+
+/* Line i of a LINES split (the sequence [boundary, line, boundary]): its
+ * answer is the tokens after the line's first `sep`, up to the closing
+ * boundary (which is not part of it), at ids[*start .. *start + *len); the
+ * prompt is the boundary and the line up to and including that sep. The one
+ * definition of a prompt and its answer: exact match scores it and the
+ * answer-only loss trains on it. Returns 0, or -1 with the error "line 7 of
+ * the split has no separator ..." (numbered from 1). */
+int nn_line_answer(const nn_text_split *lines, int i, int sep, size_t *start, int *len);
+
+/* Which tokens of a LINES split an answer-only loss predicts, and what each
+ * needs to see: needs[k], for each token k of lines->ids, is 0 for the
+ * opening boundary, the prompt and the separator, which are not targets;
+ * for a token of its line's answer (nn_line_answer) or the boundary that
+ * closes the line it is how far back the line's opening boundary is (the
+ * first answer token of ".12+34=46." 7), so that it counts only in a
+ * window that holds the whole prompt before it (nn_text_sampler.needs): a
+ * window that starts inside a line would otherwise ask for the sum of
+ * operands it cut ("2+34=" for "12+34=46"). A language model is trained to
+ * write the answer and stop, and neither to guess the prompt nor to add
+ * what it cannot see. *needs is malloc'd ([lines->n_ids]; the caller frees
+ * it). Returns 0, or -1 with *needs NULL and the error: a split that is not
+ * lines, a line without sep. */
+int nn_answer_needs(const nn_text_split *lines, int sep, int **needs);
+
 /* ---- exact match ---- */
 
 typedef struct nn_completion_mistake {
@@ -104,9 +138,8 @@ typedef struct nn_exact_match {
 } nn_exact_match;
 
 /* Scores completions of a LINES split (sequences [boundary, line,
- * boundary]) whose every line holds the token `sep`: the prompt is the
- * boundary and the line up to and including its first sep, the answer the
- * rest of the line. `complete` gets every prompt at once, with max_new = the
+ * boundary]) whose every line holds the token `sep`: the prompt and the
+ * answer as nn_line_answer draws them. `complete` gets every prompt at once, with max_new = the
  * longest answer + 1 and stop = NN_TEXT_BOUNDARY; a completion is right when
  * it is the answer, stopped (a completion that never stops is max_new
  * tokens long, longer than any answer). Keeps the first max_mistakes (>= 0)

@@ -203,6 +203,18 @@ void nn_text_free(nn_text *t);
 
 /* ---- batches ---- */
 
+/* A LINES split as one stream to draw windows from: the lines joined with
+ * one boundary between two and one at each end, as in makemore's
+ * ".emma.olivia.", so that a boundary is followed by a line's first
+ * character, never by a second boundary. *stream gets the ids (malloc'd;
+ * free(stream->ids)) and is a stream's split (n_seqs 0). With needs not
+ * NULL (one value per token of lines->ids, e.g. nn_answer_needs') *stream_needs
+ * gets the value of each token kept (malloc'd, [stream->n_ids]; the caller
+ * frees it); a line's opening boundary is the one dropped, so its closing
+ * boundary keeps its value, and a count back to a line's opening boundary
+ * still ends on the boundary before the line. */
+void nn_text_join_lines(const nn_text_split *lines, const int *needs, nn_text_split *stream, int **stream_needs);
+
 /* Random windows of block + 1 consecutive tokens of a split (as nanoGPT's
  * get_batch): x is a window's first block tokens, y its last block, so
  * y[t] = x[t + 1] and y's last is the token after x's. The starts are uniform
@@ -213,6 +225,14 @@ typedef struct nn_text_sampler {
     size_t n_ids;
     int block;
     nn_rng rng;
+    /* NULL (init's): every target counts. Otherwise one value per token of
+     * the split, what a target needs to count: 0, never; k >= 1, that the
+     * window's inputs hold the k tokens before it (its whole prompt, for an
+     * answer-only loss: nn_answer_needs). A target that does not count is
+     * NN_IGNORE_LABEL in y (nn/core.h: nn_cross_entropy skips it); x is
+     * unchanged. Set after init; it must outlive the sampler. The windows
+     * drawn do not depend on it. */
+    const int *needs;
 } nn_text_sampler;
 
 /* block >= 1 (fatal otherwise). Returns 0, or -1 with the error set when the
@@ -236,6 +256,7 @@ typedef struct nn_text_windows {
     int block;
     int count;      /* number of windows */
     size_t *starts; /* [count]: where each window starts in ids */
+    const int *needs; /* NULL, or what a target needs to count, as nn_text_sampler's */
 } nn_text_windows;
 
 /* block >= 1 (fatal otherwise). Returns 0, or -1 with the error set when the

@@ -24,6 +24,15 @@ typedef enum nn_loss_kind { NN_LOSS_CE, NN_LOSS_MSE } nn_loss_kind;
 int nn_loss_parse(const char *name, nn_loss_kind *kind);
 const char *nn_loss_name(nn_loss_kind kind);
 
+/* Which next-token targets a language model's loss counts: every one, or
+ * (lines "PROMPT=ANSWER", nn/seq2seq.h) only each line's answer and the end
+ * of the line, as minGPT's adder masks the prompt out (nn_answer_mask). */
+typedef enum nn_lm_targets { NN_TARGETS_ALL, NN_TARGETS_ANSWER } nn_lm_targets;
+
+/* "all", "answer" <-> targets; parse returns -1 with the error for an unknown name. */
+int nn_lm_targets_parse(const char *name, nn_lm_targets *targets);
+const char *nn_lm_targets_name(nn_lm_targets targets);
+
 typedef struct nn_history nn_history;       /* below */
 typedef struct nn_lm_history nn_lm_history; /* below */
 
@@ -89,6 +98,13 @@ typedef struct nn_train_config {
      * non-zero stops the run as NN_TRAIN_FAILED). */
     long steps;
     int context, eval_every, eval_windows;
+    /* NN_TARGETS_ANSWER: the loss, the training and validation loss and
+     * next-token accuracy count only the targets of each line's answer and
+     * its end, in windows that hold the line's whole prompt
+     * (nn_answer_needs; the data must be lines that each hold
+     * NN_ANSWER_SEP, '=': an error otherwise). NN_TARGETS_ALL (the
+     * defaults'): every target. */
+    nn_lm_targets targets;
     int (*on_eval)(void *user, const nn_lm_history *h, nn_model *model);
     /* A text run's data as the program named it (a file or folder), kept
      * in its checkpoints (nn.config.data) so that a resume finds it again;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/core.h"
 #include "nn/error.h"
 #include "nn/text.h"
 #include "core/util.h"
@@ -31,10 +32,32 @@ static int check_windows(const nn_text_split *split, int block, const char *who)
     return 0;
 }
 
-/* x[0 .. block) = ids[start ..], y[0 .. block) = ids[start + 1 ..]. */
-static void copy_window(const int *ids, size_t start, int block, int *x, int *y) {
+/* x[0 .. block) = ids[start ..], y[0 .. block) = ids[start + 1 ..], with
+ * NN_IGNORE_LABEL for a target that does not count: y[t] has the t + 1
+ * tokens x[0 .. t] before it in the window. */
+static void copy_window(const int *ids, const int *needs, size_t start, int block, int *x, int *y) {
     memcpy(x, ids + start, (size_t)block * sizeof *x);
     memcpy(y, ids + start + 1, (size_t)block * sizeof *y);
+    if (needs)
+        for (int t = 0; t < block; t++) {
+            int k = needs[start + 1 + (size_t)t];
+            if (k < 1 || k > t + 1) y[t] = NN_IGNORE_LABEL;
+        }
+}
+
+void nn_text_join_lines(const nn_text_split *lines, const int *needs, nn_text_split *stream, int **stream_needs) {
+    NN_CHECK(lines->lengths, "nn_text_join_lines: the split is not lines");
+    *stream = (nn_text_split){.ids = nn_xmalloc((lines->n_ids + 1) * sizeof *stream->ids)};
+    int *m = needs ? nn_xmalloc((lines->n_ids + 1) * sizeof *m) : NULL;
+    for (int i = 0; i < lines->n_seqs; i++) {
+        size_t first = lines->offsets[i];
+        for (int k = i == 0 ? 0 : 1; k < lines->lengths[i]; k++) {
+            if (m) m[stream->n_ids] = needs[first + (size_t)k];
+            stream->ids[stream->n_ids++] = lines->ids[first + (size_t)k];
+        }
+    }
+    if (stream_needs) *stream_needs = m;
+    else free(m);
 }
 
 int nn_text_sampler_init(nn_text_sampler *s, const nn_text_split *split, int block,
@@ -52,7 +75,7 @@ void nn_text_sampler_next(nn_text_sampler *s, int batch, int *x, int *y) {
     size_t starts = s->n_ids - (size_t)s->block; /* a window needs block + 1 tokens */
     for (int b = 0; b < batch; b++) {
         size_t start = below(&s->rng, starts);
-        copy_window(s->ids, start, s->block, x + (size_t)b * s->block, y + (size_t)b * s->block);
+        copy_window(s->ids, s->needs, start, s->block, x + (size_t)b * s->block, y + (size_t)b * s->block);
     }
 }
 
@@ -90,7 +113,7 @@ int nn_text_windows_batch(const nn_text_windows *w, int first, int batch, int *x
     if (first < 0 || batch < 0) nn_fatal("nn_text_windows_batch: first %d, batch %d", first, batch);
     int n = first >= w->count ? 0 : w->count - first < batch ? w->count - first : batch;
     for (int b = 0; b < n; b++)
-        copy_window(w->ids, w->starts[first + b], w->block, x + (size_t)b * w->block,
+        copy_window(w->ids, w->needs, w->starts[first + b], w->block, x + (size_t)b * w->block,
                     y + (size_t)b * w->block);
     return n;
 }

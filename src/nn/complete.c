@@ -95,17 +95,36 @@ int nn_greedy_completer(void *model, const int *ids, const size_t *offsets, cons
     return nn_complete_greedy(model, ids, offsets, lengths, n, max_new, stop, GREEDY_BATCH, out, out_lens);
 }
 
-/* Where line i's answer starts in the split's ids (just after its first sep)
- * and how long it is, without the closing boundary. */
-static int find_answer(const nn_text_split *s, int i, int sep, size_t *start, int *len) {
-    const int *seq = s->ids + s->offsets[i];
-    for (int t = 1; t < s->lengths[i] - 1; t++) {
+int nn_line_answer(const nn_text_split *lines, int i, int sep, size_t *start, int *len) {
+    NN_CHECK(lines->lengths && i >= 0 && i < lines->n_seqs, "nn_line_answer: line %d of %d (or not lines)", i,
+             lines->n_seqs);
+    const int *seq = lines->ids + lines->offsets[i];
+    for (int t = 1; t < lines->lengths[i] - 1; t++) {
         if (seq[t] != sep) continue;
-        *start = s->offsets[i] + (size_t)t + 1;
-        *len = s->lengths[i] - 1 - (t + 1);
+        *start = lines->offsets[i] + (size_t)t + 1;
+        *len = lines->lengths[i] - 1 - (t + 1);
         return 0;
     }
     return nn_error("line %d of the split has no separator (each line is a prompt, the separator, the answer)", i + 1);
+}
+
+int nn_answer_needs(const nn_text_split *lines, int sep, int **needs) {
+    *needs = NULL;
+    if (!lines->lengths || lines->labels)
+        return nn_error("an answer-only loss needs lines of text (each a prompt, the separator and the answer)");
+    int *n = nn_xcalloc(lines->n_ids ? lines->n_ids : 1, sizeof *n);
+    for (int i = 0; i < lines->n_seqs; i++) {
+        size_t start;
+        int len;
+        if (nn_line_answer(lines, i, sep, &start, &len) != 0) {
+            free(n);
+            return -1;
+        }
+        for (size_t k = start; k <= start + (size_t)len; k++) /* the answer and the closing boundary */
+            n[k] = (int)(k - lines->offsets[i]);
+    }
+    *needs = n;
+    return 0;
 }
 
 int nn_exact_match_eval(const nn_text_split *split, int sep, nn_completer complete, void *user, int max_mistakes,
@@ -118,7 +137,7 @@ int nn_exact_match_eval(const nn_text_split *split, int sep, nn_completer comple
     size_t *answer = nn_xmalloc((size_t)n * sizeof *answer);
     int *answer_len = nn_xmalloc((size_t)n * sizeof *answer_len), *prompt_len = nn_xmalloc((size_t)n * sizeof(int));
     for (int i = 0; i < n && rc == 0; i++) {
-        rc = find_answer(split, i, sep, &answer[i], &answer_len[i]);
+        rc = nn_line_answer(split, i, sep, &answer[i], &answer_len[i]);
         if (rc) break;
         prompt_len[i] = (int)(answer[i] - split->offsets[i]);
         if (answer_len[i] > max_answer) max_answer = answer_len[i];

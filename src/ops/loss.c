@@ -5,15 +5,17 @@
 #include "ops/ops.h"
 
 typedef struct ce_saved {
-    float *probs; /* softmax of the logits, [B, C] */
+    float *probs; /* softmax of the logits, [B, C]; rows with an ignored label unset */
     int *labels;  /* [B] */
+    int counted;  /* rows whose label is not ignored */
 } ce_saved;
 
 /* For each row b with label t and smoothing s over C classes:
  *   log p = x - max - log sum e^(x - max)              (stable for |x| ~ 1e4)
  *   loss_b = -(1 - s) log p[t] - (s / C) sum_c log p[c]
- *   loss = mean_b loss_b
- *   dx[b, c] = (p[b, c] - target[b, c]) / B, target = (1 - s) onehot(t) + s / C
+ *   loss = mean of loss_b over the N rows whose t >= 0 (0 when N = 0)
+ *   dx[b, c] = (p[b, c] - target[b, c]) / N, target = (1 - s) onehot(t) + s / C;
+ *   dx[b, :] = 0 for a row with t < 0 (PyTorch's ignore_index)
  * The forward saves the probabilities p, so the backward is one pass. */
 nn_tensor *nn_cross_entropy(nn_ctx *ctx, nn_tensor *logits, const int *labels, float smoothing) {
     char sl[64];
@@ -23,14 +25,18 @@ nn_tensor *nn_cross_entropy(nn_ctx *ctx, nn_tensor *logits, const int *labels, f
     NN_CHECK(smoothing >= 0.0f && smoothing < 1.0f, "cross_entropy: label smoothing %g not in [0, 1)",
              smoothing);
     int B = logits->shape[0], C = logits->shape[1];
-    for (int b = 0; b < B; b++)
-        NN_CHECK(labels[b] >= 0 && labels[b] < C, "cross_entropy: label %d of row %d not in [0, %d)",
+    int counted = 0;
+    for (int b = 0; b < B; b++) {
+        NN_CHECK(labels[b] < C, "cross_entropy: label %d of row %d not in [0, %d) (nor negative: ignored)",
                  labels[b], b, C);
+        counted += labels[b] >= 0;
+    }
     nn_tensor *loss = nn_op_output(ctx, 0, NULL, &logits, 1);
     bool keep = ctx->grad_enabled && logits->grad;
     float *probs = keep ? nn_arena_alloc(ctx, logits->size * sizeof(float)) : NULL;
     double total = 0.0;
     for (int b = 0; b < B; b++) {
+        if (labels[b] < 0) continue;
         const float *x = logits->data + (size_t)b * C;
         float m = x[0];
         for (int c = 1; c < C; c++) m = x[c] > m ? x[c] : m;
@@ -44,7 +50,7 @@ nn_tensor *nn_cross_entropy(nn_ctx *ctx, nn_tensor *logits, const int *labels, f
         }
         total += -(1.0 - smoothing) * (x[labels[b]] - lse) - smoothing / C * sum_logp;
     }
-    loss->data[0] = (float)(total / B);
+    loss->data[0] = counted ? (float)(total / counted) : 0.0f;
     nn_node *node = nn_record(ctx, NN_OP_CROSS_ENTROPY, loss, &logits, 1);
     if (node) {
         /* The backward needs the probabilities and a copy of the labels
@@ -53,6 +59,7 @@ nn_tensor *nn_cross_entropy(nn_ctx *ctx, nn_tensor *logits, const int *labels, f
         saved->probs = probs;
         saved->labels = nn_arena_alloc(ctx, (size_t)B * sizeof(int));
         memcpy(saved->labels, labels, (size_t)B * sizeof(int));
+        saved->counted = counted;
         node->saved = saved;
         node->attr = smoothing;
     }
@@ -66,8 +73,10 @@ void nn_cross_entropy_backward(nn_node *n) {
     const float *probs = saved->probs;
     const int *labels = saved->labels;
     int B = x->shape[0], C = x->shape[1];
-    float g = n->out->grad[0] / (float)B, s = n->attr, uniform = s / (float)C;
+    if (saved->counted == 0) return;
+    float g = n->out->grad[0] / (float)saved->counted, s = n->attr, uniform = s / (float)C;
     for (int b = 0; b < B; b++) {
+        if (labels[b] < 0) continue;
         const float *p = probs + (size_t)b * C;
         float *dx = x->grad + (size_t)b * C;
         for (int c = 0; c < C; c++) {

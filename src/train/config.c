@@ -12,7 +12,7 @@
 #include "train/state.h"
 #include "core/util.h"
 
-typedef enum { F_INT, F_LONG, F_FLOAT, F_U64, F_LOSS, F_OPTIM, F_SCHED, F_PRECISION } field_type;
+typedef enum { F_INT, F_LONG, F_FLOAT, F_U64, F_LOSS, F_OPTIM, F_SCHED, F_PRECISION, F_TARGETS } field_type;
 
 typedef struct field {
     const char *key;  /* after "nn.config." */
@@ -47,6 +47,7 @@ static const field fields[] = {
     {"seed", "seed", F_U64, AT(seed)},
     {"early_stop", "early-stopping patience", F_INT, AT(early_stop)},
     {"precision", "precision", F_PRECISION, AT(precision)},
+    {"targets", "language-model targets", F_TARGETS, AT(targets)},
 };
 #define N_FIELDS ((int)(sizeof fields / sizeof *fields))
 #define VALUE_MAX 48
@@ -63,6 +64,19 @@ int nn_loss_parse(const char *name, nn_loss_kind *kind) {
 }
 
 const char *nn_loss_name(nn_loss_kind kind) { return loss_names[kind == NN_LOSS_MSE]; }
+
+static const char *const targets_names[] = {"all", "answer"};
+
+int nn_lm_targets_parse(const char *name, nn_lm_targets *targets) {
+    for (int i = 0; i < 2; i++)
+        if (strcmp(name, targets_names[i]) == 0) {
+            *targets = (nn_lm_targets)i;
+            return 0;
+        }
+    return nn_error("unknown targets '%s' (one of: all, answer)", name);
+}
+
+const char *nn_lm_targets_name(nn_lm_targets targets) { return targets_names[targets == NN_TARGETS_ANSWER]; }
 
 nn_train_config nn_train_config_defaults(void) {
     return (nn_train_config){
@@ -90,6 +104,7 @@ static void format(const nn_train_config *cfg, const field *f, char *buf, size_t
     case F_OPTIM: snprintf(buf, cap, "%s", nn_optim_name(*(const nn_optim_kind *)p)); break;
     case F_SCHED: snprintf(buf, cap, "%s", nn_schedule_name(*(const nn_schedule_kind *)p)); break;
     case F_PRECISION: snprintf(buf, cap, "%s", nn_precision_name(*(const nn_precision *)p)); break;
+    case F_TARGETS: snprintf(buf, cap, "%s", nn_lm_targets_name(*(const nn_lm_targets *)p)); break;
     }
 }
 
@@ -129,6 +144,7 @@ static int parse(nn_train_config *cfg, const field *f, const char *s) {
     case F_OPTIM: return nn_optim_parse(s, (nn_optim_kind *)p);
     case F_SCHED: return nn_schedule_parse(s, (nn_schedule_kind *)p);
     case F_PRECISION: return nn_precision_parse(s, (nn_precision *)p);
+    case F_TARGETS: return nn_lm_targets_parse(s, (nn_lm_targets *)p);
     }
     return -1;
 }
@@ -173,6 +189,7 @@ int nn_train_settings_read(nn_train_settings *s, const char *path) {
         snprintf(key, sizeof key, "nn.config.%s", fields[i].key);
         const char *v = nn_st_meta(&st, key);
         if (!v && fields[i].type == F_PRECISION) continue; /* written before bf16: fp32 */
+        if (!v && fields[i].type == F_TARGETS) continue;   /* written before answer-only losses: all */
         if (!v || parse(&s->cfg, &fields[i], v) != 0)
             rc = nn_error("%s: metadata '%s' is %s", path, key, v ? "malformed" : "missing");
     }

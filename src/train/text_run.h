@@ -23,7 +23,9 @@ typedef struct text_run {
     bool holds_average;
     /* Where the run stands. A language model's run is one epoch of
      * cfg->steps steps: loader_rng is its window sampler's generator as it is
-     * now, the sums are since the last evaluation, batch is unused. A
+     * now, the sums are since the last evaluation (seen and correct count
+     * the targets that count, loss_sum adds each batch's mean loss times
+     * its number of them), batch is unused. A
      * classifier's: loader_rng is the batcher's generator as it was when the
      * epoch began, batch the batches of the epoch done. */
     train_state st;

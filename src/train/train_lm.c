@@ -1,6 +1,8 @@
 /* A language model's training run, by steps: each step a batch of random
  * windows of the training text (inputs and next-token targets), the
- * cross-entropy at every position, backward, clip, an optimiser step; every
+ * cross-entropy at every position (or, with an answer-only loss, at the
+ * positions whose target is part of a line's answer and whose window holds
+ * the line's whole prompt), backward, clip, an optimiser step; every
  * eval_every steps the loss on a fixed set of validation windows (the same
  * for every run, so runs compare), a row of metrics, a resumable checkpoint
  * and the program's callback (which may sample text from the model). A
@@ -12,19 +14,26 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "nn/seq2seq.h"
 #include "train/shards.h"
 #include "train/text_run.h"
 
-/* Next-token cross-entropy of logits [B, T, V] against targets y [B*T]. */
+/* Next-token cross-entropy of logits [B, T, V] against targets y [B*T]
+ * (the mean over the targets that count: y < 0 does not). */
 static nn_tensor *lm_loss(nn_ctx *ctx, nn_tensor *logits, const int *y) {
     int rows = logits->shape[0] * logits->shape[1];
     return nn_cross_entropy(ctx, nn_reshape(ctx, logits, 2, (int[]){rows, logits->shape[2]}), y, 0.0f);
 }
 
-static long correct_next(const nn_tensor *logits, const int *y) {
+/* Of the targets that count (y >= 0), how many are the most probable next
+ * token; how many count in *counted. */
+static long correct_next(const nn_tensor *logits, const int *y, long *counted) {
     int rows = logits->shape[0] * logits->shape[1], V = logits->shape[2];
     long correct = 0;
+    *counted = 0;
     for (int r = 0; r < rows; r++) {
+        if (y[r] < 0) continue;
+        ++*counted;
         const float *z = logits->data + (size_t)r * V;
         int best = 0;
         for (int v = 1; v < V; v++)
@@ -34,7 +43,8 @@ static long correct_next(const nn_tensor *logits, const int *y) {
     return correct;
 }
 
-/* Mean loss (nats per token) and next-token accuracy over the validation windows. */
+/* Mean loss (nats per token) and next-token accuracy over the targets that
+ * count of the validation windows. */
 static double validate(nn_model *m, nn_ctx *ctx, const nn_text_windows *w, int B, int *x, int *y, double *acc) {
     bool grad = nn_set_grad_enabled(ctx, false), training = nn_set_training(ctx, false);
     double sum = 0.0;
@@ -43,9 +53,10 @@ static double validate(nn_model *m, nn_ctx *ctx, const nn_text_windows *w, int B
         nn_ctx_reset(ctx);
         int n = nn_text_windows_batch(w, first, B, x, y);
         nn_tensor *logits = nn_model_forward_tokens(m, ctx, x, n, w->block, NULL, NULL);
-        sum += (double)lm_loss(ctx, logits, y)->data[0] * n * w->block;
-        correct += correct_next(logits, y);
-        tokens += (long)n * w->block;
+        long counted;
+        correct += correct_next(logits, y, &counted);
+        sum += (double)lm_loss(ctx, logits, y)->data[0] * counted;
+        tokens += counted;
     }
     nn_ctx_reset(ctx);
     nn_set_grad_enabled(ctx, grad);
@@ -60,17 +71,31 @@ void nn_lm_history_free(nn_lm_history *h) {
 }
 
 /* A split as one stream of ids to draw windows from: a stream as it is;
- * lines (each [boundary, chars, boundary]) joined with one boundary between
- * two, as in makemore's ".emma.olivia.", so that a boundary is followed by a
- * name's first character, never by a second boundary. */
-static nn_text_split as_stream(const nn_text *data, const nn_text_split *s) {
-    if (data->kind != NN_TEXT_LINES) return *s;
-    nn_text_split out = {.ids = nn_xmalloc((s->n_ids + 1) * sizeof *out.ids)};
-    for (int i = 0; i < s->n_seqs; i++) {
-        const int *seq = s->ids + s->offsets[i];
-        for (int k = i == 0 ? 0 : 1; k < s->lengths[i]; k++) out.ids[out.n_ids++] = seq[k];
+ * lines joined (nn_text_join_lines). With an answer-only loss also what its
+ * targets need to count (*needs, malloc'd): the lines' answers after their
+ * first '=', each with its whole prompt in the window. */
+static int as_stream(const nn_text *data, const nn_text_split *s, nn_lm_targets targets, nn_text_split *out,
+                     int **needs) {
+    *needs = NULL;
+    if (targets == NN_TARGETS_ANSWER) {
+        if (data->kind != NN_TEXT_LINES)
+            return nn_error("an answer-only loss (targets answer) needs lines 'PROMPT%cANSWER', one per line (as "
+                            "data/addition); this data is %s",
+                            NN_ANSWER_SEP, data->kind == NN_TEXT_STREAM ? "one text stream" : "not lines");
+        int sep = nn_vocab_id(&data->vocab, NN_ANSWER_SEP);
+        int *line_needs = NULL;
+        if (sep < 0)
+            return nn_error("an answer-only loss (targets answer) needs lines 'PROMPT%cANSWER'; this data has no "
+                            "'%c'",
+                            NN_ANSWER_SEP, NN_ANSWER_SEP);
+        if (nn_answer_needs(s, sep, &line_needs) != 0) return -1;
+        nn_text_join_lines(s, line_needs, out, needs);
+        free(line_needs);
+        return 0;
     }
-    return out;
+    if (data->kind != NN_TEXT_LINES) *out = *s;
+    else nn_text_join_lines(s, NULL, out, NULL);
+    return 0;
 }
 
 /* Everything a run holds while it trains, beside the shared scaffolding. */
@@ -78,6 +103,7 @@ typedef struct lm_run {
     text_run run;
     nn_lm_history *hist;
     nn_text_split train_stream, val_stream; /* own their ids for lines */
+    int *train_needs, *val_needs; /* with an answer-only loss: what a target needs to count */
     nn_text_sampler sampler;
     nn_text_windows val;
     nn_metrics_file *metrics;
@@ -104,11 +130,17 @@ static int lm_start(lm_run *r) {
                         "(%ld, %d, %d, %d)", cfg->steps, cfg->context, cfg->batch_size, cfg->eval_every);
     if (data->kind == NN_TEXT_CLASSES)
         return nn_error("one file per class is data for a classifier, not for a language model");
-    r->train_stream = as_stream(data, &data->train);
-    r->val_stream = as_stream(data, &data->val);
+    if (as_stream(data, &data->train, cfg->targets, &r->train_stream, &r->train_needs) != 0) return -1;
+    if (as_stream(data, &data->val, cfg->targets, &r->val_stream, &r->val_needs) != 0) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", nn_last_error());
+        return nn_error("the held-out lines: %s", why);
+    }
     if (nn_text_sampler_init(&r->sampler, &r->train_stream, cfg->context, cfg->seed) != 0 ||
         nn_text_windows_init(&r->val, &r->val_stream, cfg->context, cfg->eval_windows) != 0)
         return -1;
+    r->sampler.needs = r->train_needs;
+    r->val.needs = r->val_needs;
     int max_evals = (int)(cfg->steps / cfg->eval_every + 2);
     r->hist->evals = nn_xcalloc((size_t)max_evals, sizeof *r->hist->evals);
     r->run.st.loader_rng = r->sampler.rng;
@@ -162,8 +194,8 @@ static int lm_evaluate(lm_run *r, double lr) {
     double seconds = nn_seconds() - r->t0, val_acc;
     text_run_hold_average(run, true);
     nn_lm_eval *e = &r->hist->evals[r->hist->n++];
-    *e = (nn_lm_eval){.step = st->step, .train_loss = st->loss_sum / st->seen,
-                      .train_acc = (double)st->correct / ((double)st->seen * B * T), .lr = lr, .seconds = seconds};
+    *e = (nn_lm_eval){.step = st->step, .train_loss = st->loss_sum / (double)st->seen,
+                      .train_acc = (double)st->correct / (double)st->seen, .lr = lr, .seconds = seconds};
     e->val_loss = validate(run->model, run->ctx, &r->val, B, r->x, r->y, &val_acc);
     e->val_acc = val_acc;
     e->tokens_per_sec = seconds > 0 ? (double)st->step * B * T / seconds : 0.0;
@@ -190,10 +222,12 @@ static int lm_graph(lm_run *r) {
 }
 
 /* One step on the batch in x, y: forward, loss, backward and the update;
- * *loss and *correct are the batch's. With shards, each thread runs its
+ * *loss is the batch's (the mean over the targets that count, *counted of
+ * them) and *correct its right guesses. With shards, each thread runs its
  * rows of the batch on its own replica, and their gradients are summed
- * before the update (train/shards.h). */
-static int lm_step(lm_run *r, double *lr, double *loss, long *correct) {
+ * before the update, each weighted by its share of the targets that count
+ * (train/shards.h). */
+static int lm_step(lm_run *r, double *lr, double *loss, long *correct, long *counted) {
     text_run *run = &r->run;
     train_state *st = &run->st;
     shards *sh = &r->shards;
@@ -203,7 +237,7 @@ static int lm_step(lm_run *r, double *lr, double *loss, long *correct) {
         nn_tensor *logits = nn_model_forward_tokens(run->model, run->ctx, r->x, B, T, NULL, &st->dropout_rng);
         nn_tensor *l = lm_loss(run->ctx, logits, r->y);
         *loss = l->data[0];
-        *correct = correct_next(logits, r->y);
+        *correct = correct_next(logits, r->y, counted);
         return text_run_step(run, l, lr);
     }
     if (run->cfg->graph_path && st->step == 0 && lm_graph(r) != 0) return -1;
@@ -222,14 +256,16 @@ static int lm_step(lm_run *r, double *lr, double *loss, long *correct) {
         nn_tensor *logits =
             nn_model_forward_tokens(s->model, s->ctx, x, s->n, T, NULL, k ? &s->dropout_rng : &st->dropout_rng);
         s->loss = lm_loss(s->ctx, logits, y);
-        s->correct = correct_next(logits, y);
-        s->counted = (long)s->n * T;
+        s->correct = correct_next(logits, y, &s->counted);
         nn_params_zero_grad(&s->model->params);
         if (isfinite(s->loss->data[0])) nn_backward(s->ctx, s->loss);
     }
     *loss = shards_weigh(sh);
-    *correct = 0;
-    for (int k = 0; k < sh->n; k++) *correct += sh->s[k].correct;
+    *correct = *counted = 0;
+    for (int k = 0; k < sh->n; k++) {
+        *correct += sh->s[k].correct;
+        *counted += sh->s[k].counted;
+    }
     if (text_run_check_loss(run, *loss, lr) != 0) return -1;
     shards_sum_grads(sh);
     return text_run_update(run, *lr);
@@ -255,11 +291,11 @@ nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_
         text_run_hold_average(run, false); /* train the raw weights */
         nn_text_sampler_next(&r.sampler, B, r.x, r.y);
         double loss;
-        long correct;
-        if ((rc = lm_step(&r, &lr, &loss, &correct)) != 0) break;
-        st->loss_sum += loss;
+        long correct, counted;
+        if ((rc = lm_step(&r, &lr, &loss, &correct, &counted)) != 0) break;
         st->correct += correct;
-        st->seen++;
+        st->loss_sum += loss * (double)counted;
+        st->seen += counted;
         if (cfg->on_progress) {
             double elapsed = nn_seconds() - r.t0;
             progress.batch = progress.step = st->step;
@@ -280,6 +316,8 @@ nn_train_status nn_train_lm(const nn_train_config *cfg, const nn_text *data, nn_
         free(r.train_stream.ids);
         free(r.val_stream.ids);
     }
+    free(r.train_needs);
+    free(r.val_needs);
     free(r.x);
     free(r.y);
     return status;
