@@ -1,5 +1,5 @@
-/* The vectorisable exp and erf used by the GELU kernels, against libm in
- * double precision over their whole useful range. */
+/* The vectorisable exp and erf used by the GELU kernels, and GELU's
+ * derivative, against libm in double precision over their useful range. */
 #include "check.h"
 #include "ops/fastmath.h"
 
@@ -25,4 +25,16 @@ static void test_erff_accuracy(void) {
     CHECK(nn_erff(-3.0f) == -nn_erff(3.0f));
 }
 
-TEST_MAIN(TEST(test_expf_accuracy), TEST(test_erff_accuracy))
+/* GELU's derivative Phi(x) + x phi(x), its one exponential shared by erf
+ * and the density, against double precision. */
+static void test_gelu_grad_accuracy(void) {
+    double worst = 0.0;
+    for (float x = -12.0f; x <= 12.0f; x += 0.000731f) {
+        double xd = x, exact = 0.5 * (1.0 + erf(xd / sqrt(2.0))) + xd * exp(-0.5 * xd * xd) / sqrt(2.0 * M_PI);
+        double err = fabs(nn_gelu_grad(x) - exact);
+        if (err > worst) worst = err;
+    }
+    CHECKF(worst < 1e-6, "nn_gelu_grad: worst absolute error %.3g", worst);
+}
+
+TEST_MAIN(TEST(test_expf_accuracy), TEST(test_erff_accuracy), TEST(test_gelu_grad_accuracy))

@@ -133,9 +133,9 @@ void nn_gelu_backward(nn_node *n) {
         }
     } else if (keep) {
 #pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
-        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * nn_gelu_derivative(x[i], nn_erff(x[i] * NN_INV_SQRT_2));
+        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * nn_gelu_grad(x[i]);
     } else {
 #pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
-        for (size_t i = 0; i < len; i++) dx[i] = dy[i] * nn_gelu_derivative(x[i], nn_erff(x[i] * NN_INV_SQRT_2));
+        for (size_t i = 0; i < len; i++) dx[i] = dy[i] * nn_gelu_grad(x[i]);
     }
 }

@@ -33,28 +33,39 @@ static inline float nn_expf(float x) {
 }
 
 /* erf(x) = 1 - t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^(-x^2), t = 1 / (1 + p x),
- * for x >= 0, and odd. */
-static inline float nn_erff(float x) {
+ * for x >= 0, and odd; *g = the e^(-x^2) it used. */
+static inline float nn_erff_exp(float x, float *g) {
     float ax = fabsf(x);
     float t = 1.0f / (1.0f + 0.3275911f * ax);
     float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-    float y = 1.0f - poly * nn_expf(-ax * ax);
-    return copysignf(y, x);
+    *g = nn_expf(-ax * ax);
+    return copysignf(1.0f - poly * *g, x);
+}
+
+static inline float nn_erff(float x) {
+    float g;
+    return nn_erff_exp(x, &g);
 }
 
 /* GELU (exact form) from e = erf(x / sqrt 2): the value x Phi(x), and the
  * derivative Phi(x) + x phi(x), Phi(x) = (1 + e) / 2,
- * phi(x) = exp(-x^2 / 2) / sqrt(2 pi). One definition for the GELU op and
- * the fused layer norm + GELU, so that both give the same bits. */
+ * phi(x) = exp(-x^2 / 2) / sqrt(2 pi), whose exponential is the one erf's
+ * formula took at x / sqrt 2 (g of nn_erff_exp): one exponential for both.
+ * One definition for the GELU op and the fused layer norm + GELU, so that
+ * both give the same bits. */
 #define NN_INV_SQRT_2 0.7071067811865476f
 #define NN_INV_SQRT_2PI 0.3989422804014327f
 
 static inline float nn_gelu_from_erf(float x, float e) { return 0.5f * x * (1.0f + e); }
 
-static inline float nn_gelu_derivative(float x, float e) {
-    float cdf = 0.5f * (1.0f + e);
-    float pdf = NN_INV_SQRT_2PI * nn_expf(-0.5f * x * x);
-    return cdf + x * pdf;
+static inline float nn_gelu_derivative(float x, float e, float g) {
+    return 0.5f * (1.0f + e) + x * (NN_INV_SQRT_2PI * g);
+}
+
+/* GELU's derivative at x. */
+static inline float nn_gelu_grad(float x) {
+    float g, e = nn_erff_exp(x * NN_INV_SQRT_2, &g);
+    return nn_gelu_derivative(x, e, g);
 }
 
 #endif

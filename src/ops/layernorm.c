@@ -139,9 +139,9 @@ static inline void gelu_row(const float *restrict xr, const float *restrict w, c
 #pragma omp simd
         for (int j = 0; j < N; j++) {
             float z = ln_value(xr[j], mu, rstd, w[j], b[j]);
-            float e = nn_erff(z * NN_INV_SQRT_2);
+            float g, e = nn_erff_exp(z * NN_INV_SQRT_2, &g);
             yr[j] = nn_gelu_from_erf(z, e);
-            dg[j] = nn_gelu_derivative(z, e);
+            dg[j] = nn_gelu_derivative(z, e, g);
         }
     } else {
 #pragma omp simd
