@@ -244,8 +244,8 @@ static int lm_step(lm_run *r, double *lr, double *loss, long *correct, long *cou
     /* Shard 0 draws its dropout from the run's generator, the others from
      * generators seeded by it: the same draws for the same thread count. */
     for (int k = 1; k < sh->n; k++) {
-        uint64_t seed = (uint64_t)nn_rng_u32(&st->dropout_rng) << 32 | nn_rng_u32(&st->dropout_rng);
-        nn_rng_seed(&sh->s[k].dropout_rng, seed, (uint64_t)k);
+        uint64_t high = nn_rng_u32(&st->dropout_rng), low = nn_rng_u32(&st->dropout_rng);
+        nn_rng_seed(&sh->s[k].dropout_rng, high << 32 | low, (uint64_t)k);
     }
 #pragma omp parallel for num_threads(sh->n) schedule(static, 1)
     for (int k = 0; k < sh->n; k++) {
