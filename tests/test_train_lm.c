@@ -6,6 +6,7 @@
  * a GPT's batch cut between threads makes the whole batch's step. */
 #include <math.h>
 #include <omp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -215,24 +216,19 @@ static void test_cli_optimiser_flags(void) {
 /* With T threads a GPT's batch is cut into T shards, each run on its own
  * replica of the model (train/shards.h): the steps must be the whole
  * batch's, up to rounding, for shards of equal and of unequal size (5 rows
- * between 2 and 3 threads; the weights of a shard are its share of the
- * rows). Plain SGD, so the weights differ by no more than the gradients.
- * --graph draws the whole batch. */
-static void test_shards_make_the_whole_batch(void) {
-    nn_text t;
-    if (access(DATA "/input.txt", R_OK) != 0) {
-        SKIP("%s is missing", DATA);
-        return;
-    }
-    CHECK(nn_text_load(&t, DATA, NN_TEXT_AUTO, 1, NULL) == 0);
+ * between 2 and 3 threads; a shard's weight is its share of the targets
+ * that count), on Shakespeare and on sums with an answer-only loss (where
+ * the shards' counts differ). Plain SGD, so the weights differ by no more
+ * than the gradients. --graph draws the whole batch. */
+static void shards_match(const nn_text *t, const char *spec, nn_lm_targets targets, const char *what) {
     int saved = omp_get_max_threads();
     nn_model m[3];
     nn_lm_history h[3];
     for (int run = 0; run < 3; run++) {
         omp_set_num_threads(run + 1);
         nn_train_config c = nn_train_config_defaults();
-        c.spec = "embed(32) posembed repeat(2, residual(layernorm attention(2)) residual(layernorm linear(64) gelu "
-                 "linear(32))) layernorm unembed";
+        c.spec = spec;
+        c.targets = targets;
         c.opt = nn_optim_defaults(NN_OPT_SGD);
         c.sched = (nn_schedule){.kind = NN_SCHED_CONST, .base_lr = 0.5f};
         c.batch_size = 5;
@@ -241,31 +237,58 @@ static void test_shards_make_the_whole_batch(void) {
         c.eval_every = 10;
         c.eval_windows = 20;
         if (run == 1) c.graph_path = tmp("shards.dot"); /* the whole batch's graph, not a shard's */
-        CHECKF(nn_train_lm(&c, &t, &m[run], &h[run]) == NN_TRAIN_FINISHED, "%s", nn_last_error());
+        CHECKF(nn_train_lm(&c, t, &m[run], &h[run]) == NN_TRAIN_FINISHED, "%s: %s", what, nn_last_error());
     }
     omp_set_num_threads(saved);
     static char dot[1 << 16];
     slurp(tmp("shards.dot"), dot, sizeof dot);
-    CHECKF(strstr(dot, "[5, 16, 32]") && !strstr(dot, "[3, 16, 32]"), "the graph of 2 threads' run: %.200s", dot);
+    CHECKF(strstr(dot, "[5, 16, 32]") && !strstr(dot, "[3, 16, 32]"), "%s: the graph of 2 threads' run: %.200s", what,
+           dot);
     for (int run = 1; run < 3; run++) {
         float worst = 0.0f;
         for (size_t i = 0; i < m[0].params.count; i++) {
             float d = fabsf(m[run].params.data[i] - m[0].params.data[i]);
             if (d > worst) worst = d;
         }
-        CHECKF(worst < 1e-5f, "%d threads: a weight %g from the one-thread run's", run + 1, worst);
+        CHECKF(worst < 1e-5f, "%s, %d threads: a weight %g from the one-thread run's", what, run + 1, worst);
         for (int e = 0; e < 2; e++)
             CHECKF(fabs(h[run].evals[e].train_loss - h[0].evals[e].train_loss) < 1e-5 &&
                        fabs(h[run].evals[e].val_loss - h[0].evals[e].val_loss) < 1e-5,
-                   "%d threads, evaluation %d: train loss %.7f (one thread %.7f), validation %.7f (%.7f)", run + 1,
-                   e + 1, h[run].evals[e].train_loss, h[0].evals[e].train_loss, h[run].evals[e].val_loss,
+                   "%s, %d threads, evaluation %d: train loss %.7f (one thread %.7f), validation %.7f (%.7f)", what,
+                   run + 1, e + 1, h[run].evals[e].train_loss, h[0].evals[e].train_loss, h[run].evals[e].val_loss,
                    h[0].evals[e].val_loss);
     }
-    CHECK(h[0].evals[1].val_loss < h[0].evals[0].val_loss);
+    CHECKF(h[0].evals[1].val_loss < h[0].evals[0].val_loss, "%s: validation loss %g then %g", what,
+           h[0].evals[0].val_loss, h[0].evals[1].val_loss);
     for (int run = 0; run < 3; run++) {
         nn_model_free(&m[run]);
         nn_lm_history_free(&h[run]);
     }
+}
+
+static void test_shards_make_the_whole_batch(void) {
+    nn_text t;
+    if (access(DATA "/input.txt", R_OK) != 0) {
+        SKIP("%s is missing", DATA);
+        return;
+    }
+    CHECK(nn_text_load(&t, DATA, NN_TEXT_AUTO, 1, NULL) == 0);
+    shards_match(&t, "embed(32) posembed repeat(2, residual(layernorm attention(2)) residual(layernorm linear(64) "
+                     "gelu linear(32))) layernorm unembed",
+                 NN_TARGETS_ALL, "Shakespeare");
+    nn_text_free(&t);
+    /* Sums a + b = c, a and b below 30, as lines (train.lines.txt). */
+    char dir[256], path[300];
+    snprintf(dir, sizeof dir, "%s", tmp("sums"));
+    CHECK(mkdir(dir, 0777) == 0);
+    snprintf(path, sizeof path, "%s/train.lines.txt", dir);
+    FILE *f = fopen(path, "w");
+    for (int a = 0; f && a < 30; a++)
+        for (int b = 0; b < 30; b++) fprintf(f, "%d+%d=%d\n", a, b, a + b);
+    if (f) fclose(f);
+    CHECKF(nn_text_load(&t, dir, NN_TEXT_AUTO, 1, NULL) == 0 && t.kind == NN_TEXT_LINES, "%s", nn_last_error());
+    shards_match(&t, "embed(32) posembed residual(layernorm attention(2)) layernorm unembed", NN_TARGETS_ANSWER,
+                 "sums, answers only");
     nn_text_free(&t);
 }
 
