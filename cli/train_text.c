@@ -104,6 +104,20 @@ static int show_eval(void *user, const nn_lm_history *h, nn_model *m) {
     return c->plot_path ? plot_lm(c->plot_path, h) : 0;
 }
 
+/* The settings of the first line that only some runs change: the
+ * optimiser's betas and weight decay, the cosine's floor, bf16, a weight
+ * average, an answer-only loss (the rest of the line is each run's own). */
+static void print_settings(const nn_train_config *cfg) {
+    const nn_optim_config *o = &cfg->opt;
+    if (o->kind == NN_OPT_ADAM || o->kind == NN_OPT_ADAMW) printf(", betas (%g, %g)", o->beta1, o->beta2);
+    if (o->weight_decay > 0.0f) printf(", weight decay %g", o->weight_decay);
+    if (cfg->sched.kind == NN_SCHED_COSINE && cfg->sched.min_lr > 0.0f) printf(", min lr %g", cfg->sched.min_lr);
+    if (cfg->clip > 0.0f) printf(", clip %g", cfg->clip);
+    if (cfg->precision == NN_PRECISION_BF16) printf(", bf16 products");
+    if (cfg->ema > 0.0f) printf(", weight average %g", cfg->ema);
+    if (cfg->targets == NN_TARGETS_ANSWER) printf(", answers only");
+}
+
 static int train_lm(nn_train_config *cfg, const char *spec, const char *path, const char *plot_path,
                     const nn_text *data) {
     int V = data->vocab.size, status = 0;
@@ -114,11 +128,12 @@ static int train_lm(nn_train_config *cfg, const char *spec, const char *path, co
         return status;
     }
     printf("training %s on %s (%s): %zu train, %zu validation tokens, vocabulary %d; %s lr %g, %s schedule, "
-           "batch %d, context %d, %ld steps, seed %llu%s\n",
+           "batch %d, context %d, %ld steps, seed %llu",
            spec, path, nn_text_kind_name(data->kind), data->train.n_ids, data->val.n_ids, V,
            nn_optim_name(cfg->opt.kind), (double)cfg->sched.base_lr, nn_schedule_name(cfg->sched.kind),
-           cfg->batch_size, cfg->context, cfg->steps, (unsigned long long)cfg->seed,
-           cfg->ema > 0 ? ", weight average" : "");
+           cfg->batch_size, cfg->context, cfg->steps, (unsigned long long)cfg->seed);
+    print_settings(cfg);
+    printf("\n");
     nn_model_summary(&model, stdout);
     if (cfg->resume_path) printf("resuming from %s\n", cfg->resume_path);
     fflush(stdout);
@@ -222,10 +237,12 @@ static int train_classifier(nn_train_config *cfg, const char *spec, const char *
         return status;
     }
     printf("training %s on %s (classes): %d train, %d validation sequences, %d classes, vocabulary %d; %s lr %g, %s "
-           "schedule, batch %d, %d epochs, seed %llu%s\n",
+           "schedule, batch %d, %d epochs, seed %llu",
            spec, path, data->train.n_seqs, data->val.n_seqs, C, V, nn_optim_name(cfg->opt.kind),
            (double)cfg->sched.base_lr, nn_schedule_name(cfg->sched.kind), cfg->batch_size, cfg->epochs,
-           (unsigned long long)cfg->seed, cfg->ema > 0 ? ", weight average" : "");
+           (unsigned long long)cfg->seed);
+    print_settings(cfg);
+    printf("\n");
     nn_model_summary(&model, stdout);
     if (cfg->resume_path) printf("resuming from %s\n", cfg->resume_path);
     fflush(stdout);

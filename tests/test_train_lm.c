@@ -193,7 +193,8 @@ static void test_cli_presets(void) {
 }
 
 /* On text, flags that tune the optimiser without naming it (--wd, --beta1,
- * --beta2) and --min-lr reach the run: the checkpoint's settings hold them. */
+ * --beta2) and --min-lr reach the run: the checkpoint's settings hold them,
+ * and the first line shows them. */
 static void test_cli_optimiser_flags(void) {
     if (access(DATA "/input.txt", R_OK) != 0) {
         SKIP("%s is missing", DATA);
@@ -204,6 +205,8 @@ static void test_cli_optimiser_flags(void) {
                 "--schedule cosine --min-lr 1e-4 --save %s",
                 tmp("opt.safetensors"));
     CHECKF(rc == 0, "exited %d: %s", rc, err_text);
+    /* and the run's first line says so */
+    CHECKF(strstr(out_text, "seed 1, betas (0.8, 0.99), weight decay 0.1, min lr 0.0001"), "%.300s", out_text);
     nn_train_settings s;
     CHECKF(nn_train_settings_read(&s, tmp("opt.safetensors")) == 0, "%s", nn_last_error());
     CHECKF(s.cfg.opt.kind == NN_OPT_ADAM && s.cfg.opt.beta1 == 0.8f && s.cfg.opt.beta2 == 0.99f &&
