@@ -121,7 +121,7 @@ void nn_gelu_backward(nn_node *n) {
     float *dx = n->in[0]->grad;
     size_t len = n->out->size;
     if (!dx) return;
-    float keep = nn_node_fresh(n, 0) ? 0.0f : 1.0f; /* 0: dx is unwritten, store into it */
+    bool store = nn_node_fresh(n, 0); /* dx is unwritten: store into it */
     if (n->flag) {
 #pragma omp parallel for if (len > NN_PARALLEL_MIN)
         for (size_t i = 0; i < len; i++) {
@@ -129,13 +129,13 @@ void nn_gelu_backward(nn_node *n) {
             float t = tanhf(SQRT_2_OVER_PI * (x[i] + GELU_C * x2 * x[i]));
             float du = SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_C * x2);
             float g = dy[i] * (0.5f * (1.0f + t) + 0.5f * x[i] * (1.0f - t * t) * du);
-            dx[i] = keep ? dx[i] + g : g;
+            dx[i] = store ? g : dx[i] + g;
         }
-    } else if (keep) {
-#pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
-        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * nn_gelu_grad(x[i]);
-    } else {
+    } else if (store) {
 #pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
         for (size_t i = 0; i < len; i++) dx[i] = dy[i] * nn_gelu_grad(x[i]);
+    } else {
+#pragma omp parallel for simd if (parallel : len > NN_PARALLEL_MIN)
+        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * nn_gelu_grad(x[i]);
     }
 }

@@ -370,10 +370,11 @@ void nn_attention_backward(nn_node *n) {
                 weights_times(P + (size_t)i0 * hs.Tp + j0, 1, hs.Tp, R, T - i0, dY + (size_t)i0 * hs.hdp, hs.hdp, hd,
                               NULL, add, dk + D, (int)row);
             }
-            for (int j = L; j < T && !add; j++) {
-                memset(dxb + (size_t)j * row + D + h * hd, 0, (size_t)hd * sizeof(float));
-                memset(dxb + (size_t)j * row + 2 * D + h * hd, 0, (size_t)hd * sizeof(float));
-            }
+            if (!add) /* the padding's keys and values get no gradient: zeros */
+                for (int j = L; j < T; j++) {
+                    memset(dxb + (size_t)j * row + D + h * hd, 0, (size_t)hd * sizeof(float));
+                    memset(dxb + (size_t)j * row + 2 * D + h * hd, 0, (size_t)hd * sizeof(float));
+                }
         }
     }
 }
