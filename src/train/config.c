@@ -52,15 +52,20 @@ static const field fields[] = {
 #define N_FIELDS ((int)(sizeof fields / sizeof *fields))
 #define VALUE_MAX 48
 
+/* The index of name in names[0..n), or -1. */
+static int name_index(const char *const *names, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
 static const char *const loss_names[] = {"ce", "mse"};
 
 int nn_loss_parse(const char *name, nn_loss_kind *kind) {
-    for (int i = 0; i < 2; i++)
-        if (strcmp(name, loss_names[i]) == 0) {
-            *kind = (nn_loss_kind)i;
-            return 0;
-        }
-    return nn_error("unknown loss '%s' (one of: ce, mse)", name);
+    int i = name_index(loss_names, 2, name);
+    if (i < 0) return nn_error("unknown loss '%s' (one of: ce, mse)", name);
+    *kind = (nn_loss_kind)i;
+    return 0;
 }
 
 const char *nn_loss_name(nn_loss_kind kind) { return loss_names[kind == NN_LOSS_MSE]; }
@@ -68,12 +73,10 @@ const char *nn_loss_name(nn_loss_kind kind) { return loss_names[kind == NN_LOSS_
 static const char *const targets_names[] = {"all", "answer"};
 
 int nn_lm_targets_parse(const char *name, nn_lm_targets *targets) {
-    for (int i = 0; i < 2; i++)
-        if (strcmp(name, targets_names[i]) == 0) {
-            *targets = (nn_lm_targets)i;
-            return 0;
-        }
-    return nn_error("unknown targets '%s' (one of: all, answer)", name);
+    int i = name_index(targets_names, 2, name);
+    if (i < 0) return nn_error("unknown targets '%s' (one of: all, answer)", name);
+    *targets = (nn_lm_targets)i;
+    return 0;
 }
 
 const char *nn_lm_targets_name(nn_lm_targets targets) { return targets_names[targets == NN_TARGETS_ANSWER]; }
